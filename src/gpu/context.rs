@@ -1,0 +1,424 @@
+//! Device, adapter choice, buffers, cached pipelines and bind groups, and the recorder that
+//! turns op calls into dispatches inside one open compute pass.
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use anyhow::{anyhow, Context, Result};
+
+/// How a kernel sees one storage buffer binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    Read,
+    ReadWrite,
+}
+
+/// One WGSL entry point: the file it lives in (without `.wgsl`), its name, and its storage
+/// bindings in order. Binding 0 of group 0 is always the uniform parameter block; the
+/// storage buffers follow at bindings 1, 2, ….
+#[derive(Debug)]
+pub struct Kernel {
+    pub file: &'static str,
+    pub entry: &'static str,
+    pub bindings: &'static [Access],
+}
+
+/// The WGSL source of a shader file, with shaders/common.wgsl prepended.
+pub fn shader_source(file: &str) -> Result<String> {
+    let body = match file {
+        "smoke" => include_str!("../../shaders/smoke.wgsl"),
+        // one line per op family; keep in step with shaders/
+        _ => return Err(anyhow!("unknown shader file {file}.wgsl")),
+    };
+    Ok(format!("{}\n{}", include_str!("../../shaders/common.wgsl"), body))
+}
+
+/// Which adapter to use. `name` picks the first adapter whose name contains it (case
+/// insensitive); otherwise `WGPU_ADAPTER_NAME` does, otherwise wgpu's default choice
+/// honouring `WGPU_POWER_PREF`. `WGPU_BACKEND` limits the backends searched.
+#[derive(Clone, Debug, Default)]
+pub struct AdapterChoice {
+    pub name: Option<String>,
+}
+
+pub const NO_ADAPTER_HELP: &str = "no GPU adapter found. Install your GPU's Vulkan, Metal or DX12 driver, \
+or a software Vulkan driver: on Debian/Ubuntu `sudo apt-get install mesa-vulkan-drivers` gives Mesa's \
+lavapipe (set WGPU_BACKEND=vulkan to select it). `wgsl-cnn adapters` lists what wgpu can see.";
+
+pub fn instance() -> wgpu::Instance {
+    wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+}
+
+/// Every adapter wgpu can see, on the backends `WGPU_BACKEND` allows.
+pub fn list_adapters() -> Vec<wgpu::AdapterInfo> {
+    let inst = instance();
+    pollster::block_on(inst.enumerate_adapters(wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all())))
+        .into_iter()
+        .map(|a| a.get_info())
+        .collect()
+}
+
+fn choose_adapter(inst: &wgpu::Instance, choice: &AdapterChoice) -> Result<wgpu::Adapter> {
+    let wanted = choice.name.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
+    let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
+    if let Some(wanted) = wanted.filter(|w| !w.is_empty()) {
+        let adapters = pollster::block_on(inst.enumerate_adapters(backends));
+        let names: Vec<String> = adapters.iter().map(|a| describe(&a.get_info())).collect();
+        return adapters
+            .into_iter()
+            .find(|a| a.get_info().name.to_lowercase().contains(&wanted.to_lowercase()))
+            .ok_or_else(|| {
+                if names.is_empty() {
+                    anyhow!("no adapter matches {wanted:?}: {NO_ADAPTER_HELP}")
+                } else {
+                    anyhow!("no adapter matches {wanted:?}; adapters found: {}", names.join("; "))
+                }
+            });
+    }
+    let opts = wgpu::RequestAdapterOptions {
+        power_preference: wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance),
+        ..Default::default()
+    };
+    match pollster::block_on(inst.request_adapter(&opts)) {
+        Ok(a) => Ok(a),
+        Err(_) => {
+            // The default request skips CPU adapters on some platforms; take any we can see.
+            let mut adapters = pollster::block_on(inst.enumerate_adapters(backends));
+            // Prefer Vulkan/Metal/DX12 over GL when several exist.
+            adapters.sort_by_key(|a| a.get_info().backend == wgpu::Backend::Gl);
+            adapters.into_iter().next().ok_or_else(|| anyhow!(NO_ADAPTER_HELP))
+        }
+    }
+}
+
+/// "name (backend, device type, driver)".
+pub fn describe(info: &wgpu::AdapterInfo) -> String {
+    format!(
+        "{} ({:?}, {:?}, {} {})",
+        info.name, info.backend, info.device_type, info.driver, info.driver_info
+    )
+}
+
+/// A device buffer with a process-unique id, used as a cache key for bind groups.
+#[derive(Debug)]
+pub struct RawBuffer {
+    pub id: u64,
+    pub buffer: wgpu::Buffer,
+    /// Elements (f32 or u32, 4 bytes each).
+    pub len: usize,
+}
+
+struct Recorder {
+    encoder: wgpu::CommandEncoder,
+    pass: Option<wgpu::ComputePass<'static>>,
+}
+
+/// Timestamp query slots written around each dispatch while profiling.
+pub struct Profiler {
+    pub query_set: wgpu::QuerySet,
+    pub capacity: u32,
+    /// Kernel label of each (begin, end) pair written so far.
+    pub labels: Vec<&'static str>,
+}
+
+pub struct GpuContext {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+    modules: RefCell<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: RefCell<HashMap<(&'static str, &'static str), Rc<(wgpu::ComputePipeline, wgpu::BindGroupLayout)>>>,
+    bind_groups: RefCell<HashMap<(usize, Vec<u64>, Vec<u8>), Rc<wgpu::BindGroup>>>,
+    uniforms: RefCell<HashMap<Vec<u8>, Rc<wgpu::Buffer>>>,
+    recorder: RefCell<Option<Recorder>>,
+    next_id: Cell<u64>,
+    pub profiler: RefCell<Option<Profiler>>,
+    /// Dispatches recorded since creation (for tests and the benchmark).
+    pub dispatches: Cell<u64>,
+}
+
+impl GpuContext {
+    pub fn new(choice: &AdapterChoice) -> Result<Self> {
+        let inst = instance();
+        let adapter = choose_adapter(&inst, choice)?;
+        let info = adapter.get_info();
+        let alimits = adapter.limits();
+        // WebGPU's defaults, raised only to what the adapter offers where it helps.
+        let mut limits = wgpu::Limits::default();
+        limits.max_storage_buffer_binding_size = alimits.max_storage_buffer_binding_size;
+        limits.max_buffer_size = alimits.max_buffer_size;
+        limits.max_storage_buffers_per_shader_stage = alimits.max_storage_buffers_per_shader_stage.min(16);
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        let features = adapter.features() & wanted;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("wgsl-cnn"),
+            required_features: features,
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        }))
+        .with_context(|| format!("could not open a device on {}", describe(&info)))?;
+        Ok(GpuContext {
+            device,
+            queue,
+            info,
+            limits,
+            features,
+            modules: RefCell::default(),
+            pipelines: RefCell::default(),
+            bind_groups: RefCell::default(),
+            uniforms: RefCell::default(),
+            recorder: RefCell::new(None),
+            next_id: Cell::new(1),
+            profiler: RefCell::new(None),
+            dispatches: Cell::new(0),
+        })
+    }
+
+    /// True on CPU adapters (lavapipe, SwiftShader, WARP), which prefer register-blocked
+    /// kernels without workgroup memory.
+    pub fn is_cpu(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// A zero-filled storage buffer of `len` 4-byte elements.
+    pub fn buffer(&self, len: usize) -> Rc<RawBuffer> {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            // Never zero-sized: wgpu rejects empty bindings.
+            size: (len.max(1) * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Rc::new(RawBuffer { id, buffer, len })
+    }
+
+    /// Queues a write of `data` to the start of `buf`; it happens before the next submit.
+    pub fn write<T: bytemuck::Pod>(&self, buf: &RawBuffer, data: &[T]) {
+        assert!(data.len() <= buf.len, "write of {} elements into a buffer of {}", data.len(), buf.len);
+        if !data.is_empty() {
+            self.queue.write_buffer(&buf.buffer, 0, bytemuck::cast_slice(data));
+        }
+    }
+
+    /// Submits what is recorded, copies `buf` to a staging buffer and waits for it.
+    pub fn read<T: bytemuck::Pod>(&self, buf: &RawBuffer) -> Vec<T> {
+        let size = (buf.len * 4) as u64;
+        if size == 0 {
+            return Vec::new();
+        }
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = self.take_encoder();
+        enc.copy_buffer_to_buffer(&buf.buffer, 0, &staging, 0, size);
+        self.queue.submit([enc.finish()]);
+        let slice = staging.slice(..);
+        slice.map_async(wgpu::MapMode::Read, |r| r.expect("mapping a readback buffer failed"));
+        self.device.poll(wgpu::PollType::wait_indefinitely()).expect("device lost while waiting");
+        let view = slice.get_mapped_range().expect("readback buffer is mapped");
+        let out = bytemuck::cast_slice::<u8, T>(&view).to_vec();
+        drop(view);
+        staging.unmap();
+        out
+    }
+
+    /// Ends the open pass and returns the recorder's encoder (or a fresh one).
+    fn take_encoder(&self) -> wgpu::CommandEncoder {
+        match self.recorder.borrow_mut().take() {
+            Some(mut r) => {
+                drop(r.pass.take());
+                r.encoder
+            }
+            None => self.device.create_command_encoder(&Default::default()),
+        }
+    }
+
+    /// Sends everything recorded so far to the queue, without waiting.
+    pub fn submit(&self) {
+        if self.recorder.borrow().is_some() {
+            let enc = self.take_encoder();
+            self.queue.submit([enc.finish()]);
+        }
+    }
+
+    /// Submits and waits until the device is idle.
+    pub fn finish(&self) {
+        self.submit();
+        self.device.poll(wgpu::PollType::wait_indefinitely()).expect("device lost while waiting");
+    }
+
+    /// Runs `f` on the encoder with no pass open (for copies, query resolves).
+    pub fn with_encoder(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        let mut enc = self.take_encoder();
+        f(&mut enc);
+        *self.recorder.borrow_mut() = Some(Recorder { encoder: enc, pass: None });
+    }
+
+    fn pipeline(&self, k: &'static Kernel) -> Rc<(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
+        if let Some(p) = self.pipelines.borrow().get(&(k.file, k.entry)) {
+            return p.clone();
+        }
+        let module = self
+            .modules
+            .borrow_mut()
+            .entry(k.file)
+            .or_insert_with(|| {
+                let src = shader_source(k.file).expect("kernel names a known shader file");
+                self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(k.file),
+                    source: wgpu::ShaderSource::Wgsl(Cow::Owned(src)),
+                })
+            })
+            .clone();
+        let mut entries = vec![wgpu::BindGroupLayoutEntry {
+            binding: 0,
+            visibility: wgpu::ShaderStages::COMPUTE,
+            ty: wgpu::BindingType::Buffer {
+                ty: wgpu::BufferBindingType::Uniform,
+                has_dynamic_offset: false,
+                min_binding_size: None,
+            },
+            count: None,
+        }];
+        for (i, a) in k.bindings.iter().enumerate() {
+            entries.push(wgpu::BindGroupLayoutEntry {
+                binding: i as u32 + 1,
+                visibility: wgpu::ShaderStages::COMPUTE,
+                ty: wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: *a == Access::Read },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+                count: None,
+            });
+        }
+        let bgl = self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+            label: Some(k.entry),
+            entries: &entries,
+        });
+        let layout = self.device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+            label: Some(k.entry),
+            bind_group_layouts: &[Some(&bgl)],
+            immediate_size: 0,
+        });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(k.entry),
+            layout: Some(&layout),
+            module: &module,
+            entry_point: Some(k.entry),
+            compilation_options: Default::default(),
+            cache: None,
+        });
+        let p = Rc::new((pipeline, bgl));
+        self.pipelines.borrow_mut().insert((k.file, k.entry), p.clone());
+        p
+    }
+
+    /// Compiles a kernel's pipeline now (so that a benchmark can time compilation apart).
+    pub fn prepare(&self, k: &'static Kernel) {
+        self.pipeline(k);
+    }
+
+    fn uniform(&self, bytes: &[u8]) -> Rc<wgpu::Buffer> {
+        if let Some(u) = self.uniforms.borrow().get(bytes) {
+            return u.clone();
+        }
+        // Uniform blocks are padded to 16 bytes, as WGSL lays them out.
+        let mut contents = bytes.to_vec();
+        contents.resize(bytes.len().max(16).div_ceil(16) * 16, 0);
+        let buf = wgpu::util::DeviceExt::create_buffer_init(
+            &self.device,
+            &wgpu::util::BufferInitDescriptor { label: Some("params"), contents: &contents, usage: wgpu::BufferUsages::UNIFORM },
+        );
+        let u = Rc::new(buf);
+        self.uniforms.borrow_mut().insert(bytes.to_vec(), u.clone());
+        u
+    }
+
+    /// Records one dispatch of `k` with uniform `params` and storage `buffers` (in the
+    /// kernel's binding order) over `groups` workgroups. Pipelines, uniform buffers and bind
+    /// groups are created on first use and reused after.
+    pub fn dispatch<P: bytemuck::Pod>(&self, k: &'static Kernel, params: &P, buffers: &[&RawBuffer], groups: [u32; 3]) {
+        assert_eq!(buffers.len(), k.bindings.len(), "{}::{} takes {} buffers", k.file, k.entry, k.bindings.len());
+        if groups.iter().any(|&g| g == 0) {
+            return;
+        }
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        assert!(groups.iter().all(|&g| g <= max), "{}::{}: grid {groups:?} exceeds {max}", k.file, k.entry);
+        let p = self.pipeline(k);
+        let bytes = bytemuck::bytes_of(params).to_vec();
+        let key = (Rc::as_ptr(&p) as usize, buffers.iter().map(|b| b.id).collect::<Vec<_>>(), bytes);
+        let bg = self.bind_groups.borrow().get(&key).cloned();
+        let bg = match bg {
+            Some(bg) => bg,
+            None => {
+                let u = self.uniform(&key.2);
+                let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: u.as_entire_binding() }];
+                for (i, b) in buffers.iter().enumerate() {
+                    entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.buffer.as_entire_binding() });
+                }
+                let bg = Rc::new(self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(k.entry),
+                    layout: &p.1,
+                    entries: &entries,
+                }));
+                self.bind_groups.borrow_mut().insert(key, bg.clone());
+                bg
+            }
+        };
+        let mut rec = self.recorder.borrow_mut();
+        let rec = rec.get_or_insert_with(|| Recorder {
+            encoder: self.device.create_command_encoder(&Default::default()),
+            pass: None,
+        });
+        let pass = rec
+            .pass
+            .get_or_insert_with(|| rec.encoder.begin_compute_pass(&Default::default()).forget_lifetime());
+        let mut prof = self.profiler.borrow_mut();
+        let slot = prof.as_mut().and_then(|pr| {
+            let i = pr.labels.len() as u32;
+            (2 * i + 1 < pr.capacity).then(|| {
+                pr.labels.push(k.entry);
+                i
+            })
+        });
+        if let (Some(i), Some(pr)) = (slot, prof.as_ref()) {
+            pass.write_timestamp(&pr.query_set, 2 * i);
+        }
+        pass.set_pipeline(&p.0);
+        pass.set_bind_group(0, &*bg, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        if let (Some(i), Some(pr)) = (slot, prof.as_ref()) {
+            pass.write_timestamp(&pr.query_set, 2 * i + 1);
+        }
+        self.dispatches.set(self.dispatches.get() + 1);
+    }
+
+    /// A grid of at least `groups` workgroups, folded into 2-D when it exceeds one
+    /// dimension's limit. Kernels recover the flat group with `flat_group`.
+    pub fn grid(&self, groups: usize) -> [u32; 3] {
+        let max = self.limits.max_compute_workgroups_per_dimension as usize;
+        if groups <= max {
+            [groups as u32, 1, 1]
+        } else {
+            let y = groups.div_ceil(max);
+            [groups.div_ceil(y) as u32, y as u32, 1]
+        }
+    }
+
+    /// Forgets cached bind groups (they keep their buffers alive); tests that allocate many
+    /// buffers call this between cases.
+    pub fn clear_bind_groups(&self) {
+        self.bind_groups.borrow_mut().clear();
+    }
+}
