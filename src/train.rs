@@ -1,0 +1,202 @@
+//! The seed's training recipe on any backend: shuffled epochs, the seed's log lines, test
+//! accuracy in eval mode after each epoch, a checkpoint after each epoch.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::backend::Backend;
+use crate::data::{Mnist, Split};
+use crate::model::lenet5::IMAGE_PIXELS;
+use crate::model::state;
+use crate::model::Lenet5;
+use crate::rng::Rng;
+use crate::shapes::AdamConfig;
+
+#[derive(Clone, Debug)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f32,
+    pub seed: u64,
+    /// Train on the first N training images only.
+    pub limit_train: Option<usize>,
+    /// Where the checkpoint is written after each epoch (optimizer state next to it).
+    pub save: Option<PathBuf>,
+    /// A checkpoint to continue from (its optimizer state file must be next to it).
+    pub resume: Option<PathBuf>,
+    /// Print the seed's loss line every this many steps.
+    pub log_every: usize,
+    pub progress: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 5,
+            batch_size: 100,
+            lr: 1e-3,
+            seed: 0,
+            limit_train: None,
+            save: Some(PathBuf::from("model.safetensors")),
+            resume: None,
+            log_every: 100,
+            progress: true,
+        }
+    }
+}
+
+/// What one epoch did.
+#[derive(Clone, Debug)]
+pub struct EpochReport {
+    pub epoch: usize,
+    /// Every printed loss (one per `log_every` steps).
+    pub losses: Vec<f32>,
+    pub correct: u32,
+    pub total: usize,
+    pub seconds: f64,
+    pub images: usize,
+}
+
+impl EpochReport {
+    pub fn accuracy(&self) -> f64 {
+        100.0 * self.correct as f64 / self.total as f64
+    }
+}
+
+/// Formats a percentage as Python's `str(float)` does, as the seed printed it.
+pub fn python_float(x: f64) -> String {
+    if x.is_finite() && x.fract() == 0.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x}")
+    }
+}
+
+/// The permutation of epoch `epoch` (from 0): a function of the seed and the epoch only,
+/// so that a resumed run sees the same batches as a straight one.
+pub fn epoch_permutation(seed: u64, epoch: usize, n: usize) -> Vec<u32> {
+    let mut perm: Vec<u32> = (0..n as u32).collect();
+    Rng::new(seed ^ (epoch as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F)).shuffle(&mut perm);
+    perm
+}
+
+/// Uploads a split to the device once.
+pub fn upload<B: Backend>(be: &mut B, split: &Split, limit: Option<usize>) -> (B::Dataset, usize) {
+    let n = limit.map_or(split.count, |l| l.min(split.count));
+    (be.dataset(&split.images[..n * IMAGE_PIXELS], &split.labels[..n], IMAGE_PIXELS), n)
+}
+
+/// Counts correct predictions (eval mode) over a device-resident split of `n` images.
+pub fn evaluate<B: Backend>(be: &mut B, model: &mut Lenet5<B>, ds: &B::Dataset, order: &B::Index, n: usize) -> u32 {
+    let batch = model.capacity;
+    model.take_correct(be);
+    for offset in (0..n).step_by(batch) {
+        let nb = batch.min(n - offset);
+        model.gather_batch(be, ds, order, offset, nb);
+        model.eval_batch(be, nb);
+        be.submit();
+    }
+    model.take_correct(be)
+}
+
+/// Trains from scratch or from `cfg.resume`, printing the seed's log lines.
+pub fn train<B: Backend>(be: &mut B, data: &Mnist, cfg: &TrainConfig) -> Result<Vec<EpochReport>> {
+    if cfg.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let adam = AdamConfig { lr: cfg.lr, ..AdamConfig::default() };
+    let (mut model, start_epoch) = match &cfg.resume {
+        Some(path) => {
+            let (model, epoch) = state::load_training(be, path, cfg.batch_size)?;
+            println!("Resumed from {} after epoch {epoch} (Adam step {})", path.display(), model.adam_step);
+            (model, epoch)
+        }
+        None => (Lenet5::new(be, cfg.batch_size, cfg.seed), 0),
+    };
+    if start_epoch >= cfg.epochs {
+        bail!("the checkpoint has already trained {start_epoch} epochs; ask for more with --epochs");
+    }
+    let (train_ds, n_train) = upload(be, &data.train, cfg.limit_train);
+    let (test_ds, n_test) = upload(be, &data.test, None);
+    if n_train == 0 {
+        bail!("no training images");
+    }
+    let perm = be.index(n_train);
+    let test_order = be.index(n_test);
+    be.write_index(&test_order, &(0..n_test as u32).collect::<Vec<_>>());
+    let steps = n_train.div_ceil(cfg.batch_size);
+    let mut reports = Vec::new();
+    for epoch in start_epoch..cfg.epochs {
+        let started = Instant::now();
+        be.write_index(&perm, &epoch_permutation(cfg.seed, epoch, n_train));
+        let bar = progress_bar(cfg.progress, n_train as u64, epoch + 1, cfg.epochs);
+        let mut losses = Vec::new();
+        for s in 0..steps {
+            let offset = s * cfg.batch_size;
+            let nb = cfg.batch_size.min(n_train - offset);
+            model.gather_batch(be, &train_ds, &perm, offset, nb);
+            let global_step = (epoch * steps + s + 1) as u32;
+            model.train_step(be, nb, &adam, global_step);
+            be.submit();
+            bar.inc(nb as u64);
+            if (s + 1) % cfg.log_every == 0 || s + 1 == steps {
+                let loss = model.read_loss(be);
+                if let Some(bad) = model.first_nonfinite_step(be) {
+                    bar.abandon();
+                    bail!(nonfinite_message(bad, steps, cfg));
+                }
+                bar.set_message(format!("loss {loss:.4}"));
+                if (s + 1) % cfg.log_every == 0 {
+                    losses.push(loss);
+                    bar.suspend(|| {
+                        println!("Epoch [{}/{}], Step [{}/{}], Loss: {loss:.4}", epoch + 1, cfg.epochs, s + 1, steps)
+                    });
+                }
+            }
+        }
+        bar.finish_and_clear();
+        let train_seconds = started.elapsed().as_secs_f64();
+        let correct = evaluate(be, &mut model, &test_ds, &test_order, n_test);
+        let report = EpochReport { epoch: epoch + 1, losses, correct, total: n_test, seconds: train_seconds, images: n_train };
+        println!("Accuracy of the network on the {n_test} test images: {} %", python_float(report.accuracy()));
+        eprintln!(
+            "epoch {} trained in {:.1} s ({:.0} images/s) on {}",
+            epoch + 1,
+            train_seconds,
+            n_train as f64 / train_seconds,
+            be.name()
+        );
+        if let Some(path) = &cfg.save {
+            state::save_training(be, &model, path, epoch + 1, cfg)?;
+        }
+        reports.push(report);
+    }
+    Ok(reports)
+}
+
+fn nonfinite_message(step: u32, steps: usize, cfg: &TrainConfig) -> String {
+    let (epoch, s) = ((step as usize - 1) / steps + 1, (step as usize - 1) % steps + 1);
+    let kept = match &cfg.save {
+        Some(p) if p.exists() => format!("; the last good checkpoint {} is kept", p.display()),
+        _ => String::new(),
+    };
+    format!("the loss became non-finite at epoch {epoch}, step {s} (step {step} overall); training stopped{kept}")
+}
+
+fn progress_bar(enabled: bool, images: u64, epoch: usize, epochs: usize) -> ProgressBar {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(images);
+    bar.set_style(
+        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} images, {per_sec}, eta {eta} {msg}")
+            .expect("the progress template is valid")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{epoch}/{epochs}"));
+    bar
+}
