@@ -1,0 +1,84 @@
+//! `wgsl-cnn step`: one training step from a PyTorch-written state_dict and batch, writing
+//! everything PyTorch would compute, so that the two can be compared tensor by tensor.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+
+use crate::backend::Backend;
+use crate::checkpoint::{self, NamedTensor, TensorData};
+use crate::model::lenet5::{CLASSES, IMAGE_PIXELS};
+use crate::model::params::LENET5_PARAMS;
+use crate::model::state::{model_from_state_dict, state_dict, state_dict_specs};
+use crate::shapes::AdamConfig;
+
+/// A batch file: `x` f32 [N, 1, 28, 28] and `y` int64 [N] with labels 0–9.
+pub fn load_batch(path: &Path) -> Result<(Vec<f32>, Vec<u32>)> {
+    let tensors = checkpoint::load_any(path)?;
+    let find = |name: &str| {
+        tensors
+            .iter()
+            .find(|t| t.name == name)
+            .with_context(|| format!("{}: no tensor `{name}` (a batch holds `x` f32 [N,1,28,28] and `y` int64 [N])", path.display()))
+    };
+    let (x, y) = (find("x")?, find("y")?);
+    let x_data = match &x.data {
+        TensorData::F32(v) if x.shape.len() == 4 && x.shape[1..] == [1, 28, 28] => v.clone(),
+        TensorData::F32(_) => bail!("{}: `x` has shape {:?}, expected [N, 1, 28, 28]", path.display(), x.shape),
+        _ => bail!("{}: `x` must be float32", path.display()),
+    };
+    let n = x.shape[0];
+    let labels = match &y.data {
+        TensorData::I64(v) if y.shape == [n] => v,
+        TensorData::I64(_) => bail!("{}: `y` has shape {:?}, expected [{n}] to match `x`", path.display(), y.shape),
+        _ => bail!("{}: `y` must be int64", path.display()),
+    };
+    if n == 0 {
+        bail!("{}: the batch is empty", path.display());
+    }
+    let mut y_data = Vec::with_capacity(n);
+    for (i, &l) in labels.iter().enumerate() {
+        if !(0..CLASSES as i64).contains(&l) {
+            bail!("{}: label {l} at index {i} is not in 0..=9", path.display());
+        }
+        y_data.push(l as u32);
+    }
+    debug_assert_eq!(x_data.len(), n * IMAGE_PIXELS);
+    Ok((x_data, y_data))
+}
+
+/// Runs one training step (train mode, Adam with `lr`) and returns the tensors of the
+/// output file: `logits`, `loss`, `grad.<param>`, `after.<state_dict key>`.
+pub fn one_step<B: Backend>(be: &mut B, init: &[NamedTensor], x: &[f32], y: &[u32], lr: f32) -> Result<Vec<NamedTensor>> {
+    let n = y.len();
+    let mut model = model_from_state_dict(be, init, n)?;
+    model.set_batch(be, x, y);
+    model.forward(be, n, true);
+    model.backward(be, n);
+    let mut out = vec![
+        NamedTensor { name: "logits".into(), shape: vec![n, CLASSES], data: TensorData::F32(model.read_logits(be, n)) },
+        NamedTensor { name: "loss".into(), shape: vec![], data: TensorData::F32(vec![model.read_loss(be)]) },
+    ];
+    for (p, g) in LENET5_PARAMS.iter().zip(&model.grads) {
+        out.push(NamedTensor { name: format!("grad.{}", p.name), shape: p.shape.to_vec(), data: TensorData::F32(be.read(g)) });
+    }
+    model.adam_update(be, &AdamConfig { lr, ..AdamConfig::default() });
+    for t in state_dict(be, &model) {
+        out.push(NamedTensor { name: format!("after.{}", t.name), ..t });
+    }
+    Ok(out)
+}
+
+/// The `step` command: INIT (state_dict) and BATCH files in, OUT file written.
+pub fn run<B: Backend>(be: &mut B, init: &Path, batch: &Path, out: &Path, lr: f32) -> Result<()> {
+    let (init_tensors, _) = checkpoint::load_strict(init, &state_dict_specs())?;
+    let (x, y) = load_batch(batch)?;
+    let tensors = one_step(be, &init_tensors, &x, &y, lr)?;
+    let mut meta = BTreeMap::new();
+    meta.insert("backend".to_string(), be.name());
+    meta.insert("lr".to_string(), lr.to_string());
+    checkpoint::save(out, &tensors, &meta)?;
+    println!("wrote {} tensors for a batch of {} to {} (backend: {})", tensors.len(), y.len(), out.display(), be.name());
+    Ok(())
+}
