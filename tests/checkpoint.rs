@@ -482,3 +482,47 @@ fn header_matches_what_pytorch_safetensors_expects() {
         assert_eq!(shapes[&s.name], s.shape, "`{}`", s.name);
     }
 }
+
+/// A file written by PyTorch 2.15 + safetensors 0.8 (Python) with
+/// `save_file({"batchnorm1.weight": tensor([1.0, 0.5, -2.0]), "batchnorm1.bias": tensor([0.0, 0.25, -0.125]),
+///   "batchnorm1.running_mean": tensor([0.1, -0.2, 0.3]), "batchnorm1.running_var": tensor([1.5, 2.0, 0.75]),
+///   "batchnorm1.num_batches_tracked": tensor(7, dtype=torch.long), "fc2.bias": tensor([3.0, -1e-3])}, path)`.
+fn pytorch_written_file() -> Vec<u8> {
+    let header = br#"{"batchnorm1.num_batches_tracked":{"dtype":"I64","shape":[],"data_offsets":[0,8]},"batchnorm1.bias":{"dtype":"F32","shape":[3],"data_offsets":[8,20]},"batchnorm1.running_mean":{"dtype":"F32","shape":[3],"data_offsets":[20,32]},"batchnorm1.running_var":{"dtype":"F32","shape":[3],"data_offsets":[32,44]},"batchnorm1.weight":{"dtype":"F32","shape":[3],"data_offsets":[44,56]},"fc2.bias":{"dtype":"F32","shape":[2],"data_offsets":[56,64]}}    "#;
+    let data = b"\x07\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x80\x3e\x00\x00\x00\xbe\xcd\xcc\xcc\x3d\xcd\xcc\x4c\xbe\x9a\x99\x99\x3e\x00\x00\xc0\x3f\x00\x00\x00\x40\x00\x00\x40\x3f\x00\x00\x80\x3f\x00\x00\x00\x3f\x00\x00\x00\xc0\x00\x00\x40\x40\x6f\x12\x83\xba";
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    bytes.extend_from_slice(data);
+    assert_eq!(bytes.len(), 512, "fixture was transcribed wrongly");
+    bytes
+}
+
+fn tiny_tensors() -> Vec<NamedTensor> {
+    vec![
+        NamedTensor::f32("batchnorm1.weight", &[3], vec![1.0, 0.5, -2.0]),
+        NamedTensor::f32("batchnorm1.bias", &[3], vec![0.0, 0.25, -0.125]),
+        NamedTensor::f32("batchnorm1.running_mean", &[3], vec![0.1, -0.2, 0.3]),
+        NamedTensor::f32("batchnorm1.running_var", &[3], vec![1.5, 2.0, 0.75]),
+        NamedTensor::i64("batchnorm1.num_batches_tracked", &[], vec![7]),
+        NamedTensor::f32("fc2.bias", &[2], vec![3.0, -1e-3]),
+    ]
+}
+
+#[test]
+fn pytorch_written_file_loads_strictly_and_save_reproduces_it_byte_for_byte() {
+    let dir = TempDir::new("pytorch");
+    let torch_file = dir.join("torch.safetensors");
+    fs::write(&torch_file, pytorch_written_file()).unwrap();
+    let want = tiny_tensors();
+    let specs: Vec<Spec> = want.iter().map(Spec::of).collect();
+    let (loaded, metadata) = load_strict(&torch_file, &specs).unwrap();
+    assert!(metadata.is_empty(), "{metadata:?}");
+    for (got, want) in loaded.iter().zip(&want) {
+        assert_bits_equal(got, want);
+    }
+
+    // Our writer produces exactly the bytes PyTorch's did (same order, header and padding).
+    let ours = dir.join("ours.safetensors");
+    save(&ours, &want, &BTreeMap::new()).unwrap();
+    assert_eq!(fs::read(&ours).unwrap(), pytorch_written_file(), "save differs from PyTorch's bytes");
+}
