@@ -92,18 +92,30 @@ pub struct NamedTensor {
 
 impl NamedTensor {
     pub fn f32(name: impl Into<String>, shape: &[usize], data: Vec<f32>) -> Self {
-        NamedTensor { name: name.into(), shape: shape.to_vec(), data: TensorData::F32(data) }
+        NamedTensor {
+            name: name.into(),
+            shape: shape.to_vec(),
+            data: TensorData::F32(data),
+        }
     }
 
     pub fn i64(name: impl Into<String>, shape: &[usize], data: Vec<i64>) -> Self {
-        NamedTensor { name: name.into(), shape: shape.to_vec(), data: TensorData::I64(data) }
+        NamedTensor {
+            name: name.into(),
+            shape: shape.to_vec(),
+            data: TensorData::I64(data),
+        }
     }
 
     /// The f32 elements, or an error naming the tensor if it holds another dtype.
     pub fn as_f32(&self) -> Result<&[f32]> {
         match &self.data {
             TensorData::F32(v) => Ok(v),
-            other => bail!("tensor `{}` has dtype {}, expected F32", self.name, other.dtype()),
+            other => bail!(
+                "tensor `{}` has dtype {}, expected F32",
+                self.name,
+                other.dtype()
+            ),
         }
     }
 
@@ -111,7 +123,11 @@ impl NamedTensor {
     pub fn as_i64(&self) -> Result<&[i64]> {
         match &self.data {
             TensorData::I64(v) => Ok(v),
-            other => bail!("tensor `{}` has dtype {}, expected I64", self.name, other.dtype()),
+            other => bail!(
+                "tensor `{}` has dtype {}, expected I64",
+                self.name,
+                other.dtype()
+            ),
         }
     }
 
@@ -130,12 +146,20 @@ pub struct Spec {
 
 impl Spec {
     pub fn new(name: impl Into<String>, shape: &[usize], dtype: Dtype) -> Self {
-        Spec { name: name.into(), shape: shape.to_vec(), dtype }
+        Spec {
+            name: name.into(),
+            shape: shape.to_vec(),
+            dtype,
+        }
     }
 
     /// The spec a given tensor satisfies (handy to build the expected table from live state).
     pub fn of(tensor: &NamedTensor) -> Self {
-        Spec { name: tensor.name.clone(), shape: tensor.shape.clone(), dtype: tensor.dtype() }
+        Spec {
+            name: tensor.name.clone(),
+            shape: tensor.shape.clone(),
+            dtype: tensor.dtype(),
+        }
     }
 }
 
@@ -143,7 +167,10 @@ impl Spec {
 /// `dir/model.safetensors` → `dir/model.optim.safetensors`.
 /// A path without a `.safetensors` extension gets `.optim.safetensors` appended to its file name.
 pub fn optimizer_path(model_path: &Path) -> PathBuf {
-    let file_name = model_path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let file_name = model_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let stem = file_name.strip_suffix(".safetensors").unwrap_or(&file_name);
     model_path.with_file_name(format!("{stem}.optim.safetensors"))
 }
@@ -191,7 +218,11 @@ fn check_tensor_to_save(path: &Path, t: &NamedTensor) -> Result<()> {
         );
     }
     if t.name.is_empty() || t.name == "__metadata__" {
-        bail!("{}: cannot save a tensor named `{}` (reserved or empty)", path.display(), t.name);
+        bail!(
+            "{}: cannot save a tensor named `{}` (reserved or empty)",
+            path.display(),
+            t.name
+        );
     }
     // A non-finite checkpoint would be refused by `load_strict`; refusing it here keeps a
     // diverged run from replacing the last good file.
@@ -201,8 +232,18 @@ fn check_tensor_to_save(path: &Path, t: &NamedTensor) -> Result<()> {
 fn check_finite(path: &Path, t: &NamedTensor) -> Result<()> {
     if let TensorData::F32(v) = &t.data {
         if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
-            let what = if x.is_nan() { "NaN".to_string() } else { format!("{x}") };
-            bail!("{}: tensor `{}` holds {} at index {}", path.display(), t.name, what, i);
+            let what = if x.is_nan() {
+                "NaN".to_string()
+            } else {
+                format!("{x}")
+            };
+            bail!(
+                "{}: tensor `{}` holds {} at index {}",
+                path.display(),
+                t.name,
+                what,
+                i
+            );
         }
     }
     Ok(())
@@ -212,29 +253,51 @@ fn check_finite(path: &Path, t: &NamedTensor) -> Result<()> {
 ///
 /// The file is first written to `.<name>.tmp-<pid>` next to `path`, fsynced, and renamed over
 /// `path`; on any failure the temporary file is removed and `path` is left as it was.
-pub fn save(path: &Path, tensors: &[NamedTensor], metadata: &BTreeMap<String, String>) -> Result<()> {
+pub fn save(
+    path: &Path,
+    tensors: &[NamedTensor],
+    metadata: &BTreeMap<String, String>,
+) -> Result<()> {
     let mut seen = BTreeSet::new();
     for t in tensors {
         check_tensor_to_save(path, t)?;
         if !seen.insert(t.name.as_str()) {
-            bail!("{}: cannot save: tensor `{}` appears twice", path.display(), t.name);
+            bail!(
+                "{}: cannot save: tensor `{}` appears twice",
+                path.display(),
+                t.name
+            );
         }
     }
     let views: Vec<Bytes> = tensors
         .iter()
-        .map(|t| Bytes { dtype: t.dtype().to_safetensors(), shape: &t.shape, bytes: le_bytes(&t.data) })
+        .map(|t| Bytes {
+            dtype: t.dtype().to_safetensors(),
+            shape: &t.shape,
+            bytes: le_bytes(&t.data),
+        })
         .collect();
-    let info: Option<HashMap<String, String>> =
-        (!metadata.is_empty()).then(|| metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-    let bytes = safetensors::serialize(tensors.iter().map(|t| t.name.as_str()).zip(views.iter()), info)
-        .with_context(|| format!("{}: cannot serialize checkpoint", path.display()))?;
+    let info: Option<HashMap<String, String>> = (!metadata.is_empty()).then(|| {
+        metadata
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    });
+    let bytes = safetensors::serialize(
+        tensors.iter().map(|t| t.name.as_str()).zip(views.iter()),
+        info,
+    )
+    .with_context(|| format!("{}: cannot serialize checkpoint", path.display()))?;
     write_atomically(path, &bytes)
 }
 
 /// The temporary file `save` writes before renaming: `.<file name>.tmp-<pid>` in the same
 /// directory (same filesystem, so the rename is atomic).
 pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -244,14 +307,30 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     let tmp = temp_path(path);
     let result = (|| -> Result<()> {
-        let mut f = fs::File::create(&tmp)
-            .with_context(|| format!("{}: cannot create temporary file {}", path.display(), tmp.display()))?;
+        let mut f = fs::File::create(&tmp).with_context(|| {
+            format!(
+                "{}: cannot create temporary file {}",
+                path.display(),
+                tmp.display()
+            )
+        })?;
         f.write_all(bytes)
             .and_then(|_| f.sync_all())
-            .with_context(|| format!("{}: cannot write temporary file {}", path.display(), tmp.display()))?;
+            .with_context(|| {
+                format!(
+                    "{}: cannot write temporary file {}",
+                    path.display(),
+                    tmp.display()
+                )
+            })?;
         drop(f);
-        fs::rename(&tmp, path)
-            .with_context(|| format!("{}: cannot move {} into place", path.display(), tmp.display()))
+        fs::rename(&tmp, path).with_context(|| {
+            format!(
+                "{}: cannot move {} into place",
+                path.display(),
+                tmp.display()
+            )
+        })
     })();
     if let Err(e) = result {
         // Only remove what we created: a directory squatting on the temp name stays.
@@ -282,18 +361,33 @@ fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<(SafeTensors<'a>, BTreeMap<
     let invalid = |e| anyhow::anyhow!("{}: not a valid safetensors file: {e}", path.display());
     let (_, meta) = SafeTensors::read_metadata(bytes).map_err(invalid)?;
     let st = SafeTensors::deserialize(bytes).map_err(invalid)?;
-    Ok((st, meta.metadata().clone().unwrap_or_default().into_iter().collect()))
+    Ok((
+        st,
+        meta.metadata()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+    ))
 }
 
 /// Decodes one tensor view into owned data; only F32 and I64 are accepted.
-fn decode(path: &Path, name: &str, view: &safetensors::tensor::TensorView<'_>) -> Result<NamedTensor> {
+fn decode(
+    path: &Path,
+    name: &str,
+    view: &safetensors::tensor::TensorView<'_>,
+) -> Result<NamedTensor> {
     let raw = view.data();
     let data = match Dtype::from_safetensors(view.dtype()) {
         Some(Dtype::F32) => TensorData::F32(
-            raw.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4-byte chunk"))).collect(),
+            raw.chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().expect("4-byte chunk")))
+                .collect(),
         ),
         Some(Dtype::I64) => TensorData::I64(
-            raw.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8-byte chunk"))).collect(),
+            raw.chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().expect("8-byte chunk")))
+                .collect(),
         ),
         None => bail!(
             "{}: tensor `{name}` has dtype {}, only F32 and I64 are supported",
@@ -301,7 +395,11 @@ fn decode(path: &Path, name: &str, view: &safetensors::tensor::TensorView<'_>) -
             view.dtype()
         ),
     };
-    Ok(NamedTensor { name: name.to_string(), shape: view.shape().to_vec(), data })
+    Ok(NamedTensor {
+        name: name.to_string(),
+        shape: view.shape().to_vec(),
+        data,
+    })
 }
 
 /// Loads exactly the tensors in `expected`, in that order, plus the file's metadata.
@@ -309,7 +407,10 @@ fn decode(path: &Path, name: &str, view: &safetensors::tensor::TensorView<'_>) -
 /// Errors (each naming the file and the tensor): a missing tensor, an unexpected extra tensor,
 /// a shape or dtype different from the spec (no conversion is attempted), a non-finite float.
 /// A file that is absent, truncated or not safetensors is an error naming the file.
-pub fn load_strict(path: &Path, expected: &[Spec]) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
+pub fn load_strict(
+    path: &Path,
+    expected: &[Spec],
+) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
     let bytes = read_file(path)?;
     let (st, metadata) = parse(path, &bytes)?;
 
@@ -320,23 +421,41 @@ pub fn load_strict(path: &Path, expected: &[Spec]) -> Result<(Vec<NamedTensor>, 
         .filter(|s| !present.contains(s.name.as_str()))
         .map(|s| format!("`{}`", s.name))
         .collect();
+    let extra: Vec<String> = present
+        .iter()
+        .filter(|n| !wanted.contains(*n))
+        .map(|n| format!("`{n}`"))
+        .collect();
+    // Report both lists at once: a renamed tensor shows up as one missing + one unexpected.
+    let mut problems = Vec::new();
     if !missing.is_empty() {
-        bail!("{}: missing tensor {}", path.display(), missing.join(", "));
+        problems.push(format!("missing tensor {}", missing.join(", ")));
     }
-    let extra: Vec<String> =
-        present.iter().filter(|n| !wanted.contains(*n)).map(|n| format!("`{n}`")).collect();
     if !extra.is_empty() {
-        bail!("{}: unexpected tensor {}", path.display(), extra.join(", "));
+        problems.push(format!("unexpected tensor {}", extra.join(", ")));
+    }
+    if !problems.is_empty() {
+        bail!("{}: {}", path.display(), problems.join("; "));
     }
 
     let mut out = Vec::with_capacity(expected.len());
     for spec in expected {
         let view = st.tensor(&spec.name).map_err(|e| {
-            anyhow::anyhow!("{}: cannot read tensor `{}`: {e}", path.display(), spec.name)
+            anyhow::anyhow!(
+                "{}: cannot read tensor `{}`: {e}",
+                path.display(),
+                spec.name
+            )
         })?;
         let dtype = view.dtype();
         if Dtype::from_safetensors(dtype) != Some(spec.dtype) {
-            bail!("{}: tensor `{}` has dtype {}, expected {}", path.display(), spec.name, dtype, spec.dtype);
+            bail!(
+                "{}: tensor `{}` has dtype {}, expected {}",
+                path.display(),
+                spec.name,
+                dtype,
+                spec.dtype
+            );
         }
         if view.shape() != spec.shape.as_slice() {
             bail!(
@@ -365,9 +484,9 @@ pub fn load_any(path: &Path) -> Result<Vec<NamedTensor>> {
     names
         .into_iter()
         .map(|name| {
-            let view = st
-                .tensor(name)
-                .map_err(|e| anyhow::anyhow!("{}: cannot read tensor `{name}`: {e}", path.display()))?;
+            let view = st.tensor(name).map_err(|e| {
+                anyhow::anyhow!("{}: cannot read tensor `{name}`: {e}", path.display())
+            })?;
             decode(path, name, &view)
         })
         .collect()
