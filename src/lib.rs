@@ -2,8 +2,9 @@
 //! compute shader, each checked against a plain-Rust CPU reference.
 
 pub mod backend;
-pub mod gpu;
-pub mod shapes;
+pub mod checkpoint;
 pub mod compare;
-pub mod rng;
+pub mod gpu;
 pub mod model;
+pub mod rng;
+pub mod shapes;

@@ -1,0 +1,186 @@
+//! `Gpu`: the `Backend` trait over the WGSL kernels. Each op records one or a few
+//! dispatches into the context's open compute pass; nothing waits until a read.
+
+use std::rc::Rc;
+
+use anyhow::Result;
+
+use super::context::{AdapterChoice, GpuContext, RawBuffer};
+use super::{activation, adam, batchnorm, conv2d, gather, matmul, maxpool, reduce};
+use crate::backend::Backend;
+use crate::shapes::{AdamConfig, BatchNormShape, Conv2dShape, MatmulShape, PoolShape};
+
+pub type GpuTensor = Rc<RawBuffer>;
+
+/// A split of the data set on the device: pixels packed four to a u32, labels as u32.
+pub struct GpuDataset {
+    pub images: GpuTensor,
+    pub labels: GpuTensor,
+    pub pixels: usize,
+    pub count: usize,
+}
+
+pub struct Gpu {
+    pub ctx: GpuContext,
+    /// Adam's per-step constants (see `adam::step`), and the step they were written for.
+    adam_hyper: GpuTensor,
+    adam_hyper_step: Option<(u32, [u32; 4])>,
+}
+
+impl Gpu {
+    pub fn new(choice: &AdapterChoice) -> Result<Self> {
+        let ctx = GpuContext::new(choice)?;
+        let adam_hyper = ctx.buffer(adam::HYPER_LEN);
+        Ok(Gpu { ctx, adam_hyper, adam_hyper_step: None })
+    }
+}
+
+impl Backend for Gpu {
+    type Tensor = GpuTensor;
+    type Index = GpuTensor;
+    type Dataset = GpuDataset;
+
+    fn name(&self) -> String {
+        super::context::describe(&self.ctx.info)
+    }
+
+    fn tensor(&mut self, len: usize) -> GpuTensor {
+        self.ctx.buffer(len)
+    }
+    fn index(&mut self, len: usize) -> GpuTensor {
+        self.ctx.buffer(len)
+    }
+    fn write(&mut self, t: &GpuTensor, data: &[f32]) {
+        self.ctx.write(t, data)
+    }
+    fn write_index(&mut self, t: &GpuTensor, data: &[u32]) {
+        self.ctx.write(t, data)
+    }
+    fn read(&mut self, t: &GpuTensor) -> Vec<f32> {
+        self.ctx.read(t)
+    }
+    fn read_index(&mut self, t: &GpuTensor) -> Vec<u32> {
+        self.ctx.read(t)
+    }
+    fn submit(&mut self) {
+        self.ctx.submit()
+    }
+
+    fn dataset(&mut self, images: &[u8], labels: &[u8], pixels: usize) -> GpuDataset {
+        let packed = gather::pack_u8(images);
+        let img = self.ctx.buffer(packed.len());
+        self.ctx.write(&img, &packed);
+        let lab = self.ctx.buffer(labels.len());
+        self.ctx.write(&lab, &labels.iter().map(|&l| l as u32).collect::<Vec<_>>());
+        GpuDataset { images: img, labels: lab, pixels, count: labels.len() }
+    }
+    fn gather(&mut self, ds: &GpuDataset, perm: &GpuTensor, offset: usize, n: usize, x: &GpuTensor, y: &GpuTensor) {
+        gather::gather(&self.ctx, &ds.images, &ds.labels, ds.pixels, perm, offset, n, x, y)
+    }
+
+    fn conv2d_forward(&mut self, s: &Conv2dShape, x: &GpuTensor, w: &GpuTensor, b: &GpuTensor, y: &GpuTensor) {
+        conv2d::forward(&self.ctx, s, x, w, b, y)
+    }
+    fn conv2d_grad_input(&mut self, s: &Conv2dShape, dy: &GpuTensor, w: &GpuTensor, dx: &GpuTensor) {
+        conv2d::grad_input(&self.ctx, s, dy, w, dx)
+    }
+    fn conv2d_grad_weight(&mut self, s: &Conv2dShape, x: &GpuTensor, dy: &GpuTensor, dw: &GpuTensor) {
+        conv2d::grad_weight(&self.ctx, s, x, dy, dw)
+    }
+    fn conv2d_grad_bias(&mut self, s: &Conv2dShape, dy: &GpuTensor, db: &GpuTensor) {
+        conv2d::grad_bias(&self.ctx, s, dy, db)
+    }
+
+    fn maxpool_forward(&mut self, s: &PoolShape, x: &GpuTensor, y: &GpuTensor, argmax: &GpuTensor) {
+        maxpool::forward(&self.ctx, s, x, y, argmax)
+    }
+    fn maxpool_backward(&mut self, s: &PoolShape, dy: &GpuTensor, argmax: &GpuTensor, dx: &GpuTensor) {
+        maxpool::backward(&self.ctx, s, dy, argmax, dx)
+    }
+
+    fn batchnorm_stats(&mut self, s: &BatchNormShape, x: &GpuTensor, mean: &GpuTensor, var: &GpuTensor) {
+        batchnorm::stats(&self.ctx, s, x, mean, var)
+    }
+    fn batchnorm_normalize(
+        &mut self,
+        s: &BatchNormShape,
+        x: &GpuTensor,
+        mean: &GpuTensor,
+        var: &GpuTensor,
+        gamma: &GpuTensor,
+        beta: &GpuTensor,
+        y: &GpuTensor,
+    ) {
+        batchnorm::normalize(&self.ctx, s, x, mean, var, gamma, beta, y)
+    }
+    fn batchnorm_update_running(
+        &mut self,
+        s: &BatchNormShape,
+        mean: &GpuTensor,
+        var: &GpuTensor,
+        running_mean: &GpuTensor,
+        running_var: &GpuTensor,
+    ) {
+        batchnorm::update_running(&self.ctx, s, mean, var, running_mean, running_var)
+    }
+    fn batchnorm_backward(
+        &mut self,
+        s: &BatchNormShape,
+        x: &GpuTensor,
+        dy: &GpuTensor,
+        mean: &GpuTensor,
+        var: &GpuTensor,
+        gamma: &GpuTensor,
+        dx: &GpuTensor,
+        dgamma: &GpuTensor,
+        dbeta: &GpuTensor,
+    ) {
+        batchnorm::backward(&self.ctx, s, x, dy, mean, var, gamma, dx, dgamma, dbeta)
+    }
+
+    fn relu_forward(&mut self, len: usize, x: &GpuTensor, y: &GpuTensor) {
+        activation::relu_forward(&self.ctx, len, x, y)
+    }
+    fn relu_backward(&mut self, len: usize, y: &GpuTensor, dy: &GpuTensor, dx: &GpuTensor) {
+        activation::relu_backward(&self.ctx, len, y, dy, dx)
+    }
+
+    fn matmul(&mut self, s: &MatmulShape, a: &GpuTensor, b: &GpuTensor, bias: Option<&GpuTensor>, c: &GpuTensor) {
+        matmul::matmul(&self.ctx, s, a, b, bias.map(|b| &**b), c)
+    }
+
+    fn sum_rows(&mut self, rows: usize, cols: usize, x: &GpuTensor, out: &GpuTensor) {
+        reduce::sum_rows(&self.ctx, rows, cols, x, out)
+    }
+    fn softmax_cross_entropy(
+        &mut self,
+        n: usize,
+        classes: usize,
+        logits: &GpuTensor,
+        labels: &GpuTensor,
+        loss: &GpuTensor,
+        dlogits: &GpuTensor,
+    ) {
+        reduce::softmax_cross_entropy(&self.ctx, n, classes, logits, labels, loss, dlogits)
+    }
+    fn count_correct(&mut self, n: usize, classes: usize, logits: &GpuTensor, labels: &GpuTensor, correct: &GpuTensor) {
+        reduce::count_correct(&self.ctx, n, classes, logits, labels, correct)
+    }
+    fn flag_nonfinite(&mut self, loss: &GpuTensor, step: u32, flag: &GpuTensor) {
+        reduce::flag_nonfinite(&self.ctx, loss, step, flag)
+    }
+
+    fn adam(&mut self, cfg: &AdamConfig, step: u32, len: usize, param: &GpuTensor, grad: &GpuTensor, m: &GpuTensor, v: &GpuTensor) {
+        // The constants live in one small buffer written between submits: a queued write
+        // lands before the next submit, so work already recorded for another step must be
+        // submitted first.
+        let hyper = crate::reference::adam::hyper(cfg, step);
+        let key = (step, hyper.map(f32::to_bits));
+        if self.adam_hyper_step != Some(key) {
+            self.ctx.submit();
+            self.ctx.write(&self.adam_hyper, &hyper);
+            self.adam_hyper_step = Some(key);
+        }
+        adam::step(&self.ctx, cfg, len, &self.adam_hyper, param, grad, m, v)
+    }
+}

@@ -1,0 +1,213 @@
+//! The whole model on the GPU against the reference: one training step agrees tensor by
+//! tensor, the `step` tool writes the same file on both backends, GPU runs are
+//! deterministic, training learns, checkpoints move between backends, and resuming is exact.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use wgsl_cnn::backend::Backend;
+use wgsl_cnn::checkpoint::{self, TensorData};
+use wgsl_cnn::compare::compare;
+use wgsl_cnn::gpu::{AdapterChoice, Gpu};
+use wgsl_cnn::model::params::LENET5_PARAMS;
+use wgsl_cnn::model::state::state_dict;
+use wgsl_cnn::model::Lenet5;
+use wgsl_cnn::reference::Cpu;
+use wgsl_cnn::rng::Rng;
+use wgsl_cnn::step::one_step;
+use wgsl_cnn::train::{self, TrainConfig};
+
+fn gpu() -> Gpu {
+    Gpu::new(&AdapterChoice::default()).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wgsl-cnn-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A batch of `n` real images from the offline subset.
+fn batch(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
+    let data = wgsl_cnn::data::load_assets_subset().unwrap();
+    let mut rng = Rng::new(seed);
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for _ in 0..n {
+        let i = rng.below(data.train.count);
+        x.extend(data.train.images[i * 784..(i + 1) * 784].iter().map(|&p| p as f32 / 255.0));
+        y.push(data.train.labels[i] as u32);
+    }
+    (x, y)
+}
+
+fn f32s(t: &TensorData) -> &[f32] {
+    match t {
+        TensorData::F32(v) => v,
+        TensorData::I64(_) => panic!("expected f32"),
+    }
+}
+
+#[test]
+fn one_training_step_matches_the_reference() {
+    let (mut cpu, mut gpu) = (Cpu::default(), gpu());
+    let seed = 7;
+    let init = state_dict(&mut cpu, &Lenet5::new(&mut cpu, 1, seed));
+    let (x, y) = batch(37, seed);
+    let want = one_step(&mut cpu, &init, &x, &y, 1e-3).unwrap();
+    let got = one_step(&mut gpu, &init, &x, &y, 1e-3).unwrap();
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g.name, w.name);
+        assert_eq!(g.shape, w.shape, "{}", g.name);
+        if let (TensorData::I64(a), TensorData::I64(b)) = (&g.data, &w.data) {
+            assert_eq!(a, b, "{}", g.name);
+            continue;
+        }
+        let (gv, wv) = (f32s(&g.data), f32s(&w.data));
+        // Tolerances: activations and gradients are fp32 sums of up to 57,600 terms computed
+        // in a different order on each backend: 1e-5 relative plus an absolute floor scaled
+        // to each tensor's size. conv biases feed BatchNorm, so their true gradient is 0 and
+        // what both backends compute is rounding noise (~1e-9); Adam's first step turns any
+        // such noise into ±lr·sign, so after.conv*.bias may differ by up to 2·lr.
+        let scale = wv.iter().fold(0f64, |a, &v| a.max(v.abs() as f64));
+        let (atol, rtol) = if g.name.starts_with("grad.conv") && g.name.ends_with(".bias") {
+            (1e-6, 0.0)
+        } else if g.name.starts_with("after.conv") && g.name.ends_with(".bias") {
+            (2.0 * 1e-3 + 1e-6, 0.0)
+        } else if g.name.starts_with("after.") {
+            (1e-6 + 1e-5 * scale, 1e-5)
+        } else {
+            (1e-5 * scale, 1e-4)
+        };
+        let c = compare(gv, wv, atol, rtol);
+        eprintln!("{:<34} {c}", g.name);
+        assert!(c.passed(), "{} (seed {seed}): {c}", g.name);
+    }
+}
+
+#[test]
+fn step_tool_writes_the_same_file_on_both_backends() {
+    let dir = temp_dir("step");
+    let mut cpu = Cpu::default();
+    let init = state_dict(&mut cpu, &Lenet5::new(&mut cpu, 1, 3));
+    checkpoint::save(&dir.join("init.safetensors"), &init, &Default::default()).unwrap();
+    let (x, y) = batch(5, 3);
+    let batch_tensors = vec![
+        checkpoint::NamedTensor { name: "x".into(), shape: vec![5, 1, 28, 28], data: TensorData::F32(x) },
+        checkpoint::NamedTensor {
+            name: "y".into(),
+            shape: vec![5],
+            data: TensorData::I64(y.iter().map(|&l| l as i64).collect()),
+        },
+    ];
+    checkpoint::save(&dir.join("batch.safetensors"), &batch_tensors, &Default::default()).unwrap();
+    for backend in ["cpu", "gpu"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_wgsl-cnn"))
+            .args(["--backend", backend, "step", "--init"])
+            .arg(dir.join("init.safetensors"))
+            .arg("--batch")
+            .arg(dir.join("batch.safetensors"))
+            .arg("--out")
+            .arg(dir.join(format!("{backend}.safetensors")))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "step --backend {backend}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let cpu_out = checkpoint::load_any(&dir.join("cpu.safetensors")).unwrap();
+    let gpu_out = checkpoint::load_any(&dir.join("gpu.safetensors")).unwrap();
+    let names = |v: &[checkpoint::NamedTensor]| v.iter().map(|t| (t.name.clone(), t.shape.clone())).collect::<Vec<_>>();
+    assert_eq!(names(&cpu_out), names(&gpu_out), "the two files hold different tensors");
+    // 2 + 12 gradients + 18 state_dict entries.
+    assert_eq!(cpu_out.len(), 2 + 12 + 18);
+    for (c, g) in cpu_out.iter().zip(&gpu_out) {
+        if let (TensorData::F32(a), TensorData::F32(b)) = (&c.data, &g.data) {
+            if c.name == "logits" || c.name == "loss" {
+                let cmp = compare(b, a, 1e-5, 1e-5);
+                assert!(cmp.passed(), "{}: {cmp}", c.name);
+            }
+        }
+    }
+}
+
+/// Losses of `steps` training steps from one seed on the subset.
+fn losses<B: Backend>(be: &mut B, steps: usize) -> Vec<u32> {
+    let (x, y) = batch(50 * steps, 11);
+    let mut model = Lenet5::new(be, 50, 5);
+    let cfg = wgsl_cnn::shapes::AdamConfig::default();
+    (0..steps)
+        .map(|s| {
+            model.set_batch(be, &x[s * 50 * 784..(s + 1) * 50 * 784], &y[s * 50..(s + 1) * 50]);
+            model.train_step(be, 50, &cfg, s as u32 + 1);
+            model.read_loss(be).to_bits()
+        })
+        .collect()
+}
+
+#[test]
+fn gpu_runs_are_bit_identical() {
+    let a = losses(&mut gpu(), 4);
+    let b = losses(&mut gpu(), 4);
+    assert_eq!(a, b, "two GPU runs from one seed gave different losses");
+    let f: Vec<f32> = a.iter().map(|&b| f32::from_bits(b)).collect();
+    assert!(f.iter().all(|l| l.is_finite() && *l > 0.0), "{f:?}");
+}
+
+fn subset_config(dir: &std::path::Path, epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 100,
+        seed: 1,
+        save: Some(dir.join("model.safetensors")),
+        log_every: 5,
+        progress: false,
+        ..TrainConfig::default()
+    }
+}
+
+#[test]
+fn gpu_training_learns_and_checkpoints_evaluate_the_same_on_the_reference() {
+    let dir = temp_dir("learn");
+    let data = wgsl_cnn::data::load_assets_subset().unwrap();
+    let mut g = gpu();
+    let reports = train::train(&mut g, &data, &subset_config(&dir, 2)).unwrap();
+    let last = reports.last().unwrap();
+    eprintln!("subset accuracy after 2 epochs of 2,000 images: {:.2} %", last.accuracy());
+    // 2 epochs over 2,000 images (40 Adam steps) reach ~94-96 % on the 1,000 test images.
+    assert!(last.accuracy() >= 90.0, "accuracy {:.2} % < 90 %", last.accuracy());
+    // The checkpoint evaluated on the reference backend counts the same (± one image).
+    let path = dir.join("model.safetensors");
+    for (name, correct) in [("gpu", eval_on(&mut gpu(), &path, &data)), ("cpu", eval_on(&mut Cpu::default(), &path, &data))] {
+        eprintln!("{name} eval: {correct}");
+        assert!((correct as i64 - last.correct as i64).abs() <= 1, "{name} eval {correct} vs training's {}", last.correct);
+    }
+}
+
+fn eval_on<B: Backend>(be: &mut B, path: &std::path::Path, data: &wgsl_cnn::data::Mnist) -> u32 {
+    let mut model = wgsl_cnn::model::state::load_model(be, path, 100).unwrap();
+    let (ds, n) = train::upload(be, &data.test, None);
+    let order = be.index(n);
+    be.write_index(&order, &(0..n as u32).collect::<Vec<_>>());
+    train::evaluate(be, &mut model, &ds, &order, n)
+}
+
+#[test]
+fn resuming_gives_the_same_losses_as_a_straight_run() {
+    let data = wgsl_cnn::data::load_assets_subset().unwrap();
+    let (d1, d2) = (temp_dir("straight"), temp_dir("resumed"));
+    let straight = train::train(&mut gpu(), &data, &subset_config(&d1, 2)).unwrap();
+    train::train(&mut gpu(), &data, &subset_config(&d2, 1)).unwrap();
+    let resumed =
+        train::train(&mut gpu(), &data, &TrainConfig { resume: Some(d2.join("model.safetensors")), ..subset_config(&d2, 2) })
+            .unwrap();
+    assert_eq!(resumed.len(), 1);
+    assert_eq!(straight[1].losses, resumed[0].losses, "epoch 2 losses differ after resuming");
+    assert_eq!(straight[1].correct, resumed[0].correct);
+    assert!(!straight[1].losses.is_empty());
+}
+
+#[test]
+fn parameter_table_has_the_seed_total() {
+    assert_eq!(wgsl_cnn::model::params::total_params(), 431_220);
+    assert_eq!(LENET5_PARAMS.len(), 12);
+}
