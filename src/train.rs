@@ -171,7 +171,8 @@ pub fn train<B: Backend>(be: &mut B, data: &Mnist, cfg: &TrainConfig) -> Result<
             be.name()
         );
         if let Some(path) = &cfg.save {
-            state::save_training(be, &model, path, epoch + 1, cfg)?;
+            let recipe = [("seed", cfg.seed.to_string()), ("lr", cfg.lr.to_string()), ("batch_size", cfg.batch_size.to_string())];
+            state::save_training(be, &model, path, epoch + 1, &recipe)?;
         }
         reports.push(report);
     }

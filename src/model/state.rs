@@ -10,7 +10,6 @@ use crate::backend::Backend;
 use crate::checkpoint::{self, Dtype, NamedTensor, Spec, TensorData};
 use crate::model::params::LENET5_PARAMS;
 use crate::model::Lenet5;
-use crate::train::TrainConfig;
 
 /// Every state_dict entry in PyTorch's order: parameters with each BatchNorm's buffers
 /// right after its weight and bias.
@@ -97,14 +96,21 @@ fn optimizer_specs() -> Vec<Spec> {
 /// Writes the model (state_dict) and, next to it, Adam's state and the epoch count. The
 /// optimizer file is written first; both carry the epoch and Adam step, and resuming checks
 /// that they agree, so a run killed between the two writes is detected, not mixed.
-pub fn save_training<B: Backend>(be: &mut B, model: &Lenet5<B>, path: &Path, epoch: usize, cfg: &TrainConfig) -> Result<()> {
+/// `extra` adds metadata such as the recipe (seed, lr, batch size).
+pub fn save_training<B: Backend>(
+    be: &mut B,
+    model: &Lenet5<B>,
+    path: &Path,
+    epoch: usize,
+    extra: &[(&str, String)],
+) -> Result<()> {
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), "wgsl-cnn lenet5".to_string());
     meta.insert("epoch".to_string(), epoch.to_string());
     meta.insert("adam_step".to_string(), model.adam_step.to_string());
-    meta.insert("seed".to_string(), cfg.seed.to_string());
-    meta.insert("lr".to_string(), cfg.lr.to_string());
-    meta.insert("batch_size".to_string(), cfg.batch_size.to_string());
+    for (k, v) in extra {
+        meta.insert(k.to_string(), v.clone());
+    }
     let mut moments = Vec::new();
     for (which, bufs) in [("m", &model.adam_m), ("v", &model.adam_v)] {
         for (p, t) in LENET5_PARAMS.iter().zip(bufs.iter()) {
