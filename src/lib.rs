@@ -5,4 +5,5 @@ pub mod backend;
 pub mod gpu;
 pub mod shapes;
 pub mod compare;
+pub mod reference;
 pub mod rng;
