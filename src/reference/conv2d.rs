@@ -111,12 +111,12 @@ pub fn grad_bias<T: Real>(s: &Conv2dShape, dy: &[T], db: &mut [T]) {
     assert_eq!(dy.len(), s.y_len(), "conv2d: dy has the wrong length for {s:?}");
     assert_eq!(db.len(), s.c_out, "conv2d: db length");
     let plane = s.h_out() * s.w_out();
-    for co in 0..s.c_out {
+    for (co, d) in db.iter_mut().enumerate() {
         let mut acc = 0.0f64;
         for n in 0..s.n {
             let start = (n * s.c_out + co) * plane;
             acc += dy[start..start + plane].iter().map(|v| v.to_f64()).sum::<f64>();
         }
-        db[co] = T::from_f64(acc);
+        *d = T::from_f64(acc);
     }
 }
