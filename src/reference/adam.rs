@@ -12,13 +12,9 @@
 //! f64 value the user wrote is recovered as the shortest decimal that rounds to that f32
 //! (0.9f32 → 0.9f64, not 0.89999997615814…), which is the Python float PyTorch would hold.
 
+use super::real::f32_decimal as decimal;
 use super::Real;
 use crate::shapes::AdamConfig;
-
-/// The f64 the user meant by an f32 literal: the shortest decimal that rounds to it.
-fn decimal(x: f32) -> f64 {
-    format!("{x}").parse().expect("an f32's Display output parses as f64")
-}
 
 /// The per-step scalars, all in f64 as PyTorch computes them.
 struct Scalars {

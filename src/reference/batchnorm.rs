@@ -3,7 +3,10 @@
 //!
 //! Training forward: mean, biased var = Σ(x − mean)²/m, x̂ = (x − mean)/√(var + eps),
 //! y = gamma·x̂ + beta. Running stats get the unbiased var·m/(m − 1), as PyTorch.
+//! eps and momentum are the f64 values 1e-5 and 0.1 (as PyTorch's Python floats), not the
+//! f64 widening of the f32 constants.
 
+use super::real::f32_decimal;
 use super::Real;
 use crate::shapes::{BatchNormShape, BN_EPS, BN_MOMENTUM};
 
@@ -17,7 +20,7 @@ fn channel<'a, T: Real>(s: &BatchNormShape, x: &'a [T], ch: usize) -> impl Itera
 }
 
 fn inv_std(var: f64) -> f64 {
-    1.0 / (var + BN_EPS as f64).sqrt()
+    1.0 / (var + f32_decimal(BN_EPS)).sqrt()
 }
 
 /// Per-channel batch mean and biased variance (two passes: mean first, then squares).
@@ -60,7 +63,7 @@ pub fn update_running<T: Real>(s: &BatchNormShape, mean: &[T], var: &[T], runnin
     );
     let m = s.per_channel() as f64;
     assert!(m > 1.0, "batchnorm: expected more than 1 value per channel when training, got {s:?}");
-    let mom = BN_MOMENTUM as f64;
+    let mom = f32_decimal(BN_MOMENTUM);
     for ch in 0..s.c {
         let unbiased = var[ch].to_f64() * m / (m - 1.0);
         running_mean[ch] = T::from_f64((1.0 - mom) * running_mean[ch].to_f64() + mom * mean[ch].to_f64());

@@ -4,6 +4,13 @@
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
 
+/// The f64 a decimal f32 constant stands for: the shortest decimal that rounds to it
+/// (0.9f32 → 0.9, not 0.89999997615814…). PyTorch holds hyper-parameters such as momentum,
+/// eps and Adam's betas as Python floats (f64); this recovers that f64 from our f32 constants.
+pub fn f32_decimal(x: f32) -> f64 {
+    format!("{x}").parse().expect("an f32's Display output parses as f64")
+}
+
 pub trait Real:
     Copy
     + PartialOrd

@@ -14,7 +14,8 @@ pub fn sum_rows<T: Real>(rows: usize, cols: usize, x: &[T], out: &mut [T]) {
 
 /// Mean over the n rows of −log softmax(logits[i])[labels[i]] (PyTorch's CrossEntropyLoss with
 /// reduction 'mean'), returned; dlogits = (softmax − onehot)/n. Stable: each row's max is
-/// subtracted before exp, and −log softmax_y = max + ln Σ exp(l − max) − l_y.
+/// subtracted before exp, and −log softmax_y = ln Σ exp(l − max) − (l_y − max), as
+/// PyTorch's log_softmax (no cancellation between a large max and l_y).
 pub fn softmax_cross_entropy<T: Real>(n: usize, classes: usize, logits: &[T], labels: &[u32], dlogits: &mut [T]) -> T {
     assert_eq!(logits.len(), n * classes, "softmax_cross_entropy: logits length");
     assert_eq!(dlogits.len(), n * classes, "softmax_cross_entropy: dlogits length");
@@ -26,7 +27,7 @@ pub fn softmax_cross_entropy<T: Real>(n: usize, classes: usize, logits: &[T], la
         assert!(label < classes, "softmax_cross_entropy: label {label} of row {i} is not below {classes}");
         let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let sum: f64 = row.iter().map(|&l| (l - max).exp()).sum();
-        loss += max + sum.ln() - row[label];
+        loss += sum.ln() - (row[label] - max);
         for (j, &l) in row.iter().enumerate() {
             let p = (l - max).exp() / sum;
             let onehot = if j == label { 1.0 } else { 0.0 };
