@@ -6,5 +6,6 @@ pub mod checkpoint;
 pub mod compare;
 pub mod gpu;
 pub mod model;
+pub mod reference;
 pub mod rng;
 pub mod shapes;

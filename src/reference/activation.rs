@@ -1,0 +1,19 @@
+//! ReLU. The backward reads the forward *output*: y > 0 exactly where x > 0.
+
+use super::Real;
+
+/// y = max(x, 0).
+pub fn relu_forward<T: Real>(x: &[T], y: &mut [T]) {
+    assert_eq!(x.len(), y.len(), "relu: x and y differ in length");
+    for (o, &v) in y.iter_mut().zip(x) {
+        *o = if v > T::zero() { v } else { T::zero() };
+    }
+}
+
+/// dx = dy where y > 0, else 0 (PyTorch's threshold_backward: the gradient at 0 is 0).
+pub fn relu_backward<T: Real>(y: &[T], dy: &[T], dx: &mut [T]) {
+    assert!(y.len() == dy.len() && dy.len() == dx.len(), "relu: y, dy and dx differ in length");
+    for ((d, &yv), &g) in dx.iter_mut().zip(y).zip(dy) {
+        *d = if yv > T::zero() { g } else { T::zero() };
+    }
+}

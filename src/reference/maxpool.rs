@@ -1,0 +1,49 @@
+//! MaxPool2d with window k and stride k over x [n, c, h, w] → y [n, c, h/k, w/k] (floor).
+//! argmax[o] is the index iy·w + ix of the window's maximum within its input h·w plane, as
+//! PyTorch's `return_indices`. Ties go to the first maximum: the window is scanned row-major
+//! and a later element replaces the best only when strictly greater. (A NaN in the window's
+//! first position is kept; PyTorch would let any NaN win. Shaders cannot promise NaN
+//! semantics, so the reference does not model that.)
+
+use super::Real;
+use crate::shapes::PoolShape;
+
+pub fn forward<T: Real>(s: &PoolShape, x: &[T], y: &mut [T], argmax: &mut [u32]) {
+    assert_eq!(x.len(), s.x_len(), "maxpool: x has the wrong length for {s:?}");
+    assert_eq!(y.len(), s.y_len(), "maxpool: y has the wrong length for {s:?}");
+    assert_eq!(argmax.len(), s.y_len(), "maxpool: argmax has the wrong length for {s:?}");
+    let (ho, wo, k) = (s.h_out(), s.w_out(), s.k);
+    for plane in 0..s.n * s.c {
+        let xp = &x[plane * s.h * s.w..(plane + 1) * s.h * s.w];
+        for oy in 0..ho {
+            for ox in 0..wo {
+                let mut best_i = (oy * k) * s.w + ox * k;
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let i = (oy * k + ky) * s.w + ox * k + kx;
+                        if xp[i] > xp[best_i] {
+                            best_i = i;
+                        }
+                    }
+                }
+                let o = (plane * ho + oy) * wo + ox;
+                y[o] = xp[best_i];
+                argmax[o] = best_i as u32;
+            }
+        }
+    }
+}
+
+/// dx is fully written: zero everywhere, then dy[o] added at each window's argmax. Windows do
+/// not overlap (stride = k), so each input receives at most one gradient.
+pub fn backward<T: Real>(s: &PoolShape, dy: &[T], argmax: &[u32], dx: &mut [T]) {
+    assert_eq!(dy.len(), s.y_len(), "maxpool: dy has the wrong length for {s:?}");
+    assert_eq!(argmax.len(), s.y_len(), "maxpool: argmax has the wrong length for {s:?}");
+    assert_eq!(dx.len(), s.x_len(), "maxpool: dx has the wrong length for {s:?}");
+    dx.fill(T::zero());
+    let out_plane = s.h_out() * s.w_out();
+    for (o, (&g, &a)) in dy.iter().zip(argmax).enumerate() {
+        let plane = o / out_plane;
+        dx[plane * s.h * s.w + a as usize] += g;
+    }
+}

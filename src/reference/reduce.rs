@@ -1,0 +1,58 @@
+//! Reductions: column sums (Linear bias gradient), softmax cross-entropy with its gradient,
+//! and the count of correct predictions. Sums in f64.
+
+use super::Real;
+
+/// out[j] = Σ_i x[i, j] over x [rows, cols].
+pub fn sum_rows<T: Real>(rows: usize, cols: usize, x: &[T], out: &mut [T]) {
+    assert_eq!(x.len(), rows * cols, "sum_rows: x length");
+    assert_eq!(out.len(), cols, "sum_rows: out length");
+    for (j, o) in out.iter_mut().enumerate() {
+        *o = T::from_f64((0..rows).map(|i| x[i * cols + j].to_f64()).sum());
+    }
+}
+
+/// Mean over the n rows of −log softmax(logits[i])[labels[i]] (PyTorch's CrossEntropyLoss with
+/// reduction 'mean'), returned; dlogits = (softmax − onehot)/n. Stable: each row's max is
+/// subtracted before exp, and −log softmax_y = ln Σ exp(l − max) − (l_y − max), as
+/// PyTorch's log_softmax (no cancellation between a large max and l_y).
+pub fn softmax_cross_entropy<T: Real>(n: usize, classes: usize, logits: &[T], labels: &[u32], dlogits: &mut [T]) -> T {
+    assert_eq!(logits.len(), n * classes, "softmax_cross_entropy: logits length");
+    assert_eq!(dlogits.len(), n * classes, "softmax_cross_entropy: dlogits length");
+    assert_eq!(labels.len(), n, "softmax_cross_entropy: labels length");
+    let mut loss = 0.0f64;
+    for i in 0..n {
+        let row: Vec<f64> = logits[i * classes..(i + 1) * classes].iter().map(|v| v.to_f64()).collect();
+        let label = labels[i] as usize;
+        assert!(label < classes, "softmax_cross_entropy: label {label} of row {i} is not below {classes}");
+        let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = row.iter().map(|&l| (l - max).exp()).sum();
+        loss += sum.ln() - (row[label] - max);
+        for (j, &l) in row.iter().enumerate() {
+            let p = (l - max).exp() / sum;
+            let onehot = if j == label { 1.0 } else { 0.0 };
+            dlogits[i * classes + j] = T::from_f64((p - onehot) / n as f64);
+        }
+    }
+    T::from_f64(loss / n as f64)
+}
+
+/// Rows whose argmax (first max on ties, as torch.argmax) equals the label.
+pub fn count_correct<T: Real>(n: usize, classes: usize, logits: &[T], labels: &[u32]) -> u32 {
+    assert_eq!(logits.len(), n * classes, "count_correct: logits length");
+    assert_eq!(labels.len(), n, "count_correct: labels length");
+    let mut correct = 0;
+    for i in 0..n {
+        let row = &logits[i * classes..(i + 1) * classes];
+        let mut best = 0;
+        for j in 1..classes {
+            if row[j] > row[best] {
+                best = j;
+            }
+        }
+        if best as u32 == labels[i] {
+            correct += 1;
+        }
+    }
+    correct
+}
