@@ -6,3 +6,4 @@ pub mod gpu;
 pub mod shapes;
 pub mod compare;
 pub mod rng;
+pub mod data;
