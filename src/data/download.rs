@@ -111,7 +111,7 @@ fn temp_path(dir: &Path, file_name: &str) -> PathBuf {
 /// Streams `url` into `tmp`, returning the number of bytes written.
 fn fetch_to(url: &str, tmp: &Path, opts: &DownloadOptions, name: &str) -> Result<u64> {
     let client = client(opts, is_loopback(url))?;
-    let response = client.get(url).send().map_err(|e| anyhow!("request failed: {}", error_chain(&e)))?;
+    let response = client.get(url).send().map_err(|e| anyhow!("{}", error_chain(&e.without_url())))?;
     let status = response.status();
     if !status.is_success() {
         bail!("HTTP {status}");
@@ -200,7 +200,7 @@ pub fn download_file(
     fs::create_dir_all(dir)
         .with_context(|| format!("cannot create the data directory {} to download {file_name}", dir.display()))?;
     let mut failures = Vec::new();
-    for base in mirrors {
+    for (i, base) in mirrors.iter().enumerate() {
         let url = url_for(base, &file_name);
         let tmp = temp_path(dir, &file_name);
         let attempt = fetch_to(&url, &tmp, opts, &file_name).and_then(|bytes| {
@@ -215,10 +215,12 @@ pub fn download_file(
             }
             Err(e) => {
                 let _ = fs::remove_file(&tmp);
-                eprintln!("could not download {url}: {e:#}");
+                if i + 1 < mirrors.len() {
+                    eprintln!("could not download {url}: {e:#}; trying the next mirror");
+                }
                 failures.push(format!("{url}: {e:#}"));
             }
         }
     }
-    bail!("could not download {file_name} from any mirror; {} (tried {})", put_them(), failures.join("; "))
+    bail!("could not download {file_name} from any mirror; {} (tried: {})", put_them(), failures.join("; "))
 }
