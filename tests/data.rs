@@ -11,12 +11,28 @@ use wgsl_cnn::data::{assets_subset_dir, load_assets_subset, load_with};
 
 // ---- helpers -------------------------------------------------------------------------
 
-/// A fresh, empty directory under the system temp dir, unique per test and process.
-fn temp_dir(test: &str) -> PathBuf {
+/// A fresh, empty directory under the system temp dir, unique per test and process,
+/// removed when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+fn temp_dir(test: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!("wgsl-cnn-data-test-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 fn gz(bytes: &[u8]) -> Vec<u8> {

@@ -159,26 +159,22 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Gives the verified temporary file its final name without ever replacing an existing
-/// file: a hard link fails if the name exists (another process finished first).
-fn publish(tmp: &Path, dest: &Path) -> Result<()> {
-    match fs::hard_link(tmp, dest) {
-        Ok(()) => {
-            let _ = fs::remove_file(tmp);
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let _ = fs::remove_file(tmp);
-            Ok(())
-        }
+/// file: a hard link fails if the name exists (another process finished first). Returns
+/// false when an existing file was kept (and the temporary one dropped).
+fn publish(tmp: &Path, dest: &Path) -> Result<bool> {
+    let published = match fs::hard_link(tmp, dest) {
+        Ok(()) => true,
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
         // File systems without hard links: check, then an atomic rename.
         Err(_) if !dest.exists() => {
-            fs::rename(tmp, dest).with_context(|| format!("cannot rename {} to {}", tmp.display(), dest.display()))
+            fs::rename(tmp, dest)
+                .with_context(|| format!("cannot rename {} to {}", tmp.display(), dest.display()))?;
+            return Ok(true);
         }
-        Err(_) => {
-            let _ = fs::remove_file(tmp);
-            Ok(())
-        }
-    }
+        Err(_) => false,
+    };
+    let _ = fs::remove_file(tmp);
+    Ok(published)
 }
 
 /// Downloads `<stem>.gz` into `dir` from the first mirror that serves a file passing
@@ -208,9 +204,13 @@ pub fn download_file(
             idx::decode(on_disk, spec, expected_count).context("the downloaded file failed verification")?;
             Ok(bytes)
         });
-        match attempt.and_then(|bytes| publish(&tmp, &dest).map(|()| bytes)) {
-            Ok(bytes) => {
+        match attempt.and_then(|bytes| publish(&tmp, &dest).map(|new| (bytes, new))) {
+            Ok((bytes, true)) => {
                 eprintln!("downloaded {url} ({bytes} bytes, verified) -> {}", dest.display());
+                return Ok(dest);
+            }
+            Ok((_, false)) => {
+                eprintln!("{} appeared while downloading it; kept that file", dest.display());
                 return Ok(dest);
             }
             Err(e) => {
