@@ -189,7 +189,8 @@ impl fmt::Display for LoadReport {
         for (name, n) in [("train", self.train_count), ("test", self.test_count)] {
             writeln!(
                 f,
-                "  {name:<5} {:>6} images of 28×28 u8 ({} pixel bytes), {:>6} labels 0–9",
+                "  {:<6} {:>6} images of 28×28 u8 ({} pixel bytes), {:>6} labels 0–9",
+                format!("{name}:"),
                 thousands(n),
                 thousands(n * PIXELS),
                 thousands(n)

@@ -30,7 +30,10 @@ pub const DATA_DIR_ENV: &str = "WGSL_CNN_DATA";
 pub fn data_command(dir: &Path, offline: bool) -> Result<()> {
     let start = std::time::Instant::now();
     let mnist = if offline { load(dir)? } else { ensure(dir, &mirrors_from_env())? };
-    println!("{}", mnist.report);
-    println!("({:.2} s)", start.elapsed().as_secs_f64());
-    Ok(())
+    let text = format!("{}\n({:.2} s)\n", mnist.report, start.elapsed().as_secs_f64());
+    // Write rather than println!, so `wgsl-cnn data | head` ends quietly instead of panicking.
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
