@@ -6,7 +6,9 @@ use flate2::{read::GzDecoder, write::GzEncoder, Compression};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use wgsl_cnn::data::idx::md5_hex;
-use wgsl_cnn::data::spec::{DatasetSpec, MNIST, MNIST_SUBSET, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS};
+use wgsl_cnn::data::spec::{
+    DatasetSpec, MNIST, MNIST_SUBSET, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS,
+};
 use wgsl_cnn::data::{assets_subset_dir, load_assets_subset, load_with};
 
 // ---- helpers -------------------------------------------------------------------------
@@ -29,7 +31,8 @@ impl std::ops::Deref for TempDir {
 }
 
 fn temp_dir(test: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!("wgsl-cnn-data-test-{}-{test}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("wgsl-cnn-data-test-{}-{test}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     TempDir(dir)
@@ -90,14 +93,22 @@ fn write_gz(dir: &Path, stem: &str, idx: &[u8]) -> PathBuf {
 /// Loads `dir` with `spec`, expecting an error; returns the full message (all contexts).
 fn load_error(dir: &Path, spec: &DatasetSpec) -> String {
     match load_with(dir, spec) {
-        Ok(m) => panic!("loading {} should fail but gave {} / {} examples", dir.display(), m.train.count, m.test.count),
+        Ok(m) => panic!(
+            "loading {} should fail but gave {} / {} examples",
+            dir.display(),
+            m.train.count,
+            m.test.count
+        ),
         Err(e) => format!("{e:#}"),
     }
 }
 
 fn assert_mentions(msg: &str, needles: &[&str]) {
     for n in needles {
-        assert!(msg.contains(n), "error message should mention {n:?}, got:\n{msg}");
+        assert!(
+            msg.contains(n),
+            "error message should mention {n:?}, got:\n{msg}"
+        );
     }
 }
 
@@ -120,7 +131,11 @@ fn assets_subset_loads_with_verified_checksums_and_matches_an_independent_decode
     assert_eq!(m.train.images.len(), 2000 * 784);
     assert_eq!(m.test.images.len(), 1000 * 784);
     assert_eq!((m.train.labels.len(), m.test.labels.len()), (2000, 1000));
-    assert!(m.report.files.iter().all(|f| f.md5_checked), "every file's md5 should be checked: {:?}", m.report.files);
+    assert!(
+        m.report.files.iter().all(|f| f.md5_checked),
+        "every file's md5 should be checked: {:?}",
+        m.report.files
+    );
 
     // The first labels of MNIST (read once from the original files): train starts 5 0 4 1 9,
     // test starts 7 2 1 0 4.
@@ -136,7 +151,10 @@ fn assets_subset_loads_with_verified_checksums_and_matches_an_independent_decode
     ] {
         let (magic, dims, data) = decode_asset(stem);
         assert_eq!((magic, &dims), (want_magic, &want_dims), "{stem} header");
-        assert!(data == *got, "{stem}: loaded data differs from the independent decode");
+        assert!(
+            data == *got,
+            "{stem}: loaded data differs from the independent decode"
+        );
     }
 
     // Pixels: the full 0..=255 range is used, and every image has some ink.
@@ -144,7 +162,10 @@ fn assets_subset_loads_with_verified_checksums_and_matches_an_independent_decode
         assert_eq!(split.images.iter().min(), Some(&0));
         assert_eq!(split.images.iter().max(), Some(&255));
         for i in 0..split.count {
-            assert!(split.image(i).iter().any(|&p| p > 0), "image {i} is all zero");
+            assert!(
+                split.image(i).iter().any(|&p| p > 0),
+                "image {i} is all zero"
+            );
         }
         // All ten classes occur, and only those.
         let mut seen = [0usize; 10];
@@ -159,7 +180,15 @@ fn assets_subset_loads_with_verified_checksums_and_matches_an_independent_decode
 fn report_states_counts_and_verified_checksums() {
     let m = load_assets_subset().unwrap();
     let text = m.report.to_string();
-    assert_mentions(&text, &["2,000 images", "1,000 images", "checksums verified: all 4", "294fd329ff7cac24b682d047b71117e9"]);
+    assert_mentions(
+        &text,
+        &[
+            "2,000 images",
+            "1,000 images",
+            "checksums verified: all 4",
+            "294fd329ff7cac24b682d047b71117e9",
+        ],
+    );
 }
 
 #[test]
@@ -176,10 +205,15 @@ fn raw_idx_files_load_like_gzipped_ones() {
         let raw = gunzip(&std::fs::read(assets_subset_dir().join(format!("{stem}.gz"))).unwrap());
         std::fs::write(dir.join(stem), raw).unwrap();
     }
-    let raw = load_with(&dir, &MNIST_SUBSET).expect("raw IDX files should load with checksums verified");
+    let raw =
+        load_with(&dir, &MNIST_SUBSET).expect("raw IDX files should load with checksums verified");
     let gz = load_assets_subset().unwrap();
     assert!(raw.train.images == gz.train.images && raw.test.labels == gz.test.labels);
-    assert!(raw.report.files.iter().all(|f| !f.was_gzip && f.md5_checked));
+    assert!(raw
+        .report
+        .files
+        .iter()
+        .all(|f| !f.was_gzip && f.md5_checked));
 }
 
 // ---- bad input: one test per class ---------------------------------------------------
@@ -189,7 +223,16 @@ fn missing_files_name_the_directory_and_the_files() {
     let dir = temp_dir("missing");
     write_gz(&dir, TRAIN_IMAGES, &good_images(3));
     let msg = load_error(&dir, &MNIST);
-    assert_mentions(&msg, &[&dir.display().to_string(), TRAIN_LABELS, TEST_IMAGES, TEST_LABELS, "wgsl-cnn data"]);
+    assert_mentions(
+        &msg,
+        &[
+            &dir.display().to_string(),
+            TRAIN_LABELS,
+            TEST_IMAGES,
+            TEST_LABELS,
+            "wgsl-cnn data",
+        ],
+    );
 }
 
 #[test]
@@ -200,7 +243,10 @@ fn truncated_gzip_is_reported() {
     let path = dir.join(format!("{TRAIN_IMAGES}.gz"));
     std::fs::write(&path, &gz_bytes[..gz_bytes.len() / 2]).unwrap();
     let msg = load_error(&dir, &MNIST.unchecked());
-    assert_mentions(&msg, &[&path.display().to_string(), "gzip data is truncated"]);
+    assert_mentions(
+        &msg,
+        &[&path.display().to_string(), "gzip data is truncated"],
+    );
 }
 
 #[test]
@@ -224,7 +270,14 @@ fn wrong_magic_is_reported() {
     write_good_set(&dir);
     let path = write_gz(&dir, TEST_IMAGES, &images_idx(2049, 9, 28, 28, 9 * 784));
     let msg = load_error(&dir, &MNIST.unchecked());
-    assert_mentions(&msg, &[&path.display().to_string(), "wrong magic number 2049", "expected 2051"]);
+    assert_mentions(
+        &msg,
+        &[
+            &path.display().to_string(),
+            "wrong magic number 2049",
+            "expected 2051",
+        ],
+    );
 }
 
 #[test]
@@ -233,7 +286,13 @@ fn wrong_dimensions_are_reported() {
     write_good_set(&dir);
     let path = write_gz(&dir, TEST_IMAGES, &images_idx(2051, 9, 32, 32, 9 * 32 * 32));
     let msg = load_error(&dir, &MNIST.unchecked());
-    assert_mentions(&msg, &[&path.display().to_string(), "images are 32×32, expected 28×28"]);
+    assert_mentions(
+        &msg,
+        &[
+            &path.display().to_string(),
+            "images are 32×32, expected 28×28",
+        ],
+    );
 }
 
 #[test]
@@ -241,14 +300,32 @@ fn wrong_length_is_reported_both_short_and_long() {
     let dir = temp_dir("length");
     write_good_set(&dir);
     // One pixel byte short of what the header promises.
-    let path = write_gz(&dir, TRAIN_IMAGES, &images_idx(2051, 12, 28, 28, 12 * 784 - 1));
+    let path = write_gz(
+        &dir,
+        TRAIN_IMAGES,
+        &images_idx(2051, 12, 28, 28, 12 * 784 - 1),
+    );
     let msg = load_error(&dir, &MNIST.unchecked());
-    assert_mentions(&msg, &[&path.display().to_string(), "wrong length", "1 bytes missing"]);
+    assert_mentions(
+        &msg,
+        &[
+            &path.display().to_string(),
+            "wrong length",
+            "1 bytes missing",
+        ],
+    );
     // Three label bytes more than the header says.
     write_gz(&dir, TRAIN_IMAGES, &good_images(12));
     let path = write_gz(&dir, TRAIN_LABELS, &labels_idx(2049, 12, &[1; 15]));
     let msg = load_error(&dir, &MNIST.unchecked());
-    assert_mentions(&msg, &[&path.display().to_string(), "wrong length", "3 bytes too many"]);
+    assert_mentions(
+        &msg,
+        &[
+            &path.display().to_string(),
+            "wrong length",
+            "3 bytes too many",
+        ],
+    );
 }
 
 #[test]
@@ -258,13 +335,16 @@ fn mismatched_image_and_label_counts_are_reported() {
     let labels = write_gz(&dir, TRAIN_LABELS, &good_labels(11));
     let images = dir.join(format!("{TRAIN_IMAGES}.gz"));
     let msg = load_error(&dir, &MNIST.unchecked());
-    assert_mentions(&msg, &[
-        "count mismatch",
-        &images.display().to_string(),
-        "12 images",
-        &labels.display().to_string(),
-        "11 labels",
-    ]);
+    assert_mentions(
+        &msg,
+        &[
+            "count mismatch",
+            &images.display().to_string(),
+            "12 images",
+            &labels.display().to_string(),
+            "11 labels",
+        ],
+    );
 }
 
 #[test]
@@ -288,12 +368,15 @@ fn checksum_mismatch_is_reported() {
         Err(e) => format!("{e:#}"),
     };
     let path = assets_subset_dir().join(format!("{TEST_LABELS}.gz"));
-    assert_mentions(&msg, &[
-        &path.display().to_string(),
-        "checksum mismatch",
-        "556860b2f10365a8f7444c1e79c7e9af", // what the file has
-        "0123456789abcdef0123456789abcdef", // what was expected
-    ]);
+    assert_mentions(
+        &msg,
+        &[
+            &path.display().to_string(),
+            "checksum mismatch",
+            "556860b2f10365a8f7444c1e79c7e9af", // what the file has
+            "0123456789abcdef0123456789abcdef", // what was expected
+        ],
+    );
 }
 
 #[test]
@@ -309,7 +392,13 @@ fn empty_and_tiny_files_are_reported() {
     write_good_set(&dir);
     let path = dir.join(TEST_LABELS); // raw name is preferred over .gz
     std::fs::write(&path, b"").unwrap();
-    assert_mentions(&load_error(&dir, &MNIST.unchecked()), &[&path.display().to_string(), "empty"]);
+    assert_mentions(
+        &load_error(&dir, &MNIST.unchecked()),
+        &[&path.display().to_string(), "empty"],
+    );
     std::fs::write(&path, [0, 0, 8]).unwrap();
-    assert_mentions(&load_error(&dir, &MNIST.unchecked()), &[&path.display().to_string(), "too short"]);
+    assert_mentions(
+        &load_error(&dir, &MNIST.unchecked()),
+        &[&path.display().to_string(), "too short"],
+    );
 }

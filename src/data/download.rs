@@ -32,9 +32,12 @@ const MAX_DOWNLOAD_BYTES: u64 = 128 << 20;
 /// The mirrors from `WGSL_CNN_MNIST_MIRRORS` (comma-separated), else [`DEFAULT_MIRRORS`].
 pub fn mirrors_from_env() -> Vec<String> {
     match std::env::var(MIRRORS_ENV) {
-        Ok(list) if !list.trim().is_empty() => {
-            list.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()
-        }
+        Ok(list) if !list.trim().is_empty() => list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect(),
         _ => DEFAULT_MIRRORS.iter().map(|s| s.to_string()).collect(),
     }
 }
@@ -53,20 +56,33 @@ pub struct DownloadOptions {
 
 impl Default for DownloadOptions {
     fn default() -> Self {
-        DownloadOptions { connect_timeout: Duration::from_secs(15), io_timeout: Duration::from_secs(60), progress: true }
+        DownloadOptions {
+            connect_timeout: Duration::from_secs(15),
+            io_timeout: Duration::from_secs(60),
+            progress: true,
+        }
     }
 }
 
 fn url_for(base: &str, file_name: &str) -> String {
-    if base.ends_with('/') { format!("{base}{file_name}") } else { format!("{base}/{file_name}") }
+    if base.ends_with('/') {
+        format!("{base}{file_name}")
+    } else {
+        format!("{base}/{file_name}")
+    }
 }
 
 /// True for mirrors on this machine: they never go through a system proxy.
 fn is_loopback(url: &str) -> bool {
-    let Ok(parsed) = reqwest::Url::parse(url) else { return false };
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return false;
+    };
     match parsed.host_str() {
         Some(host) if host.eq_ignore_ascii_case("localhost") => true,
-        Some(host) => host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()),
+        Some(host) => host
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
         None => false,
     }
 }
@@ -111,7 +127,10 @@ fn temp_path(dir: &Path, file_name: &str) -> PathBuf {
 /// Streams `url` into `tmp`, returning the number of bytes written.
 fn fetch_to(url: &str, tmp: &Path, opts: &DownloadOptions, name: &str) -> Result<u64> {
     let client = client(opts, is_loopback(url))?;
-    let response = client.get(url).send().map_err(|e| anyhow!("{}", error_chain(&e.without_url())))?;
+    let response = client
+        .get(url)
+        .send()
+        .map_err(|e| anyhow!("{}", error_chain(&e.without_url())))?;
     let status = response.status();
     if !status.is_success() {
         bail!("HTTP {status}");
@@ -138,8 +157,11 @@ fn fetch_to(url: &str, tmp: &Path, opts: &DownloadOptions, name: &str) -> Result
             bail!("incomplete download: got {written} of {len} bytes");
         }
     }
-    let file = writer.into_inner().map_err(|e| anyhow!("cannot write {}: {}", tmp.display(), e.error()))?;
-    file.sync_all().with_context(|| format!("cannot write {}", tmp.display()))?;
+    let file = writer
+        .into_inner()
+        .map_err(|e| anyhow!("cannot write {}: {}", tmp.display(), e.error()))?;
+    file.sync_all()
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     Ok(written)
 }
 
@@ -167,8 +189,9 @@ fn publish(tmp: &Path, dest: &Path) -> Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
         // File systems without hard links: check, then an atomic rename.
         Err(_) if !dest.exists() => {
-            fs::rename(tmp, dest)
-                .with_context(|| format!("cannot rename {} to {}", tmp.display(), dest.display()))?;
+            fs::rename(tmp, dest).with_context(|| {
+                format!("cannot rename {} to {}", tmp.display(), dest.display())
+            })?;
             return Ok(true);
         }
         Err(_) => false,
@@ -191,26 +214,41 @@ pub fn download_file(
     let dest = dir.join(&file_name);
     let put_them = || format!("put the files in {}", dir.display());
     if mirrors.is_empty() {
-        bail!("could not download {file_name}: no mirrors configured ({MIRRORS_ENV} is empty?); {}", put_them());
+        bail!(
+            "could not download {file_name}: no mirrors configured ({MIRRORS_ENV} is empty?); {}",
+            put_them()
+        );
     }
-    fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create the data directory {} to download {file_name}", dir.display()))?;
+    fs::create_dir_all(dir).with_context(|| {
+        format!(
+            "cannot create the data directory {} to download {file_name}",
+            dir.display()
+        )
+    })?;
     let mut failures = Vec::new();
     for (i, base) in mirrors.iter().enumerate() {
         let url = url_for(base, &file_name);
         let tmp = temp_path(dir, &file_name);
         let attempt = fetch_to(&url, &tmp, opts, &file_name).and_then(|bytes| {
-            let on_disk = fs::read(&tmp).with_context(|| format!("cannot read back {}", tmp.display()))?;
-            idx::decode(on_disk, spec, expected_count).context("the downloaded file failed verification")?;
+            let on_disk =
+                fs::read(&tmp).with_context(|| format!("cannot read back {}", tmp.display()))?;
+            idx::decode(on_disk, spec, expected_count)
+                .context("the downloaded file failed verification")?;
             Ok(bytes)
         });
         match attempt.and_then(|bytes| publish(&tmp, &dest).map(|new| (bytes, new))) {
             Ok((bytes, true)) => {
-                eprintln!("downloaded {url} ({bytes} bytes, verified) -> {}", dest.display());
+                eprintln!(
+                    "downloaded {url} ({bytes} bytes, verified) -> {}",
+                    dest.display()
+                );
                 return Ok(dest);
             }
             Ok((_, false)) => {
-                eprintln!("{} appeared while downloading it; kept that file", dest.display());
+                eprintln!(
+                    "{} appeared while downloading it; kept that file",
+                    dest.display()
+                );
                 return Ok(dest);
             }
             Err(e) => {
@@ -222,5 +260,9 @@ pub fn download_file(
             }
         }
     }
-    bail!("could not download {file_name} from any mirror; {} (tried: {})", put_them(), failures.join("; "))
+    bail!(
+        "could not download {file_name} from any mirror; {} (tried: {})",
+        put_them(),
+        failures.join("; ")
+    )
 }

@@ -40,7 +40,10 @@ pub fn gunzip(gz: &[u8]) -> Result<Vec<u8>> {
 
 /// Lower-case hex md5 of the bytes.
 pub fn md5_hex(bytes: &[u8]) -> String {
-    Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Md5::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn be_u32(bytes: &[u8], at: usize) -> u32 {
@@ -55,13 +58,19 @@ fn check_magic(found: u32, kind: FileKind) -> Result<()> {
     if found == want {
         return Ok(());
     }
-    let hint = if found == other { format!(" (this is an IDX {other_what} file)") } else { String::new() };
+    let hint = if found == other {
+        format!(" (this is an IDX {other_what} file)")
+    } else {
+        String::new()
+    };
     bail!("wrong magic number {found} (0x{found:08x}), expected {want} for IDX {what}{hint}")
 }
 
 fn check_length(got: usize, header: usize, count: usize, item: usize, what: &str) -> Result<()> {
     let want = count.checked_mul(item).and_then(|n| n.checked_add(header));
-    let Some(want) = want else { bail!("header claims an impossible {count} {what}") };
+    let Some(want) = want else {
+        bail!("header claims an impossible {count} {what}")
+    };
     if got == want {
         return Ok(());
     }
@@ -86,7 +95,10 @@ pub fn parse_images(mut idx: Vec<u8>) -> Result<(usize, Vec<u8>)> {
     check_magic(be_u32(&idx, 0), FileKind::Images)?;
     let count = be_u32(&idx, 4) as usize;
     let (rows, cols) = (be_u32(&idx, 8), be_u32(&idx, 12));
-    ensure!(rows as usize == ROWS && cols as usize == COLS, "images are {rows}×{cols}, expected {ROWS}×{COLS}");
+    ensure!(
+        rows as usize == ROWS && cols as usize == COLS,
+        "images are {rows}×{cols}, expected {ROWS}×{COLS}"
+    );
     check_length(idx.len(), IMAGE_HEADER, count, PIXELS, "images of 28×28")?;
     idx.drain(..IMAGE_HEADER);
     Ok((count, idx))
@@ -137,7 +149,11 @@ pub fn decode(on_disk: Vec<u8>, spec: &FileSpec, expected_count: Option<usize>) 
         }
     };
     if let Some(want) = expected_count {
-        let what = if spec.kind == FileKind::Images { "images" } else { "labels" };
+        let what = if spec.kind == FileKind::Images {
+            "images"
+        } else {
+            "labels"
+        };
         ensure!(count == want, "holds {count} {what}, expected {want}");
     }
     if let Some(want) = spec.md5 {
@@ -146,5 +162,11 @@ pub fn decode(on_disk: Vec<u8>, spec: &FileSpec, expected_count: Option<usize>) 
             "checksum mismatch: the md5 of the decompressed IDX data is {md5}, expected {want}"
         );
     }
-    Ok(Decoded { data, count, md5, md5_checked: spec.md5.is_some(), was_gzip })
+    Ok(Decoded {
+        data,
+        count,
+        md5,
+        md5_checked: spec.md5.is_some(),
+        was_gzip,
+    })
 }

@@ -63,12 +63,16 @@ pub const DEFAULT_DATA_DIR: &str = "data/mnist";
 
 /// The directory of the offline subset shipped in `assets/`.
 pub fn assets_subset_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("assets").join("mnist-subset")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets")
+        .join("mnist-subset")
 }
 
 /// Where `stem` is in `dir`: the raw IDX file if present, else `<stem>.gz`, else `None`.
 pub fn locate(dir: &Path, stem: &str) -> Option<PathBuf> {
-    [dir.join(stem), dir.join(format!("{stem}.gz"))].into_iter().find(|p| p.is_file())
+    [dir.join(stem), dir.join(format!("{stem}.gz"))]
+        .into_iter()
+        .find(|p| p.is_file())
 }
 
 /// Loads and verifies the full MNIST from `dir`. Never touches the network.
@@ -88,11 +92,22 @@ pub fn load_assets_subset() -> Result<Mnist> {
 }
 
 /// [`ensure`] for any data set spec and download options.
-pub fn ensure_with(dir: &Path, spec: &DatasetSpec, mirrors: &[String], opts: &DownloadOptions) -> Result<Mnist> {
+pub fn ensure_with(
+    dir: &Path,
+    spec: &DatasetSpec,
+    mirrors: &[String],
+    opts: &DownloadOptions,
+) -> Result<Mnist> {
     let mut downloaded = Vec::new();
     for (split, file) in split_files(spec) {
         if locate(dir, file.stem).is_none() {
-            downloaded.push(download::download_file(dir, &file, split.count, mirrors, opts)?);
+            downloaded.push(download::download_file(
+                dir,
+                &file,
+                split.count,
+                mirrors,
+                opts,
+            )?);
         }
     }
     let mut mnist = load_with(dir, spec)?;
@@ -113,9 +128,18 @@ fn split_files(spec: &DatasetSpec) -> [(SplitSpec, FileSpec); 4] {
 
 /// Loads and verifies the data set described by `spec` from `dir`. Never touches the network.
 pub fn load_with(dir: &Path, spec: &DatasetSpec) -> Result<Mnist> {
-    let missing: Vec<&str> = spec.files().iter().filter(|f| locate(dir, f.stem).is_none()).map(|f| f.stem).collect();
+    let missing: Vec<&str> = spec
+        .files()
+        .iter()
+        .filter(|f| locate(dir, f.stem).is_none())
+        .map(|f| f.stem)
+        .collect();
     if !missing.is_empty() {
-        let why = if dir.is_dir() { "lacks" } else { "does not exist, so it lacks" };
+        let why = if dir.is_dir() {
+            "lacks"
+        } else {
+            "does not exist, so it lacks"
+        };
         bail!(
             "the data directory {} {why} {} (each as NAME or NAME.gz); run `wgsl-cnn data --data-dir {}` \
              to download them, or put the files there",
@@ -134,7 +158,11 @@ pub fn load_with(dir: &Path, spec: &DatasetSpec) -> Result<Mnist> {
         test_count: test.count,
         files,
     };
-    Ok(Mnist { train, test, report })
+    Ok(Mnist {
+        train,
+        test,
+        report,
+    })
 }
 
 fn read_file(dir: &Path, spec: &FileSpec, count: Option<usize>) -> Result<(PathBuf, Decoded)> {
@@ -166,8 +194,18 @@ fn load_split(dir: &Path, spec: &SplitSpec) -> Result<(Split, Vec<FileReport>)> 
         was_gzip: d.was_gzip,
         downloaded: false,
     };
-    let files = vec![report(image_path, &images, FileKind::Images), report(label_path, &labels, FileKind::Labels)];
-    Ok((Split { count: images.count, images: images.data, labels: labels.data }, files))
+    let files = vec![
+        report(image_path, &images, FileKind::Images),
+        report(label_path, &labels, FileKind::Labels),
+    ];
+    Ok((
+        Split {
+            count: images.count,
+            images: images.data,
+            labels: labels.data,
+        },
+        files,
+    ))
 }
 
 /// 60000 → "60,000".
@@ -175,7 +213,7 @@ pub fn thousands(n: usize) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -197,16 +235,35 @@ impl fmt::Display for LoadReport {
             )?;
         }
         for file in &self.files {
-            let name = file.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            let check = if file.md5_checked { "verified" } else { "not checked (no md5 in spec)" };
-            let how = if file.downloaded { ", downloaded now" } else { "" };
+            let name = file
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let check = if file.md5_checked {
+                "verified"
+            } else {
+                "not checked (no md5 in spec)"
+            };
+            let how = if file.downloaded {
+                ", downloaded now"
+            } else {
+                ""
+            };
             writeln!(f, "  {name:<28} md5 {} {check}{how}", file.md5)?;
         }
         let checked = self.files.iter().filter(|f| f.md5_checked).count();
         if checked == self.files.len() {
-            write!(f, "checksums verified: all {checked} files (md5 of the decompressed IDX bytes)")
+            write!(
+                f,
+                "checksums verified: all {checked} files (md5 of the decompressed IDX bytes)"
+            )
         } else {
-            write!(f, "checksums verified: {checked} of {} files", self.files.len())
+            write!(
+                f,
+                "checksums verified: {checked} of {} files",
+                self.files.len()
+            )
         }
     }
 }

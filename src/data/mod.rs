@@ -14,8 +14,8 @@ pub mod spec;
 
 pub use download::{mirrors_from_env, DownloadOptions, DEFAULT_MIRRORS, MIRRORS_ENV};
 pub use mnist::{
-    assets_subset_dir, ensure, ensure_with, load, load_assets_subset, load_with, LoadReport, Mnist, Split,
-    DEFAULT_DATA_DIR,
+    assets_subset_dir, ensure, ensure_with, load, load_assets_subset, load_with, LoadReport, Mnist,
+    Split, DEFAULT_DATA_DIR,
 };
 
 use anyhow::Result;
@@ -29,8 +29,16 @@ pub const DATA_DIR_ENV: &str = "WGSL_CNN_DATA";
 /// what was loaded.
 pub fn data_command(dir: &Path, offline: bool) -> Result<()> {
     let start = std::time::Instant::now();
-    let mnist = if offline { load(dir)? } else { ensure(dir, &mirrors_from_env())? };
-    let text = format!("{}\n({:.2} s)\n", mnist.report, start.elapsed().as_secs_f64());
+    let mnist = if offline {
+        load(dir)?
+    } else {
+        ensure(dir, &mirrors_from_env())?
+    };
+    let text = format!(
+        "{}\n({:.2} s)\n",
+        mnist.report,
+        start.elapsed().as_secs_f64()
+    );
     // Write rather than println!, so `wgsl-cnn data | head` ends quietly instead of panicking.
     match std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),

@@ -42,7 +42,12 @@ pub struct DatasetSpec {
 impl DatasetSpec {
     /// The four files, in the order train images, train labels, test images, test labels.
     pub fn files(&self) -> [FileSpec; 4] {
-        [self.train.images, self.train.labels, self.test.images, self.test.labels]
+        [
+            self.train.images,
+            self.train.labels,
+            self.test.images,
+            self.test.labels,
+        ]
     }
 
     /// The same file names with no md5 and no count expectations: structure is still
@@ -52,14 +57,26 @@ impl DatasetSpec {
             FileSpec { md5: None, ..f }
         }
         const fn split(s: SplitSpec) -> SplitSpec {
-            SplitSpec { images: strip(s.images), labels: strip(s.labels), count: None }
+            SplitSpec {
+                images: strip(s.images),
+                labels: strip(s.labels),
+                count: None,
+            }
         }
-        DatasetSpec { name: self.name, train: split(self.train), test: split(self.test) }
+        DatasetSpec {
+            name: self.name,
+            train: split(self.train),
+            test: split(self.test),
+        }
     }
 }
 
 const fn file(stem: &'static str, kind: FileKind, md5: &'static str) -> FileSpec {
-    FileSpec { stem, kind, md5: Some(md5) }
+    FileSpec {
+        stem,
+        kind,
+        md5: Some(md5),
+    }
 }
 
 pub const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
@@ -72,13 +89,29 @@ pub const TEST_LABELS: &str = "t10k-labels-idx1-ubyte";
 pub const MNIST: DatasetSpec = DatasetSpec {
     name: "MNIST",
     train: SplitSpec {
-        images: file(TRAIN_IMAGES, FileKind::Images, "6bbc9ace898e44ae57da46a324031adb"),
-        labels: file(TRAIN_LABELS, FileKind::Labels, "a25bea736e30d166cdddb491f175f624"),
+        images: file(
+            TRAIN_IMAGES,
+            FileKind::Images,
+            "6bbc9ace898e44ae57da46a324031adb",
+        ),
+        labels: file(
+            TRAIN_LABELS,
+            FileKind::Labels,
+            "a25bea736e30d166cdddb491f175f624",
+        ),
         count: Some(60_000),
     },
     test: SplitSpec {
-        images: file(TEST_IMAGES, FileKind::Images, "2646ac647ad5339dbf082846283269ea"),
-        labels: file(TEST_LABELS, FileKind::Labels, "27ae3e4e09519cfbb04c329615203637"),
+        images: file(
+            TEST_IMAGES,
+            FileKind::Images,
+            "2646ac647ad5339dbf082846283269ea",
+        ),
+        labels: file(
+            TEST_LABELS,
+            FileKind::Labels,
+            "27ae3e4e09519cfbb04c329615203637",
+        ),
         count: Some(10_000),
     },
 };
@@ -88,13 +121,29 @@ pub const MNIST: DatasetSpec = DatasetSpec {
 pub const MNIST_SUBSET: DatasetSpec = DatasetSpec {
     name: "MNIST subset (assets/mnist-subset)",
     train: SplitSpec {
-        images: file(TRAIN_IMAGES, FileKind::Images, "294fd329ff7cac24b682d047b71117e9"),
-        labels: file(TRAIN_LABELS, FileKind::Labels, "529b059f379972fba6ba13392ba4af56"),
+        images: file(
+            TRAIN_IMAGES,
+            FileKind::Images,
+            "294fd329ff7cac24b682d047b71117e9",
+        ),
+        labels: file(
+            TRAIN_LABELS,
+            FileKind::Labels,
+            "529b059f379972fba6ba13392ba4af56",
+        ),
         count: Some(2_000),
     },
     test: SplitSpec {
-        images: file(TEST_IMAGES, FileKind::Images, "bac4371a484d0b5651e81d99305acb5a"),
-        labels: file(TEST_LABELS, FileKind::Labels, "556860b2f10365a8f7444c1e79c7e9af"),
+        images: file(
+            TEST_IMAGES,
+            FileKind::Images,
+            "bac4371a484d0b5651e81d99305acb5a",
+        ),
+        labels: file(
+            TEST_LABELS,
+            FileKind::Labels,
+            "556860b2f10365a8f7444c1e79c7e9af",
+        ),
         count: Some(1_000),
     },
 };
