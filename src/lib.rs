@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod checkpoint;
 pub mod compare;
+pub mod data;
 pub mod gpu;
 pub mod model;
 pub mod reference;

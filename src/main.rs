@@ -2,6 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use std::path::PathBuf;
 
 #[derive(Parser)]
 #[command(name = "wgsl-cnn", version, about = "Train LeNet-5 on MNIST with WGSL compute shaders")]
@@ -10,6 +11,9 @@ struct Cli {
     /// else wgpu's default choice, honouring WGPU_BACKEND and WGPU_POWER_PREF).
     #[arg(long, global = true)]
     adapter: Option<String>,
+    /// Directory holding the four MNIST IDX files (gzip'd or raw); missing ones are downloaded there.
+    #[arg(long, global = true, env = "WGSL_CNN_DATA", default_value = wgsl_cnn::data::DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -18,6 +22,13 @@ struct Cli {
 enum Command {
     /// List the GPU adapters wgpu can see and run a tiny compute shader on the chosen one.
     Adapters,
+    /// Load MNIST (downloading missing files unless --offline), verify it and print what was loaded.
+    /// Mirrors: WGSL_CNN_MNIST_MIRRORS (comma-separated base URLs) or the built-in list.
+    Data {
+        /// Never download: fail if a file is missing.
+        #[arg(long)]
+        offline: bool,
+    },
 }
 
 fn main() {
@@ -31,6 +42,7 @@ fn run(cli: Cli) -> Result<()> {
     let choice = wgsl_cnn::gpu::AdapterChoice { name: cli.adapter.clone() };
     match cli.command {
         Some(Command::Adapters) | None => adapters(&choice),
+        Some(Command::Data { offline }) => wgsl_cnn::data::data_command(&cli.data_dir, offline),
     }
 }
 

@@ -1,0 +1,269 @@
+//! MNIST in memory: find the four files in a directory, download the missing ones,
+//! verify everything, and say what was loaded.
+
+use super::download::{self, DownloadOptions};
+use super::idx::{self, Decoded, PIXELS};
+use super::spec::{DatasetSpec, FileKind, FileSpec, SplitSpec, MNIST, MNIST_SUBSET};
+use anyhow::{bail, ensure, Context, Result};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One split: `count` images of 28×28 u8 pixels, row-major, image after image
+/// (`images.len() == count·784`), and one label 0–9 per image.
+#[derive(Clone, Debug)]
+pub struct Split {
+    pub images: Vec<u8>,
+    pub labels: Vec<u8>,
+    pub count: usize,
+}
+
+impl Split {
+    /// The 784 pixels of image `i` (panics if `i >= count`, like slice indexing).
+    pub fn image(&self, i: usize) -> &[u8] {
+        &self.images[i * PIXELS..(i + 1) * PIXELS]
+    }
+}
+
+/// The loaded data set and a report of where it came from.
+#[derive(Clone, Debug)]
+pub struct Mnist {
+    pub train: Split,
+    pub test: Split,
+    pub report: LoadReport,
+}
+
+/// What was checked about one file.
+#[derive(Clone, Debug)]
+pub struct FileReport {
+    pub path: PathBuf,
+    pub kind: FileKind,
+    pub count: usize,
+    /// md5 of the decompressed IDX bytes.
+    pub md5: String,
+    /// Whether `md5` was compared with the data set spec (and matched).
+    pub md5_checked: bool,
+    pub was_gzip: bool,
+    /// Whether this call downloaded the file.
+    pub downloaded: bool,
+}
+
+/// Where a data set came from and what was verified; `Display` prints it for the CLI.
+#[derive(Clone, Debug)]
+pub struct LoadReport {
+    pub dataset: &'static str,
+    pub dir: PathBuf,
+    pub train_count: usize,
+    pub test_count: usize,
+    /// Train images, train labels, test images, test labels.
+    pub files: Vec<FileReport>,
+}
+
+/// The default data directory when neither `--data-dir` nor `WGSL_CNN_DATA` is given.
+pub const DEFAULT_DATA_DIR: &str = "data/mnist";
+
+/// The directory of the offline subset shipped in `assets/`.
+pub fn assets_subset_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets")
+        .join("mnist-subset")
+}
+
+/// Where `stem` is in `dir`: the raw IDX file if present, else `<stem>.gz`, else `None`.
+pub fn locate(dir: &Path, stem: &str) -> Option<PathBuf> {
+    [dir.join(stem), dir.join(format!("{stem}.gz"))]
+        .into_iter()
+        .find(|p| p.is_file())
+}
+
+/// Loads and verifies the full MNIST from `dir`. Never touches the network.
+pub fn load(dir: &Path) -> Result<Mnist> {
+    load_with(dir, &MNIST)
+}
+
+/// Downloads whatever full-MNIST file is missing from `dir` (trying `mirrors` in order),
+/// then loads and verifies everything. Files already present are never replaced.
+pub fn ensure(dir: &Path, mirrors: &[String]) -> Result<Mnist> {
+    ensure_with(dir, &MNIST, mirrors, &DownloadOptions::default())
+}
+
+/// Loads the offline subset in `assets/mnist-subset/` (2,000 train, 1,000 test), md5s checked.
+pub fn load_assets_subset() -> Result<Mnist> {
+    load_with(&assets_subset_dir(), &MNIST_SUBSET)
+}
+
+/// [`ensure`] for any data set spec and download options.
+pub fn ensure_with(
+    dir: &Path,
+    spec: &DatasetSpec,
+    mirrors: &[String],
+    opts: &DownloadOptions,
+) -> Result<Mnist> {
+    let mut downloaded = Vec::new();
+    for (split, file) in split_files(spec) {
+        if locate(dir, file.stem).is_none() {
+            downloaded.push(download::download_file(
+                dir,
+                &file,
+                split.count,
+                mirrors,
+                opts,
+            )?);
+        }
+    }
+    let mut mnist = load_with(dir, spec)?;
+    for f in &mut mnist.report.files {
+        f.downloaded = downloaded.contains(&f.path);
+    }
+    Ok(mnist)
+}
+
+fn split_files(spec: &DatasetSpec) -> [(SplitSpec, FileSpec); 4] {
+    [
+        (spec.train, spec.train.images),
+        (spec.train, spec.train.labels),
+        (spec.test, spec.test.images),
+        (spec.test, spec.test.labels),
+    ]
+}
+
+/// Loads and verifies the data set described by `spec` from `dir`. Never touches the network.
+pub fn load_with(dir: &Path, spec: &DatasetSpec) -> Result<Mnist> {
+    let missing: Vec<&str> = spec
+        .files()
+        .iter()
+        .filter(|f| locate(dir, f.stem).is_none())
+        .map(|f| f.stem)
+        .collect();
+    if !missing.is_empty() {
+        let why = if dir.is_dir() {
+            "lacks"
+        } else {
+            "does not exist, so it lacks"
+        };
+        bail!(
+            "the data directory {} {why} {} (each as NAME or NAME.gz); run `wgsl-cnn data --data-dir {}` \
+             to download them, or put the files there",
+            dir.display(),
+            missing.join(", "),
+            dir.display()
+        );
+    }
+    let (train, mut files) = load_split(dir, &spec.train)?;
+    let (test, test_files) = load_split(dir, &spec.test)?;
+    files.extend(test_files);
+    let report = LoadReport {
+        dataset: spec.name,
+        dir: dir.to_path_buf(),
+        train_count: train.count,
+        test_count: test.count,
+        files,
+    };
+    Ok(Mnist {
+        train,
+        test,
+        report,
+    })
+}
+
+fn read_file(dir: &Path, spec: &FileSpec, count: Option<usize>) -> Result<(PathBuf, Decoded)> {
+    let Some(path) = locate(dir, spec.stem) else {
+        bail!("{} has no {} or {}.gz", dir.display(), spec.stem, spec.stem);
+    };
+    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let decoded = idx::decode(bytes, spec, count).with_context(|| path.display().to_string())?;
+    Ok((path, decoded))
+}
+
+fn load_split(dir: &Path, spec: &SplitSpec) -> Result<(Split, Vec<FileReport>)> {
+    let (image_path, images) = read_file(dir, &spec.images, spec.count)?;
+    let (label_path, labels) = read_file(dir, &spec.labels, spec.count)?;
+    ensure!(
+        images.count == labels.count,
+        "count mismatch: {} holds {} images but {} holds {} labels",
+        image_path.display(),
+        images.count,
+        label_path.display(),
+        labels.count
+    );
+    let report = |path: PathBuf, d: &Decoded, kind| FileReport {
+        path,
+        kind,
+        count: d.count,
+        md5: d.md5.clone(),
+        md5_checked: d.md5_checked,
+        was_gzip: d.was_gzip,
+        downloaded: false,
+    };
+    let files = vec![
+        report(image_path, &images, FileKind::Images),
+        report(label_path, &labels, FileKind::Labels),
+    ];
+    Ok((
+        Split {
+            count: images.count,
+            images: images.data,
+            labels: labels.data,
+        },
+        files,
+    ))
+}
+
+/// 60000 → "60,000".
+pub fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+impl fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} loaded from {}", self.dataset, self.dir.display())?;
+        for (name, n) in [("train", self.train_count), ("test", self.test_count)] {
+            writeln!(
+                f,
+                "  {:<6} {:>6} images of 28×28 u8 ({} pixel bytes), {:>6} labels 0–9",
+                format!("{name}:"),
+                thousands(n),
+                thousands(n * PIXELS),
+                thousands(n)
+            )?;
+        }
+        for file in &self.files {
+            let name = file
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let check = if file.md5_checked {
+                "verified"
+            } else {
+                "not checked (no md5 in spec)"
+            };
+            let how = if file.downloaded {
+                ", downloaded now"
+            } else {
+                ""
+            };
+            writeln!(f, "  {name:<28} md5 {} {check}{how}", file.md5)?;
+        }
+        let checked = self.files.iter().filter(|f| f.md5_checked).count();
+        if checked == self.files.len() {
+            write!(
+                f,
+                "checksums verified: all {checked} files (md5 of the decompressed IDX bytes)"
+            )
+        } else {
+            write!(
+                f,
+                "checksums verified: {checked} of {} files",
+                self.files.len()
+            )
+        }
+    }
+}

@@ -1,0 +1,47 @@
+//! Data: MNIST files (IDX, gzip'd or raw), their download and verification.
+//!
+//! - [`spec`]: what a data set is (file names, md5 of the decompressed bytes, counts).
+//!   [`spec::MNIST`] checks the published md5s; [`spec::MNIST_SUBSET`] checks the md5s
+//!   of the offline subset in `assets/mnist-subset/` (every load verifies md5s).
+//! - [`idx`]: gunzip + IDX parsing with full validation.
+//! - [`download`]: mirrors, temp file + verify + rename.
+//! - [`mnist`]: `load`, `ensure`, `load_assets_subset`, and the report the CLI prints.
+
+pub mod download;
+pub mod idx;
+pub mod mnist;
+pub mod spec;
+
+pub use download::{mirrors_from_env, DownloadOptions, DEFAULT_MIRRORS, MIRRORS_ENV};
+pub use mnist::{
+    assets_subset_dir, ensure, ensure_with, load, load_assets_subset, load_with, LoadReport, Mnist,
+    Split, DEFAULT_DATA_DIR,
+};
+
+use anyhow::Result;
+use std::path::Path;
+
+/// Environment variable naming the data directory (the CLI's `--data-dir`).
+pub const DATA_DIR_ENV: &str = "WGSL_CNN_DATA";
+
+/// The `wgsl-cnn data` command: load MNIST from `dir` (downloading missing files from
+/// the mirrors in `WGSL_CNN_MNIST_MIRRORS` or the defaults, unless `offline`) and print
+/// what was loaded.
+pub fn data_command(dir: &Path, offline: bool) -> Result<()> {
+    let start = std::time::Instant::now();
+    let mnist = if offline {
+        load(dir)?
+    } else {
+        ensure(dir, &mirrors_from_env())?
+    };
+    let text = format!(
+        "{}\n({:.2} s)\n",
+        mnist.report,
+        start.elapsed().as_secs_f64()
+    );
+    // Write rather than println!, so `wgsl-cnn data | head` ends quietly instead of panicking.
+    match std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
