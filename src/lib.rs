@@ -10,3 +10,5 @@ pub mod model;
 pub mod reference;
 pub mod rng;
 pub mod shapes;
+pub mod step;
+pub mod train;

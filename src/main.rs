@@ -1,12 +1,24 @@
 //! The command line: parse, then call the library.
 
-use anyhow::Result;
-use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use wgsl_cnn::backend::Backend;
+use wgsl_cnn::gpu::{AdapterChoice, Gpu};
+use wgsl_cnn::reference::Cpu;
+use wgsl_cnn::train::TrainConfig;
 
 #[derive(Parser)]
-#[command(name = "wgsl-cnn", version, about = "Train LeNet-5 on MNIST with WGSL compute shaders")]
+#[command(
+    name = "wgsl-cnn",
+    version,
+    about = "Train the seed's LeNet-5 on MNIST with WGSL compute shaders (no subcommand = train)"
+)]
 struct Cli {
+    /// Where the ops run: the GPU (WGSL shaders) or the plain-Rust CPU reference.
+    #[arg(long, global = true, value_enum, default_value_t = BackendKind::Gpu)]
+    backend: BackendKind,
     /// GPU adapter to use: the first whose name contains this text (else WGPU_ADAPTER_NAME,
     /// else wgpu's default choice, honouring WGPU_BACKEND and WGPU_POWER_PREF).
     #[arg(long, global = true)]
@@ -18,10 +30,39 @@ struct Cli {
     command: Option<Command>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendKind {
+    Gpu,
+    Cpu,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// List the GPU adapters wgpu can see and run a tiny compute shader on the chosen one.
-    Adapters,
+    /// Train with the seed's recipe (the default command), evaluating after each epoch.
+    Train(TrainArgs),
+    /// Test accuracy of a checkpoint (eval mode: BatchNorm uses its running statistics).
+    Eval {
+        #[arg(long, default_value = "model.safetensors")]
+        checkpoint: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        batch_size: usize,
+    },
+    /// One training step from a PyTorch state_dict and batch, writing logits, loss,
+    /// gradients and the state after Adam (see the README for the PyTorch side).
+    Step {
+        /// state_dict in PyTorch's names (safetensors).
+        #[arg(long)]
+        init: PathBuf,
+        /// `x` f32 [N,1,28,28] and `y` int64 [N] (safetensors).
+        #[arg(long)]
+        batch: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f32,
+    },
+    /// The architecture and the parameter table.
+    Summary,
     /// Load MNIST (downloading missing files unless --offline), verify it and print what was loaded.
     /// Mirrors: WGSL_CNN_MNIST_MIRRORS (comma-separated base URLs) or the built-in list.
     Data {
@@ -29,6 +70,45 @@ enum Command {
         #[arg(long)]
         offline: bool,
     },
+    /// List the GPU adapters wgpu can see and run a tiny compute shader on the chosen one.
+    Adapters,
+}
+
+#[derive(Parser, Clone)]
+struct TrainArgs {
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    #[arg(long, default_value_t = 100)]
+    batch_size: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    lr: f32,
+    /// Seeds the initialisation and the shuffling.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Train on the first N training images only (quick runs).
+    #[arg(long)]
+    limit_train: Option<usize>,
+    /// Checkpoint written after each epoch (Adam's state goes next to it, *.optim.safetensors).
+    #[arg(long, default_value = "model.safetensors")]
+    save: PathBuf,
+    /// Continue from a checkpoint saved by `train` (up to --epochs in total).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Exit with an error if the last epoch's test accuracy (%) is below this.
+    #[arg(long)]
+    min_accuracy: Option<f64>,
+    /// Print the loss line every this many steps.
+    #[arg(long, default_value_t = 100)]
+    log_every: usize,
+    /// No progress bar.
+    #[arg(long)]
+    no_progress: bool,
+}
+
+impl Default for TrainArgs {
+    fn default() -> Self {
+        TrainArgs::parse_from(["train"])
+    }
 }
 
 fn main() {
@@ -38,15 +118,83 @@ fn main() {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
-    let choice = wgsl_cnn::gpu::AdapterChoice { name: cli.adapter.clone() };
-    match cli.command {
-        Some(Command::Adapters) | None => adapters(&choice),
-        Some(Command::Data { offline }) => wgsl_cnn::data::data_command(&cli.data_dir, offline),
+/// Runs `$body` with `$be` bound to the chosen backend.
+macro_rules! with_backend {
+    ($cli:expr, $be:ident => $body:expr) => {
+        match $cli.backend {
+            BackendKind::Gpu => {
+                let $be = &mut Gpu::new(&AdapterChoice { name: $cli.adapter.clone() })?;
+                eprintln!("backend: GPU, {}", $be.name());
+                $body
+            }
+            BackendKind::Cpu => {
+                let $be = &mut Cpu::default();
+                eprintln!("backend: CPU reference");
+                $body
+            }
+        }
+    };
+}
+
+fn run(mut cli: Cli) -> Result<()> {
+    // No subcommand means `train` with its defaults.
+    let command = cli.command.take().unwrap_or_else(|| Command::Train(TrainArgs::default()));
+    match command {
+        Command::Train(args) => with_backend!(cli, be => train(be, &cli.data_dir, &args)),
+        Command::Eval { checkpoint, batch_size } => with_backend!(cli, be => eval(be, &cli.data_dir, &checkpoint, batch_size)),
+        Command::Step { init, batch, out, lr } => with_backend!(cli, be => wgsl_cnn::step::run(be, &init, &batch, &out, lr)),
+        Command::Summary => {
+            print!("{}", wgsl_cnn::model::summary::summary());
+            Ok(())
+        }
+        Command::Data { offline } => wgsl_cnn::data::data_command(&cli.data_dir, offline),
+        Command::Adapters => adapters(&AdapterChoice { name: cli.adapter.clone() }),
     }
 }
 
-fn adapters(choice: &wgsl_cnn::gpu::AdapterChoice) -> Result<()> {
+fn load_data(dir: &Path) -> Result<wgsl_cnn::data::Mnist> {
+    wgsl_cnn::data::ensure(dir, &wgsl_cnn::data::mirrors_from_env())
+}
+
+fn train<B: Backend>(be: &mut B, data_dir: &Path, args: &TrainArgs) -> Result<()> {
+    let data = load_data(data_dir)?;
+    let cfg = TrainConfig {
+        epochs: args.epochs,
+        batch_size: args.batch_size,
+        lr: args.lr,
+        seed: args.seed,
+        limit_train: args.limit_train,
+        save: Some(args.save.clone()),
+        resume: args.resume.clone(),
+        log_every: args.log_every.max(1),
+        progress: !args.no_progress,
+    };
+    let reports = wgsl_cnn::train::train(be, &data, &cfg)?;
+    println!("saved {}", args.save.display());
+    if let (Some(min), Some(last)) = (args.min_accuracy, reports.last()) {
+        if last.accuracy() < min {
+            bail!("test accuracy {:.2} % is below the required {min} %", last.accuracy());
+        }
+    }
+    Ok(())
+}
+
+fn eval<B: Backend>(be: &mut B, data_dir: &Path, checkpoint: &Path, batch_size: usize) -> Result<()> {
+    if batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let data = load_data(data_dir)?;
+    let mut model = wgsl_cnn::model::state::load_model(be, checkpoint, batch_size)?;
+    let (ds, n) = wgsl_cnn::train::upload(be, &data.test, None);
+    let order = be.index(n);
+    be.write_index(&order, &(0..n as u32).collect::<Vec<_>>());
+    let correct = wgsl_cnn::train::evaluate(be, &mut model, &ds, &order, n);
+    let acc = 100.0 * correct as f64 / n as f64;
+    println!("Accuracy of the network on the {n} test images: {} %", wgsl_cnn::train::python_float(acc));
+    Ok(())
+}
+
+fn adapters(choice: &AdapterChoice) -> Result<()> {
     use wgsl_cnn::gpu::{context::describe, list_adapters, smoke, GpuContext};
     for info in list_adapters() {
         println!("found: {}", describe(&info));
