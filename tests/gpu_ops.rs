@@ -17,14 +17,15 @@ fn ctx() -> GpuContext {
     GpuContext::new(&AdapterChoice::default()).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-/// A fresh seed per test run (or WGSL_CNN_TEST_SEED), mixed with a per-test salt.
-fn seed(salt: u64) -> u64 {
+/// A fresh seed per test run, or WGSL_CNN_TEST_SEED to replay the one an assertion printed.
+/// Each test mixes in its own salt before seeding its Rng.
+fn seed() -> u64 {
     let base = match std::env::var("WGSL_CNN_TEST_SEED") {
         Ok(s) => s.parse().expect("WGSL_CNN_TEST_SEED is a u64"),
         Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
     };
     eprintln!("seed {base} (replay with WGSL_CNN_TEST_SEED={base})");
-    base ^ salt
+    base
 }
 
 fn upload(ctx: &GpuContext, data: &[f32]) -> Rc<RawBuffer> {
@@ -50,6 +51,7 @@ fn poisoned_u32(ctx: &GpuContext, len: usize) -> Rc<RawBuffer> {
 #[track_caller]
 fn check(what: &str, seed: u64, got: &[f32], want: &[f32], atol: f64, rtol: f64) {
     let c = compare(got, want, atol, rtol);
+    eprintln!("{what}: {c}");
     assert!(c.passed(), "{what} (seed {seed}): {c}");
 }
 
@@ -58,8 +60,8 @@ fn check(what: &str, seed: u64, got: &[f32], want: &[f32], atol: f64, rtol: f64)
 #[test]
 fn relu_forward_and_backward_match_reference() {
     let ctx = ctx();
-    let seed = seed(1);
-    let mut rng = Rng::new(seed);
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 1);
     // lengths below and above the vec4 threshold, with and without a tail, and the seed's
     for len in [1, 3, 255, 256, 257, 1003, 50_001, 288_000, 80_000, 50_000] {
         let mut x = rng.uniform_vec(len, -1.0, 1.0);
@@ -100,8 +102,8 @@ fn pool_shapes() -> Vec<PoolShape> {
 #[test]
 fn maxpool_forward_and_backward_match_reference() {
     let ctx = ctx();
-    let seed = seed(2);
-    let mut rng = Rng::new(seed);
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 2);
     for s in pool_shapes() {
         for ties in [false, true] {
             // With ties, values come from {0, 1, 2}: most windows hold repeated maxima and
@@ -162,8 +164,8 @@ fn bn_input(rng: &mut Rng, s: &BatchNormShape) -> Vec<f32> {
 #[test]
 fn batchnorm_stats_normalize_update_running_match_reference() {
     let ctx = ctx();
-    let seed = seed(3);
-    let mut rng = Rng::new(seed);
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 3);
     for s in bn_shapes() {
         let x = bn_input(&mut rng, &s);
         let gamma = rng.uniform_vec(s.c, 0.5, 1.5);
@@ -203,8 +205,8 @@ fn batchnorm_stats_normalize_update_running_match_reference() {
 #[test]
 fn batchnorm_backward_matches_reference() {
     let ctx = ctx();
-    let seed = seed(4);
-    let mut rng = Rng::new(seed);
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 4);
     for s in bn_shapes() {
         let x = bn_input(&mut rng, &s);
         let dy = rng.uniform_vec(s.len(), -1.0, 1.0);
@@ -222,11 +224,12 @@ fn batchnorm_backward_matches_reference() {
         batchnorm::backward_dx(&ctx, &s, &xb, &dyb, &mb, &vb, &gb, &dgref, &dbref, &dx2b);
 
         // Σdy and Σdy·x̂ of m uniform(−1, 1) terms are random walks of size ~√(m/3)
-        // (≈140 at m = 57,600) while f32 rounding grows with Σ|terms| ~ m/2: allow 2e-7·m
-        // absolute (a few ulp of Σ|terms|), and 1e-5 relative.
+        // (≈140 at m = 57,600); f32 rounding grows with the partial sums. Measured max
+        // error 9e-5 at m = 57,600 (1.6e-9·m): allow 3e-8·m absolute (~12× that) and 1e-5
+        // relative.
         let m = s.per_channel() as f64;
-        check(&format!("bn dbeta {s:?}"), seed, &ctx.read::<f32>(&dbb), &db, 2e-7 * m, 1e-5);
-        check(&format!("bn dgamma {s:?}"), seed, &ctx.read::<f32>(&dgb), &dg, 2e-7 * m, 1e-5);
+        check(&format!("bn dbeta {s:?}"), seed, &ctx.read::<f32>(&dbb), &db, 3e-8 * m, 1e-5);
+        check(&format!("bn dgamma {s:?}"), seed, &ctx.read::<f32>(&dgb), &dg, 3e-8 * m, 1e-5);
         // dx = gamma·istd·(dy − Σdy/m − x̂·Σdy·x̂/m): |dx| ≲ 3; the subtraction loses a few
         // ulp of |dy| ≤ 1, and the sums' own error enters divided by m.
         check(&format!("bn dx (fused sums) {s:?}"), seed, &ctx.read::<f32>(&dxb), &dx, 2e-6, 1e-5);
@@ -240,8 +243,8 @@ fn batchnorm_backward_matches_reference() {
 #[test]
 fn sum_rows_matches_reference() {
     let ctx = ctx();
-    let seed = seed(5);
-    let mut rng = Rng::new(seed);
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 5);
     for (rows, cols) in [(1, 1), (1, 500), (3, 257), (257, 3), (100, 500), (100, 10), (1000, 65)] {
         let x = rng.uniform_vec(rows * cols, -1.0, 1.0);
         let mut out = vec![0.0; cols];
@@ -269,8 +272,8 @@ const CE_SHAPES: [(usize, usize); 6] = [(1, 10), (7, 3), (5, 1), (100, 10), (255
 #[test]
 fn softmax_cross_entropy_matches_reference() {
     let ctx = ctx();
-    let seed = seed(6);
-    let mut rng = Rng::new(seed);
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 6);
     for (n, classes) in CE_SHAPES {
         let l = logits(&mut rng, n, classes, false);
         let labels: Vec<u32> = (0..n).map(|_| rng.below(classes) as u32).collect();
@@ -290,8 +293,8 @@ fn softmax_cross_entropy_matches_reference() {
 #[test]
 fn count_correct_matches_reference_exactly_and_accumulates() {
     let ctx = ctx();
-    let seed = seed(7);
-    let mut rng = Rng::new(seed);
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 7);
     for (n, classes) in CE_SHAPES {
         for ties in [false, true] {
             let l = logits(&mut rng, n, classes, ties);
@@ -347,8 +350,8 @@ fn flag_nonfinite_sets_the_first_bad_step_once() {
 #[test]
 fn adam_three_steps_match_reference() {
     let ctx = ctx();
-    let seed = seed(8);
-    let mut rng = Rng::new(seed);
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 8);
     let cfg = AdamConfig::default();
     // the seed's parameter tensors, plus short and tailed lengths
     for len in [1, 3, 10, 20, 50, 257, 500, 5_000, 25_000, 400_000, 400_003] {
@@ -378,8 +381,8 @@ fn adam_three_steps_match_reference() {
 #[test]
 fn gather_matches_reference() {
     let ctx = ctx();
-    let seed = seed(9);
-    let mut rng = Rng::new(seed);
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 9);
     // (images, pixels, n, offset): 13 pixels straddle u32 words; 784 is MNIST
     for (count, pixels, n, offset) in [(5, 13, 1, 0), (37, 13, 20, 9), (300, 784, 100, 150), (1000, 784, 1, 999), (301, 7, 300, 1)] {
         let images: Vec<u8> = (0..count * pixels).map(|_| rng.below(256) as u8).collect();
