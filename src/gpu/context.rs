@@ -29,6 +29,12 @@ pub struct Kernel {
 pub fn shader_source(file: &str) -> Result<String> {
     let body = match file {
         "smoke" => include_str!("../../shaders/smoke.wgsl"),
+        "activation" => include_str!("../../shaders/activation.wgsl"),
+        "maxpool" => include_str!("../../shaders/maxpool.wgsl"),
+        "batchnorm" => include_str!("../../shaders/batchnorm.wgsl"),
+        "reduce" => include_str!("../../shaders/reduce.wgsl"),
+        "adam" => include_str!("../../shaders/adam.wgsl"),
+        "gather" => include_str!("../../shaders/gather.wgsl"),
         // one line per op family; keep in step with shaders/
         _ => return Err(anyhow!("unknown shader file {file}.wgsl")),
     };

@@ -3,5 +3,11 @@
 
 pub mod context;
 pub mod smoke;
+pub mod activation;
+pub mod adam;
+pub mod batchnorm;
+pub mod gather;
+pub mod maxpool;
+pub mod reduce;
 
 pub use context::{list_adapters, Access, AdapterChoice, GpuContext, Kernel, RawBuffer};

@@ -1,0 +1,411 @@
+//! Every entry point of shaders/{maxpool,batchnorm,activation,reduce,adam,gather}.wgsl
+//! against its CPU twin in src/reference, on seeded random inputs (seed printed in every
+//! assertion message; set WGSL_CNN_TEST_SEED to replay one), over odd shapes, batch 1,
+//! batches larger than a workgroup, and the seed model's shapes. Float outputs are poisoned
+//! with NaN and u32 outputs with u32::MAX before each dispatch, so an element a kernel
+//! forgets to write fails the comparison.
+
+use std::rc::Rc;
+
+use wgsl_cnn::compare::compare;
+use wgsl_cnn::gpu::{activation, adam, batchnorm, gather, maxpool, reduce, AdapterChoice, GpuContext, RawBuffer};
+use wgsl_cnn::reference;
+use wgsl_cnn::rng::Rng;
+use wgsl_cnn::shapes::{AdamConfig, BatchNormShape, PoolShape};
+
+fn ctx() -> GpuContext {
+    GpuContext::new(&AdapterChoice::default()).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// A fresh seed per test run, or WGSL_CNN_TEST_SEED to replay the one an assertion printed.
+/// Each test mixes in its own salt before seeding its Rng.
+fn seed() -> u64 {
+    let base = match std::env::var("WGSL_CNN_TEST_SEED") {
+        Ok(s) => s.parse().expect("WGSL_CNN_TEST_SEED is a u64"),
+        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
+    };
+    eprintln!("seed {base} (replay with WGSL_CNN_TEST_SEED={base})");
+    base
+}
+
+fn upload(ctx: &GpuContext, data: &[f32]) -> Rc<RawBuffer> {
+    let b = ctx.buffer(data.len());
+    ctx.write(&b, data);
+    b
+}
+
+fn upload_u32(ctx: &GpuContext, data: &[u32]) -> Rc<RawBuffer> {
+    let b = ctx.buffer(data.len());
+    ctx.write(&b, data);
+    b
+}
+
+fn poisoned(ctx: &GpuContext, len: usize) -> Rc<RawBuffer> {
+    upload(ctx, &vec![f32::NAN; len])
+}
+
+fn poisoned_u32(ctx: &GpuContext, len: usize) -> Rc<RawBuffer> {
+    upload_u32(ctx, &vec![u32::MAX; len])
+}
+
+#[track_caller]
+fn check(what: &str, seed: u64, got: &[f32], want: &[f32], atol: f64, rtol: f64) {
+    let c = compare(got, want, atol, rtol);
+    eprintln!("{what}: {c}");
+    assert!(c.passed(), "{what} (seed {seed}): {c}");
+}
+
+// ---- activation ----------------------------------------------------------------------
+
+#[test]
+fn relu_forward_and_backward_match_reference() {
+    let ctx = ctx();
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 1);
+    // lengths below and above the vec4 threshold, with and without a tail, and the seed's
+    for len in [1, 3, 255, 256, 257, 1003, 50_001, 288_000, 80_000, 50_000] {
+        let mut x = rng.uniform_vec(len, -1.0, 1.0);
+        x[0] = 0.0; // the boundary: relu(0) = 0 and its gradient is 0
+        let dy = rng.uniform_vec(len, -1.0, 1.0);
+        let (mut y, mut dx) = (vec![0.0; len], vec![0.0; len]);
+        reference::activation::relu_forward(&x, &mut y);
+        reference::activation::relu_backward(&y, &dy, &mut dx);
+
+        let (xb, dyb) = (upload(&ctx, &x), upload(&ctx, &dy));
+        let (yb, dxb) = (poisoned(&ctx, len), poisoned(&ctx, len));
+        activation::relu_forward(&ctx, len, &xb, &yb);
+        let y_gpu: Vec<f32> = ctx.read(&yb);
+        // The backward reads the reference's y so that each kernel is checked on its own.
+        let yref = upload(&ctx, &y);
+        activation::relu_backward(&ctx, len, &yref, &dyb, &dxb);
+        // ReLU selects values: bit-exact.
+        check(&format!("relu_forward len {len}"), seed, &y_gpu, &y, 0.0, 0.0);
+        check(&format!("relu_backward len {len}"), seed, &ctx.read::<f32>(&dxb), &dx, 0.0, 0.0);
+        ctx.clear_bind_groups();
+    }
+}
+
+// ---- maxpool -------------------------------------------------------------------------
+
+fn pool_shapes() -> Vec<PoolShape> {
+    let p = |n, c, h, w, k| PoolShape { n, c, h, w, k };
+    vec![
+        p(1, 1, 5, 7, 2),    // odd h, w: the last row/column is outside every window
+        p(3, 2, 9, 11, 3),   // k = 3, ragged edges
+        p(2, 3, 6, 6, 1),    // k = 1: identity
+        p(1, 20, 24, 24, 2), // batch 1
+        p(100, 20, 24, 24, 2), // seed pool1
+        p(100, 50, 8, 8, 2),   // seed pool2
+    ]
+}
+
+#[test]
+fn maxpool_forward_and_backward_match_reference() {
+    let ctx = ctx();
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 2);
+    for s in pool_shapes() {
+        for ties in [false, true] {
+            // With ties, values come from {0, 1, 2}: most windows hold repeated maxima and
+            // the argmax must be the first one, as the reference's.
+            let x: Vec<f32> = if ties {
+                (0..s.x_len()).map(|_| rng.below(3) as f32).collect()
+            } else {
+                rng.uniform_vec(s.x_len(), -1.0, 1.0)
+            };
+            let dy = rng.uniform_vec(s.y_len(), -1.0, 1.0);
+            let (mut y, mut am, mut dx) = (vec![0.0; s.y_len()], vec![0u32; s.y_len()], vec![0.0; s.x_len()]);
+            reference::maxpool::forward(&s, &x, &mut y, &mut am);
+            reference::maxpool::backward(&s, &dy, &am, &mut dx);
+
+            let xb = upload(&ctx, &x);
+            let (yb, amb) = (poisoned(&ctx, s.y_len()), poisoned_u32(&ctx, s.y_len()));
+            maxpool::forward(&ctx, &s, &xb, &yb, &amb);
+            let (dyb, amref, dxb) = (upload(&ctx, &dy), upload_u32(&ctx, &am), poisoned(&ctx, s.x_len()));
+            maxpool::backward(&ctx, &s, &dyb, &amref, &dxb);
+
+            // Max and routing move values without arithmetic: bit-exact.
+            check(&format!("maxpool forward y {s:?} ties {ties}"), seed, &ctx.read::<f32>(&yb), &y, 0.0, 0.0);
+            let am_gpu: Vec<u32> = ctx.read(&amb);
+            if let Some(o) = (0..am.len()).find(|&o| am_gpu[o] != am[o]) {
+                panic!("maxpool forward argmax {s:?} ties {ties} (seed {seed}): [{o}] got {}, want {}", am_gpu[o], am[o]);
+            }
+            check(&format!("maxpool backward {s:?} ties {ties}"), seed, &ctx.read::<f32>(&dxb), &dx, 0.0, 0.0);
+            ctx.clear_bind_groups();
+        }
+    }
+}
+
+// ---- batchnorm -----------------------------------------------------------------------
+
+fn bn_shapes() -> Vec<BatchNormShape> {
+    let b = |n, c, hw| BatchNormShape { n, c, hw };
+    vec![
+        b(1, 4, 9),     // batch 1, hw below the workgroup
+        b(3, 5, 13),    // odd everything
+        b(2, 3, 300),   // hw above the workgroup (256) and not a multiple of it
+        b(300, 2, 1),   // hw = 1, batch above the workgroup
+        b(100, 20, 576), // seed bn1
+        b(100, 50, 64),  // seed bn2
+    ]
+}
+
+/// Channel values of the shape uniform in offset_c ± 1, with per-channel offsets up to ±3
+/// (a one-pass Σx² formula would lose digits; the two-pass one must not).
+fn bn_input(rng: &mut Rng, s: &BatchNormShape) -> Vec<f32> {
+    let offsets = rng.uniform_vec(s.c, -3.0, 3.0);
+    let mut x = rng.uniform_vec(s.len(), -1.0, 1.0);
+    for (j, v) in x.iter_mut().enumerate() {
+        *v += offsets[(j / s.hw) % s.c];
+    }
+    x
+}
+
+#[test]
+fn batchnorm_stats_normalize_update_running_match_reference() {
+    let ctx = ctx();
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 3);
+    for s in bn_shapes() {
+        let x = bn_input(&mut rng, &s);
+        let gamma = rng.uniform_vec(s.c, 0.5, 1.5);
+        let beta = rng.uniform_vec(s.c, -0.5, 0.5);
+        let rm0 = rng.uniform_vec(s.c, -0.5, 0.5);
+        let rv0 = rng.uniform_vec(s.c, 0.5, 1.5);
+        let (mut mean, mut var, mut y) = (vec![0.0; s.c], vec![0.0; s.c], vec![0.0; s.len()]);
+        reference::batchnorm::stats(&s, &x, &mut mean, &mut var);
+        reference::batchnorm::normalize(&s, &x, &mean, &var, &gamma, &beta, &mut y);
+        let (mut rm, mut rv) = (rm0.clone(), rv0.clone());
+        reference::batchnorm::update_running(&s, &mean, &var, &mut rm, &mut rv);
+
+        let xb = upload(&ctx, &x);
+        let (mb, vb) = (poisoned(&ctx, s.c), poisoned(&ctx, s.c));
+        batchnorm::stats(&ctx, &s, &xb, &mb, &vb);
+        // normalize and update_running read the reference's statistics: each kernel on its own
+        let (mref, vref, gb, bb) = (upload(&ctx, &mean), upload(&ctx, &var), upload(&ctx, &gamma), upload(&ctx, &beta));
+        let yb = poisoned(&ctx, s.len());
+        batchnorm::normalize(&ctx, &s, &xb, &mref, &vref, &gb, &bb, &yb);
+        let (rmb, rvb) = (upload(&ctx, &rm0), upload(&ctx, &rv0));
+        batchnorm::update_running(&ctx, &s, &mref, &vref, &rmb, &rvb);
+
+        // f32 sums of up to 57,600 values (225 serial per invocation, then a 256-leaf tree)
+        // against f64 sums: measured errors are ~1e-7 relative; 2e-6 of the channel scale
+        // (|mean| ≤ 4, var ≈ 1/3) leaves margin without hiding a wrong element count.
+        check(&format!("bn stats mean {s:?}"), seed, &ctx.read::<f32>(&mb), &mean, 2e-6, 2e-6);
+        check(&format!("bn stats var {s:?}"), seed, &ctx.read::<f32>(&vb), &var, 2e-6, 2e-6);
+        // A handful of f32 operations per element (inverseSqrt allows 2 ulp): |y| ≲ 3.
+        check(&format!("bn normalize {s:?}"), seed, &ctx.read::<f32>(&yb), &y, 1e-6, 1e-6);
+        // Three f32 operations: a few ulp.
+        check(&format!("bn running_mean {s:?}"), seed, &ctx.read::<f32>(&rmb), &rm, 1e-7, 1e-6);
+        check(&format!("bn running_var {s:?}"), seed, &ctx.read::<f32>(&rvb), &rv, 1e-7, 1e-6);
+        ctx.clear_bind_groups();
+    }
+}
+
+#[test]
+fn batchnorm_backward_matches_reference() {
+    let ctx = ctx();
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 4);
+    for s in bn_shapes() {
+        let x = bn_input(&mut rng, &s);
+        let dy = rng.uniform_vec(s.len(), -1.0, 1.0);
+        let gamma = rng.uniform_vec(s.c, 0.5, 1.5);
+        let (mut mean, mut var) = (vec![0.0; s.c], vec![0.0; s.c]);
+        reference::batchnorm::stats(&s, &x, &mut mean, &mut var);
+        let (mut dx, mut dg, mut db) = (vec![0.0; s.len()], vec![0.0; s.c], vec![0.0; s.c]);
+        reference::batchnorm::backward(&s, &x, &dy, &mean, &var, &gamma, &mut dx, &mut dg, &mut db);
+
+        let (xb, dyb, mb, vb, gb) = (upload(&ctx, &x), upload(&ctx, &dy), upload(&ctx, &mean), upload(&ctx, &var), upload(&ctx, &gamma));
+        let (dxb, dgb, dbb) = (poisoned(&ctx, s.len()), poisoned(&ctx, s.c), poisoned(&ctx, s.c));
+        batchnorm::backward(&ctx, &s, &xb, &dyb, &mb, &vb, &gb, &dxb, &dgb, &dbb);
+        // Also backward_dx alone, fed the reference's sums.
+        let (dgref, dbref, dx2b) = (upload(&ctx, &dg), upload(&ctx, &db), poisoned(&ctx, s.len()));
+        batchnorm::backward_dx(&ctx, &s, &xb, &dyb, &mb, &vb, &gb, &dgref, &dbref, &dx2b);
+
+        // Σdy and Σdy·x̂ of m uniform(−1, 1) terms are random walks of size ~√(m/3)
+        // (≈140 at m = 57,600); f32 rounding grows with the partial sums. Measured max
+        // error 9e-5 at m = 57,600 (1.6e-9·m): allow 3e-8·m absolute (~12× that) and 1e-5
+        // relative.
+        let m = s.per_channel() as f64;
+        check(&format!("bn dbeta {s:?}"), seed, &ctx.read::<f32>(&dbb), &db, 3e-8 * m, 1e-5);
+        check(&format!("bn dgamma {s:?}"), seed, &ctx.read::<f32>(&dgb), &dg, 3e-8 * m, 1e-5);
+        // dx = gamma·istd·(dy − Σdy/m − x̂·Σdy·x̂/m): |dx| ≲ 3; the subtraction loses a few
+        // ulp of |dy| ≤ 1, and the sums' own error enters divided by m.
+        check(&format!("bn dx (fused sums) {s:?}"), seed, &ctx.read::<f32>(&dxb), &dx, 2e-6, 1e-5);
+        check(&format!("bn backward_dx {s:?}"), seed, &ctx.read::<f32>(&dx2b), &dx, 1e-6, 1e-5);
+        ctx.clear_bind_groups();
+    }
+}
+
+// ---- reduce --------------------------------------------------------------------------
+
+#[test]
+fn sum_rows_matches_reference() {
+    let ctx = ctx();
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 5);
+    for (rows, cols) in [(1, 1), (1, 500), (3, 257), (257, 3), (100, 500), (100, 10), (1000, 65)] {
+        let x = rng.uniform_vec(rows * cols, -1.0, 1.0);
+        let mut out = vec![0.0; cols];
+        reference::reduce::sum_rows(rows, cols, &x, &mut out);
+        let (xb, ob) = (upload(&ctx, &x), poisoned(&ctx, cols));
+        reduce::sum_rows(&ctx, rows, cols, &xb, &ob);
+        // A serial f32 sum of `rows` terms in [−1, 1]: error ≤ rows·ulp-ish; allow
+        // 1.2e-7·rows absolute (one ulp of the largest partial per term) and 1e-6 relative.
+        check(&format!("sum_rows {rows}×{cols}"), seed, &ctx.read::<f32>(&ob), &out, 1.2e-7 * rows as f64, 1e-6);
+        ctx.clear_bind_groups();
+    }
+}
+
+/// Logits for `n` rows: random, or (ties) drawn from {0, 1, 2} so rows repeat their maximum.
+fn logits(rng: &mut Rng, n: usize, classes: usize, ties: bool) -> Vec<f32> {
+    if ties {
+        (0..n * classes).map(|_| rng.below(3) as f32).collect()
+    } else {
+        rng.uniform_vec(n * classes, -4.0, 4.0)
+    }
+}
+
+const CE_SHAPES: [(usize, usize); 6] = [(1, 10), (7, 3), (5, 1), (100, 10), (255, 10), (1000, 10)];
+
+#[test]
+fn softmax_cross_entropy_matches_reference() {
+    let ctx = ctx();
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 6);
+    for (n, classes) in CE_SHAPES {
+        let l = logits(&mut rng, n, classes, false);
+        let labels: Vec<u32> = (0..n).map(|_| rng.below(classes) as u32).collect();
+        let mut dl = vec![0.0; n * classes];
+        let loss = reference::reduce::softmax_cross_entropy(n, classes, &l, &labels, &mut dl);
+        let (lb, yb, lossb, dlb) = (upload(&ctx, &l), upload_u32(&ctx, &labels), poisoned(&ctx, 1), poisoned(&ctx, n * classes));
+        reduce::softmax_cross_entropy(&ctx, n, classes, &lb, &yb, &lossb, &dlb);
+        // Per row: exp/log (WGSL allows a few ulp) and a sum of ≤ 10 terms; the mean is a
+        // tree over ≤ 1000 rows. Loss ≈ 2–8: 1e-6 relative plus 1e-6 absolute.
+        check(&format!("ce loss {n}×{classes}"), seed, &ctx.read::<f32>(&lossb), &[loss], 1e-6, 1e-6);
+        // |dlogits| ≤ 1/n: 1e-5 relative of each, plus 1e-7/n for the near-zero probabilities.
+        check(&format!("ce dlogits {n}×{classes}"), seed, &ctx.read::<f32>(&dlb), &dl, 1e-7 / n as f64, 1e-5);
+        ctx.clear_bind_groups();
+    }
+}
+
+#[test]
+fn count_correct_matches_reference_exactly_and_accumulates() {
+    let ctx = ctx();
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 7);
+    for (n, classes) in CE_SHAPES {
+        for ties in [false, true] {
+            let l = logits(&mut rng, n, classes, ties);
+            // Labels biased towards each row's first max so that many rows count.
+            let labels: Vec<u32> = (0..n)
+                .map(|i| {
+                    if rng.below(2) == 0 {
+                        rng.below(classes) as u32
+                    } else {
+                        let row = &l[i * classes..(i + 1) * classes];
+                        (0..classes).fold(0, |b, j| if row[j] > row[b] { j } else { b }) as u32
+                    }
+                })
+                .collect();
+            let want = reference::reduce::count_correct(n, classes, &l, &labels);
+            let start = rng.below(1000) as u32;
+            let (lb, yb, cb) = (upload(&ctx, &l), upload_u32(&ctx, &labels), upload_u32(&ctx, &[start]));
+            reduce::count_correct(&ctx, n, classes, &lb, &yb, &cb);
+            let once: Vec<u32> = ctx.read(&cb);
+            assert_eq!(once[0], start + want, "count_correct {n}×{classes} ties {ties} (seed {seed}): started at {start}");
+            reduce::count_correct(&ctx, n, classes, &lb, &yb, &cb);
+            let twice: Vec<u32> = ctx.read(&cb);
+            assert_eq!(twice[0], start + 2 * want, "count_correct twice {n}×{classes} ties {ties} (seed {seed})");
+            ctx.clear_bind_groups();
+        }
+    }
+}
+
+#[test]
+fn flag_nonfinite_sets_the_first_bad_step_once() {
+    let ctx = ctx();
+    let (loss, step, flag) = (ctx.buffer(1), ctx.buffer(1), ctx.buffer(1));
+    let run = |value: f32, t: u32| -> u32 {
+        ctx.write(&loss, &[value]);
+        ctx.write(&step, &[t]);
+        reduce::flag_nonfinite(&ctx, &loss, &step, &flag);
+        ctx.read::<u32>(&flag)[0]
+    };
+    for (value, t) in [(2.3, 1), (0.0, 2), (-1e30, 3), (f32::MAX, 4), (f32::MIN_POSITIVE / 2.0, 5)] {
+        assert_eq!(run(value, t), 0, "finite loss {value} at step {t} must leave the flag alone");
+    }
+    assert_eq!(run(f32::NAN, 6), 6, "NaN at step 6");
+    assert_eq!(run(f32::INFINITY, 7), 6, "a later inf must not overwrite step 6");
+    assert_eq!(run(1.0, 8), 6, "a later finite loss must not clear the flag");
+    for (value, t) in [(f32::INFINITY, 11), (f32::NEG_INFINITY, 12), (-f32::NAN, 13)] {
+        ctx.write(&flag, &[0u32]);
+        assert_eq!(run(value, t), t, "{value} at step {t} on a clear flag");
+    }
+}
+
+// ---- adam ----------------------------------------------------------------------------
+
+#[test]
+fn adam_three_steps_match_reference() {
+    let ctx = ctx();
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 8);
+    let cfg = AdamConfig::default();
+    // the seed's parameter tensors, plus short and tailed lengths
+    for len in [1, 3, 10, 20, 50, 257, 500, 5_000, 25_000, 400_000, 400_003] {
+        let mut p = rng.uniform_vec(len, -1.0, 1.0);
+        let (mut m, mut v) = (vec![0.0f32; len], vec![0.0f32; len]);
+        let (pb, mb, vb, gb, hb) = (upload(&ctx, &p), ctx.buffer(len), ctx.buffer(len), ctx.buffer(len), ctx.buffer(4));
+        for t in 1..=3 {
+            let g = rng.uniform_vec(len, -1.0, 1.0);
+            reference::adam::step(&cfg, t, &mut p, &g, &mut m, &mut v);
+            ctx.write(&gb, &g);
+            ctx.write(&hb, &reference::adam::hyper(&cfg, t));
+            adam::step(&ctx, &cfg, len, &hb, &pb, &gb, &mb, &vb);
+            ctx.submit();
+            // m, v: two multiply-adds per step, a few ulp. param ≈ 1 moves by ≈ lr per
+            // step; the step's own error (sqrt, divide, 1/√bc2 rounded once) is a few ulp
+            // of lr, so 1e-6 relative to |param| plus 1e-9 absolute.
+            check(&format!("adam m len {len} t {t}"), seed, &ctx.read::<f32>(&mb), &m, 1e-9, 1e-6);
+            check(&format!("adam v len {len} t {t}"), seed, &ctx.read::<f32>(&vb), &v, 1e-12, 1e-6);
+            check(&format!("adam param len {len} t {t}"), seed, &ctx.read::<f32>(&pb), &p, 1e-9, 1e-6);
+        }
+        ctx.clear_bind_groups();
+    }
+}
+
+// ---- gather --------------------------------------------------------------------------
+
+#[test]
+fn gather_matches_reference() {
+    let ctx = ctx();
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 9);
+    // (images, pixels, n, offset): 13 pixels straddle u32 words; 784 is MNIST
+    for (count, pixels, n, offset) in [(5, 13, 1, 0), (37, 13, 20, 9), (300, 784, 100, 150), (1000, 784, 1, 999), (301, 7, 300, 1)] {
+        let images: Vec<u8> = (0..count * pixels).map(|_| rng.below(256) as u8).collect();
+        let labels: Vec<u8> = (0..count).map(|_| rng.below(10) as u8).collect();
+        let mut perm: Vec<u32> = (0..count as u32).collect();
+        rng.shuffle(&mut perm);
+        let (mut x, mut y) = (vec![0.0; n * pixels], vec![0u32; n]);
+        reference::gather::gather(&images, &labels, pixels, &perm, offset, n, &mut x, &mut y);
+
+        let ib = upload_u32(&ctx, &gather::pack_u8(&images));
+        let lb = upload_u32(&ctx, &labels.iter().map(|&l| l as u32).collect::<Vec<_>>());
+        let pb = upload_u32(&ctx, &perm);
+        let (xb, yb) = (poisoned(&ctx, n * pixels), poisoned_u32(&ctx, n));
+        gather::gather(&ctx, &ib, &lb, pixels, &pb, offset, n, &xb, &yb);
+        // b/255 is one division: WGSL allows 2.5 ulp, so 3e-7 relative.
+        check(&format!("gather x {count}×{pixels} n {n} offset {offset}"), seed, &ctx.read::<f32>(&xb), &x, 0.0, 3e-7);
+        assert_eq!(ctx.read::<u32>(&yb), y, "gather y {count}×{pixels} n {n} offset {offset} (seed {seed})");
+        ctx.clear_bind_groups();
+    }
+}
+
+#[test]
+fn pack_u8_is_little_endian_and_pads() {
+    assert_eq!(gather::pack_u8(&[1, 2, 3, 4, 5]), vec![0x0403_0201, 5]);
+    assert_eq!(gather::pack_u8(&[]), Vec::<u32>::new());
+}
