@@ -165,6 +165,12 @@ fn maxpool_ties_go_to_the_first_max() {
     maxpool::forward(&s, &[1.0, 2.0, 3.0, 4.0, 4.0, 3.0, 2.0, 1.0], &mut y, &mut am);
     assert_eq!(am, [3, 0]);
     assert_close("pool y batch", &y, &[4.0, 4.0], 0.0);
+
+    // A NaN anywhere in a window wins (PyTorch's CPU kernel), so divergence stays visible.
+    let (mut y, mut am) = (vec![0.0; 2], vec![u32::MAX; 2]);
+    maxpool::forward(&s, &[1.0, f64::NAN, 3.0, 4.0, f64::NAN, 3.0, 2.0, 1.0], &mut y, &mut am);
+    assert!(y[0].is_nan() && y[1].is_nan(), "pool NaN: {y:?}");
+    assert_eq!(am, [1, 0]);
 }
 
 #[test]
@@ -286,6 +292,10 @@ fn sum_rows_relu_and_gather_by_hand() {
     let mut dx = vec![f64::NAN; 5];
     activation::relu_backward(&y, &[10.0, 20.0, 30.0, 40.0, 50.0], &mut dx);
     assert_close("relu backward (gradient 0 at x = 0)", &dx, &[0.0, 0.0, 30.0, 0.0, 50.0], 0.0);
+    // NaN propagates (PyTorch: relu(NaN) = NaN) instead of being zeroed.
+    let mut y = vec![0.0; 2];
+    activation::relu_forward(&[f64::NAN, -1.0], &mut y);
+    assert!(y[0].is_nan() && y[1] == 0.0, "relu NaN: {y:?}");
 
     // Three 2-pixel images; perm [2, 0, 1], offset 1, n 2 → images 0 and 1.
     let images = [0u8, 255, 51, 102, 204, 153];

@@ -1,12 +1,14 @@
 //! ReLU. The backward reads the forward *output*: y > 0 exactly where x > 0.
+//! NaN passes through both, as in PyTorch (relu(NaN) = NaN; threshold_backward passes dy
+//! unless y ≤ 0), so a diverging run is not silently zeroed here.
 
 use super::Real;
 
-/// y = max(x, 0).
+/// y = max(x, 0) (−0.0 stays −0.0, which equals 0).
 pub fn relu_forward<T: Real>(x: &[T], y: &mut [T]) {
     assert_eq!(x.len(), y.len(), "relu: x and y differ in length");
     for (o, &v) in y.iter_mut().zip(x) {
-        *o = if v > T::zero() { v } else { T::zero() };
+        *o = if v < T::zero() { T::zero() } else { v };
     }
 }
 
@@ -14,6 +16,6 @@ pub fn relu_forward<T: Real>(x: &[T], y: &mut [T]) {
 pub fn relu_backward<T: Real>(y: &[T], dy: &[T], dx: &mut [T]) {
     assert!(y.len() == dy.len() && dy.len() == dx.len(), "relu: y, dy and dx differ in length");
     for ((d, &yv), &g) in dx.iter_mut().zip(y).zip(dy) {
-        *d = if yv > T::zero() { g } else { T::zero() };
+        *d = if yv <= T::zero() { T::zero() } else { g };
     }
 }

@@ -1,9 +1,10 @@
 //! MaxPool2d with window k and stride k over x [n, c, h, w] → y [n, c, h/k, w/k] (floor).
 //! argmax[o] is the index iy·w + ix of the window's maximum within its input h·w plane, as
 //! PyTorch's `return_indices`. Ties go to the first maximum: the window is scanned row-major
-//! and a later element replaces the best only when strictly greater. (A NaN in the window's
-//! first position is kept; PyTorch would let any NaN win. Shaders cannot promise NaN
-//! semantics, so the reference does not model that.)
+//! and a later element replaces the best only when strictly greater.
+//! NaN: as PyTorch's CPU kernel (`val > maxval || isnan(val)`), a NaN always takes over, so a
+//! window holding a NaN yields NaN (the last one's index) and divergence stays visible.
+//! Shaders cannot promise NaN semantics; GPU tests use finite inputs.
 
 use super::Real;
 use crate::shapes::PoolShape;
@@ -21,7 +22,8 @@ pub fn forward<T: Real>(s: &PoolShape, x: &[T], y: &mut [T], argmax: &mut [u32])
                 for ky in 0..k {
                     for kx in 0..k {
                         let i = (oy * k + ky) * s.w + ox * k + kx;
-                        if xp[i] > xp[best_i] {
+                        #[allow(clippy::eq_op)] // x != x: NaN test on a generic Real
+                        if xp[i] > xp[best_i] || xp[i] != xp[i] {
                             best_i = i;
                         }
                     }
