@@ -2,6 +2,8 @@
 //! Rust function in `src/gpu/<family>.rs`, with its CPU twin in `src/reference/<family>.rs`.
 
 pub mod context;
+pub mod conv2d;
+pub mod matmul;
 pub mod smoke;
 
 pub use context::{list_adapters, Access, AdapterChoice, GpuContext, Kernel, RawBuffer};
