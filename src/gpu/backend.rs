@@ -22,16 +22,30 @@ pub struct GpuDataset {
 
 pub struct Gpu {
     pub ctx: GpuContext,
-    /// Adam's per-step constants (see `adam::step`), and the step they were written for.
+    /// Per-step constants that kernels read from storage rather than uniforms (uniform
+    /// bytes key the bind-group cache): Adam's bias corrections and the step number, with
+    /// the values last written to them.
     adam_hyper: GpuTensor,
-    adam_hyper_step: Option<(u32, [u32; 4])>,
+    adam_hyper_written: Option<[u32; 4]>,
+    step_number: GpuTensor,
+    step_number_written: Option<u32>,
 }
 
 impl Gpu {
     pub fn new(choice: &AdapterChoice) -> Result<Self> {
         let ctx = GpuContext::new(choice)?;
-        let adam_hyper = ctx.buffer(adam::HYPER_LEN);
-        Ok(Gpu { ctx, adam_hyper, adam_hyper_step: None })
+        let (adam_hyper, step_number) = (ctx.buffer(4), ctx.buffer(1));
+        Ok(Gpu { ctx, adam_hyper, adam_hyper_written: None, step_number, step_number_written: None })
+    }
+}
+
+/// Makes a small per-step buffer hold `value`. A queued write lands before the next submit,
+/// so work already recorded with the old value is submitted first.
+fn set_per_step<T: bytemuck::Pod + PartialEq>(ctx: &GpuContext, buf: &RawBuffer, written: &mut Option<T>, value: T, data: &[impl bytemuck::Pod]) {
+    if *written != Some(value) {
+        ctx.submit();
+        ctx.write(buf, data);
+        *written = Some(value);
     }
 }
 
@@ -167,20 +181,13 @@ impl Backend for Gpu {
         reduce::count_correct(&self.ctx, n, classes, logits, labels, correct)
     }
     fn flag_nonfinite(&mut self, loss: &GpuTensor, step: u32, flag: &GpuTensor) {
-        reduce::flag_nonfinite(&self.ctx, loss, step, flag)
+        set_per_step(&self.ctx, &self.step_number, &mut self.step_number_written, step, &[step]);
+        reduce::flag_nonfinite(&self.ctx, loss, &self.step_number, flag)
     }
 
     fn adam(&mut self, cfg: &AdamConfig, step: u32, len: usize, param: &GpuTensor, grad: &GpuTensor, m: &GpuTensor, v: &GpuTensor) {
-        // The constants live in one small buffer written between submits: a queued write
-        // lands before the next submit, so work already recorded for another step must be
-        // submitted first.
         let hyper = crate::reference::adam::hyper(cfg, step);
-        let key = (step, hyper.map(f32::to_bits));
-        if self.adam_hyper_step != Some(key) {
-            self.ctx.submit();
-            self.ctx.write(&self.adam_hyper, &hyper);
-            self.adam_hyper_step = Some(key);
-        }
+        set_per_step(&self.ctx, &self.adam_hyper, &mut self.adam_hyper_written, hyper.map(f32::to_bits), &hyper);
         adam::step(&self.ctx, cfg, len, &self.adam_hyper, param, grad, m, v)
     }
 }

@@ -35,6 +35,8 @@ pub fn shader_source(file: &str) -> Result<String> {
         "reduce" => include_str!("../../shaders/reduce.wgsl"),
         "adam" => include_str!("../../shaders/adam.wgsl"),
         "gather" => include_str!("../../shaders/gather.wgsl"),
+        "matmul" => include_str!("../../shaders/matmul.wgsl"),
+        "conv2d" => include_str!("../../shaders/conv2d.wgsl"),
         // one line per op family; keep in step with shaders/
         _ => return Err(anyhow!("unknown shader file {file}.wgsl")),
     };
@@ -139,6 +141,7 @@ pub struct GpuContext {
     pipelines: RefCell<HashMap<(&'static str, &'static str), Rc<(wgpu::ComputePipeline, wgpu::BindGroupLayout)>>>,
     bind_groups: RefCell<HashMap<(usize, Vec<u64>, Vec<u8>), Rc<wgpu::BindGroup>>>,
     uniforms: RefCell<HashMap<Vec<u8>, Rc<wgpu::Buffer>>>,
+    scratch: RefCell<HashMap<&'static str, Rc<RawBuffer>>>,
     recorder: RefCell<Option<Recorder>>,
     next_id: Cell<u64>,
     pub profiler: RefCell<Option<Profiler>>,
@@ -178,6 +181,7 @@ impl GpuContext {
             pipelines: RefCell::default(),
             bind_groups: RefCell::default(),
             uniforms: RefCell::default(),
+            scratch: RefCell::default(),
             recorder: RefCell::new(None),
             next_id: Cell::new(1),
             profiler: RefCell::new(None),
@@ -203,6 +207,22 @@ impl GpuContext {
             mapped_at_creation: false,
         });
         Rc::new(RawBuffer { id, buffer, len })
+    }
+
+    /// A buffer of at least `len` elements for an op's temporary data (transposed weights,
+    /// split-K partial sums, a placeholder binding), kept for reuse: one per `tag`, grown
+    /// when a larger one is asked for. Its contents are undefined; an op may rely on them
+    /// only between its own dispatches (dispatches run in recording order, so a later op
+    /// reusing the tag cannot disturb an earlier one).
+    pub fn scratch(&self, tag: &'static str, len: usize) -> Rc<RawBuffer> {
+        if let Some(b) = self.scratch.borrow().get(tag) {
+            if b.len >= len {
+                return b.clone();
+            }
+        }
+        let b = self.buffer(len);
+        self.scratch.borrow_mut().insert(tag, b.clone());
+        b
     }
 
     /// Queues a write of `data` to the start of `buf`; it happens before the next submit.

@@ -1,13 +1,17 @@
 //! The GPU backend: every op is a WGSL entry point in `shaders/<family>.wgsl`, wrapped by one
 //! Rust function in `src/gpu/<family>.rs`, with its CPU twin in `src/reference/<family>.rs`.
 
-pub mod context;
-pub mod smoke;
 pub mod activation;
 pub mod adam;
+pub mod backend;
 pub mod batchnorm;
+pub mod context;
+pub mod conv2d;
 pub mod gather;
+pub mod matmul;
 pub mod maxpool;
 pub mod reduce;
+pub mod smoke;
 
+pub use backend::{Gpu, GpuDataset, GpuTensor};
 pub use context::{list_adapters, Access, AdapterChoice, GpuContext, Kernel, RawBuffer};

@@ -1,0 +1,523 @@
+// Conv2d (cross-correlation, as PyTorch) over x [n, c_in, h, w] with weights
+// [c_out, c_in, k, k] and bias [c_out], giving y [n, c_out, h_out, w_out]; its input, weight
+// and bias gradients. CPU twin: src/reference/conv2d.rs.
+//
+// As in matmul.wgsl every invocation computes a register block and no kernel uses
+// workgroup memory except the bias-gradient tree. Two families:
+// - *_direct: any stride and padding; 4×4 blocks with scalar loads (index arithmetic with
+//   bounds checks per element). Correct everywhere, not fast.
+// - *_rows: stride 1, no padding, rows of x a multiple of 4 long, w_out % 4 == 0, k ≤ 5
+//   (the seed's convolutions). One invocation takes 4 neighbouring outputs of one row: for a
+//   given (channel, kernel row) the inputs of all k·4 products are 8 consecutive floats of
+//   one input row, i.e. two aligned vec4 loads, shifted in registers for each kernel column.
+//   The forward reads the weights transposed to [c_in·k·k, c_out4] so that 4 output
+//   channels come in one vec4 (conv_weight_kc makes that copy). The input gradient runs the
+//   same kernel over dy padded by k − 1 with the weights flipped and transposed.
+//
+// Storage bindings differ per entry point and share binding numbers, so the globals have
+// neutral names; each entry point's comment says what its bindings hold. The vec4 views
+// (in1v, in2v) alias bindings 1 and 2; an entry point uses one view of each binding only.
+
+struct ConvParams {
+    n: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    k: u32,
+    stride: u32,
+    pad: u32,
+    h_out: u32,
+    w_out: u32,
+    has_bias: u32,
+    // split-K passes: number of splits of the reduction over positions
+    splits: u32,
+    // *_rows kernels: elements per input row (w, or the padded width); a multiple of 4
+    x_row: u32,
+    // *_rows forward and conv_weight_kc: columns of the transposed weights (multiple of 4)
+    co4: u32,
+    // conv_weight_kc: 1 = flip the kernel and swap c_in/c_out (for the input gradient)
+    flip: u32,
+    // conv_sum_splits: elements of one split's partial sums
+    len: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: ConvParams;
+@group(0) @binding(1) var<storage, read> in1: array<f32>;
+@group(0) @binding(1) var<storage, read> in1v: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> in2: array<f32>;
+@group(0) @binding(2) var<storage, read> in2v: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> out2: array<f32>;
+@group(0) @binding(3) var<storage, read> in3: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out3: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out4: array<f32>;
+
+const WG: u32 = 64u;
+
+fn global_index(wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> u32 {
+    return flat_group(wg, nwg) * WG + li;
+}
+
+// 4 weights a·x.x, a·x.y, a·x.z, a·x.w as the columns of a matrix.
+fn outer(a: vec4<f32>, x: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(a * x.x, a * x.y, a * x.z, a * x.w);
+}
+
+// ---- forward ---------------------------------------------------------------------------
+
+// Bindings: 1 x, 2 w, 3 bias, 4 y. Block: 4 consecutive output positions (flat over
+// n·h_out·w_out) × 4 output channels.
+@compute @workgroup_size(64)
+fn conv_forward_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) li: u32) {
+    let g = global_index(wg, nwg, li);
+    let ncb = (p.c_out + 3u) / 4u;
+    let co0 = (g % ncb) * 4u;
+    let pos0 = (g / ncb) * 4u;
+    let plane = p.h_out * p.w_out;
+    let total = p.n * plane;
+    if (pos0 >= total) {
+        return;
+    }
+    // Per position (clamped into range; only real ones are stored): image, first input row
+    // and column of its window (may be negative with padding).
+    var img: array<u32, 4>;
+    var q: array<u32, 4>;
+    var ih0: array<i32, 4>;
+    var iw0: array<i32, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        let pos = min(pos0 + i, total - 1u);
+        img[i] = pos / plane;
+        q[i] = pos % plane;
+        ih0[i] = i32((q[i] / p.w_out) * p.stride) - i32(p.pad);
+        iw0[i] = i32((q[i] % p.w_out) * p.stride) - i32(p.pad);
+    }
+    let kk = p.k * p.k;
+    let wco = min(vec4<u32>(co0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.c_out - 1u)) * (p.c_in * kk);
+    var acc = mat4x4<f32>(); // column j: channel co0 + j; component i: position pos0 + i
+    for (var ci = 0u; ci < p.c_in; ci++) {
+        for (var kh = 0u; kh < p.k; kh++) {
+            for (var kw = 0u; kw < p.k; kw++) {
+                var xv = vec4<f32>();
+                for (var i = 0u; i < 4u; i++) {
+                    let ih = ih0[i] + i32(kh);
+                    let iw = iw0[i] + i32(kw);
+                    let inside = ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w);
+                    let idx = ((img[i] * p.c_in + ci) * p.h + u32(max(ih, 0))) * p.w + u32(max(iw, 0));
+                    xv[i] = select(0.0, in1[min(idx, arrayLength(&in1) - 1u)], inside);
+                }
+                let wi = (ci * p.k + kh) * p.k + kw;
+                acc[0] += xv * in2[wco.x + wi];
+                acc[1] += xv * in2[wco.y + wi];
+                acc[2] += xv * in2[wco.z + wi];
+                acc[3] += xv * in2[wco.w + wi];
+            }
+        }
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let co = co0 + j;
+        if (co < p.c_out) {
+            var add = 0.0;
+            if (p.has_bias != 0u) {
+                add = in3[co];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                if (pos0 + i < total) {
+                    out4[(img[i] * p.c_out + co) * plane + q[i]] = acc[j][i] + add;
+                }
+            }
+        }
+    }
+}
+
+// Bindings: 1 x (vec4 view; rows p.x_row long, p.h rows per plane), 2 weights transposed
+// to [c_in·k·k, co4] (vec4 view), 3 bias, 4 y. Block: 4 outputs along a row × 8 channels.
+// Needs stride 1, pad 0, x_row % 4 == 0, w_out % 4 == 0, k ≤ 5.
+@compute @workgroup_size(64)
+fn conv_forward_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) li: u32) {
+    let g = global_index(wg, nwg, li);
+    let cq = p.co4 / 4u; // vec4s per transposed weight row
+    let ncb = (cq + 1u) / 2u;
+    let cb = g % ncb;
+    let quads = p.w_out / 4u;
+    let rest = g / ncb;
+    let ow0 = (rest % quads) * 4u;
+    let row = rest / quads; // image · h_out + output row
+    if (row >= p.n * p.h_out) {
+        return;
+    }
+    let img = row / p.h_out;
+    let oh = row % p.h_out;
+    let qa = cb * 2u;
+    let qb = min(qa + 1u, cq - 1u); // past the last channel group: computed, never stored
+    let rowq = p.x_row / 4u;
+    var acc_a = mat4x4<f32>(); // column i: output ow0 + i; component j: channel 8·cb + j
+    var acc_b = mat4x4<f32>(); // the same for channels 8·cb + 4 + j
+    for (var ci = 0u; ci < p.c_in; ci++) {
+        for (var kh = 0u; kh < p.k; kh++) {
+            let xb = ((img * p.c_in + ci) * p.h + oh + kh) * rowq + ow0 / 4u;
+            let v0 = in1v[xb];
+            let v1 = in1v[min(xb + 1u, arrayLength(&in1v) - 1u)];
+            let wr = (ci * p.k + kh) * p.k * cq;
+            acc_a += outer(in2v[wr + qa], v0);
+            acc_b += outer(in2v[wr + qb], v0);
+            if (p.k > 1u) {
+                let xs = vec4<f32>(v0.yzw, v1.x);
+                acc_a += outer(in2v[wr + cq + qa], xs);
+                acc_b += outer(in2v[wr + cq + qb], xs);
+            }
+            if (p.k > 2u) {
+                let xs = vec4<f32>(v0.zw, v1.xy);
+                acc_a += outer(in2v[wr + 2u * cq + qa], xs);
+                acc_b += outer(in2v[wr + 2u * cq + qb], xs);
+            }
+            if (p.k > 3u) {
+                let xs = vec4<f32>(v0.w, v1.xyz);
+                acc_a += outer(in2v[wr + 3u * cq + qa], xs);
+                acc_b += outer(in2v[wr + 3u * cq + qb], xs);
+            }
+            if (p.k > 4u) {
+                acc_a += outer(in2v[wr + 4u * cq + qa], v1);
+                acc_b += outer(in2v[wr + 4u * cq + qb], v1);
+            }
+        }
+    }
+    let ybase = (img * p.c_out) * p.h_out * p.w_out + oh * p.w_out + ow0;
+    let plane = p.h_out * p.w_out;
+    for (var j = 0u; j < 8u; j++) {
+        let co = cb * 8u + j;
+        if (co < p.c_out) {
+            var add = 0.0;
+            if (p.has_bias != 0u) {
+                add = in3[co];
+            }
+            var v: vec4<f32>;
+            if (j < 4u) {
+                v = vec4<f32>(acc_a[0][j], acc_a[1][j], acc_a[2][j], acc_a[3][j]);
+            } else {
+                v = vec4<f32>(acc_b[0][j - 4u], acc_b[1][j - 4u], acc_b[2][j - 4u], acc_b[3][j - 4u]);
+            }
+            let o = ybase + co * plane;
+            out4[o] = v.x + add;
+            out4[o + 1u] = v.y + add;
+            out4[o + 2u] = v.z + add;
+            out4[o + 3u] = v.w + add;
+        }
+    }
+}
+
+// Bindings: 1 w [c_out, c_in, k, k], 2 out: the weights as a [rows, co4] matrix, zero in the
+// padding columns. flip = 0: out[(ci·k + kh)·k + kw, co] = w[co, ci, kh, kw] (forward).
+// flip = 1: out[(co·k + kh)·k + kw, ci] = w[co, ci, k−1−kh, k−1−kw] (the input gradient is
+// the forward conv of dy padded by k − 1 with these weights).
+@compute @workgroup_size(64)
+fn conv_weight_kc(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) li: u32) {
+    let g = global_index(wg, nwg, li);
+    let kk = p.k * p.k;
+    var rows = p.c_in * kk;
+    var cols = p.c_out;
+    if (p.flip != 0u) {
+        rows = p.c_out * kk;
+        cols = p.c_in;
+    }
+    if (g >= rows * p.co4) {
+        return;
+    }
+    let r = g / p.co4;
+    let col = g % p.co4;
+    var v = 0.0;
+    if (col < cols) {
+        if (p.flip == 0u) {
+            v = in1[col * p.c_in * kk + r];
+        } else {
+            let co = r / kk;
+            let kh = (r % kk) / p.k;
+            let kw = r % p.k;
+            v = in1[((co * p.c_in + col) * p.k + (p.k - 1u - kh)) * p.k + (p.k - 1u - kw)];
+        }
+    }
+    out2[g] = v;
+}
+
+// Bindings: 1 src [planes, h, w], 2 dst [planes, h_out, x_row]. dst[pl, i, j] =
+// src[pl, i − pad, j − pad] inside src, else 0. (planes = n·c_in; h_out, x_row, pad as set
+// by the wrapper.) One invocation writes 4 consecutive elements.
+@compute @workgroup_size(64)
+fn conv_pad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+            @builtin(local_invocation_index) li: u32) {
+    let g = global_index(wg, nwg, li) * 4u;
+    let rows = p.n * p.c_in * p.h_out;
+    if (g >= rows * p.x_row) {
+        return;
+    }
+    let j0 = g % p.x_row;
+    let r = g / p.x_row;
+    let pl = r / p.h_out;
+    let i = i32(r % p.h_out) - i32(p.pad);
+    for (var t = 0u; t < 4u; t++) {
+        let j = i32(j0 + t) - i32(p.pad);
+        let inside = i >= 0 && i < i32(p.h) && j >= 0 && j < i32(p.w);
+        let idx = (pl * p.h + u32(max(i, 0))) * p.w + u32(max(j, 0));
+        out2[g + t] = select(0.0, in1[min(idx, arrayLength(&in1) - 1u)], inside);
+    }
+}
+
+// ---- input gradient, any stride and padding ---------------------------------------------
+
+// Bindings: 1 dy, 2 w, 3 dx. dx[n, ci, ih, iw] = Σ dy[n, co, oh, ow]·w[co, ci, kh, kw] over
+// oh·stride + kh = ih + pad, ow·stride + kw = iw + pad. Block: 4 consecutive input positions
+// (flat over n·h·w) × 4 input channels.
+@compute @workgroup_size(64)
+fn conv_grad_input_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(local_invocation_index) li: u32) {
+    let g = global_index(wg, nwg, li);
+    let ncb = (p.c_in + 3u) / 4u;
+    let ci0 = (g % ncb) * 4u;
+    let pos0 = (g / ncb) * 4u;
+    let plane = p.h * p.w;
+    let total = p.n * plane;
+    if (pos0 >= total) {
+        return;
+    }
+    var img: array<u32, 4>;
+    var q: array<u32, 4>;
+    var th: array<i32, 4>; // ih + pad
+    var tw: array<i32, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        let pos = min(pos0 + i, total - 1u);
+        img[i] = pos / plane;
+        q[i] = pos % plane;
+        th[i] = i32(q[i] / p.w + p.pad);
+        tw[i] = i32(q[i] % p.w + p.pad);
+    }
+    let kk = p.k * p.k;
+    let wci = min(vec4<u32>(ci0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.c_in - 1u)) * kk;
+    let s = i32(p.stride);
+    var acc = mat4x4<f32>(); // column j: channel ci0 + j; component i: position pos0 + i
+    for (var co = 0u; co < p.c_out; co++) {
+        for (var kh = 0u; kh < p.k; kh++) {
+            for (var kw = 0u; kw < p.k; kw++) {
+                var dv = vec4<f32>();
+                for (var i = 0u; i < 4u; i++) {
+                    let a = th[i] - i32(kh);
+                    let b = tw[i] - i32(kw);
+                    let oh = a / s;
+                    let ow = b / s;
+                    let ok = a >= 0 && b >= 0 && a % s == 0 && b % s == 0 && oh < i32(p.h_out) && ow < i32(p.w_out);
+                    let idx = ((img[i] * p.c_out + co) * p.h_out + u32(max(oh, 0))) * p.w_out + u32(max(ow, 0));
+                    dv[i] = select(0.0, in1[min(idx, arrayLength(&in1) - 1u)], ok);
+                }
+                let wi = co * p.c_in * kk + kh * p.k + kw;
+                acc[0] += dv * in2[wi + wci.x];
+                acc[1] += dv * in2[wi + wci.y];
+                acc[2] += dv * in2[wi + wci.z];
+                acc[3] += dv * in2[wi + wci.w];
+            }
+        }
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let ci = ci0 + j;
+        if (ci < p.c_in) {
+            for (var i = 0u; i < 4u; i++) {
+                if (pos0 + i < total) {
+                    out3[(img[i] * p.c_in + ci) * plane + q[i]] = acc[j][i];
+                }
+            }
+        }
+    }
+}
+
+// ---- weight gradient: split-K partial sums, then a serial sum over the splits --------------
+// part[s, co, (ci·k + kh)·k + kw] = Σ over the positions of split s of
+// dy[n, co, oh, ow]·x[n, ci, oh·stride + kh − pad, ow·stride + kw − pad]. Split s takes
+// output rows (image·h_out + oh) [s·R/S, (s+1)·R/S) (or flat positions for _direct).
+
+// Bindings: 1 x (vec4 view, rows p.w long), 2 dy (vec4 view), 3 part. Block: 4 output
+// channels × one (ci, kh) × all k kernel columns. Needs stride 1, pad 0, w % 4 == 0,
+// w_out % 4 == 0, k ≤ 5.
+@compute @workgroup_size(64)
+fn conv_grad_weight_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) li: u32) {
+    let g = global_index(wg, nwg, li);
+    let ncb = (p.c_out + 3u) / 4u;
+    let co0 = (g % ncb) * 4u;
+    let rest = g / ncb;
+    let cik = rest % (p.c_in * p.k); // ci·k + kh
+    let s = rest / (p.c_in * p.k);
+    if (s >= p.splits) {
+        return;
+    }
+    let ci = cik / p.k;
+    let kh = cik % p.k;
+    let rows = p.n * p.h_out;
+    let r_begin = s * rows / p.splits;
+    let r_end = (s + 1u) * rows / p.splits;
+    let quads = p.w_out / 4u;
+    let rowq = p.w / 4u;
+    let cos = min(vec4<u32>(co0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.c_out - 1u));
+    var img = r_begin / p.h_out;
+    var oh = r_begin % p.h_out;
+    // acc_kw component j: channel co0 + j, kernel column kw.
+    var acc0 = vec4<f32>();
+    var acc1 = vec4<f32>();
+    var acc2 = vec4<f32>();
+    var acc3 = vec4<f32>();
+    var acc4 = vec4<f32>();
+    for (var r = r_begin; r < r_end; r++) {
+        let dyb = (img * p.c_out) * p.h_out * quads + oh * quads;
+        let dplane = p.h_out * quads;
+        let xb = ((img * p.c_in + ci) * p.h + oh + kh) * rowq;
+        for (var t = 0u; t < quads; t++) {
+            // column i of d: position ow = 4t + i, component j: channel co0 + j
+            let d = transpose(mat4x4<f32>(
+                in2v[dyb + cos.x * dplane + t],
+                in2v[dyb + cos.y * dplane + t],
+                in2v[dyb + cos.z * dplane + t],
+                in2v[dyb + cos.w * dplane + t]));
+            let v0 = in1v[xb + t];
+            let v1 = in1v[min(xb + t + 1u, arrayLength(&in1v) - 1u)];
+            acc0 += d * v0;
+            acc1 += d * vec4<f32>(v0.yzw, v1.x);
+            acc2 += d * vec4<f32>(v0.zw, v1.xy);
+            acc3 += d * vec4<f32>(v0.w, v1.xyz);
+            acc4 += d * v1;
+        }
+        oh += 1u;
+        if (oh == p.h_out) {
+            oh = 0u;
+            img += 1u;
+        }
+    }
+    let kk = p.k * p.k;
+    let kcols = p.c_in * kk;
+    for (var j = 0u; j < 4u; j++) {
+        let co = co0 + j;
+        if (co < p.c_out) {
+            let o = (s * p.c_out + co) * kcols + cik * p.k;
+            out3[o] = acc0[j];
+            if (p.k > 1u) { out3[o + 1u] = acc1[j]; }
+            if (p.k > 2u) { out3[o + 2u] = acc2[j]; }
+            if (p.k > 3u) { out3[o + 3u] = acc3[j]; }
+            if (p.k > 4u) { out3[o + 4u] = acc4[j]; }
+        }
+    }
+}
+
+// Bindings: 1 x, 2 dy, 3 part. Block: 4 output channels × 4 weight columns (ci, kh, kw);
+// split s takes flat output positions [s·T/S, (s+1)·T/S), T = n·h_out·w_out.
+@compute @workgroup_size(64)
+fn conv_grad_weight_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                           @builtin(local_invocation_index) li: u32) {
+    let g = global_index(wg, nwg, li);
+    let kk = p.k * p.k;
+    let kcols = p.c_in * kk;
+    let ncb = (p.c_out + 3u) / 4u;
+    let nkb = (kcols + 3u) / 4u;
+    let co0 = (g % ncb) * 4u;
+    let rest = g / ncb;
+    let kc0 = (rest % nkb) * 4u;
+    let s = rest / nkb;
+    if (s >= p.splits) {
+        return;
+    }
+    var xoff: array<u32, 4>; // ci·h·w of each weight column
+    var kh: array<i32, 4>;
+    var kw: array<i32, 4>;
+    for (var j = 0u; j < 4u; j++) {
+        let kc = min(kc0 + j, kcols - 1u);
+        xoff[j] = (kc / kk) * p.h * p.w;
+        kh[j] = i32((kc % kk) / p.k) - i32(p.pad);
+        kw[j] = i32(kc % p.k) - i32(p.pad);
+    }
+    let plane = p.h_out * p.w_out;
+    let total = p.n * plane;
+    let t_begin = s * total / p.splits;
+    let t_end = (s + 1u) * total / p.splits;
+    let cos = min(vec4<u32>(co0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.c_out - 1u)) * plane;
+    var img = t_begin / plane;
+    var oh = (t_begin % plane) / p.w_out;
+    var ow = t_begin % p.w_out;
+    var acc = mat4x4<f32>(); // column j: weight column kc0 + j; component i: channel co0 + i
+    for (var t = t_begin; t < t_end; t++) {
+        let db = img * p.c_out * plane + oh * p.w_out + ow;
+        let dv = vec4<f32>(in2[db + cos.x], in2[db + cos.y], in2[db + cos.z], in2[db + cos.w]);
+        let xb = img * p.c_in * p.h * p.w;
+        let ih0 = i32(oh * p.stride);
+        let iw0 = i32(ow * p.stride);
+        for (var j = 0u; j < 4u; j++) {
+            let ih = ih0 + kh[j];
+            let iw = iw0 + kw[j];
+            let inside = ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w);
+            let idx = xb + xoff[j] + u32(max(ih, 0)) * p.w + u32(max(iw, 0));
+            acc[j] += dv * select(0.0, in1[min(idx, arrayLength(&in1) - 1u)], inside);
+        }
+        ow += 1u;
+        if (ow == p.w_out) {
+            ow = 0u;
+            oh += 1u;
+            if (oh == p.h_out) {
+                oh = 0u;
+                img += 1u;
+            }
+        }
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let kc = kc0 + j;
+        if (kc < kcols) {
+            for (var i = 0u; i < 4u; i++) {
+                if (co0 + i < p.c_out) {
+                    out3[(s * p.c_out + co0 + i) * kcols + kc] = acc[j][i];
+                }
+            }
+        }
+    }
+}
+
+// Bindings: 1 part [splits, len], 2 dw [len]. dw[i] = Σ_s part[s, i], summed in order.
+@compute @workgroup_size(64)
+fn conv_sum_splits(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) li: u32) {
+    let i = global_index(wg, nwg, li);
+    if (i >= p.len) {
+        return;
+    }
+    var acc = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+        acc += in1[s * p.len + i];
+    }
+    out2[i] = acc;
+}
+
+// ---- bias gradient ------------------------------------------------------------------------
+
+var<workgroup> tree: array<f32, 64>;
+
+// Bindings: 1 dy, 2 db. One workgroup per output channel: each invocation sums a strided
+// share of the channel's n·h_out·w_out values, then a fixed-shape tree adds the 64 sums.
+@compute @workgroup_size(64)
+fn conv_grad_bias(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                  @builtin(local_invocation_index) li: u32) {
+    let co = flat_group(wg, nwg);
+    let plane = p.h_out * p.w_out;
+    var acc = 0.0;
+    if (co < p.c_out) {
+        for (var img = 0u; img < p.n; img++) {
+            let base = (img * p.c_out + co) * plane;
+            for (var q = li; q < plane; q += WG) {
+                acc += in1[base + q];
+            }
+        }
+    }
+    tree[li] = acc;
+    for (var half = WG / 2u; half > 0u; half /= 2u) {
+        workgroupBarrier();
+        if (li < half) {
+            tree[li] += tree[li + half];
+        }
+    }
+    if (li == 0u && co < p.c_out) {
+        out2[co] = tree[0];
+    }
+}

@@ -1,0 +1,249 @@
+//! Conv2d forward and its input, weight and bias gradients (shaders/conv2d.wgsl, CPU twin
+//! src/reference/conv2d.rs).
+//!
+//! Two kernel families (see the shader's header): `Rows` for stride 1 and small kernels
+//! with rows a multiple of 4 long (the seed's convolutions), fast on CPU adapters; `Direct`
+//! for any stride and padding. `ConvKernel::Auto` takes `Rows` where it fits.
+//!
+//! Temporary data lives in the context's scratch buffers (`GpuContext::scratch`), so no
+//! call allocates once the largest shape has run: "conv2d.weights_kc" (weights transposed or
+//! flipped into [rows, c4]), "conv2d.dy_padded" (dy padded for the input gradient) and
+//! "conv2d.partials" (split-K partial sums of the weight gradient, summed in a fixed order
+//! by a second pass, so results are deterministic).
+
+use super::context::{Access, GpuContext, Kernel, RawBuffer};
+use crate::shapes::Conv2dShape;
+
+use Access::{Read, ReadWrite};
+
+static FORWARD_DIRECT: Kernel =
+    Kernel { file: "conv2d", entry: "conv_forward_direct", bindings: &[Read, Read, Read, ReadWrite] };
+static FORWARD_ROWS: Kernel = Kernel { file: "conv2d", entry: "conv_forward_rows", bindings: &[Read, Read, Read, ReadWrite] };
+static WEIGHT_KC: Kernel = Kernel { file: "conv2d", entry: "conv_weight_kc", bindings: &[Read, ReadWrite] };
+static PAD: Kernel = Kernel { file: "conv2d", entry: "conv_pad", bindings: &[Read, ReadWrite] };
+static GRAD_INPUT_DIRECT: Kernel =
+    Kernel { file: "conv2d", entry: "conv_grad_input_direct", bindings: &[Read, Read, ReadWrite] };
+static GRAD_WEIGHT_ROWS: Kernel =
+    Kernel { file: "conv2d", entry: "conv_grad_weight_rows", bindings: &[Read, Read, ReadWrite] };
+static GRAD_WEIGHT_DIRECT: Kernel =
+    Kernel { file: "conv2d", entry: "conv_grad_weight_direct", bindings: &[Read, Read, ReadWrite] };
+static SUM_SPLITS: Kernel = Kernel { file: "conv2d", entry: "conv_sum_splits", bindings: &[Read, ReadWrite] };
+static GRAD_BIAS: Kernel = Kernel { file: "conv2d", entry: "conv_grad_bias", bindings: &[Read, ReadWrite] };
+
+/// Mirrors `ConvParams` in shaders/conv2d.wgsl (field meanings documented there).
+#[repr(C)]
+#[derive(Clone, Copy, Default, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n: u32,
+    c_in: u32,
+    h: u32,
+    w: u32,
+    c_out: u32,
+    k: u32,
+    stride: u32,
+    pad: u32,
+    h_out: u32,
+    w_out: u32,
+    has_bias: u32,
+    splits: u32,
+    x_row: u32,
+    co4: u32,
+    flip: u32,
+    len: u32,
+}
+
+impl Params {
+    fn of(s: &Conv2dShape) -> Self {
+        Params {
+            n: s.n as u32,
+            c_in: s.c_in as u32,
+            h: s.h as u32,
+            w: s.w as u32,
+            c_out: s.c_out as u32,
+            k: s.k as u32,
+            stride: s.stride as u32,
+            pad: s.pad as u32,
+            h_out: s.h_out() as u32,
+            w_out: s.w_out() as u32,
+            ..Default::default()
+        }
+    }
+}
+
+/// Which kernels run an op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvKernel {
+    /// `Rows` where the shape allows it, else `Direct`.
+    Auto,
+    /// Row kernels (see `rows_fit`, `grad_input_rows_fit`); panics where they do not fit.
+    Rows,
+    /// Any stride and padding.
+    Direct,
+}
+
+/// Largest kernel the row kernels unroll.
+pub const ROWS_MAX_K: usize = 5;
+
+/// Whether the row kernels can run the forward and the weight gradient of `s`.
+pub fn rows_fit(s: &Conv2dShape) -> bool {
+    s.stride == 1 && s.pad == 0 && s.k <= ROWS_MAX_K && s.w % 4 == 0 && s.w_out() % 4 == 0
+}
+
+/// Whether the row kernel can run the input gradient of `s` (as a forward conv of dy
+/// padded by k − 1 − pad, whose output rows are w long).
+pub fn grad_input_rows_fit(s: &Conv2dShape) -> bool {
+    s.stride == 1 && s.pad < s.k && s.k <= ROWS_MAX_K && s.w % 4 == 0
+}
+
+fn pick(kernel: ConvKernel, fits: bool, what: &str, s: &Conv2dShape) -> bool {
+    match kernel {
+        ConvKernel::Auto => fits,
+        ConvKernel::Rows => {
+            assert!(fits, "conv2d {what}: the row kernel does not fit {s:?}");
+            true
+        }
+        ConvKernel::Direct => false,
+    }
+}
+
+fn round4(x: usize) -> usize {
+    x.div_ceil(4) * 4
+}
+
+fn groups(ctx: &GpuContext, invocations: usize) -> [u32; 3] {
+    ctx.grid(invocations.div_ceil(64))
+}
+
+/// y = conv(x, w) + b.
+pub fn forward(ctx: &GpuContext, s: &Conv2dShape, x: &RawBuffer, w: &RawBuffer, b: &RawBuffer, y: &RawBuffer) {
+    forward_with(ctx, ConvKernel::Auto, s, x, w, b, y);
+}
+
+pub fn forward_with(
+    ctx: &GpuContext,
+    kernel: ConvKernel,
+    s: &Conv2dShape,
+    x: &RawBuffer,
+    w: &RawBuffer,
+    b: &RawBuffer,
+    y: &RawBuffer,
+) {
+    assert!(x.len >= s.x_len() && w.len >= s.w_len() && b.len >= s.c_out && y.len >= s.y_len(), "conv2d forward {s:?}: buffer too small");
+    if s.y_len() == 0 {
+        return;
+    }
+    let mut p = Params::of(s);
+    p.has_bias = 1;
+    if pick(kernel, rows_fit(s), "forward", s) {
+        let co4 = round4(s.c_out);
+        let wt = weights_kc(ctx, s, w, false, co4);
+        p.x_row = s.w as u32;
+        p.co4 = co4 as u32;
+        let inv = (co4 / 4).div_ceil(2) * (s.w_out() / 4) * s.n * s.h_out();
+        ctx.dispatch(&FORWARD_ROWS, &p, &[x, &wt, b, y], groups(ctx, inv));
+    } else {
+        let inv = s.c_out.div_ceil(4) * (s.n * s.h_out() * s.w_out()).div_ceil(4);
+        ctx.dispatch(&FORWARD_DIRECT, &p, &[x, w, b, y], groups(ctx, inv));
+    }
+}
+
+/// The weights as a [rows, c4] matrix in the "conv2d.weights_kc" scratch buffer: transposed
+/// (rows c_in·k·k, columns c_out) or, with `flip`, kernel-flipped with c_in and c_out
+/// swapped (rows c_out·k·k, columns c_in). c4 is the column count rounded up to 4.
+fn weights_kc(ctx: &GpuContext, s: &Conv2dShape, w: &RawBuffer, flip: bool, c4: usize) -> std::rc::Rc<RawBuffer> {
+    let rows = if flip { s.c_out } else { s.c_in } * s.k * s.k;
+    let wt = ctx.scratch("conv2d.weights_kc", rows * c4);
+    let mut p = Params::of(s);
+    p.co4 = c4 as u32;
+    p.flip = flip as u32;
+    ctx.dispatch(&WEIGHT_KC, &p, &[w, &wt], groups(ctx, rows * c4));
+    wt
+}
+
+/// dx = ∂(conv)/∂x applied to dy; every element of dx is written.
+pub fn grad_input(ctx: &GpuContext, s: &Conv2dShape, dy: &RawBuffer, w: &RawBuffer, dx: &RawBuffer) {
+    grad_input_with(ctx, ConvKernel::Auto, s, dy, w, dx);
+}
+
+pub fn grad_input_with(ctx: &GpuContext, kernel: ConvKernel, s: &Conv2dShape, dy: &RawBuffer, w: &RawBuffer, dx: &RawBuffer) {
+    assert!(dy.len >= s.y_len() && w.len >= s.w_len() && dx.len >= s.x_len(), "conv2d grad_input {s:?}: buffer too small");
+    if s.x_len() == 0 {
+        return;
+    }
+    if pick(kernel, grad_input_rows_fit(s), "grad_input", s) {
+        // dx = forward conv (stride 1, no padding) of dy padded by k − 1 − pad on every side
+        // (rows rounded up to a multiple of 4) with the flipped, transposed weights.
+        let edge = s.k - 1 - s.pad;
+        let (hp, wp) = (s.h_out() + 2 * edge, round4(s.w_out() + 2 * edge));
+        let dyp = ctx.scratch("conv2d.dy_padded", s.n * s.c_out * hp * wp);
+        let mut pp = Params::of(s);
+        pp.c_in = s.c_out as u32; // planes = n·c_out
+        pp.h = s.h_out() as u32;
+        pp.w = s.w_out() as u32;
+        pp.h_out = hp as u32;
+        pp.x_row = wp as u32;
+        pp.pad = edge as u32;
+        ctx.dispatch(&PAD, &pp, &[dy, &dyp], groups(ctx, s.n * s.c_out * hp * wp / 4));
+        let ci4 = round4(s.c_in);
+        let wt = weights_kc(ctx, s, w, true, ci4);
+        let p = Params {
+            n: s.n as u32,
+            c_in: s.c_out as u32,
+            h: hp as u32,
+            w: wp as u32,
+            c_out: s.c_in as u32,
+            k: s.k as u32,
+            stride: 1,
+            pad: 0,
+            h_out: s.h as u32,
+            w_out: s.w as u32,
+            x_row: wp as u32,
+            co4: ci4 as u32,
+            ..Default::default()
+        };
+        let no_bias = ctx.scratch("conv2d.no_bias", 1);
+        let inv = (ci4 / 4).div_ceil(2) * (s.w / 4) * s.n * s.h;
+        ctx.dispatch(&FORWARD_ROWS, &p, &[&dyp, &wt, &no_bias, dx], groups(ctx, inv));
+    } else {
+        let inv = s.c_in.div_ceil(4) * (s.n * s.h * s.w).div_ceil(4);
+        ctx.dispatch(&GRAD_INPUT_DIRECT, &Params::of(s), &[dy, w, dx], groups(ctx, inv));
+    }
+}
+
+/// Invocations a split-K pass aims for: enough to keep every core of a CPU adapter (and a
+/// small GPU) busy without making the second pass long.
+const SPLIT_TARGET: usize = 4096;
+
+/// dw = ∂(conv)/∂w applied to dy (sum over the batch); every element of dw is written.
+pub fn grad_weight(ctx: &GpuContext, s: &Conv2dShape, x: &RawBuffer, dy: &RawBuffer, dw: &RawBuffer) {
+    grad_weight_with(ctx, ConvKernel::Auto, s, x, dy, dw);
+}
+
+pub fn grad_weight_with(ctx: &GpuContext, kernel: ConvKernel, s: &Conv2dShape, x: &RawBuffer, dy: &RawBuffer, dw: &RawBuffer) {
+    assert!(x.len >= s.x_len() && dy.len >= s.y_len() && dw.len >= s.w_len(), "conv2d grad_weight {s:?}: buffer too small");
+    let len = s.w_len();
+    if len == 0 {
+        return;
+    }
+    let mut p = Params::of(s);
+    let rows = pick(kernel, rows_fit(s), "grad_weight", s);
+    // Invocations per split, and the most splits that still give each one some work.
+    let (base, most) = if rows {
+        (s.c_out.div_ceil(4) * s.c_in * s.k, s.n * s.h_out())
+    } else {
+        (s.c_out.div_ceil(4) * (s.c_in * s.k * s.k).div_ceil(4), s.n * s.h_out() * s.w_out())
+    };
+    let splits = SPLIT_TARGET.div_ceil(base).clamp(1, most.max(1));
+    p.splits = splits as u32;
+    p.len = len as u32;
+    let part = ctx.scratch("conv2d.partials", splits * len);
+    let k = if rows { &GRAD_WEIGHT_ROWS } else { &GRAD_WEIGHT_DIRECT };
+    ctx.dispatch(k, &p, &[x, dy, &part], groups(ctx, base * splits));
+    ctx.dispatch(&SUM_SPLITS, &p, &[&part, dw], groups(ctx, len));
+}
+
+/// db[co] = Σ dy[·, co, ·, ·], one workgroup tree per channel.
+pub fn grad_bias(ctx: &GpuContext, s: &Conv2dShape, dy: &RawBuffer, db: &RawBuffer) {
+    assert!(dy.len >= s.y_len() && db.len >= s.c_out, "conv2d grad_bias {s:?}: buffer too small");
+    ctx.dispatch(&GRAD_BIAS, &Params::of(s), &[dy, db], ctx.grid(s.c_out));
+}

@@ -1,0 +1,107 @@
+//! matmul.wgsl vs the CPU reference (f64 accumulation, rounded to f32): every transpose
+//! combination, with and without bias, every kernel (vec4 where it fits, strided always),
+//! on odd shapes, batch 1, shapes larger than a block, and the seed's six Linear products.
+
+use wgsl_cnn::compare::compare;
+use wgsl_cnn::gpu::matmul::{matmul_with, vec4_fits, MatmulKernel};
+use wgsl_cnn::gpu::{AdapterChoice, GpuContext};
+use wgsl_cnn::reference;
+use wgsl_cnn::rng::Rng;
+use wgsl_cnn::shapes::MatmulShape;
+
+fn ctx() -> GpuContext {
+    GpuContext::new(&AdapterChoice::default()).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Tolerance for a k-term dot product of values in U(−1, 1) (each product has standard
+/// deviation 1/3), accumulated in f32 on the GPU: rounding errors add like a random walk of
+/// k steps, each at most eps·|partial sum| with |partial sum| ≲ √k/3·(a few), so
+/// atol = 4·eps·√k·(√k/3) covers it with room; rtol 1e-5 covers the final rounding of large
+/// outputs. On top, the relative L2 error must stay below 1e-5 (fp32 lands near 1e-7..1e-6).
+fn tolerance(k: usize) -> (f64, f64) {
+    let eps = f32::EPSILON as f64;
+    let k = k.max(1) as f64;
+    (4.0 * eps * k.sqrt() * (k.sqrt() / 3.0), 1e-5)
+}
+
+fn check(ctx: &GpuContext, s: MatmulShape, with_bias: bool, kernel: MatmulKernel, seed: u64) {
+    let mut rng = Rng::new(seed);
+    let a = rng.uniform_vec(s.m * s.k, -1.0, 1.0);
+    let b = rng.uniform_vec(s.k * s.n, -1.0, 1.0);
+    let bias = rng.uniform_vec(s.n, -1.0, 1.0);
+    let mut want = vec![0.0f32; s.m * s.n];
+    reference::matmul::matmul(&s, &a, &b, with_bias.then_some(&bias[..]), &mut want);
+
+    let (ab, bb, biasb, cb) = (ctx.buffer(a.len()), ctx.buffer(b.len()), ctx.buffer(s.n), ctx.buffer(s.m * s.n));
+    ctx.write(&ab, &a);
+    ctx.write(&bb, &b);
+    ctx.write(&biasb, &bias);
+    ctx.write(&cb, &vec![f32::NAN; s.m * s.n]);
+    matmul_with(ctx, kernel, &s, &ab, &bb, with_bias.then_some(&*biasb), &cb);
+    let got: Vec<f32> = ctx.read(&cb);
+    ctx.clear_bind_groups();
+
+    let (atol, rtol) = tolerance(s.k);
+    let cmp = compare(&got, &want, atol, rtol);
+    let what = format!("{s:?} bias={with_bias} {kernel:?} seed={seed:#x} (atol {atol:.2e}, rtol {rtol:.0e})");
+    eprintln!("{what}: {cmp}");
+    assert!(cmp.passed(), "{what}: {cmp}");
+    assert!(cmp.rel_l2_err <= 1e-5, "{what}: relative L2 error too large: {cmp}");
+}
+
+fn shape(m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> MatmulShape {
+    MatmulShape { m, n, k, trans_a, trans_b }
+}
+
+/// Every kernel that can run `s`.
+fn kernels(s: &MatmulShape) -> Vec<MatmulKernel> {
+    let mut v = vec![MatmulKernel::Auto, MatmulKernel::Strided];
+    if vec4_fits(s) {
+        v.push(MatmulKernel::Vec4);
+    }
+    v
+}
+
+#[test]
+fn small_and_odd_shapes_every_transpose_and_kernel() {
+    let ctx = ctx();
+    // (m, n, k): 1×1×1; batch 1; none a multiple of the 4×8 / 4×4 blocks; vec4-compatible
+    // ones that are not multiples of the block (m = 12 rows, n = 12 columns); several
+    // blocks per dimension and more than one workgroup (67 × 45 outputs).
+    let sizes = [(1, 1, 1), (1, 8, 4), (1, 5, 3), (7, 13, 5), (12, 12, 8), (4, 8, 4), (20, 36, 16), (67, 45, 33), (68, 44, 36)];
+    let mut seed = 0x6d61_746d_0000u64;
+    for &(m, n, k) in &sizes {
+        for ta in [false, true] {
+            for tb in [false, true] {
+                let s = shape(m, n, k, ta, tb);
+                for kernel in kernels(&s) {
+                    for bias in [false, true] {
+                        seed += 1;
+                        check(&ctx, s, bias, kernel, seed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn seed_linear_products() {
+    let ctx = ctx();
+    // fc1/fc2 forward (x·Wᵀ + b), input gradients (dy·W), weight gradients (dyᵀ·x).
+    let cases = [
+        (shape(100, 500, 800, false, true), true),
+        (shape(100, 10, 500, false, true), true),
+        (shape(100, 800, 500, false, false), false),
+        (shape(100, 500, 10, false, false), false),
+        (shape(500, 800, 100, true, false), false),
+        (shape(10, 500, 100, true, false), false),
+    ];
+    let mut seed = 0x6d61_746d_1000u64;
+    for (s, bias) in cases {
+        for kernel in kernels(&s) {
+            seed += 1;
+            check(&ctx, s, bias, kernel, seed);
+        }
+    }
+}
