@@ -392,8 +392,10 @@ fn gather_matches_reference() {
     let ctx = ctx();
     let seed = seed();
     let mut rng = Rng::new(seed ^ 9);
-    // (images, pixels, n, offset): 13 pixels straddle u32 words; 784 is MNIST
-    for (count, pixels, n, offset) in [(5, 13, 1, 0), (37, 13, 20, 9), (300, 784, 100, 150), (1000, 784, 1, 999), (301, 7, 300, 1)] {
+    // (images, pixels, n, offset): 13 and 7 pixels straddle u32 words (scalar kernel);
+    // 784 (MNIST) and 4 are whole words (vec4 kernel); n from 1 to above a workgroup.
+    let cases = [(5, 13, 1, 0), (37, 13, 20, 9), (301, 7, 300, 1), (300, 784, 100, 150), (1000, 784, 1, 999), (200, 4, 150, 7)];
+    for (count, pixels, n, offset) in cases {
         let images: Vec<u8> = (0..count * pixels).map(|_| rng.below(256) as u8).collect();
         let labels: Vec<u8> = (0..count).map(|_| rng.below(10) as u8).collect();
         let mut perm: Vec<u32> = (0..count as u32).collect();
