@@ -27,7 +27,7 @@ const VPT4: usize = 4;
 
 /// Which twin runs: the vec4 one when planes split into whole vec4s.
 fn vec4(s: &BatchNormShape) -> bool {
-    s.hw % 4 == 0
+    s.hw.is_multiple_of(4)
 }
 
 #[repr(C)]

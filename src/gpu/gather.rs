@@ -58,7 +58,7 @@ pub fn gather(
     assert!(x.len >= n * pixels && y.len >= n, "gather: output buffers too small for {n}×{pixels}");
     let p = Params { pixels: pixels as u32, offset: offset as u32, n: n as u32, _pad: 0 };
     let bufs = [images_packed, labels, perm, x, y];
-    if pixels % 4 == 0 && pixels > 0 {
+    if pixels.is_multiple_of(4) && pixels > 0 {
         // whole words per image: one word → one vec4 of x
         let total = (n * pixels / 4).max(n);
         ctx.dispatch(&GATHER4, &p, &bufs, ctx.grid(total.div_ceil(64)));

@@ -58,7 +58,7 @@ fn params(s: &PoolShape) -> Params {
 /// (the first in row-major window order on ties).
 pub fn forward(ctx: &GpuContext, s: &PoolShape, x: &RawBuffer, y: &RawBuffer, argmax: &RawBuffer) {
     assert!(x.len >= s.x_len() && y.len >= s.y_len() && argmax.len >= s.y_len(), "maxpool forward: buffers too small for {s:?}");
-    if s.k == 2 && s.w % 4 == 0 {
+    if s.k == 2 && s.w.is_multiple_of(4) {
         // The seed's pools: vec4 loads, outputs in pairs.
         let pairs = s.y_len() / 2;
         ctx.dispatch(&FORWARD_K2, &params(s), &[x, y, argmax], ctx.grid(pairs.div_ceil(64)));
@@ -71,7 +71,7 @@ pub fn forward(ctx: &GpuContext, s: &PoolShape, x: &RawBuffer, y: &RawBuffer, ar
 pub fn backward(ctx: &GpuContext, s: &PoolShape, dy: &RawBuffer, argmax: &RawBuffer, dx: &RawBuffer) {
     assert!(dx.len >= s.x_len() && dy.len >= s.y_len() && argmax.len >= s.y_len(), "maxpool backward: buffers too small for {s:?}");
     let p = params(s);
-    if s.k == 2 && s.w % 4 == 0 && s.h % 2 == 0 {
+    if s.k == 2 && s.w.is_multiple_of(4) && s.h.is_multiple_of(2) {
         let pairs = s.y_len() / 2;
         ctx.dispatch(&BACKWARD_K2, &p, &[dy, argmax, dx], ctx.grid(pairs.div_ceil(64)));
         return;
