@@ -1,14 +1,20 @@
 // BatchNorm2d over x [n, c, hw] (hw = h·w): statistics per channel over n·hw = m elements.
 //
+// Every entry point comes twice: scalar, and a *4 twin that moves vec4s when hw % 4 == 0
+// (llvmpipe pays per load instruction, so a vec4 costs about what one f32 does). `p.hw` is
+// the plane length in the entry point's units: elements, or vec4s for the *4 twins.
+//
 // Per-channel reductions (stats, backward_reduce) run one workgroup of WG invocations per
-// channel: invocation li reads the channel's elements li, li + WG, … (flat over n·hw,
-// walked as (sample b, offset s) without a division per element), then a fixed tree adds
-// the WG partials, so results are deterministic. Elementwise kernels give each invocation
-// up to VPT consecutive elements of one (sample, channel) plane, so the per-channel
-// constants are loaded once per VPT elements.
+// channel: invocation li reads the channel's units li, li + WG, … (flat over n·hw, walked as
+// (sample b, offset o) without a division per step), then a fixed tree adds the WG
+// partials, so results are deterministic. WG is 64, not 256: on llvmpipe each tree level
+// is a barrier, and 256-wide trees made these kernels 2–4× slower.
+//
+// Elementwise kernels give each invocation up to VPT consecutive units of one (sample,
+// channel) plane, so the per-channel constants are loaded once per VPT units.
 struct Params {
     n: u32, c: u32, hw: u32, m: u32,
-    // WG = step_b·hw + step_s: how far (b, s) moves per WG flat elements
+    // WG = step_b·hw + step_s: how far the walk's (b, o) moves per WG units
     step_b: u32, step_s: u32,
     eps: f32, momentum: f32,
 }
@@ -16,6 +22,7 @@ struct Params {
 
 // stats: x -> mean, var
 @group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> mean: array<f32>;
 @group(0) @binding(3) var<storage, read_write> var_: array<f32>;
 
@@ -25,6 +32,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read> gamma: array<f32>;
 @group(0) @binding(5) var<storage, read> beta: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
+@group(0) @binding(6) var<storage, read_write> y4: array<vec4<f32>>;
 
 // update_running: mean, var -> running_mean, running_var
 @group(0) @binding(1) var<storage, read> u_mean: array<f32>;
@@ -34,6 +42,7 @@ struct Params {
 
 // backward_reduce: x, dy, mean, var -> dgamma = Σ dy·x̂, dbeta = Σ dy
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
+@group(0) @binding(2) var<storage, read> dy4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> r_mean: array<f32>;
 @group(0) @binding(4) var<storage, read> r_var: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dgamma: array<f32>;
@@ -44,13 +53,32 @@ struct Params {
 @group(0) @binding(6) var<storage, read> b_dgamma: array<f32>;
 @group(0) @binding(7) var<storage, read> b_dbeta: array<f32>;
 @group(0) @binding(8) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(8) var<storage, read_write> dx4: array<vec4<f32>>;
 
-const WG: u32 = 256u;
+const WG: u32 = 64u;
 const VPT: u32 = 8u;
+const VPT4: u32 = 4u;
 var<workgroup> red_a: array<f32, WG>;
 var<workgroup> red_b: array<f32, WG>;
 
-// Adds red_a (and red_b) over the workgroup into element 0. Call from uniform control flow.
+// ---- the per-channel walk: (b, o) of unit li, then WG units on --------------------------
+fn walk_start(li: u32) -> vec2<u32> {
+    return vec2<u32>(li / p.hw, li % p.hw);
+}
+fn walk_next(bo: vec2<u32>) -> vec2<u32> {
+    var b = bo.x + p.step_b;
+    var o = bo.y + p.step_s;
+    if (o >= p.hw) {
+        o -= p.hw;
+        b += 1u;
+    }
+    return vec2<u32>(b, o);
+}
+fn walk_index(bo: vec2<u32>, ch: u32) -> u32 {
+    return (bo.x * p.c + ch) * p.hw + bo.y;
+}
+
+// Adds red_a and red_b over the workgroup into element 0. Call from uniform control flow.
 fn tree_sum2(li: u32) {
     workgroupBarrier();
     for (var half = WG / 2u; half > 0u; half >>= 1u) {
@@ -62,46 +90,13 @@ fn tree_sum2(li: u32) {
     }
 }
 
-// Two passes over the channel (mean, then Σ(x − mean)²) for accuracy; the second pass
-// finds the channel in cache. var is the biased variance (÷ m).
-@compute @workgroup_size(256)
-fn stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let ch = wg.x;
-    let plane_stride = p.c * p.hw;
-    var s = 0.0;
-    {
-        var b = li / p.hw;
-        var o = li % p.hw;
-        while (b < p.n) {
-            s += x[b * plane_stride + ch * p.hw + o];
-            b += p.step_b;
-            o += p.step_s;
-            if (o >= p.hw) {
-                o -= p.hw;
-                b += 1u;
-            }
-        }
-    }
-    red_a[li] = s;
-    red_b[li] = 0.0;
-    tree_sum2(li);
-    let mu = red_a[0] / f32(p.m);
-    workgroupBarrier(); // everyone has read red_a[0] before it is overwritten
-    var q = 0.0;
-    {
-        var b = li / p.hw;
-        var o = li % p.hw;
-        while (b < p.n) {
-            let d = x[b * plane_stride + ch * p.hw + o] - mu;
-            q += d * d;
-            b += p.step_b;
-            o += p.step_s;
-            if (o >= p.hw) {
-                o -= p.hw;
-                b += 1u;
-            }
-        }
-    }
+fn hsum(v: vec4<f32>) -> f32 {
+    return (v.x + v.y) + (v.z + v.w);
+}
+
+// ---- stats: two passes over the channel (mean, then Σ(x − mean)²) for accuracy; the second
+// pass finds the channel in cache. var is the biased variance (÷ m).
+fn stats_finish(li: u32, ch: u32, q: f32, mu: f32) {
     red_a[li] = q;
     tree_sum2(li);
     if (li == 0u) {
@@ -110,29 +105,89 @@ fn stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) 
     }
 }
 
-// y = (x − mean)·(gamma/√(var + eps)) + beta.
+@compute @workgroup_size(WG)
+fn stats(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let ch = wg.x;
+    var s = 0.0;
+    for (var bo = walk_start(li); bo.x < p.n; bo = walk_next(bo)) {
+        s += x[walk_index(bo, ch)];
+    }
+    red_a[li] = s;
+    red_b[li] = 0.0;
+    tree_sum2(li);
+    let mu = red_a[0] / f32(p.m);
+    workgroupBarrier(); // everyone has read red_a[0] before it is overwritten
+    var q = 0.0;
+    for (var bo = walk_start(li); bo.x < p.n; bo = walk_next(bo)) {
+        let d = x[walk_index(bo, ch)] - mu;
+        q += d * d;
+    }
+    stats_finish(li, ch, q, mu);
+}
+
+@compute @workgroup_size(WG)
+fn stats4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let ch = wg.x;
+    var s = vec4<f32>(0.0);
+    for (var bo = walk_start(li); bo.x < p.n; bo = walk_next(bo)) {
+        s += x4[walk_index(bo, ch)];
+    }
+    red_a[li] = hsum(s);
+    red_b[li] = 0.0;
+    tree_sum2(li);
+    let mu = red_a[0] / f32(p.m);
+    workgroupBarrier();
+    var q = vec4<f32>(0.0);
+    for (var bo = walk_start(li); bo.x < p.n; bo = walk_next(bo)) {
+        let d = x4[walk_index(bo, ch)] - vec4<f32>(mu);
+        q += d * d;
+    }
+    stats_finish(li, ch, hsum(q), mu);
+}
+
+// ---- normalize: y = (x − mean)·(gamma/√(var + eps)) + beta --------------------------------
+// Invocation t takes units [start, end) of plane t / chunks (chunks = ceil(hw / per)).
+fn chunk(t: u32, per: u32) -> vec3<u32> {
+    let chunks = (p.hw + per - 1u) / per;
+    let plane = t / chunks;
+    let start = plane * p.hw + (t - plane * chunks) * per;
+    let end = min(start + per, plane * p.hw + p.hw);
+    return vec3<u32>(plane % p.c, start, end); // plane ≥ n·c is tested by the caller
+}
+
 @compute @workgroup_size(64)
 fn normalize_apply(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-             @builtin(local_invocation_index) li: u32) {
+                   @builtin(local_invocation_index) li: u32) {
     let t = flat_group(wg, nwg) * 64u + li;
-    let chunks = (p.hw + VPT - 1u) / VPT;
-    let plane = t / chunks;
-    if (plane >= p.n * p.c) {
+    if (t >= p.n * p.c * ((p.hw + VPT - 1u) / VPT)) {
         return;
     }
-    let ch = plane % p.c;
-    let first = t - plane * chunks;
-    let start = plane * p.hw + first * VPT;
-    let end = min(start + VPT, plane * p.hw + p.hw);
-    let mu = n_mean[ch];
-    let scale = gamma[ch] * inverseSqrt(n_var[ch] + p.eps);
-    let shift = beta[ch];
-    for (var i = start; i < end; i++) {
+    let r = chunk(t, VPT);
+    let mu = n_mean[r.x];
+    let scale = gamma[r.x] * inverseSqrt(n_var[r.x] + p.eps);
+    let shift = beta[r.x];
+    for (var i = r.y; i < r.z; i++) {
         y[i] = (x[i] - mu) * scale + shift;
     }
 }
 
-// running = (1 − momentum)·running + momentum·batch, the batch variance made unbiased.
+@compute @workgroup_size(64)
+fn normalize_apply4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) li: u32) {
+    let t = flat_group(wg, nwg) * 64u + li;
+    if (t >= p.n * p.c * ((p.hw + VPT4 - 1u) / VPT4)) {
+        return;
+    }
+    let r = chunk(t, VPT4);
+    let mu = vec4<f32>(n_mean[r.x]);
+    let scale = vec4<f32>(gamma[r.x] * inverseSqrt(n_var[r.x] + p.eps));
+    let shift = vec4<f32>(beta[r.x]);
+    for (var i = r.y; i < r.z; i++) {
+        y4[i] = (x4[i] - mu) * scale + shift;
+    }
+}
+
+// ---- running = (1 − momentum)·running + momentum·batch, the batch variance made unbiased.
 @compute @workgroup_size(64)
 fn update_running(@builtin(global_invocation_id) gid: vec3<u32>) {
     let ch = gid.x;
@@ -144,28 +199,8 @@ fn update_running(@builtin(global_invocation_id) gid: vec3<u32>) {
     running_var[ch] = (1.0 - p.momentum) * running_var[ch] + p.momentum * (u_var[ch] * unbias);
 }
 
-// dbeta = Σ dy, dgamma = Σ dy·x̂ with x̂ = (x − mean)/√(var + eps), per channel.
-@compute @workgroup_size(256)
-fn backward_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let ch = wg.x;
-    let plane_stride = p.c * p.hw;
-    let mu = r_mean[ch];
-    var sdy = 0.0;
-    var sdyx = 0.0;
-    var b = li / p.hw;
-    var o = li % p.hw;
-    while (b < p.n) {
-        let i = b * plane_stride + ch * p.hw + o;
-        let g = dy[i];
-        sdy += g;
-        sdyx += g * (x[i] - mu);
-        b += p.step_b;
-        o += p.step_s;
-        if (o >= p.hw) {
-            o -= p.hw;
-            b += 1u;
-        }
-    }
+// ---- backward_reduce: dbeta = Σ dy, dgamma = Σ dy·x̂ with x̂ = (x − mean)/√(var + eps) ----
+fn backward_reduce_finish(li: u32, ch: u32, sdy: f32, sdyx: f32) {
     red_a[li] = sdy;
     red_b[li] = sdyx;
     tree_sum2(li);
@@ -175,28 +210,73 @@ fn backward_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
     }
 }
 
-// dx = gamma·istd·(dy − dbeta/m − x̂·dgamma/m), the gradient through the batch statistics.
+@compute @workgroup_size(WG)
+fn backward_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let ch = wg.x;
+    let mu = r_mean[ch];
+    var sdy = 0.0;
+    var sdyx = 0.0;
+    for (var bo = walk_start(li); bo.x < p.n; bo = walk_next(bo)) {
+        let i = walk_index(bo, ch);
+        let g = dy[i];
+        sdy += g;
+        sdyx += g * (x[i] - mu);
+    }
+    backward_reduce_finish(li, ch, sdy, sdyx);
+}
+
+@compute @workgroup_size(WG)
+fn backward_reduce4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let ch = wg.x;
+    let mu = vec4<f32>(r_mean[ch]);
+    var sdy = vec4<f32>(0.0);
+    var sdyx = vec4<f32>(0.0);
+    for (var bo = walk_start(li); bo.x < p.n; bo = walk_next(bo)) {
+        let i = walk_index(bo, ch);
+        let g = dy4[i];
+        sdy += g;
+        sdyx += g * (x4[i] - mu);
+    }
+    backward_reduce_finish(li, ch, hsum(sdy), hsum(sdyx));
+}
+
+// ---- backward_dx: dx = gamma·istd·(dy − dbeta/m − x̂·dgamma/m), through the batch stats ----
 @compute @workgroup_size(64)
 fn backward_dx(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
     let t = flat_group(wg, nwg) * 64u + li;
-    let chunks = (p.hw + VPT - 1u) / VPT;
-    let plane = t / chunks;
-    if (plane >= p.n * p.c) {
+    if (t >= p.n * p.c * ((p.hw + VPT - 1u) / VPT)) {
         return;
     }
-    let ch = plane % p.c;
-    let first = t - plane * chunks;
-    let start = plane * p.hw + first * VPT;
-    let end = min(start + VPT, plane * p.hw + p.hw);
-    let mu = r_mean[ch];
-    let istd = inverseSqrt(r_var[ch] + p.eps);
+    let r = chunk(t, VPT);
+    let mu = r_mean[r.x];
+    let istd = inverseSqrt(r_var[r.x] + p.eps);
     let inv_m = 1.0 / f32(p.m);
-    let k = b_gamma[ch] * istd;
-    let mean_dy = b_dbeta[ch] * inv_m;
-    let mean_dyx = b_dgamma[ch] * inv_m;
-    for (var i = start; i < end; i++) {
+    let k = b_gamma[r.x] * istd;
+    let mean_dy = b_dbeta[r.x] * inv_m;
+    let mean_dyx = b_dgamma[r.x] * inv_m;
+    for (var i = r.y; i < r.z; i++) {
         let xhat = (x[i] - mu) * istd;
         dx[i] = k * (dy[i] - mean_dy - xhat * mean_dyx);
+    }
+}
+
+@compute @workgroup_size(64)
+fn backward_dx4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                @builtin(local_invocation_index) li: u32) {
+    let t = flat_group(wg, nwg) * 64u + li;
+    if (t >= p.n * p.c * ((p.hw + VPT4 - 1u) / VPT4)) {
+        return;
+    }
+    let r = chunk(t, VPT4);
+    let mu = vec4<f32>(r_mean[r.x]);
+    let istd = inverseSqrt(r_var[r.x] + p.eps);
+    let inv_m = 1.0 / f32(p.m);
+    let k = vec4<f32>(b_gamma[r.x] * istd);
+    let mean_dy = vec4<f32>(b_dbeta[r.x] * inv_m);
+    let mean_dyx = vec4<f32>(b_dgamma[r.x] * inv_m);
+    for (var i = r.y; i < r.z; i++) {
+        let xhat = (x4[i] - mu) * istd;
+        dx4[i] = k * (dy4[i] - mean_dy - xhat * mean_dyx);
     }
 }

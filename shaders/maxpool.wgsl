@@ -8,6 +8,16 @@ struct Params { planes: u32, h: u32, w: u32, k: u32, ho: u32, wo: u32, hb: u32, 
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> argmax: array<u32>;
 
+// The k = 2 fast paths (w % 4 == 0): a 4-wide run of an input row is one vec4, holding two
+// windows' columns; outputs and argmax go out in pairs.
+@group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read_write> y2: array<vec2<f32>>;
+@group(0) @binding(3) var<storage, read_write> argmax2: array<vec2<u32>>;
+
+@group(0) @binding(1) var<storage, read> dy2: array<vec2<f32>>;
+@group(0) @binding(2) var<storage, read> bargmax2: array<vec2<u32>>;
+@group(0) @binding(3) var<storage, read_write> dx4: array<vec4<f32>>;
+
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> bargmax: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dx: array<f32>;
@@ -75,4 +85,63 @@ fn maxpool_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
             dx[base + i] = select(0.0, g, i == a);
         }
     }
+}
+
+// k = 2, w % 4 == 0. Invocation t takes the output pair y[2t], y[2t + 1]: output row
+// r = plane·ho + oy, columns 2c and 2c + 1 (wo/2 = w/4 pairs per row). It reads input rows
+// 2oy and 2oy + 1, columns 4c..4c + 3, as two vec4s.
+@compute @workgroup_size(64)
+fn maxpool_forward_k2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) li: u32) {
+    let t = flat_group(wg, nwg) * 64u + li;
+    let w4 = p.w / 4u;
+    if (t >= p.planes * p.ho * w4) {
+        return;
+    }
+    let r = t / w4;
+    let c = t - r * w4;
+    let plane = r / p.ho;
+    let oy = r - plane * p.ho;
+    let top = (plane * p.h + 2u * oy) * w4 + c;
+    let a = x4[top];
+    let b = x4[top + w4];
+    let i0 = 2u * oy * p.w + 4u * c; // plane index of a.x
+    // Row-major order within each window: (a.x, a.y, b.x, b.y) and (a.z, a.w, b.z, b.w).
+    var m0 = a.x;
+    var j0 = i0;
+    if (a.y > m0) { m0 = a.y; j0 = i0 + 1u; }
+    if (b.x > m0) { m0 = b.x; j0 = i0 + p.w; }
+    if (b.y > m0) { m0 = b.y; j0 = i0 + p.w + 1u; }
+    var m1 = a.z;
+    var j1 = i0 + 2u;
+    if (a.w > m1) { m1 = a.w; j1 = i0 + 3u; }
+    if (b.z > m1) { m1 = b.z; j1 = i0 + p.w + 2u; }
+    if (b.w > m1) { m1 = b.w; j1 = i0 + p.w + 3u; }
+    y2[t] = vec2<f32>(m0, m1);
+    argmax2[t] = vec2<u32>(j0, j1);
+}
+
+// k = 2, w % 4 == 0, h even (every input element lies in a window). Invocation t takes the
+// output pair 2t, 2t + 1 and writes the 2×4 block of dx under it as two vec4s.
+@compute @workgroup_size(64)
+fn maxpool_backward_k2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) li: u32) {
+    let t = flat_group(wg, nwg) * 64u + li;
+    let w4 = p.w / 4u;
+    if (t >= p.planes * p.ho * w4) {
+        return;
+    }
+    let r = t / w4;
+    let c = t - r * w4;
+    let oy = r % p.ho;
+    let g = dy2[t];
+    let a = bargmax2[t];
+    let i0 = 2u * oy * p.w + 4u * c;
+    let top = vec4<u32>(i0, i0 + 1u, i0 + 2u, i0 + 3u);
+    let bottom = top + vec4<u32>(p.w);
+    let gg = vec4<f32>(g.x, g.x, g.y, g.y);
+    let aa = vec4<u32>(a.x, a.x, a.y, a.y);
+    let o = (r * 2u) * w4 + c; // vec4 index of the top row (input row 2·r over all planes)
+    dx4[o] = select(vec4<f32>(0.0), gg, aa == top);
+    dx4[o + w4] = select(vec4<f32>(0.0), gg, aa == bottom);
 }

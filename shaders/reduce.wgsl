@@ -20,7 +20,8 @@ struct Params { rows: u32, cols: u32 }
 @group(0) @binding(2) var<storage, read> step: array<u32>;
 @group(0) @binding(3) var<storage, read_write> flag: array<u32>;
 
-const WG: u32 = 256u;
+// One workgroup of WG; small, because each tree level is a barrier (costly on llvmpipe).
+const WG: u32 = 64u;
 var<workgroup> partial: array<f32, WG>;
 var<workgroup> partial_u: array<u32, WG>;
 
@@ -43,7 +44,7 @@ fn sum_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
 // logsumexp(row) − row[label]; an out-of-range label gives a NaN loss (so that
 // flag_nonfinite reports it) and no one-hot. loss[0] = (Σ row losses) / rows, summed by a
 // fixed tree, so the result is deterministic.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn softmax_cross_entropy(@builtin(local_invocation_index) li: u32) {
     let inv_n = 1.0 / f32(p.rows);
     var acc = 0.0;
@@ -83,7 +84,7 @@ fn softmax_cross_entropy(@builtin(local_invocation_index) li: u32) {
 }
 
 // A single workgroup; correct[0] += rows whose first maximum (strict >) sits at the label.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn count_correct(@builtin(local_invocation_index) li: u32) {
     var n = 0u;
     for (var r = li; r < p.rows; r += WG) {

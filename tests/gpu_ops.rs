@@ -87,12 +87,15 @@ fn relu_forward_and_backward_match_reference() {
 
 // ---- maxpool -------------------------------------------------------------------------
 
+/// Shapes for both the generic kernels and the k = 2, w % 4 == 0 vec4 ones.
 fn pool_shapes() -> Vec<PoolShape> {
     let p = |n, c, h, w, k| PoolShape { n, c, h, w, k };
     vec![
         p(1, 1, 5, 7, 2),    // odd h, w: the last row/column is outside every window
         p(3, 2, 9, 11, 3),   // k = 3, ragged edges
         p(2, 3, 6, 6, 1),    // k = 1: identity
+        p(3, 2, 7, 12, 2),   // k = 2, w % 4 == 0: vec4 forward; odd h: generic backward
+        p(1, 3, 6, 4, 2),    // k = 2 vec4 paths with one vec4 per row
         p(1, 20, 24, 24, 2), // batch 1
         p(100, 20, 24, 24, 2), // seed pool1
         p(100, 50, 8, 8, 2),   // seed pool2
@@ -138,13 +141,17 @@ fn maxpool_forward_and_backward_match_reference() {
 
 // ---- batchnorm -----------------------------------------------------------------------
 
+/// Shapes for the scalar kernels (hw % 4 != 0) and the vec4 ones (hw % 4 == 0).
 fn bn_shapes() -> Vec<BatchNormShape> {
     let b = |n, c, hw| BatchNormShape { n, c, hw };
     vec![
-        b(1, 4, 9),     // batch 1, hw below the workgroup
-        b(3, 5, 13),    // odd everything
-        b(2, 3, 300),   // hw above the workgroup (256) and not a multiple of it
-        b(300, 2, 1),   // hw = 1, batch above the workgroup
+        b(1, 4, 9),      // scalar; batch 1, hw below the reductions' workgroup (64)
+        b(3, 5, 13),     // scalar, odd everything
+        b(2, 3, 301),    // scalar, hw above the workgroup and not a multiple of it
+        b(300, 2, 1),    // scalar, hw = 1, batch above the workgroup
+        b(2, 3, 300),    // vec4, 75 vec4s per plane (a partial last chunk)
+        b(1, 3, 1028),   // vec4, batch 1, 257 vec4s per plane
+        b(5, 2, 4),      // vec4, one vec4 per plane
         b(100, 20, 576), // seed bn1
         b(100, 50, 64),  // seed bn2
     ]
@@ -188,7 +195,8 @@ fn batchnorm_stats_normalize_update_running_match_reference() {
         let (rmb, rvb) = (upload(&ctx, &rm0), upload(&ctx, &rv0));
         batchnorm::update_running(&ctx, &s, &mref, &vref, &rmb, &rvb);
 
-        // f32 sums of up to 57,600 values (225 serial per invocation, then a 256-leaf tree)
+        // f32 sums of up to 57,600 values (900 serial per invocation, as 4 vec4
+        // lanes, then a 64-leaf tree)
         // against f64 sums: measured errors are ~1e-7 relative; 2e-6 of the channel scale
         // (|mean| ≤ 4, var ≈ 1/3) leaves margin without hiding a wrong element count.
         check(&format!("bn stats mean {s:?}"), seed, &ctx.read::<f32>(&mb), &mean, 2e-6, 2e-6);
@@ -267,7 +275,8 @@ fn logits(rng: &mut Rng, n: usize, classes: usize, ties: bool) -> Vec<f32> {
     }
 }
 
-const CE_SHAPES: [(usize, usize); 6] = [(1, 10), (7, 3), (5, 1), (100, 10), (255, 10), (1000, 10)];
+// rows below, at and above the reduction workgroup (64), the seed's 100×10, and many rows
+const CE_SHAPES: [(usize, usize); 7] = [(1, 10), (7, 3), (5, 1), (64, 10), (100, 10), (255, 10), (1000, 10)];
 
 #[test]
 fn softmax_cross_entropy_matches_reference() {
@@ -383,8 +392,10 @@ fn gather_matches_reference() {
     let ctx = ctx();
     let seed = seed();
     let mut rng = Rng::new(seed ^ 9);
-    // (images, pixels, n, offset): 13 pixels straddle u32 words; 784 is MNIST
-    for (count, pixels, n, offset) in [(5, 13, 1, 0), (37, 13, 20, 9), (300, 784, 100, 150), (1000, 784, 1, 999), (301, 7, 300, 1)] {
+    // (images, pixels, n, offset): 13 and 7 pixels straddle u32 words (scalar kernel);
+    // 784 (MNIST) and 4 are whole words (vec4 kernel); n from 1 to above a workgroup.
+    let cases = [(5, 13, 1, 0), (37, 13, 20, 9), (301, 7, 300, 1), (300, 784, 100, 150), (1000, 784, 1, 999), (200, 4, 150, 7)];
+    for (count, pixels, n, offset) in cases {
         let images: Vec<u8> = (0..count * pixels).map(|_| rng.below(256) as u8).collect();
         let labels: Vec<u8> = (0..count).map(|_| rng.below(10) as u8).collect();
         let mut perm: Vec<u32> = (0..count as u32).collect();

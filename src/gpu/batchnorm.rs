@@ -6,16 +6,29 @@ use crate::shapes::{BatchNormShape, BN_EPS, BN_MOMENTUM};
 
 use Access::{Read as R, ReadWrite as W};
 
-static STATS: Kernel = Kernel { file: "batchnorm", entry: "stats", bindings: &[R, W, W] };
-static NORMALIZE: Kernel = Kernel { file: "batchnorm", entry: "normalize_apply", bindings: &[R, R, R, R, R, W] };
+macro_rules! kernels {
+    ($name:ident, $name4:ident, $entry:literal, $bindings:expr) => {
+        static $name: Kernel = Kernel { file: "batchnorm", entry: $entry, bindings: $bindings };
+        static $name4: Kernel = Kernel { file: "batchnorm", entry: concat!($entry, "4"), bindings: $bindings };
+    };
+}
+kernels!(STATS, STATS4, "stats", &[R, W, W]);
+kernels!(NORMALIZE, NORMALIZE4, "normalize_apply", &[R, R, R, R, R, W]);
+kernels!(BACKWARD_REDUCE, BACKWARD_REDUCE4, "backward_reduce", &[R, R, R, R, W, W]);
+kernels!(BACKWARD_DX, BACKWARD_DX4, "backward_dx", &[R, R, R, R, R, R, R, W]);
 static UPDATE_RUNNING: Kernel = Kernel { file: "batchnorm", entry: "update_running", bindings: &[R, R, W, W] };
-static BACKWARD_REDUCE: Kernel = Kernel { file: "batchnorm", entry: "backward_reduce", bindings: &[R, R, R, R, W, W] };
-static BACKWARD_DX: Kernel = Kernel { file: "batchnorm", entry: "backward_dx", bindings: &[R, R, R, R, R, R, R, W] };
 
 /// Invocations per workgroup of the per-channel reductions (WG in the shader).
-const WG: usize = 256;
-/// Consecutive elements per invocation in the elementwise kernels (VPT in the shader).
+const WG: usize = 64;
+/// Consecutive units per invocation in the elementwise kernels: VPT elements, or VPT4
+/// vec4s in the *4 twins.
 const VPT: usize = 8;
+const VPT4: usize = 4;
+
+/// Which twin runs: the vec4 one when planes split into whole vec4s.
+fn vec4(s: &BatchNormShape) -> bool {
+    s.hw.is_multiple_of(4)
+}
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -30,15 +43,17 @@ struct Params {
     momentum: f32,
 }
 
+/// The shader's parameters, with `hw` in the units the chosen twin moves.
 fn params(s: &BatchNormShape) -> Params {
     assert!(s.hw > 0, "batchnorm: empty planes");
+    let hw = if vec4(s) { s.hw / 4 } else { s.hw };
     Params {
         n: s.n as u32,
         c: s.c as u32,
-        hw: s.hw as u32,
+        hw: hw as u32,
         m: s.per_channel() as u32,
-        step_b: (WG / s.hw) as u32,
-        step_s: (WG % s.hw) as u32,
+        step_b: (WG / hw) as u32,
+        step_s: (WG % hw) as u32,
         eps: BN_EPS,
         momentum: BN_MOMENTUM,
     }
@@ -54,13 +69,28 @@ fn check(what: &str, s: &BatchNormShape, full: &[&RawBuffer], per_channel: &[&Ra
 }
 
 fn elementwise_groups(ctx: &GpuContext, s: &BatchNormShape) -> [u32; 3] {
-    ctx.grid((s.n * s.c * s.hw.div_ceil(VPT)).div_ceil(64))
+    let chunks = if vec4(s) { (s.hw / 4).div_ceil(VPT4) } else { s.hw.div_ceil(VPT) };
+    ctx.grid((s.n * s.c * chunks).div_ceil(64))
+}
+
+fn pick(s: &BatchNormShape, k: &'static Kernel, k4: &'static Kernel) -> &'static Kernel {
+    if vec4(s) {
+        k4
+    } else {
+        k
+    }
+}
+
+/// One workgroup per channel.
+fn channel_groups(s: &BatchNormShape) -> [u32; 3] {
+    assert!(s.c <= 65_535, "batchnorm: {} channels exceed one grid dimension", s.c);
+    [s.c as u32, 1, 1]
 }
 
 /// Per-channel batch mean and biased variance (two passes, one workgroup per channel).
 pub fn stats(ctx: &GpuContext, s: &BatchNormShape, x: &RawBuffer, mean: &RawBuffer, var: &RawBuffer) {
     check("stats", s, &[x], &[mean, var]);
-    ctx.dispatch(&STATS, &params(s), &[x, mean, var], [s.c as u32, 1, 1]);
+    ctx.dispatch(pick(s, &STATS, &STATS4), &params(s), &[x, mean, var], channel_groups(s));
 }
 
 /// y = (x − mean)/√(var + eps)·gamma + beta; batch statistics in training, running ones in eval.
@@ -76,7 +106,7 @@ pub fn normalize(
     y: &RawBuffer,
 ) {
     check("normalize", s, &[x, y], &[mean, var, gamma, beta]);
-    ctx.dispatch(&NORMALIZE, &params(s), &[x, mean, var, gamma, beta, y], elementwise_groups(ctx, s));
+    ctx.dispatch(pick(s, &NORMALIZE, &NORMALIZE4), &params(s), &[x, mean, var, gamma, beta, y], elementwise_groups(ctx, s));
 }
 
 /// running = (1 − momentum)·running + momentum·batch, with the unbiased variance
@@ -106,7 +136,8 @@ pub fn backward_reduce(
     dbeta: &RawBuffer,
 ) {
     check("backward_reduce", s, &[x, dy], &[mean, var, dgamma, dbeta]);
-    ctx.dispatch(&BACKWARD_REDUCE, &params(s), &[x, dy, mean, var, dgamma, dbeta], [s.c as u32, 1, 1]);
+    let k = pick(s, &BACKWARD_REDUCE, &BACKWARD_REDUCE4);
+    ctx.dispatch(k, &params(s), &[x, dy, mean, var, dgamma, dbeta], channel_groups(s));
 }
 
 /// dx = gamma/√(var + eps)·(dy − dbeta/m − x̂·dgamma/m), given backward_reduce's sums.
@@ -124,7 +155,7 @@ pub fn backward_dx(
     dx: &RawBuffer,
 ) {
     check("backward_dx", s, &[x, dy, dx], &[mean, var, gamma, dgamma, dbeta]);
-    ctx.dispatch(&BACKWARD_DX, &params(s), &[x, dy, mean, var, gamma, dgamma, dbeta, dx], elementwise_groups(ctx, s));
+    ctx.dispatch(pick(s, &BACKWARD_DX, &BACKWARD_DX4), &params(s), &[x, dy, mean, var, gamma, dgamma, dbeta, dx], elementwise_groups(ctx, s));
 }
 
 /// Gradients of the training forward (batch statistics) wrt x, gamma and beta:

@@ -9,6 +9,12 @@ static GATHER: Kernel = Kernel {
     bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
 };
 
+static GATHER4: Kernel = Kernel {
+    file: "gather",
+    entry: "gather4",
+    bindings: &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite],
+};
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -51,6 +57,13 @@ pub fn gather(
     assert!(perm.len >= offset + n, "gather: perm has {} entries, batch needs {}", perm.len, offset + n);
     assert!(x.len >= n * pixels && y.len >= n, "gather: output buffers too small for {n}×{pixels}");
     let p = Params { pixels: pixels as u32, offset: offset as u32, n: n as u32, _pad: 0 };
-    let total = (n * pixels).max(n);
-    ctx.dispatch(&GATHER, &p, &[images_packed, labels, perm, x, y], ctx.grid(total.div_ceil(64)));
+    let bufs = [images_packed, labels, perm, x, y];
+    if pixels.is_multiple_of(4) && pixels > 0 {
+        // whole words per image: one word → one vec4 of x
+        let total = (n * pixels / 4).max(n);
+        ctx.dispatch(&GATHER4, &p, &bufs, ctx.grid(total.div_ceil(64)));
+    } else {
+        let total = (n * pixels).max(n);
+        ctx.dispatch(&GATHER, &p, &bufs, ctx.grid(total.div_ceil(64)));
+    }
 }

@@ -15,6 +15,17 @@ static BACKWARD: Kernel = Kernel {
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
 };
 
+static FORWARD_K2: Kernel = Kernel {
+    file: "maxpool",
+    entry: "maxpool_forward_k2",
+    bindings: &[Access::Read, Access::ReadWrite, Access::ReadWrite],
+};
+static BACKWARD_K2: Kernel = Kernel {
+    file: "maxpool",
+    entry: "maxpool_backward_k2",
+    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
+};
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
@@ -47,13 +58,24 @@ fn params(s: &PoolShape) -> Params {
 /// (the first in row-major window order on ties).
 pub fn forward(ctx: &GpuContext, s: &PoolShape, x: &RawBuffer, y: &RawBuffer, argmax: &RawBuffer) {
     assert!(x.len >= s.x_len() && y.len >= s.y_len() && argmax.len >= s.y_len(), "maxpool forward: buffers too small for {s:?}");
-    ctx.dispatch(&FORWARD, &params(s), &[x, y, argmax], ctx.grid(s.y_len().div_ceil(64)));
+    if s.k == 2 && s.w.is_multiple_of(4) {
+        // The seed's pools: vec4 loads, outputs in pairs.
+        let pairs = s.y_len() / 2;
+        ctx.dispatch(&FORWARD_K2, &params(s), &[x, y, argmax], ctx.grid(pairs.div_ceil(64)));
+    } else {
+        ctx.dispatch(&FORWARD, &params(s), &[x, y, argmax], ctx.grid(s.y_len().div_ceil(64)));
+    }
 }
 
 /// dx (fully written) = dy routed to each window's argmax, zero elsewhere.
 pub fn backward(ctx: &GpuContext, s: &PoolShape, dy: &RawBuffer, argmax: &RawBuffer, dx: &RawBuffer) {
     assert!(dx.len >= s.x_len() && dy.len >= s.y_len() && argmax.len >= s.y_len(), "maxpool backward: buffers too small for {s:?}");
     let p = params(s);
+    if s.k == 2 && s.w.is_multiple_of(4) && s.h.is_multiple_of(2) {
+        let pairs = s.y_len() / 2;
+        ctx.dispatch(&BACKWARD_K2, &p, &[dy, argmax, dx], ctx.grid(pairs.div_ceil(64)));
+        return;
+    }
     let blocks = s.n * s.c * (p.hb * p.wb) as usize;
     ctx.dispatch(&BACKWARD, &p, &[dy, argmax, dx], ctx.grid(blocks.div_ceil(64)));
 }
