@@ -13,5 +13,5 @@ pub mod maxpool;
 pub mod real;
 pub mod reduce;
 
-pub use backend::{Cpu, CpuDataset, CpuIndex, CpuTensor};
+pub use backend::{Cpu, Cpu64, CpuBackend, CpuDataset, CpuIndex, CpuTensor};
 pub use real::Real;
