@@ -122,13 +122,19 @@ fn small_odd_strided_and_padded_shapes() {
         shape(2, 2, 13, 13, 4, 5, 2, 2),
         // pad 1, stride 1: input gradient on the row kernel with a pad smaller than k − 1
         shape(2, 3, 10, 12, 9, 3, 1, 1),
+        // rows fit with w_out 12 (12-output blocks) and w_out 4 (4-output blocks); the input
+        // gradient of the second one runs 8-output blocks (w 8)
+        shape(2, 3, 9, 16, 6, 5, 1, 0),
+        shape(1, 2, 6, 8, 5, 5, 1, 0),
         // k 1, rows fit
         shape(2, 5, 8, 8, 3, 1, 1, 0),
         // k larger than the row kernels unroll
         shape(2, 2, 9, 8, 3, 6, 1, 0),
         // batch beyond a block, many blocks per channel, 9 output channels
         shape(9, 3, 16, 16, 9, 4, 1, 0),
+        // input gradient on 4-output blocks (w 20), pad 2 = k − 3 on the row kernel
         shape(5, 7, 20, 20, 13, 5, 1, 0),
+        shape(3, 4, 12, 20, 6, 5, 1, 2),
         // stride 3
         shape(2, 3, 14, 15, 5, 4, 3, 1),
     ];
