@@ -349,8 +349,10 @@ fn conv_grad_input_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wor
 // output rows (image·h_out + oh) [s·R/S, (s+1)·R/S) (or flat positions for _direct).
 
 // Bindings: 1 x (vec4 view, rows p.w long), 2 dy (vec4 view), 3 part. Block: 4 output
-// channels × one (ci, kh) × all k kernel columns. Needs stride 1, pad 0, w % 4 == 0,
-// w_out % 4 == 0, k ≤ 5.
+// channels × one input channel × two kernel rows (kh0, kh0 + 1; the second is clamped to
+// k − 1 and not stored when k is odd) × all k kernel columns: per 4 outputs of a dy row,
+// 4 dy and 4 x vec4 loads feed 160 FMAs. Needs stride 1, pad 0, w % 4 == 0, w_out % 4 == 0,
+// k ≤ 5.
 @compute @workgroup_size(64)
 fn conv_grad_weight_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) li: u32) {
@@ -358,45 +360,43 @@ fn conv_grad_weight_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
     let ncb = (p.c_out + 3u) / 4u;
     let co0 = (g % ncb) * 4u;
     let rest = g / ncb;
-    let cik = rest % (p.c_in * p.k); // ci·k + kh
-    let s = rest / (p.c_in * p.k);
+    let pairs = (p.k + 1u) / 2u;
+    let cip = rest % (p.c_in * pairs);
+    let s = rest / (p.c_in * pairs);
     if (s >= p.splits) {
         return;
     }
-    let ci = cik / p.k;
-    let kh = cik % p.k;
+    let ci = cip / pairs;
+    let kh0 = (cip % pairs) * 2u;
+    let kh1 = min(kh0 + 1u, p.k - 1u);
     let rows = p.n * p.h_out;
     let r_begin = s * rows / p.splits;
     let r_end = (s + 1u) * rows / p.splits;
     let quads = p.w_out / 4u;
     let rowq = p.w / 4u;
-    let cos = min(vec4<u32>(co0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.c_out - 1u));
+    let last = arrayLength(&in1v) - 1u;
+    let cos = min(vec4<u32>(co0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.c_out - 1u)) * (p.h_out * quads);
     var img = r_begin / p.h_out;
     var oh = r_begin % p.h_out;
-    // acc_kw component j: channel co0 + j, kernel column kw.
-    var acc0 = vec4<f32>();
-    var acc1 = vec4<f32>();
-    var acc2 = vec4<f32>();
-    var acc3 = vec4<f32>();
-    var acc4 = vec4<f32>();
+    // a[kw] / b[kw] component j: channel co0 + j, kernel row kh0 / kh1, kernel column kw.
+    var a: array<vec4<f32>, 5>;
+    var b: array<vec4<f32>, 5>;
     for (var r = r_begin; r < r_end; r++) {
-        let dyb = (img * p.c_out) * p.h_out * quads + oh * quads;
-        let dplane = p.h_out * quads;
-        let xb = ((img * p.c_in + ci) * p.h + oh + kh) * rowq;
+        let dyb = (img * p.c_out * p.h_out + oh) * quads;
+        let xp = (img * p.c_in + ci) * p.h + oh;
+        let xa = (xp + kh0) * rowq;
+        let xb = (xp + kh1) * rowq;
         for (var t = 0u; t < quads; t++) {
-            // column i of d: position ow = 4t + i, component j: channel co0 + j
-            let d = transpose(mat4x4<f32>(
-                in2v[dyb + cos.x * dplane + t],
-                in2v[dyb + cos.y * dplane + t],
-                in2v[dyb + cos.z * dplane + t],
-                in2v[dyb + cos.w * dplane + t]));
-            let v0 = in1v[xb + t];
-            let v1 = in1v[min(xb + t + 1u, arrayLength(&in1v) - 1u)];
-            acc0 += d * v0;
-            acc1 += d * vec4<f32>(v0.yzw, v1.x);
-            acc2 += d * vec4<f32>(v0.zw, v1.xy);
-            acc3 += d * vec4<f32>(v0.w, v1.xyz);
-            acc4 += d * v1;
+            // column i of d: output ow = 4t + i; component j: channel co0 + j
+            let d = transpose(mat4x4<f32>(in2v[dyb + cos.x + t], in2v[dyb + cos.y + t], in2v[dyb + cos.z + t], in2v[dyb + cos.w + t]));
+            let a0 = in1v[xa + t];
+            let a1 = in1v[min(xa + t + 1u, last)];
+            let b0 = in1v[xb + t];
+            let b1 = in1v[min(xb + t + 1u, last)];
+            for (var kw = 0u; kw < 5u; kw++) {
+                a[kw] += d * shift(a0, a1, kw);
+                b[kw] += d * shift(b0, b1, kw);
+            }
         }
         oh += 1u;
         if (oh == p.h_out) {
@@ -404,17 +404,17 @@ fn conv_grad_weight_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
             img += 1u;
         }
     }
-    let kk = p.k * p.k;
-    let kcols = p.c_in * kk;
+    let kcols = p.c_in * p.k * p.k;
     for (var j = 0u; j < 4u; j++) {
         let co = co0 + j;
         if (co < p.c_out) {
-            let o = (s * p.c_out + co) * kcols + cik * p.k;
-            out3[o] = acc0[j];
-            if (p.k > 1u) { out3[o + 1u] = acc1[j]; }
-            if (p.k > 2u) { out3[o + 2u] = acc2[j]; }
-            if (p.k > 3u) { out3[o + 3u] = acc3[j]; }
-            if (p.k > 4u) { out3[o + 4u] = acc4[j]; }
+            let o = (s * p.c_out + co) * kcols + ci * p.k * p.k;
+            for (var kw = 0u; kw < p.k; kw++) {
+                out3[o + kh0 * p.k + kw] = a[kw][j];
+                if (kh0 + 1u < p.k) {
+                    out3[o + kh1 * p.k + kw] = b[kw][j];
+                }
+            }
         }
     }
 }

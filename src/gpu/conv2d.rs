@@ -245,7 +245,7 @@ pub fn grad_weight_with(ctx: &GpuContext, kernel: ConvKernel, s: &Conv2dShape, x
     let rows = pick(kernel, rows_fit(s), "grad_weight", s);
     // Invocations per split, and the most splits that still give each one some work.
     let (base, most) = if rows {
-        (s.c_out.div_ceil(4) * s.c_in * s.k, s.n * s.h_out())
+        (s.c_out.div_ceil(4) * s.c_in * s.k.div_ceil(2), s.n * s.h_out())
     } else {
         (s.c_out.div_ceil(4) * (s.c_in * s.k * s.k).div_ceil(4), s.n * s.h_out() * s.w_out())
     };
