@@ -7,9 +7,10 @@
 // - *_direct: any stride and padding; 4×4 blocks with scalar loads (index arithmetic with
 //   bounds checks per element). Correct everywhere, not fast.
 // - *_rows: stride 1, no padding, rows of x a multiple of 4 long, w_out % 4 == 0, k ≤ 5
-//   (the seed's convolutions). One invocation takes 4 neighbouring outputs of one row: for a
-//   given (channel, kernel row) the inputs of all k·4 products are 8 consecutive floats of
-//   one input row, i.e. two aligned vec4 loads, shifted in registers for each kernel column.
+//   (the seed's convolutions). One invocation takes 4·np neighbouring outputs of one row
+//   (np = 1, 2, 3): for a given (channel, kernel row) the inputs of all its k·4·np products
+//   are 4·np + 4 consecutive floats of one input row, i.e. np + 1 aligned vec4 loads,
+//   shifted in registers for each kernel column.
 //   The forward reads the weights transposed to [c_in·k·k, c_out4] so that 4 output
 //   channels come in one vec4 (conv_weight_kc makes that copy). The input gradient runs the
 //   same kernel over dy with k − 1 − pad zero columns added on each side (conv_pad_columns)
