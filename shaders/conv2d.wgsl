@@ -7,12 +7,14 @@
 // - *_direct: any stride and padding; 4×4 blocks with scalar loads (index arithmetic with
 //   bounds checks per element). Correct everywhere, not fast.
 // - *_rows: stride 1, no padding, rows of x a multiple of 4 long, w_out % 4 == 0, k ≤ 5
-//   (the seed's convolutions). One invocation takes 4 neighbouring outputs of one row: for a
-//   given (channel, kernel row) the inputs of all k·4 products are 8 consecutive floats of
-//   one input row, i.e. two aligned vec4 loads, shifted in registers for each kernel column.
+//   (the seed's convolutions). One invocation takes 4·np neighbouring outputs of one row
+//   (np = 1, 2, 3): for a given (channel, kernel row) the inputs of all its k·4·np products
+//   are 4·np + 4 consecutive floats of one input row, i.e. np + 1 aligned vec4 loads,
+//   shifted in registers for each kernel column.
 //   The forward reads the weights transposed to [c_in·k·k, c_out4] so that 4 output
 //   channels come in one vec4 (conv_weight_kc makes that copy). The input gradient runs the
-//   same kernel over dy padded by k − 1 with the weights flipped and transposed.
+//   same kernel over dy with k − 1 − pad zero columns added on each side (conv_pad_columns)
+//   and the weights flipped and transposed; rows outside dy are skipped, not padded.
 //
 // Storage bindings differ per entry point and share binding numbers, so the globals have
 // neutral names; each entry point's comment says what its bindings hold. The vec4 views
@@ -130,81 +132,97 @@ fn conv_forward_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     }
 }
 
+// The 4 inputs seen by 4 consecutive outputs through kernel column kw (0..4), out of the 8
+// consecutive inputs a, b.
+fn shift(a: vec4<f32>, b: vec4<f32>, kw: u32) -> vec4<f32> {
+    switch kw {
+        case 0u: { return a; }
+        case 1u: { return vec4<f32>(a.yzw, b.x); }
+        case 2u: { return vec4<f32>(a.zw, b.xy); }
+        case 3u: { return vec4<f32>(a.w, b.xyz); }
+        default: { return b; }
+    }
+}
+
 // Bindings: 1 x (vec4 view; rows p.x_row long, p.h rows per plane), 2 weights transposed
-// to [c_in·k·k, co4] (vec4 view), 3 bias, 4 y. Block: 4 outputs along a row × 8 channels.
-// Needs stride 1, pad 0, x_row % 4 == 0, w_out % 4 == 0, k ≤ 5.
-@compute @workgroup_size(64)
-fn conv_forward_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                     @builtin(local_invocation_index) li: u32) {
+// to [c_in·k·k, co4] (vec4 view), 3 bias, 4 y [n, c_out, h_out, w_out].
+// y[n, co, oh, ow] = Σ x[n, ci, oh + kh − pad, ow + kw]·wt[(ci·k + kh)·k + kw, co] over the
+// kernel rows that land inside x (p.pad pads rows only; columns are never padded here).
+// Block: 4·np outputs along a row × 4 channels; needs x_row % 4 == 0, w_out % (4·np) == 0,
+// k ≤ 5. np = 2 measured best on lavapipe (8 loads per 160 FMAs); 3 × 4 accumulators
+// (np = 3) still fit, 8 channels × 8 outputs did not (spills, 30% slower).
+fn forward_rows(np: u32, wg: vec3<u32>, nwg: vec3<u32>, li: u32) {
     let g = global_index(wg, nwg, li);
-    let cq = p.co4 / 4u; // vec4s per transposed weight row
-    let ncb = (cq + 1u) / 2u;
-    let cb = g % ncb;
-    let quads = p.w_out / 4u;
-    let rest = g / ncb;
-    let ow0 = (rest % quads) * 4u;
-    let row = rest / quads; // image · h_out + output row
+    let cq = p.co4 / 4u;
+    let cb = g % cq;
+    let blocks = p.w_out / (4u * np);
+    let rest = g / cq;
+    let ow0 = (rest % blocks) * 4u * np;
+    let row = rest / blocks;
     if (row >= p.n * p.h_out) {
         return;
     }
     let img = row / p.h_out;
     let oh = row % p.h_out;
-    let qa = cb * 2u;
-    let qb = min(qa + 1u, cq - 1u); // past the last channel group: computed, never stored
+    // kernel rows kh with 0 ≤ oh + kh − pad < h
+    let kh_lo = u32(max(i32(p.pad) - i32(oh), 0));
+    let kh_hi = min(p.k, p.h + p.pad - oh);
     let rowq = p.x_row / 4u;
-    var acc_a = mat4x4<f32>(); // column i: output ow0 + i; component j: channel 8·cb + j
-    var acc_b = mat4x4<f32>(); // the same for channels 8·cb + 4 + j
+    let last = arrayLength(&in1v) - 1u;
+    var acc: array<mat4x4<f32>, 3>; // acc[q] column i: output ow0 + 4q + i; component j: channel 4·cb + j
     for (var ci = 0u; ci < p.c_in; ci++) {
-        for (var kh = 0u; kh < p.k; kh++) {
-            let xb = ((img * p.c_in + ci) * p.h + oh + kh) * rowq + ow0 / 4u;
-            let v0 = in1v[xb];
-            let v1 = in1v[min(xb + 1u, arrayLength(&in1v) - 1u)];
-            let wr = (ci * p.k + kh) * p.k * cq;
-            acc_a += outer(in2v[wr + qa], v0);
-            acc_b += outer(in2v[wr + qb], v0);
-            if (p.k > 1u) {
-                let xs = vec4<f32>(v0.yzw, v1.x);
-                acc_a += outer(in2v[wr + cq + qa], xs);
-                acc_b += outer(in2v[wr + cq + qb], xs);
+        for (var kh = kh_lo; kh < kh_hi; kh++) {
+            let xb = ((img * p.c_in + ci) * p.h + oh + kh - p.pad) * rowq + ow0 / 4u;
+            var v: array<vec4<f32>, 4>;
+            for (var q = 0u; q <= np; q++) {
+                v[q] = in1v[min(xb + q, last)];
             }
-            if (p.k > 2u) {
-                let xs = vec4<f32>(v0.zw, v1.xy);
-                acc_a += outer(in2v[wr + 2u * cq + qa], xs);
-                acc_b += outer(in2v[wr + 2u * cq + qb], xs);
-            }
-            if (p.k > 3u) {
-                let xs = vec4<f32>(v0.w, v1.xyz);
-                acc_a += outer(in2v[wr + 3u * cq + qa], xs);
-                acc_b += outer(in2v[wr + 3u * cq + qb], xs);
-            }
-            if (p.k > 4u) {
-                acc_a += outer(in2v[wr + 4u * cq + qa], v1);
-                acc_b += outer(in2v[wr + 4u * cq + qb], v1);
+            let wr = (ci * p.k + kh) * p.k * cq + cb;
+            for (var kw = 0u; kw < 5u; kw++) {
+                if (kw < p.k) {
+                    let wv = in2v[wr + kw * cq];
+                    for (var q = 0u; q < np; q++) {
+                        acc[q] += outer(wv, shift(v[q], v[q + 1u], kw));
+                    }
+                }
             }
         }
     }
-    let ybase = (img * p.c_out) * p.h_out * p.w_out + oh * p.w_out + ow0;
     let plane = p.h_out * p.w_out;
-    for (var j = 0u; j < 8u; j++) {
-        let co = cb * 8u + j;
+    let ybase = img * p.c_out * plane + oh * p.w_out + ow0;
+    for (var j = 0u; j < 4u; j++) {
+        let co = cb * 4u + j;
         if (co < p.c_out) {
             var add = 0.0;
             if (p.has_bias != 0u) {
                 add = in3[co];
             }
-            var v: vec4<f32>;
-            if (j < 4u) {
-                v = vec4<f32>(acc_a[0][j], acc_a[1][j], acc_a[2][j], acc_a[3][j]);
-            } else {
-                v = vec4<f32>(acc_b[0][j - 4u], acc_b[1][j - 4u], acc_b[2][j - 4u], acc_b[3][j - 4u]);
-            }
             let o = ybase + co * plane;
-            out4[o] = v.x + add;
-            out4[o + 1u] = v.y + add;
-            out4[o + 2u] = v.z + add;
-            out4[o + 3u] = v.w + add;
+            for (var q = 0u; q < np; q++) {
+                for (var i = 0u; i < 4u; i++) {
+                    out4[o + 4u * q + i] = acc[q][i][j] + add;
+                }
+            }
         }
     }
+}
+
+@compute @workgroup_size(64)
+fn conv_forward_rows4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) li: u32) {
+    forward_rows(1u, wg, nwg, li);
+}
+
+@compute @workgroup_size(64)
+fn conv_forward_rows8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) li: u32) {
+    forward_rows(2u, wg, nwg, li);
+}
+
+@compute @workgroup_size(64)
+fn conv_forward_rows12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                       @builtin(local_invocation_index) li: u32) {
+    forward_rows(3u, wg, nwg, li);
 }
 
 // Bindings: 1 w [c_out, c_in, k, k], 2 out: the weights as a [rows, co4] matrix, zero in the
@@ -241,26 +259,23 @@ fn conv_weight_kc(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
     out2[g] = v;
 }
 
-// Bindings: 1 src [planes, h, w], 2 dst [planes, h_out, x_row]. dst[pl, i, j] =
-// src[pl, i − pad, j − pad] inside src, else 0. (planes = n·c_in; h_out, x_row, pad as set
-// by the wrapper.) One invocation writes 4 consecutive elements.
+// Bindings: 1 src [rows, w], 2 dst [rows, x_row] with rows = n·c_in·h: dst[r, j] =
+// src[r, j − pad] inside src, else 0 (columns only; the row kernels skip rows outside).
+// One invocation writes 4 consecutive elements.
 @compute @workgroup_size(64)
-fn conv_pad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-            @builtin(local_invocation_index) li: u32) {
+fn conv_pad_columns(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) li: u32) {
     let g = global_index(wg, nwg, li) * 4u;
-    let rows = p.n * p.c_in * p.h_out;
+    let rows = p.n * p.c_in * p.h;
     if (g >= rows * p.x_row) {
         return;
     }
-    let j0 = g % p.x_row;
     let r = g / p.x_row;
-    let pl = r / p.h_out;
-    let i = i32(r % p.h_out) - i32(p.pad);
+    let j0 = g % p.x_row;
     for (var t = 0u; t < 4u; t++) {
         let j = i32(j0 + t) - i32(p.pad);
-        let inside = i >= 0 && i < i32(p.h) && j >= 0 && j < i32(p.w);
-        let idx = (pl * p.h + u32(max(i, 0))) * p.w + u32(max(j, 0));
-        out2[g + t] = select(0.0, in1[min(idx, arrayLength(&in1) - 1u)], inside);
+        let inside = j >= 0 && j < i32(p.w);
+        out2[g + t] = select(0.0, in1[min(r * p.w + u32(max(j, 0)), arrayLength(&in1) - 1u)], inside);
     }
 }
 
@@ -335,8 +350,10 @@ fn conv_grad_input_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wor
 // output rows (image·h_out + oh) [s·R/S, (s+1)·R/S) (or flat positions for _direct).
 
 // Bindings: 1 x (vec4 view, rows p.w long), 2 dy (vec4 view), 3 part. Block: 4 output
-// channels × one (ci, kh) × all k kernel columns. Needs stride 1, pad 0, w % 4 == 0,
-// w_out % 4 == 0, k ≤ 5.
+// channels × one input channel × two kernel rows (kh0, kh0 + 1; the second is clamped to
+// k − 1 and not stored when k is odd) × all k kernel columns: per 4 outputs of a dy row,
+// 4 dy and 4 x vec4 loads feed 160 FMAs. Needs stride 1, pad 0, w % 4 == 0, w_out % 4 == 0,
+// k ≤ 5.
 @compute @workgroup_size(64)
 fn conv_grad_weight_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) li: u32) {
@@ -344,45 +361,43 @@ fn conv_grad_weight_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
     let ncb = (p.c_out + 3u) / 4u;
     let co0 = (g % ncb) * 4u;
     let rest = g / ncb;
-    let cik = rest % (p.c_in * p.k); // ci·k + kh
-    let s = rest / (p.c_in * p.k);
+    let pairs = (p.k + 1u) / 2u;
+    let cip = rest % (p.c_in * pairs);
+    let s = rest / (p.c_in * pairs);
     if (s >= p.splits) {
         return;
     }
-    let ci = cik / p.k;
-    let kh = cik % p.k;
+    let ci = cip / pairs;
+    let kh0 = (cip % pairs) * 2u;
+    let kh1 = min(kh0 + 1u, p.k - 1u);
     let rows = p.n * p.h_out;
     let r_begin = s * rows / p.splits;
     let r_end = (s + 1u) * rows / p.splits;
     let quads = p.w_out / 4u;
     let rowq = p.w / 4u;
-    let cos = min(vec4<u32>(co0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.c_out - 1u));
+    let last = arrayLength(&in1v) - 1u;
+    let cos = min(vec4<u32>(co0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.c_out - 1u)) * (p.h_out * quads);
     var img = r_begin / p.h_out;
     var oh = r_begin % p.h_out;
-    // acc_kw component j: channel co0 + j, kernel column kw.
-    var acc0 = vec4<f32>();
-    var acc1 = vec4<f32>();
-    var acc2 = vec4<f32>();
-    var acc3 = vec4<f32>();
-    var acc4 = vec4<f32>();
+    // a[kw] / b[kw] component j: channel co0 + j, kernel row kh0 / kh1, kernel column kw.
+    var a: array<vec4<f32>, 5>;
+    var b: array<vec4<f32>, 5>;
     for (var r = r_begin; r < r_end; r++) {
-        let dyb = (img * p.c_out) * p.h_out * quads + oh * quads;
-        let dplane = p.h_out * quads;
-        let xb = ((img * p.c_in + ci) * p.h + oh + kh) * rowq;
+        let dyb = (img * p.c_out * p.h_out + oh) * quads;
+        let xp = (img * p.c_in + ci) * p.h + oh;
+        let xa = (xp + kh0) * rowq;
+        let xb = (xp + kh1) * rowq;
         for (var t = 0u; t < quads; t++) {
-            // column i of d: position ow = 4t + i, component j: channel co0 + j
-            let d = transpose(mat4x4<f32>(
-                in2v[dyb + cos.x * dplane + t],
-                in2v[dyb + cos.y * dplane + t],
-                in2v[dyb + cos.z * dplane + t],
-                in2v[dyb + cos.w * dplane + t]));
-            let v0 = in1v[xb + t];
-            let v1 = in1v[min(xb + t + 1u, arrayLength(&in1v) - 1u)];
-            acc0 += d * v0;
-            acc1 += d * vec4<f32>(v0.yzw, v1.x);
-            acc2 += d * vec4<f32>(v0.zw, v1.xy);
-            acc3 += d * vec4<f32>(v0.w, v1.xyz);
-            acc4 += d * v1;
+            // column i of d: output ow = 4t + i; component j: channel co0 + j
+            let d = transpose(mat4x4<f32>(in2v[dyb + cos.x + t], in2v[dyb + cos.y + t], in2v[dyb + cos.z + t], in2v[dyb + cos.w + t]));
+            let a0 = in1v[xa + t];
+            let a1 = in1v[min(xa + t + 1u, last)];
+            let b0 = in1v[xb + t];
+            let b1 = in1v[min(xb + t + 1u, last)];
+            for (var kw = 0u; kw < 5u; kw++) {
+                a[kw] += d * shift(a0, a1, kw);
+                b[kw] += d * shift(b0, b1, kw);
+            }
         }
         oh += 1u;
         if (oh == p.h_out) {
@@ -390,17 +405,17 @@ fn conv_grad_weight_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
             img += 1u;
         }
     }
-    let kk = p.k * p.k;
-    let kcols = p.c_in * kk;
+    let kcols = p.c_in * p.k * p.k;
     for (var j = 0u; j < 4u; j++) {
         let co = co0 + j;
         if (co < p.c_out) {
-            let o = (s * p.c_out + co) * kcols + cik * p.k;
-            out3[o] = acc0[j];
-            if (p.k > 1u) { out3[o + 1u] = acc1[j]; }
-            if (p.k > 2u) { out3[o + 2u] = acc2[j]; }
-            if (p.k > 3u) { out3[o + 3u] = acc3[j]; }
-            if (p.k > 4u) { out3[o + 4u] = acc4[j]; }
+            let o = (s * p.c_out + co) * kcols + ci * p.k * p.k;
+            for (var kw = 0u; kw < p.k; kw++) {
+                out3[o + kh0 * p.k + kw] = a[kw][j];
+                if (kh0 + 1u < p.k) {
+                    out3[o + kh1 * p.k + kw] = b[kw][j];
+                }
+            }
         }
     }
 }

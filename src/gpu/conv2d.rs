@@ -18,9 +18,12 @@ use Access::{Read, ReadWrite};
 
 static FORWARD_DIRECT: Kernel =
     Kernel { file: "conv2d", entry: "conv_forward_direct", bindings: &[Read, Read, Read, ReadWrite] };
-static FORWARD_ROWS: Kernel = Kernel { file: "conv2d", entry: "conv_forward_rows", bindings: &[Read, Read, Read, ReadWrite] };
+static FORWARD_ROWS4: Kernel = Kernel { file: "conv2d", entry: "conv_forward_rows4", bindings: &[Read, Read, Read, ReadWrite] };
+static FORWARD_ROWS8: Kernel = Kernel { file: "conv2d", entry: "conv_forward_rows8", bindings: &[Read, Read, Read, ReadWrite] };
+static FORWARD_ROWS12: Kernel =
+    Kernel { file: "conv2d", entry: "conv_forward_rows12", bindings: &[Read, Read, Read, ReadWrite] };
 static WEIGHT_KC: Kernel = Kernel { file: "conv2d", entry: "conv_weight_kc", bindings: &[Read, ReadWrite] };
-static PAD: Kernel = Kernel { file: "conv2d", entry: "conv_pad", bindings: &[Read, ReadWrite] };
+static PAD_COLUMNS: Kernel = Kernel { file: "conv2d", entry: "conv_pad_columns", bindings: &[Read, ReadWrite] };
 static GRAD_INPUT_DIRECT: Kernel =
     Kernel { file: "conv2d", entry: "conv_grad_input_direct", bindings: &[Read, Read, ReadWrite] };
 static GRAD_WEIGHT_ROWS: Kernel =
@@ -139,12 +142,26 @@ pub fn forward_with(
         let wt = weights_kc(ctx, s, w, false, co4);
         p.x_row = s.w as u32;
         p.co4 = co4 as u32;
-        let inv = (co4 / 4).div_ceil(2) * (s.w_out() / 4) * s.n * s.h_out();
-        ctx.dispatch(&FORWARD_ROWS, &p, &[x, &wt, b, y], groups(ctx, inv));
+        forward_rows(ctx, &p, &[x, &wt, b, y]);
     } else {
         let inv = s.c_out.div_ceil(4) * (s.n * s.h_out() * s.w_out()).div_ceil(4);
         ctx.dispatch(&FORWARD_DIRECT, &p, &[x, w, b, y], groups(ctx, inv));
     }
+}
+
+/// Dispatches the row kernel with the widest block that divides p.w_out (8 outputs measured
+/// fastest on lavapipe, then 12, then 4).
+fn forward_rows(ctx: &GpuContext, p: &Params, buffers: &[&RawBuffer; 4]) {
+    let w_out = p.w_out as usize;
+    let (kernel, per) = if w_out % 8 == 0 {
+        (&FORWARD_ROWS8, 8)
+    } else if w_out % 12 == 0 {
+        (&FORWARD_ROWS12, 12)
+    } else {
+        (&FORWARD_ROWS4, 4)
+    };
+    let inv = (p.co4 as usize / 4) * (w_out / per) * (p.n * p.h_out) as usize;
+    ctx.dispatch(kernel, p, buffers, groups(ctx, inv));
 }
 
 /// The weights as a [rows, c4] matrix in the "conv2d.weights_kc" scratch buffer: transposed
@@ -171,30 +188,30 @@ pub fn grad_input_with(ctx: &GpuContext, kernel: ConvKernel, s: &Conv2dShape, dy
         return;
     }
     if pick(kernel, grad_input_rows_fit(s), "grad_input", s) {
-        // dx = forward conv (stride 1, no padding) of dy padded by k − 1 − pad on every side
-        // (rows rounded up to a multiple of 4) with the flipped, transposed weights.
+        // dx = forward conv (stride 1) of dy with k − 1 − pad zero columns on each side (rows
+        // rounded up to a multiple of 4) and as many virtual zero rows (skipped by the
+        // kernel), with the flipped, transposed weights.
         let edge = s.k - 1 - s.pad;
-        let (hp, wp) = (s.h_out() + 2 * edge, round4(s.w_out() + 2 * edge));
-        let dyp = ctx.scratch("conv2d.dy_padded", s.n * s.c_out * hp * wp);
+        let wp = round4(s.w_out() + 2 * edge);
+        let dyp = ctx.scratch("conv2d.dy_padded", s.n * s.c_out * s.h_out() * wp);
         let mut pp = Params::of(s);
-        pp.c_in = s.c_out as u32; // planes = n·c_out
+        pp.c_in = s.c_out as u32; // rows = n·c_out·h_out
         pp.h = s.h_out() as u32;
         pp.w = s.w_out() as u32;
-        pp.h_out = hp as u32;
         pp.x_row = wp as u32;
         pp.pad = edge as u32;
-        ctx.dispatch(&PAD, &pp, &[dy, &dyp], groups(ctx, s.n * s.c_out * hp * wp / 4));
+        ctx.dispatch(&PAD_COLUMNS, &pp, &[dy, &dyp], groups(ctx, s.n * s.c_out * s.h_out() * wp / 4));
         let ci4 = round4(s.c_in);
         let wt = weights_kc(ctx, s, w, true, ci4);
         let p = Params {
             n: s.n as u32,
             c_in: s.c_out as u32,
-            h: hp as u32,
+            h: s.h_out() as u32,
             w: wp as u32,
             c_out: s.c_in as u32,
             k: s.k as u32,
             stride: 1,
-            pad: 0,
+            pad: edge as u32,
             h_out: s.h as u32,
             w_out: s.w as u32,
             x_row: wp as u32,
@@ -202,8 +219,7 @@ pub fn grad_input_with(ctx: &GpuContext, kernel: ConvKernel, s: &Conv2dShape, dy
             ..Default::default()
         };
         let no_bias = ctx.scratch("conv2d.no_bias", 1);
-        let inv = (ci4 / 4).div_ceil(2) * (s.w / 4) * s.n * s.h;
-        ctx.dispatch(&FORWARD_ROWS, &p, &[&dyp, &wt, &no_bias, dx], groups(ctx, inv));
+        forward_rows(ctx, &p, &[&dyp, &wt, &no_bias, dx]);
     } else {
         let inv = s.c_in.div_ceil(4) * (s.n * s.h * s.w).div_ceil(4);
         ctx.dispatch(&GRAD_INPUT_DIRECT, &Params::of(s), &[dy, w, dx], groups(ctx, inv));
@@ -229,7 +245,7 @@ pub fn grad_weight_with(ctx: &GpuContext, kernel: ConvKernel, s: &Conv2dShape, x
     let rows = pick(kernel, rows_fit(s), "grad_weight", s);
     // Invocations per split, and the most splits that still give each one some work.
     let (base, most) = if rows {
-        (s.c_out.div_ceil(4) * s.c_in * s.k, s.n * s.h_out())
+        (s.c_out.div_ceil(4) * s.c_in * s.k.div_ceil(2), s.n * s.h_out())
     } else {
         (s.c_out.div_ceil(4) * (s.c_in * s.k * s.k).div_ceil(4), s.n * s.h_out() * s.w_out())
     };

@@ -28,13 +28,18 @@ struct Params {
 /// Which kernel runs a product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MatmulKernel {
-    /// `Vec4` where the shape allows it, else `Strided`.
+    /// `Vec4` where the shape allows it and gives at least `VEC4_MIN_BLOCKS` blocks, else
+    /// `Strided` (a small output such as fc2's 100×10 is a single vec4 workgroup, i.e. one
+    /// CPU core on lavapipe, and ran ~2.5× slower than the strided kernel's two).
     Auto,
     /// 4×8 register blocks with vec4 loads (needs `vec4_fits`).
     Vec4,
     /// 4×4 register blocks with scalar loads; any shape.
     Strided,
 }
+
+/// Fewest 4×8 blocks (invocations) for which `Auto` takes the vec4 kernel: 8 workgroups.
+pub const VEC4_MIN_BLOCKS: usize = 512;
 
 /// Whether the vec4 kernel can run `s`: k and the contiguous dimension of each stored
 /// operand (m or k for A, k or n for B) are multiples of 4.
@@ -89,7 +94,7 @@ pub fn matmul_with(
         b_col: b_col as u32,
     };
     let use_v4 = match kernel {
-        MatmulKernel::Auto => vec4_fits(s),
+        MatmulKernel::Auto => vec4_fits(s) && s.m.div_ceil(4) * s.n.div_ceil(8) >= VEC4_MIN_BLOCKS,
         MatmulKernel::Vec4 => {
             assert!(vec4_fits(s), "matmul {s:?}: the vec4 kernel needs multiples of 4");
             true

@@ -1,0 +1,87 @@
+//! Time per call of the matmul and conv2d kernels at the seed's shapes (batch 100):
+//! `cargo run --release --example kernel_timing_gemm [reps] [filter]` (filter: only labels
+//! containing it). Each op is recorded `reps`
+//! times into one compute pass after a warm-up call (pipeline compilation), then timed from
+//! submit to idle; ms/call includes per-dispatch overhead (helper dispatches included).
+
+use std::time::Instant;
+use wgsl_cnn::gpu::conv2d::{self, ConvKernel};
+use wgsl_cnn::gpu::matmul::{matmul_with, MatmulKernel};
+use wgsl_cnn::gpu::{AdapterChoice, GpuContext, RawBuffer};
+use wgsl_cnn::rng::Rng;
+use wgsl_cnn::shapes::{Conv2dShape, MatmulShape};
+
+fn filled(ctx: &GpuContext, rng: &mut Rng, len: usize) -> std::rc::Rc<RawBuffer> {
+    let b = ctx.buffer(len);
+    ctx.write(&b, &rng.uniform_vec(len, -1.0, 1.0));
+    b
+}
+
+fn time(ctx: &GpuContext, reps: usize, label: &str, flops: f64, f: &dyn Fn()) {
+    let filter = std::env::args().nth(2).unwrap_or_default();
+    if !label.contains(&filter) {
+        return;
+    }
+    f();
+    ctx.finish();
+    let t = Instant::now();
+    for _ in 0..reps {
+        f();
+    }
+    ctx.finish();
+    let s = t.elapsed().as_secs_f64() / reps as f64;
+    println!("{label:<48} {:>8.3} ms  {:>6.2} GFLOP/s", s * 1e3, flops / s / 1e9);
+}
+
+fn main() {
+    let reps: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(10);
+    let ctx = GpuContext::new(&AdapterChoice::default()).unwrap_or_else(|e| panic!("{e:#}"));
+    println!("adapter: {}", wgsl_cnn::gpu::context::describe(&ctx.info));
+    let mut rng = Rng::new(1);
+    let mm = |m, n, k, trans_a, trans_b| MatmulShape { m, n, k, trans_a, trans_b };
+    let products = [
+        ("fc1 forward x·Wᵀ+b", mm(100, 500, 800, false, true), true),
+        ("fc2 forward x·Wᵀ+b", mm(100, 10, 500, false, true), true),
+        ("fc1 grad input dy·W", mm(100, 800, 500, false, false), false),
+        ("fc2 grad input dy·W", mm(100, 500, 10, false, false), false),
+        ("fc1 grad weight dyᵀ·x", mm(500, 800, 100, true, false), false),
+        ("fc2 grad weight dyᵀ·x", mm(10, 500, 100, true, false), false),
+    ];
+    for (name, s, bias) in products {
+        let (a, b, c) = (filled(&ctx, &mut rng, s.m * s.k), filled(&ctx, &mut rng, s.k * s.n), ctx.buffer(s.m * s.n));
+        let bb = filled(&ctx, &mut rng, s.n);
+        let flops = 2.0 * (s.m * s.n * s.k) as f64;
+        for kern in [MatmulKernel::Auto, MatmulKernel::Strided] {
+            let label = format!("{name} {}x{}x{} {kern:?}", s.m, s.n, s.k);
+            time(&ctx, reps, &label, flops, &|| matmul_with(&ctx, kern, &s, &a, &b, bias.then_some(&*bb), &c));
+        }
+    }
+    let convs = [
+        ("conv1", Conv2dShape { n: 100, c_in: 1, h: 28, w: 28, c_out: 20, k: 5, stride: 1, pad: 0 }),
+        ("conv2", Conv2dShape { n: 100, c_in: 20, h: 12, w: 12, c_out: 50, k: 5, stride: 1, pad: 0 }),
+    ];
+    for (name, s) in convs {
+        let (x, w, b, dy) = (
+            filled(&ctx, &mut rng, s.x_len()),
+            filled(&ctx, &mut rng, s.w_len()),
+            filled(&ctx, &mut rng, s.c_out),
+            filled(&ctx, &mut rng, s.y_len()),
+        );
+        let (y, dx, dw, db) = (ctx.buffer(s.y_len()), ctx.buffer(s.x_len()), ctx.buffer(s.w_len()), ctx.buffer(s.c_out));
+        let flops = 2.0 * (s.y_len() * s.c_in * s.k * s.k) as f64;
+        for kern in [ConvKernel::Auto, ConvKernel::Direct] {
+            time(&ctx, reps, &format!("{name} forward {kern:?}"), flops, &|| {
+                conv2d::forward_with(&ctx, kern, &s, &x, &w, &b, &y)
+            });
+            if name != "conv1" {
+                time(&ctx, reps, &format!("{name} grad_input {kern:?}"), flops, &|| {
+                    conv2d::grad_input_with(&ctx, kern, &s, &dy, &w, &dx)
+                });
+            }
+            time(&ctx, reps, &format!("{name} grad_weight {kern:?}"), flops, &|| {
+                conv2d::grad_weight_with(&ctx, kern, &s, &x, &dy, &dw)
+            });
+        }
+        time(&ctx, reps, &format!("{name} grad_bias"), s.y_len() as f64, &|| conv2d::grad_bias(&ctx, &s, &dy, &db));
+    }
+}

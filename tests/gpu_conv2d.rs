@@ -1,0 +1,155 @@
+//! conv2d.wgsl vs the CPU reference (f64 accumulation, rounded to f32): forward, input,
+//! weight and bias gradients, with every kernel family that fits each shape (the row kernels
+//! where stride 1 / small k / rows a multiple of 4 allow, the direct kernels always), on
+//! batch 1, odd sizes, stride 2 and padding 1–2, channel counts that are not multiples of
+//! the 4- or 8-channel blocks, and the seed's two convolutions.
+
+use wgsl_cnn::compare::compare;
+use wgsl_cnn::gpu::conv2d::{self, grad_input_rows_fit, rows_fit, ConvKernel};
+use wgsl_cnn::gpu::{AdapterChoice, GpuContext};
+use wgsl_cnn::reference;
+use wgsl_cnn::rng::Rng;
+use wgsl_cnn::shapes::Conv2dShape;
+
+fn ctx() -> GpuContext {
+    GpuContext::new(&AdapterChoice::default()).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+/// Tolerance for sums of `terms` products of values in U(−1, 1) (standard deviation 1/3
+/// each), accumulated in f32 on the GPU (serially within an invocation, then over split-K
+/// partials or a tree): the rounding errors add like a random walk, each at most
+/// eps·|partial sum| with |partial sum| ≲ √terms/3·(a few), so atol = 4·eps·√terms·(√terms/3).
+/// For conv1's weight gradient (terms = 100·24·24 = 57,600) that is 9.2e-3 against sums of
+/// typical size 80 (1.1e-4 relative); the measured errors are far smaller, and the relative
+/// L2 error is held to 1e-5 on top (fp32 lands near 1e-7..1e-6).
+fn tolerance(terms: usize) -> (f64, f64) {
+    let eps = f32::EPSILON as f64;
+    let t = terms.max(1) as f64;
+    (4.0 * eps * t.sqrt() * (t.sqrt() / 3.0), 1e-5)
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32], terms: usize) {
+    let (atol, rtol) = tolerance(terms);
+    let cmp = compare(got, want, atol, rtol);
+    eprintln!("{what} (atol {atol:.2e}, rtol {rtol:.0e}): {cmp}");
+    assert!(cmp.passed(), "{what}: {cmp}");
+    assert!(cmp.rel_l2_err <= 1e-5, "{what}: relative L2 error too large: {cmp}");
+}
+
+#[allow(clippy::too_many_arguments)]
+fn shape(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, k: usize, stride: usize, pad: usize) -> Conv2dShape {
+    Conv2dShape { n, c_in, h, w, c_out, k, stride, pad }
+}
+
+/// Runs every op of `s` with every kernel family that fits, against the reference.
+fn check_all(ctx: &GpuContext, s: Conv2dShape, seed: u64, with_grad_input: bool) {
+    let mut rng = Rng::new(seed);
+    let x = rng.uniform_vec(s.x_len(), -1.0, 1.0);
+    let w = rng.uniform_vec(s.w_len(), -1.0, 1.0);
+    let b = rng.uniform_vec(s.c_out, -1.0, 1.0);
+    let dy = rng.uniform_vec(s.y_len(), -1.0, 1.0);
+
+    let (xb, wb, bb, dyb) = (ctx.buffer(x.len()), ctx.buffer(w.len()), ctx.buffer(b.len()), ctx.buffer(dy.len()));
+    ctx.write(&xb, &x);
+    ctx.write(&wb, &w);
+    ctx.write(&bb, &b);
+    ctx.write(&dyb, &dy);
+    let out = |len: usize| {
+        let o = ctx.buffer(len);
+        ctx.write(&o, &vec![f32::NAN; len]);
+        o
+    };
+    let positions = s.n * s.h_out() * s.w_out();
+
+    let mut fw = vec![0.0f32; s.y_len()];
+    reference::conv2d::forward(&s, &x, &w, &b, &mut fw);
+    let mut variants = vec![ConvKernel::Auto, ConvKernel::Direct];
+    if rows_fit(&s) {
+        variants.push(ConvKernel::Rows);
+    }
+    for &kern in &variants {
+        let y = out(s.y_len());
+        conv2d::forward_with(ctx, kern, &s, &xb, &wb, &bb, &y);
+        let what = format!("forward {s:?} {kern:?} seed={seed:#x}");
+        assert_close(&what, &ctx.read::<f32>(&y), &fw, s.c_in * s.k * s.k);
+    }
+
+    let mut gw = vec![0.0f32; s.w_len()];
+    reference::conv2d::grad_weight(&s, &x, &dy, &mut gw);
+    for &kern in &variants {
+        let dw = out(s.w_len());
+        conv2d::grad_weight_with(ctx, kern, &s, &xb, &dyb, &dw);
+        let what = format!("grad_weight {s:?} {kern:?} seed={seed:#x}");
+        assert_close(&what, &ctx.read::<f32>(&dw), &gw, positions);
+    }
+
+    let mut gb = vec![0.0f32; s.c_out];
+    reference::conv2d::grad_bias(&s, &dy, &mut gb);
+    let db = out(s.c_out);
+    conv2d::grad_bias(ctx, &s, &dyb, &db);
+    assert_close(&format!("grad_bias {s:?} seed={seed:#x}"), &ctx.read::<f32>(&db), &gb, positions);
+
+    if with_grad_input {
+        let mut gi = vec![0.0f32; s.x_len()];
+        reference::conv2d::grad_input(&s, &dy, &w, &mut gi);
+        let mut variants = vec![ConvKernel::Auto, ConvKernel::Direct];
+        if grad_input_rows_fit(&s) {
+            variants.push(ConvKernel::Rows);
+        }
+        for kern in variants {
+            let dx = out(s.x_len());
+            conv2d::grad_input_with(ctx, kern, &s, &dyb, &wb, &dx);
+            let what = format!("grad_input {s:?} {kern:?} seed={seed:#x}");
+            assert_close(&what, &ctx.read::<f32>(&dx), &gi, s.c_out * s.k * s.k);
+        }
+    }
+    ctx.clear_bind_groups();
+}
+
+#[test]
+fn small_odd_strided_and_padded_shapes() {
+    let ctx = ctx();
+    let shapes = [
+        // batch 1, one channel, 1×1 kernel
+        shape(1, 1, 4, 4, 1, 1, 1, 0),
+        // batch 1, rows fit (w 12, w_out 8), 6 output channels (not a multiple of 4 or 8)
+        shape(1, 2, 7, 12, 6, 5, 1, 0),
+        // w_out 6: direct kernels for forward and weight gradient, rows for the input gradient
+        shape(1, 3, 8, 8, 5, 3, 1, 0),
+        // stride 2, pad 1, odd sizes
+        shape(3, 4, 11, 9, 7, 3, 2, 1),
+        // stride 2, pad 2, k 5
+        shape(2, 2, 13, 13, 4, 5, 2, 2),
+        // pad 1, stride 1: input gradient on the row kernel with a pad smaller than k − 1
+        shape(2, 3, 10, 12, 9, 3, 1, 1),
+        // rows fit with w_out 12 (12-output blocks) and w_out 4 (4-output blocks); the input
+        // gradient of the second one runs 8-output blocks (w 8)
+        shape(2, 3, 9, 16, 6, 5, 1, 0),
+        shape(1, 2, 6, 8, 5, 5, 1, 0),
+        // k 1, rows fit
+        shape(2, 5, 8, 8, 3, 1, 1, 0),
+        // k larger than the row kernels unroll
+        shape(2, 2, 9, 8, 3, 6, 1, 0),
+        // batch beyond a block, many blocks per channel, 9 output channels
+        shape(9, 3, 16, 16, 9, 4, 1, 0),
+        // input gradient on 4-output blocks (w 20), pad 2 = k − 3 on the row kernel
+        shape(5, 7, 20, 20, 13, 5, 1, 0),
+        shape(3, 4, 12, 20, 6, 5, 1, 2),
+        // stride 3
+        shape(2, 3, 14, 15, 5, 4, 3, 1),
+    ];
+    for (i, s) in shapes.into_iter().enumerate() {
+        check_all(&ctx, s, 0xc0_2d00 + i as u64, true);
+    }
+}
+
+#[test]
+fn seed_conv1() {
+    // conv1 never needs its input gradient.
+    check_all(&ctx(), shape(100, 1, 28, 28, 20, 5, 1, 0), 0xc0_2d01_0000, false);
+}
+
+#[test]
+fn seed_conv2() {
+    check_all(&ctx(), shape(100, 20, 12, 12, 50, 5, 1, 0), 0xc0_2d02_0000, true);
+}
