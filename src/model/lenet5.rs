@@ -247,10 +247,16 @@ impl<B: Backend> Lenet5<B> {
         }
     }
 
+    /// The mean cross-entropy of the last forward's logits (and its gradient wrt them).
+    pub fn loss(&mut self, be: &mut B, n: usize) {
+        let b = &self.buf;
+        be.softmax_cross_entropy(n, CLASSES, &b.logits, &b.y, &b.loss, &b.dlogits);
+    }
+
     /// Loss of the last training forward and the gradient of every parameter.
     pub fn backward(&mut self, be: &mut B, n: usize) {
+        self.loss(be, n);
         let (p, g, b) = (&self.params, &self.grads, &self.buf);
-        be.softmax_cross_entropy(n, CLASSES, &b.logits, &b.y, &b.loss, &b.dlogits);
         // fc2: dW2 = dlogitsᵀ·h1r, db2 = Σ rows dlogits, dh1r = dlogits·W2.
         be.matmul(&MatmulShape { m: CLASSES, n: 500, k: n, trans_a: true, trans_b: false }, &b.dlogits, &b.h1r, None, &g[idx::FC2_W]);
         be.sum_rows(n, CLASSES, &b.dlogits, &g[idx::FC2_B]);
@@ -305,6 +311,11 @@ impl<B: Backend> Lenet5<B> {
         let c = be.read_index(&self.buf.correct)[0];
         be.write_index(&self.buf.correct, &[0]);
         c
+    }
+
+    /// The buffer holding the loss of the last `backward` (one element).
+    pub fn loss_buffer(&self) -> &B::Tensor {
+        &self.buf.loss
     }
 
     /// The loss of the last `backward` (waits for the device).
