@@ -56,7 +56,9 @@ fn model_gradient_matches_finite_differences_in_f64() {
             // rounding); conv biases feeding BatchNorm have a true gradient of exactly 0.
             let err = (analytic - numeric).abs();
             let bound = 1e-6 * numeric.abs().max(analytic.abs()) + 1e-8;
-            worst = worst.max(err / (numeric.abs() + 1e-8));
+            if numeric.abs() > 1e-6 {
+                worst = worst.max(err / numeric.abs());
+            }
             assert!(
                 err <= bound,
                 "{}[{j}] (seed {seed}): analytic {analytic:e}, finite difference {numeric:e}",
@@ -64,5 +66,5 @@ fn model_gradient_matches_finite_differences_in_f64() {
             );
         }
     }
-    eprintln!("worst relative error over {} coordinates: {worst:.2e}", 5 * LENET5_PARAMS.len());
+    eprintln!("worst relative error where |gradient| > 1e-6: {worst:.2e}");
 }
