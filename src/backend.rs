@@ -31,6 +31,10 @@ pub trait Backend {
     fn read_index(&mut self, t: &Self::Index) -> Vec<u32>;
     /// Sends the work recorded so far to the device without waiting for it.
     fn submit(&mut self);
+    /// Bytes of device buffers allocated so far, where the backend keeps count.
+    fn allocated_bytes(&self) -> Option<u64> {
+        None
+    }
 
     // ---- data ---------------------------------------------------------------------------
     /// Uploads `count` images of `pixels` u8 each, and their labels.

@@ -120,6 +120,7 @@ pub fn train<B: Backend>(be: &mut B, data: &Mnist, cfg: &TrainConfig) -> Result<
     if start_epoch >= cfg.epochs {
         bail!("the checkpoint has already trained {start_epoch} epochs; ask for more with --epochs");
     }
+    let model_bytes = be.allocated_bytes();
     let (train_ds, n_train) = upload(be, &data.train, cfg.limit_train);
     let (test_ds, n_test) = upload(be, &data.test, None);
     if n_train == 0 {
@@ -129,6 +130,19 @@ pub fn train<B: Backend>(be: &mut B, data: &Mnist, cfg: &TrainConfig) -> Result<
     let test_order = be.index(n_test);
     be.write_index(&test_order, &(0..n_test as u32).collect::<Vec<_>>());
     let steps = n_train.div_ceil(cfg.batch_size);
+    if let (Some(model), Some(all)) = (model_bytes, be.allocated_bytes()) {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        eprintln!(
+            "device buffers: {:.1} MiB (parameters, gradients, Adam state and activations for batch {}: {:.1} MiB; \
+             {} training + {} test images as u8 with the permutations: {:.1} MiB)",
+            mib(all),
+            cfg.batch_size,
+            mib(model),
+            n_train,
+            n_test,
+            mib(all - model)
+        );
+    }
     let mut reports = Vec::new();
     for epoch in start_epoch..cfg.epochs {
         let started = Instant::now();

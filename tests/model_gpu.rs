@@ -238,3 +238,23 @@ fn parameter_table_has_the_seed_total() {
     assert_eq!(wgsl_cnn::model::params::total_params(), 431_220);
     assert_eq!(LENET5_PARAMS.len(), 12);
 }
+
+#[test]
+fn a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint() {
+    let data = wgsl_cnn::data::load_assets_subset().unwrap();
+    let dir = temp_dir("nonfinite");
+    let cfg = TrainConfig { limit_train: Some(500), ..subset_config(&dir, 1) };
+    train::train(&mut gpu(), &data, &cfg).unwrap();
+    let path = dir.join("model.safetensors");
+    let good = std::fs::read(&path).unwrap();
+    let good_optim = std::fs::read(checkpoint::optimizer_path(&path)).unwrap();
+    // An absurd learning rate blows the weights up within a few steps.
+    let blow_up = TrainConfig { lr: 1e30, resume: Some(path.clone()), ..subset_config(&dir, 2) };
+    let err = train::train(&mut gpu(), &data, &TrainConfig { limit_train: Some(500), ..blow_up }).unwrap_err();
+    let msg = format!("{err:#}");
+    eprintln!("{msg}");
+    assert!(msg.contains("non-finite") && msg.contains("epoch 2, step"), "{msg}");
+    assert!(msg.contains("last good checkpoint"), "{msg}");
+    assert_eq!(std::fs::read(&path).unwrap(), good, "the checkpoint changed");
+    assert_eq!(std::fs::read(checkpoint::optimizer_path(&path)).unwrap(), good_optim, "the optimizer state changed");
+}

@@ -79,6 +79,9 @@ impl Backend for Gpu {
     fn submit(&mut self) {
         self.ctx.submit()
     }
+    fn allocated_bytes(&self) -> Option<u64> {
+        Some(self.ctx.allocated_bytes.get())
+    }
 
     fn dataset(&mut self, images: &[u8], labels: &[u8], pixels: usize) -> GpuDataset {
         let packed = gather::pack_u8(images);

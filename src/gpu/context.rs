@@ -147,6 +147,8 @@ pub struct GpuContext {
     pub profiler: RefCell<Option<Profiler>>,
     /// Dispatches recorded since creation (for tests and the benchmark).
     pub dispatches: Cell<u64>,
+    /// Bytes of storage buffers created so far (what `train` reports at start).
+    pub allocated_bytes: Cell<u64>,
 }
 
 impl GpuContext {
@@ -186,6 +188,7 @@ impl GpuContext {
             next_id: Cell::new(1),
             profiler: RefCell::new(None),
             dispatches: Cell::new(0),
+            allocated_bytes: Cell::new(0),
         })
     }
 
@@ -199,6 +202,7 @@ impl GpuContext {
     pub fn buffer(&self, len: usize) -> Rc<RawBuffer> {
         let id = self.next_id.get();
         self.next_id.set(id + 1);
+        self.allocated_bytes.set(self.allocated_bytes.get() + (len.max(1) * 4) as u64);
         let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: None,
             // Never zero-sized: wgpu rejects empty bindings.
