@@ -66,6 +66,12 @@ ATOL_SCALE = 1e-5
 F32_U = 2.0**-24
 ZERO_GRAD_META = "zero_grad_noise_scale"
 ZERO_GRAD_ATOL = 1e-6
+# Fragile decisions (not a tolerance: reported only). ReLU and max-pool are not differentiable at
+#   their thresholds; an activation (O(1) after BatchNorm) within FRAGILE_ABS of its threshold can
+#   land on the other side under fp32 rounding (the backends' logits differ by up to ~1e-6), and
+#   then the whole gradient through it goes elsewhere. `make` lists such points of the batch.
+FRAGILE_ABS = 1e-5
+FRAGILE_META = "fragile_decisions"
 # after.running_mean / after.running_var: 0.9·old + 0.1·(batch statistic over N×H×W elements).
 STAT_RTOL, STAT_ATOL = 1e-5, 1e-6
 # after.<parameter>: Adam's first step moves p by lr·g/(|g| + eps) (m̂ = g, v̂ = g²). If the two
@@ -129,32 +135,66 @@ def lenet5_class():
     return LeNet5
 
 
-def zero_grad_noise_scale(init, x, y):
-    """For each conv bias (true gradient 0): n and Σ|t| per channel, t the gradient of the loss
-    with respect to the conv's output (the terms summed into the bias gradient), in float64."""
+def float64_diagnostics(init, x, y):
+    """The step once more in float64 (closest to exact), for two things the comparison needs:
+
+    * for each conv bias (true gradient 0): n and Σ|t| per channel, t the gradient of the loss
+      with respect to the conv's output (the terms summed into the bias gradient);
+    * fragile decisions: ReLU inputs within FRAGILE_ABS of 0, and max-pool windows whose two
+      largest inputs are within FRAGILE_ABS of each other, where an fp32 rounding difference can
+      legitimately send the gradient another way (printed as a hint when a comparison fails).
+    """
+    import copy
+
     import torch
+    import torch.nn.functional as F
 
     model = lenet5_class()()
     model.load_state_dict(init)
     model = model.double().train()
-    outs = {}
+    check = copy.deepcopy(model)
+    x = x.double()
+    # The seed's forward, written out to keep the intermediates (checked against forward below).
+    c1 = model.conv1(x)
+    b1 = model.batchnorm1(c1)
+    p1 = F.max_pool2d(b1, 2)
+    r1 = F.relu(p1)
+    c2 = model.conv2(r1)
+    b2 = model.batchnorm2(c2)
+    p2 = F.max_pool2d(b2, 2)
+    r2 = F.relu(p2)
+    f1 = model.fc1(r2.view(-1, 800))
+    a1 = F.relu(f1)
+    logits = model.fc2(a1)
+    if not torch.equal(logits, check(x)):
+        sys.exit("internal error: the written-out forward differs from LeNet5.forward")
+    for t in (c1, c2, p1, p2, r1, r2, a1):
+        t.retain_grad()
+    F.cross_entropy(logits, y).backward()
 
-    def keep(name):
-        def hook(_module, _inputs, out):
-            out.retain_grad()
-            outs[name] = out
-        return hook
-
-    for name in ("conv1", "conv2"):
-        getattr(model, name).register_forward_hook(keep(name))
-    torch.nn.functional.cross_entropy(model(x.double()), y).backward()
-    return {
-        f"{name}.bias": {
-            "terms": out.shape[0] * out.shape[2] * out.shape[3],
-            "abs_sum": out.grad.abs().sum((0, 2, 3)).tolist(),
-        }
-        for name, out in outs.items()
+    scale = {
+        f"{name}.bias": {"terms": c.shape[0] * c.shape[2] * c.shape[3], "abs_sum": c.grad.abs().sum((0, 2, 3)).tolist()}
+        for name, c in (("conv1", c1), ("conv2", c2))
     }
+    fragile = []
+    for where, pre, post in (("relu after pool1", p1, r1), ("relu after pool2", p2, r2), ("relu after fc1", f1, a1)):
+        for i in torch.nonzero(pre.detach().abs().flatten() < FRAGILE_ABS).flatten().tolist():
+            g = post.grad.flatten()[i].item()  # the gradient this input gets when it counts as > 0
+            at = [int(v) for v in np.unravel_index(i, tuple(pre.shape))]
+            fragile.append({"where": where, "at": at, "value": pre.flatten()[i].item(), "grad": g})
+    for where, pre, pooled in (("max-pool 1", b1, p1), ("max-pool 2", b2, p2)):
+        n, ch, h, w = pre.shape
+        windows = pre.detach().reshape(n, ch, h // 2, 2, w // 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(-1, 4)
+        top2 = windows.topk(2, dim=1).values
+        gap = top2[:, 0] - top2[:, 1]
+        # Exact ties (gap 0) come from bit-identical inputs (blank image borders) and are settled
+        # by the tie-break rule alike on every side; near ties are the rounding-fragile ones.
+        for i in torch.nonzero((gap > 0) & (gap < FRAGILE_ABS)).flatten().tolist():
+            g = pooled.grad.flatten()[i].item()
+            if g != 0.0:
+                at = [int(v) for v in np.unravel_index(i, tuple(pooled.shape))]
+                fragile.append({"where": where, "at": at, "gap": gap[i].item(), "grad": g})
+    return scale, fragile
 
 
 def make(args):
@@ -204,13 +244,28 @@ def make(args):
     for k, v in model.state_dict().items():
         result[f"after.{k}"] = v.detach().clone()
 
+    scale, fragile = float64_diagnostics(init, x, y)
     meta = {"torch": torch.__version__, "seed": str(args.seed), "lr": str(args.lr), "batch": source,
-            ZERO_GRAD_META: json.dumps(zero_grad_noise_scale(init, x, y))}
+            ZERO_GRAD_META: json.dumps(scale), FRAGILE_META: json.dumps(fragile)}
     save_file(init, os.path.join(args.dir, "init.safetensors"), metadata=meta)
     save_file({"x": x, "y": y}, os.path.join(args.dir, "batch.safetensors"), metadata=meta)
     save_file({k: v.contiguous() for k, v in result.items()}, os.path.join(args.dir, "pytorch.safetensors"), metadata=meta)
     print(f"torch {torch.__version__}: batch {n} ({source}), seed {args.seed}, loss {loss.item():.6f}")
     print(f"wrote {args.dir}/init.safetensors, batch.safetensors, pytorch.safetensors")
+    print_fragile(fragile)
+
+
+def print_fragile(fragile):
+    if not fragile:
+        print(f"fragile decisions: none (no ReLU input or max-pool tie within {FRAGILE_ABS:g}, float64)")
+        return
+    print(f"fragile decisions: {len(fragile)} within {FRAGILE_ABS:g} of their threshold (float64); a backend may")
+    print("  take the other side under fp32 rounding and route this gradient differently:")
+    for f in sorted(fragile, key=lambda f: -abs(f["grad"]))[:12]:
+        what = f"input {f['value']:+.3e}" if "value" in f else f"top-2 gap {f['gap']:.3e}"
+        print(f"  {f['where']:<17} at {str(f['at']):<16} {what}  gradient {f['grad']:+.6e}")
+    if len(fragile) > 12:
+        print(f"  ... and {len(fragile) - 12} more with smaller gradients")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -224,7 +279,9 @@ def compare_files(got_path, want_path, lr, eps, label=None):
             sys.exit(f"{path}: no such file")
     got, want = load_file(got_path), load_file(want_path)
     with safe_open(want_path, framework="np") as f:
-        noise_scale = json.loads((f.metadata() or {}).get(ZERO_GRAD_META, "{}"))
+        meta = f.metadata() or {}
+    noise_scale = json.loads(meta.get(ZERO_GRAD_META, "{}"))
+    fragile = json.loads(meta.get(FRAGILE_META, "[]"))
     ok = True
     missing = sorted(set(want) - set(got))
     extra = sorted(set(got) - set(want))
@@ -282,6 +339,9 @@ def compare_files(got_path, want_path, lr, eps, label=None):
             print(f"    {bad.size} of {w.size} elements outside the bound")
             ok = False
     print(f"=> {'PASS' if ok else 'FAIL'} ({len(names)} tensors)")
+    if not ok and fragile:
+        print("hint: ", end="")
+        print_fragile(fragile)
     return ok
 
 
