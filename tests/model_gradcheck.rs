@@ -1,7 +1,6 @@
 //! The whole model's gradient (every parameter, through conv → batchnorm → maxpool → relu →
 //! linear → cross-entropy) against central finite differences of its loss, in f64.
 
-use wgsl_cnn::backend::Backend;
 use wgsl_cnn::model::params::{init_values, LENET5_PARAMS};
 use wgsl_cnn::model::Lenet5;
 use wgsl_cnn::reference::Cpu64;
