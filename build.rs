@@ -17,7 +17,10 @@ fn main() {
 
     let lock = dir.join("Cargo.lock");
     println!("cargo:rerun-if-changed={}", lock.display());
-    let wgpu = std::fs::read_to_string(&lock).ok().and_then(|s| locked_version(&s, "wgpu")).unwrap_or_else(|| "unknown".into());
+    let wgpu = std::fs::read_to_string(&lock)
+        .ok()
+        .and_then(|s| locked_version(&s, "wgpu"))
+        .unwrap_or_else(|| "unknown".into());
     println!("cargo:rustc-env=WGSL_CNN_WGPU_VERSION={wgpu}");
 
     // Rerun when the commit or the working tree may have changed: HEAD, the branch it

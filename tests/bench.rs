@@ -108,7 +108,11 @@ fn stats_are_median_min_max() {
 fn build_constants() {
     // Cargo.toml asks for wgpu = "30": the locked version must be a 30.x.y.
     let toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
-    let req = toml.lines().find_map(|l| l.strip_prefix("wgpu = \"")).and_then(|r| r.strip_suffix('"')).expect("wgpu in Cargo.toml");
+    let req = toml
+        .lines()
+        .find_map(|l| l.strip_prefix("wgpu = \""))
+        .and_then(|r| r.strip_suffix('"'))
+        .expect("wgpu in Cargo.toml");
     assert!(WGPU_VERSION.starts_with(&format!("{req}.")), "WGPU_VERSION {WGPU_VERSION} vs requirement {req}");
     let head = Command::new("git").current_dir(env!("CARGO_MANIFEST_DIR")).args(["rev-parse", "HEAD"]).output();
     match head {
@@ -208,7 +212,8 @@ fn run_bench(args: &[&str], json: &PathBuf) -> (String, Vec<Value>) {
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "bench {args:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(json).expect("bench wrote its JSON file");
-    let records: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("invalid JSON in {}: {e}\n{text}", json.display()));
+    let records: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("invalid JSON in {}: {e}\n{text}", json.display()));
     let records = records.as_array().expect("a JSON array of records").clone();
     (stdout, records)
 }
@@ -218,7 +223,8 @@ fn check_op_records(records: &[Value], repeats: u64, timer: &str) {
     let calls = traced_train_step(N);
     let names = name_calls(&calls, N);
     let ops: Vec<&Value> = records.iter().filter(|r| r["kind"] == "op").collect();
-    let got: Vec<(&str, &str)> = ops.iter().map(|r| (r["op"].as_str().unwrap(), r["kernel"].as_str().unwrap())).collect();
+    let got: Vec<(&str, &str)> =
+        ops.iter().map(|r| (r["op"].as_str().unwrap(), r["kernel"].as_str().unwrap())).collect();
     let want: Vec<(&str, &str)> = calls.iter().zip(&names).map(|(op, name)| (op.kind(), name.as_str())).collect();
     for w in &want {
         assert!(got.contains(w), "no record for op call {w:?}");
@@ -233,7 +239,8 @@ fn check_op_records(records: &[Value], repeats: u64, timer: &str) {
         assert!(r["dispatches"].as_u64().unwrap() >= 1, "{kernel} recorded no dispatch: {r}");
         assert_eq!(r["repeats"].as_u64().unwrap(), repeats, "{kernel}");
         assert_eq!(r["timer"], timer, "{kernel}");
-        let (med, min, max) = (r["median_ms"].as_f64().unwrap(), r["min_ms"].as_f64().unwrap(), r["max_ms"].as_f64().unwrap());
+        let (med, min, max) =
+            (r["median_ms"].as_f64().unwrap(), r["min_ms"].as_f64().unwrap(), r["max_ms"].as_f64().unwrap());
         assert!(med > 0.0 && min <= med && med <= max && max.is_finite(), "{kernel}: {min} {med} {max}");
         if op.flops() > 0 {
             let gflops = r["gflops"].as_f64().unwrap();

@@ -233,7 +233,10 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
     }
 
     // Per op call.
-    eprintln!("bench: {repeats} profiled steps ({})", if timer == Timer::Timestamp { "timestamps" } else { "wall clock" });
+    eprintln!(
+        "bench: {repeats} profiled steps ({})",
+        if timer == Timer::Timestamp { "timestamps" } else { "wall clock" }
+    );
     let mut per_op: Vec<Vec<f64>> = vec![Vec::new(); calls.len()];
     let mut dispatches = vec![0u64; calls.len()];
     let mut kernels = std::collections::BTreeSet::new();
@@ -323,8 +326,12 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
         bytes: step_bytes,
     };
     e2e.push(gpu_step("train_step", "train step, wait after each", Stats::of(&latency)));
-    e2e.push(gpu_step("train_step_recording", "  of which recording on the host", Stats::of(&recording)));
-    e2e.push(gpu_step("train_step_pipelined", "train step, back to back (mean)", Stats { median: throughput, min: throughput, max: throughput, repeats }));
+    e2e.push(gpu_step("train_step_recording", "  of which host time to record + submit", Stats::of(&recording)));
+    e2e.push(gpu_step(
+        "train_step_pipelined",
+        "train step, back to back (mean)",
+        Stats { median: throughput, min: throughput, max: throughput, repeats },
+    ));
     e2e.push(E2e {
         kernel: "eval_batch",
         what: "eval batch, wait after each".into(),
@@ -390,7 +397,12 @@ fn yes(b: bool) -> &'static str {
 pub fn host_cpu() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|m| m.trim().to_string()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
@@ -404,7 +416,10 @@ pub fn header(ctx: &GpuContext) -> String {
     let (i, af, al, l) = (&ctx.info, ctx.adapter_features, &ctx.adapter_limits, &ctx.limits);
     let mut s = String::new();
     s += &format!("adapter:  {}\n", i.name);
-    s += &format!("          backend {:?}, device type {:?}, driver {} ({})\n", i.backend, i.device_type, i.driver, i.driver_info);
+    s += &format!(
+        "          backend {:?}, device type {:?}, driver {} ({})\n",
+        i.backend, i.device_type, i.driver, i.driver_info
+    );
     s += &format!("versions: wgpu {WGPU_VERSION}, wgsl-cnn {} at commit {GIT_COMMIT}\n", env!("CARGO_PKG_VERSION"));
     s += &format!("host:     {}, {} threads\n", host_cpu(), host_threads());
     s += &format!(
@@ -549,7 +564,10 @@ impl Report {
         }
         if let Some(p) = self.e2e("train_step_pipelined") {
             let steps = self.steps_per_epoch();
-            s += &format!("  projected epoch ({steps} steps, back to back): {:.1} s\n", steps as f64 * p.stats.median * 1e-3);
+            s += &format!(
+                "  projected epoch ({steps} steps, back to back): {:.1} s\n",
+                steps as f64 * p.stats.median * 1e-3
+            );
         }
         if let Some(l) = self.e2e("train_step") {
             s += &format!(
@@ -572,37 +590,38 @@ impl Report {
     pub fn records(&self, quick: bool) -> Value {
         let i = &self.ctx_info;
         let unix_time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let base = |kind: &str, kernel: &str, op: &str, shape: String, device: &str, st: &Stats, flops: u64, bytes: u64| {
-            json!({
-                "kind": kind,
-                "kernel": kernel,
-                "op": op,
-                "shape": shape,
-                "batch": self.batch,
-                "device": device,
-                "adapter": i.name,
-                "backend": format!("{:?}", i.backend),
-                "device_type": format!("{:?}", i.device_type),
-                "driver": i.driver,
-                "driver_info": i.driver_info,
-                "wgpu_version": WGPU_VERSION,
-                "crate_version": env!("CARGO_PKG_VERSION"),
-                "git_commit": GIT_COMMIT,
-                "host_cpu": host_cpu(),
-                "host_threads": host_threads(),
-                "unix_time": unix_time,
-                "quick": quick,
-                "timer": if kind == "op" { timer_name(self.timer) } else { "wall" },
-                "repeats": st.repeats,
-                "median_ms": st.median,
-                "min_ms": st.min,
-                "max_ms": st.max,
-                "flops": flops,
-                "bytes": bytes,
-                "gflops": finite(rate(flops, st.median)),
-                "gbps": finite(rate(bytes, st.median)),
-            })
-        };
+        let base =
+            |kind: &str, kernel: &str, op: &str, shape: String, device: &str, st: &Stats, flops: u64, bytes: u64| {
+                json!({
+                    "kind": kind,
+                    "kernel": kernel,
+                    "op": op,
+                    "shape": shape,
+                    "batch": self.batch,
+                    "device": device,
+                    "adapter": i.name,
+                    "backend": format!("{:?}", i.backend),
+                    "device_type": format!("{:?}", i.device_type),
+                    "driver": i.driver,
+                    "driver_info": i.driver_info,
+                    "wgpu_version": WGPU_VERSION,
+                    "crate_version": env!("CARGO_PKG_VERSION"),
+                    "git_commit": GIT_COMMIT,
+                    "host_cpu": host_cpu(),
+                    "host_threads": host_threads(),
+                    "unix_time": unix_time,
+                    "quick": quick,
+                    "timer": if kind == "op" { timer_name(self.timer) } else { "wall" },
+                    "repeats": st.repeats,
+                    "median_ms": st.median,
+                    "min_ms": st.min,
+                    "max_ms": st.max,
+                    "flops": flops,
+                    "bytes": bytes,
+                    "gflops": finite(rate(flops, st.median)),
+                    "gbps": finite(rate(bytes, st.median)),
+                })
+            };
         let total = self.ops_total_ms();
         let mut out = Vec::new();
         for (n, o) in self.ops.iter().enumerate() {
@@ -616,7 +635,16 @@ impl Report {
             out.push(r);
         }
         for e in &self.e2e {
-            let mut r = base("end_to_end", e.kernel, e.kernel, format!("batch {}", self.batch), e.device, &e.stats, e.flops, e.bytes);
+            let mut r = base(
+                "end_to_end",
+                e.kernel,
+                e.kernel,
+                format!("batch {}", self.batch),
+                e.device,
+                &e.stats,
+                e.flops,
+                e.bytes,
+            );
             r["index"] = Value::Null;
             r["dispatches"] = Value::Null;
             r["first_ms"] = if e.kernel == "train_step" { json!(self.first_step_ms) } else { Value::Null };
@@ -649,7 +677,7 @@ fn group(n: u64) -> String {
     let d = n.to_string();
     let mut s = String::new();
     for (i, c) in d.chars().enumerate() {
-        if i > 0 && (d.len() - i) % 3 == 0 {
+        if i > 0 && (d.len() - i).is_multiple_of(3) {
             s.push(',');
         }
         s.push(c);

@@ -91,7 +91,10 @@ impl Op {
             Op::Gather { n, pixels } => format!("{n}x{pixels} u8"),
             Op::Conv2dForward(s) | Op::Conv2dGradInput(s) | Op::Conv2dGradWeight(s) | Op::Conv2dGradBias(s) => conv(s),
             Op::MaxpoolForward(s) | Op::MaxpoolBackward(s) => pool(s),
-            Op::BatchnormStats(s) | Op::BatchnormNormalize(s) | Op::BatchnormUpdateRunning(s) | Op::BatchnormBackward(s) => bn(s),
+            Op::BatchnormStats(s)
+            | Op::BatchnormNormalize(s)
+            | Op::BatchnormUpdateRunning(s)
+            | Op::BatchnormBackward(s) => bn(s),
             Op::ReluForward { len } | Op::ReluBackward { len } | Op::Adam { len } => format!("{len}"),
             Op::Matmul { s, bias } => format!(
                 "{}x{}{} . {}x{}{}{}",
@@ -150,7 +153,9 @@ impl Op {
         let n = |x: usize| x as u64;
         match self {
             // reads perm[n] (u32) and n·pixels u8 pixels and n labels (u32); writes x (f32) and y (u32)
-            Op::Gather { n: b, pixels } => F32 * n(*b) + n(b * pixels) + F32 * n(*b) + F32 * n(b * pixels) + F32 * n(*b),
+            Op::Gather { n: b, pixels } => {
+                F32 * n(*b) + n(b * pixels) + F32 * n(*b) + F32 * n(b * pixels) + F32 * n(*b)
+            }
             // x, w, bias in; y out
             Op::Conv2dForward(s) => F32 * n(s.x_len() + s.w_len() + s.c_out + s.y_len()),
             // dy, w in; dx out

@@ -125,11 +125,26 @@ impl<B: Backend + Device> Backend for Traced<B> {
         self.inner.dataset(images, labels, pixels)
     }
 
-    fn gather(&mut self, ds: &Self::Dataset, perm: &Self::Index, offset: usize, n: usize, x: &Self::Tensor, y: &Self::Index) {
+    fn gather(
+        &mut self,
+        ds: &Self::Dataset,
+        perm: &Self::Index,
+        offset: usize,
+        n: usize,
+        x: &Self::Tensor,
+        y: &Self::Index,
+    ) {
         let pixels = crate::model::lenet5::IMAGE_PIXELS;
         self.call(Op::Gather { n, pixels }, |b| b.gather(ds, perm, offset, n, x, y))
     }
-    fn conv2d_forward(&mut self, s: &Conv2dShape, x: &Self::Tensor, w: &Self::Tensor, bias: &Self::Tensor, y: &Self::Tensor) {
+    fn conv2d_forward(
+        &mut self,
+        s: &Conv2dShape,
+        x: &Self::Tensor,
+        w: &Self::Tensor,
+        bias: &Self::Tensor,
+        y: &Self::Tensor,
+    ) {
         self.call(Op::Conv2dForward(*s), |b| b.conv2d_forward(s, x, w, bias, y))
     }
     fn conv2d_grad_input(&mut self, s: &Conv2dShape, dy: &Self::Tensor, w: &Self::Tensor, dx: &Self::Tensor) {
@@ -170,7 +185,9 @@ impl<B: Backend + Device> Backend for Traced<B> {
         running_mean: &Self::Tensor,
         running_var: &Self::Tensor,
     ) {
-        self.call(Op::BatchnormUpdateRunning(*s), |b| b.batchnorm_update_running(s, mean, var, running_mean, running_var))
+        self.call(Op::BatchnormUpdateRunning(*s), |b| {
+            b.batchnorm_update_running(s, mean, var, running_mean, running_var)
+        })
     }
     fn batchnorm_backward(
         &mut self,
@@ -192,7 +209,14 @@ impl<B: Backend + Device> Backend for Traced<B> {
     fn relu_backward(&mut self, len: usize, y: &Self::Tensor, dy: &Self::Tensor, dx: &Self::Tensor) {
         self.call(Op::ReluBackward { len }, |b| b.relu_backward(len, y, dy, dx))
     }
-    fn matmul(&mut self, s: &MatmulShape, a: &Self::Tensor, bm: &Self::Tensor, bias: Option<&Self::Tensor>, c: &Self::Tensor) {
+    fn matmul(
+        &mut self,
+        s: &MatmulShape,
+        a: &Self::Tensor,
+        bm: &Self::Tensor,
+        bias: Option<&Self::Tensor>,
+        c: &Self::Tensor,
+    ) {
         self.call(Op::Matmul { s: *s, bias: bias.is_some() }, |b| b.matmul(s, a, bm, bias, c))
     }
     fn sum_rows(&mut self, rows: usize, cols: usize, x: &Self::Tensor, out: &Self::Tensor) {
@@ -207,9 +231,18 @@ impl<B: Backend + Device> Backend for Traced<B> {
         loss: &Self::Tensor,
         dlogits: &Self::Tensor,
     ) {
-        self.call(Op::SoftmaxCrossEntropy { n, classes }, |b| b.softmax_cross_entropy(n, classes, logits, labels, loss, dlogits))
+        self.call(Op::SoftmaxCrossEntropy { n, classes }, |b| {
+            b.softmax_cross_entropy(n, classes, logits, labels, loss, dlogits)
+        })
     }
-    fn count_correct(&mut self, n: usize, classes: usize, logits: &Self::Tensor, labels: &Self::Index, correct: &Self::Index) {
+    fn count_correct(
+        &mut self,
+        n: usize,
+        classes: usize,
+        logits: &Self::Tensor,
+        labels: &Self::Index,
+        correct: &Self::Index,
+    ) {
         self.call(Op::CountCorrect { n, classes }, |b| b.count_correct(n, classes, logits, labels, correct))
     }
     fn flag_nonfinite(&mut self, loss: &Self::Tensor, step: u32, flag: &Self::Index) {
