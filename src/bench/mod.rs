@@ -15,8 +15,10 @@
 //!   kernel split into several dispatches is still one line). Without it, each call is
 //!   timed on the wall clock between two submit-and-waits (which adds the submit round trip).
 //! - End to end: the step (gather + forward + loss + backward + Adam, recorded as the
-//!   trainer records it) with a wait after each repeat (latency), then the same number of
-//!   steps back to back with one wait at the end (throughput, as training runs).
+//!   trainer records it) with a wait after each repeat (latency), and an eval batch likewise;
+//!   each repeat runs a profiled step, a waited step and a waited eval batch in turn, so a
+//!   slow spell of a shared machine hits all three alike. Then the same number of steps
+//!   back to back with one wait at the end (throughput, as training runs).
 //! - Statistics: median, min and max over the repeats.
 
 pub mod ops;
@@ -232,14 +234,17 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
         be.inner.wait();
     }
 
-    // Per op call.
+    // Interleaved, so that a slow spell of a shared machine hits every measurement alike:
+    // each repeat profiles one step per op call, then times one step and one eval batch
+    // end to end with nothing profiled.
     eprintln!(
-        "bench: {repeats} profiled steps ({})",
+        "bench: {repeats} repeats of (a profiled step ({}), a waited step, a waited eval batch)",
         if timer == Timer::Timestamp { "timestamps" } else { "wall clock" }
     );
     let mut per_op: Vec<Vec<f64>> = vec![Vec::new(); calls.len()];
     let mut dispatches = vec![0u64; calls.len()];
     let mut kernels = std::collections::BTreeSet::new();
+    let (mut latency, mut recording, mut eval) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..repeats {
         be.clear();
         if timer == Timer::Timestamp {
@@ -268,6 +273,17 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
         ensure!(be.calls == calls, "the training step made different op calls from one step to the next");
         dispatches.clone_from(&be.dispatches);
         be.trace = Trace::Off;
+
+        let t = Instant::now();
+        w.train_step(&mut be);
+        recording.push(t.elapsed().as_secs_f64() * 1e3);
+        be.inner.wait();
+        latency.push(t.elapsed().as_secs_f64() * 1e3);
+
+        let t = Instant::now();
+        w.eval_batch(&mut be);
+        be.inner.wait();
+        eval.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let names = name_calls(&calls, batch);
     let ops: Vec<OpTiming> = calls
@@ -283,31 +299,15 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
         .collect();
     let (step_flops, step_bytes) = (calls.iter().map(Op::flops).sum(), calls.iter().map(Op::bytes).sum());
 
-    // End to end on the GPU.
-    eprintln!("bench: {repeats} train steps waited one by one, {repeats} back to back, {repeats} eval batches");
-    let mut e2e = Vec::new();
-    let mut latency = Vec::new();
-    let mut recording = Vec::new();
-    for _ in 0..repeats {
-        let t = Instant::now();
-        w.train_step(&mut be);
-        recording.push(t.elapsed().as_secs_f64() * 1e3);
-        be.inner.wait();
-        latency.push(t.elapsed().as_secs_f64() * 1e3);
-    }
+    // Throughput as training runs: steps back to back, one wait at the end.
+    eprintln!("bench: {repeats} train steps back to back");
     let t = Instant::now();
     for _ in 0..repeats {
         w.train_step(&mut be);
     }
     be.inner.wait();
     let throughput = t.elapsed().as_secs_f64() * 1e3 / repeats as f64;
-    let mut eval = Vec::new();
-    for _ in 0..repeats {
-        let t = Instant::now();
-        w.eval_batch(&mut be);
-        be.inner.wait();
-        eval.push(t.elapsed().as_secs_f64() * 1e3);
-    }
+    let mut e2e = Vec::new();
     let eval_calls = {
         be.clear();
         be.trace = Trace::Record;
@@ -406,6 +406,11 @@ pub fn host_cpu() -> String {
         .unwrap_or_else(|| std::env::consts::ARCH.to_string())
 }
 
+/// The 1-minute load average (Linux), to tell a busy machine's numbers apart.
+pub fn host_load() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
 pub fn host_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
@@ -421,7 +426,12 @@ pub fn header(ctx: &GpuContext) -> String {
         i.backend, i.device_type, i.driver, i.driver_info
     );
     s += &format!("versions: wgpu {WGPU_VERSION}, wgsl-cnn {} at commit {GIT_COMMIT}\n", env!("CARGO_PKG_VERSION"));
-    s += &format!("host:     {}, {} threads\n", host_cpu(), host_threads());
+    s += &format!(
+        "host:     {}, {} threads{}\n",
+        host_cpu(),
+        host_threads(),
+        host_load().map_or(String::new(), |l| format!(", load average {l:.2} at start"))
+    );
     s += &format!(
         "features: timestamp queries {}, inside encoders {}, inside passes {} (period {} ns/tick); subgroups {} (size {}-{}); shader-f16 {}\n",
         yes(af.contains(F::TIMESTAMP_QUERY)),
@@ -609,6 +619,7 @@ impl Report {
                     "git_commit": GIT_COMMIT,
                     "host_cpu": host_cpu(),
                     "host_threads": host_threads(),
+                "host_load": host_load(),
                     "unix_time": unix_time,
                     "quick": quick,
                     "timer": if kind == "op" { timer_name(self.timer) } else { "wall" },
