@@ -5,7 +5,9 @@
 //!   crate built as someone else's dependency).
 //! - `WGSL_CNN_GIT_COMMIT`: `git rev-parse --short=12 HEAD` of the checkout being built, with
 //!   "-dirty" when tracked files differ from HEAD, or "unknown" outside a git checkout or
-//!   without git. Taken at build time, not run time, so a copied binary still says what it
+//!   without git. Checked again whenever HEAD, its branch, the index, or a file under
+//!   src/, shaders/, tests/ (or Cargo.toml, build.rs) changes; an edit elsewhere (README)
+//!   alone does not add "-dirty". Taken at build time, not run time, so a copied binary still says what it
 //!   was built from.
 
 use std::path::Path;
