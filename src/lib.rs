@@ -2,6 +2,7 @@
 //! compute shader, each checked against a plain-Rust CPU reference.
 
 pub mod backend;
+pub mod bench;
 pub mod checkpoint;
 pub mod compare;
 pub mod data;

@@ -72,6 +72,46 @@ enum Command {
     },
     /// List the GPU adapters wgpu can see and run a tiny compute shader on the chosen one.
     Adapters,
+    /// Time every kernel of the training step at the seed's shapes (GPU timestamps where the
+    /// adapter has them), the step end to end, eval, and the CPU reference's step.
+    /// Uses synthetic data (no download); always the GPU, plus the CPU reference.
+    Bench(BenchArgs),
+}
+
+#[derive(Parser, Clone)]
+struct BenchArgs {
+    /// Images per training step.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Fewer repeats and one CPU reference step (under a minute on lavapipe).
+    #[arg(long)]
+    quick: bool,
+    /// Timed repeats of each measurement [default: 20, --quick 5].
+    #[arg(long)]
+    repeats: Option<usize>,
+    /// Untimed steps after the first (compiling) one [default: 2, --quick 1].
+    #[arg(long)]
+    warmup: Option<usize>,
+    /// CPU reference train steps to time [default: 2, --quick 1].
+    #[arg(long, conflicts_with = "no_cpu")]
+    cpu_steps: Option<usize>,
+    /// Skip the CPU reference (about 4 s per step at batch 100 on 2 cores).
+    #[arg(long)]
+    no_cpu: bool,
+    /// How op calls are timed: timestamps inside compute passes where the adapter has
+    /// them (auto), or the wall clock around a submit-and-wait per op call.
+    #[arg(long, value_enum, default_value_t = TimerArg::Auto)]
+    timer: TimerArg,
+    /// Also write one flat JSON record per measurement here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TimerArg {
+    Auto,
+    Timestamp,
+    Wall,
 }
 
 #[derive(Parser, Clone)]
@@ -149,6 +189,7 @@ fn run(mut cli: Cli) -> Result<()> {
         }
         Command::Data { offline } => wgsl_cnn::data::data_command(&cli.data_dir, offline),
         Command::Adapters => adapters(&AdapterChoice { name: cli.adapter.clone() }),
+        Command::Bench(args) => bench(&cli, &args),
     }
 }
 
@@ -208,4 +249,26 @@ fn adapters(choice: &AdapterChoice) -> Result<()> {
     anyhow::ensure!(got == [2.0, 5.0, 8.0, 11.0], "the smoke kernel computed {got:?}, expected [2, 5, 8, 11]");
     println!("chosen: {} — compute shader OK", describe(&ctx.info));
     Ok(())
+}
+
+fn bench(cli: &Cli, args: &BenchArgs) -> Result<()> {
+    use wgsl_cnn::bench::{BenchConfig, Timer};
+    if cli.backend == BackendKind::Cpu {
+        bail!("bench always runs the GPU and the CPU reference; leave out --backend cpu");
+    }
+    let cfg = BenchConfig {
+        batch: args.batch,
+        quick: args.quick,
+        repeats: args.repeats,
+        warmup: args.warmup,
+        cpu_steps: if args.no_cpu { Some(0) } else { args.cpu_steps },
+        timer: match args.timer {
+            TimerArg::Auto => Timer::Auto,
+            TimerArg::Timestamp => Timer::Timestamp,
+            TimerArg::Wall => Timer::Wall,
+        },
+        json: args.json.clone(),
+        adapter: AdapterChoice { name: cli.adapter.clone() },
+    };
+    wgsl_cnn::bench::run(&cfg).map(|_| ())
 }

@@ -123,12 +123,27 @@ struct Recorder {
     pass: Option<wgpu::ComputePass<'static>>,
 }
 
-/// Timestamp query slots written around each dispatch while profiling.
+/// Timestamp query slots written around each dispatch while profiling (see
+/// `GpuContext::start_profiling` / `stop_profiling`).
 pub struct Profiler {
     pub query_set: wgpu::QuerySet,
     pub capacity: u32,
     /// Kernel label of each (begin, end) pair written so far.
     pub labels: Vec<&'static str>,
+    /// The op label (`GpuContext::op_label`) current at each pair written so far.
+    pub ops: Vec<Option<u32>>,
+    /// Dispatches that found the query set full and went untimed.
+    pub missed: u32,
+}
+
+/// One profiled dispatch: its kernel, the op label current when it was recorded, and its
+/// begin/end timestamps in nanoseconds (on the device's clock; only differences mean anything).
+#[derive(Clone, Debug)]
+pub struct DispatchTime {
+    pub kernel: &'static str,
+    pub op: Option<u32>,
+    pub begin_ns: f64,
+    pub end_ns: f64,
 }
 
 pub struct GpuContext {
@@ -149,6 +164,12 @@ pub struct GpuContext {
     pub dispatches: Cell<u64>,
     /// Bytes of storage buffers created so far (what `train` reports at start).
     pub allocated_bytes: Cell<u64>,
+    /// A caller-chosen tag stored with each profiled dispatch, so that the benchmark can
+    /// group the dispatches of one op call however many an op uses (`set_op_label`).
+    pub op_label: Cell<Option<u32>>,
+    /// What the adapter offers (`limits`/`features` above are what the device was opened with).
+    pub adapter_limits: wgpu::Limits,
+    pub adapter_features: wgpu::Features,
 }
 
 impl GpuContext {
@@ -189,6 +210,9 @@ impl GpuContext {
             profiler: RefCell::new(None),
             dispatches: Cell::new(0),
             allocated_bytes: Cell::new(0),
+            op_label: Cell::new(None),
+            adapter_limits: alimits,
+            adapter_features: adapter.features(),
         })
     }
 
@@ -417,10 +441,14 @@ impl GpuContext {
         let mut prof = self.profiler.borrow_mut();
         let slot = prof.as_mut().and_then(|pr| {
             let i = pr.labels.len() as u32;
-            (2 * i + 1 < pr.capacity).then(|| {
+            let fits = 2 * i + 1 < pr.capacity;
+            if fits {
                 pr.labels.push(k.entry);
-                i
-            })
+                pr.ops.push(self.op_label.get());
+            } else {
+                pr.missed += 1;
+            }
+            fits.then_some(i)
         });
         if let (Some(i), Some(pr)) = (slot, prof.as_ref()) {
             pass.write_timestamp(&pr.query_set, 2 * i);
@@ -450,5 +478,81 @@ impl GpuContext {
     /// buffers call this between cases.
     pub fn clear_bind_groups(&self) {
         self.bind_groups.borrow_mut().clear();
+    }
+
+    // ---- profiling ------------------------------------------------------------------------
+
+    /// True when the device can write timestamps between dispatches inside a compute pass.
+    pub fn can_profile(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+    }
+
+    /// Tags the dispatches recorded from now on (None: untagged).
+    pub fn set_op_label(&self, label: Option<u32>) {
+        self.op_label.set(label);
+    }
+
+    /// Starts timing each dispatch recorded from now on, up to `max_dispatches` of them
+    /// (at most 2048: a query set holds 4096 timestamps). Work recorded earlier is
+    /// submitted first, so that it cannot land in the new query set.
+    pub fn start_profiling(&self, max_dispatches: u32) -> Result<()> {
+        anyhow::ensure!(self.can_profile(), "{} cannot write timestamps inside compute passes", self.info.name);
+        let capacity = (2 * max_dispatches).clamp(2, wgpu::QUERY_SET_MAX_QUERIES);
+        self.submit();
+        let query_set = self.device.create_query_set(&wgpu::QuerySetDescriptor {
+            label: Some("dispatch timestamps"),
+            ty: wgpu::QueryType::Timestamp,
+            count: capacity,
+        });
+        *self.profiler.borrow_mut() = Some(Profiler { query_set, capacity, labels: Vec::new(), ops: Vec::new(), missed: 0 });
+        Ok(())
+    }
+
+    /// Stops profiling, waits for the recorded work and returns one `DispatchTime` per
+    /// timed dispatch, in recording order. Errors if some dispatches found the query set
+    /// full (ask `start_profiling` for more) or profiling was not started.
+    pub fn stop_profiling(&self) -> Result<Vec<DispatchTime>> {
+        let pr = self.profiler.borrow_mut().take().ok_or_else(|| anyhow!("profiling was not started"))?;
+        anyhow::ensure!(pr.missed == 0, "{} dispatches went untimed: the query set holds {}", pr.missed, pr.capacity / 2);
+        let count = 2 * pr.labels.len() as u32;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let size = count as u64 * wgpu::QUERY_SIZE as u64;
+        let resolve = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamp resolve"),
+            size,
+            usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("timestamp readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.with_encoder(|enc| {
+            enc.resolve_query_set(&pr.query_set, 0..count, &resolve, 0);
+            enc.copy_buffer_to_buffer(&resolve, 0, &staging, 0, size);
+        });
+        self.submit();
+        let slice = staging.slice(..);
+        slice.map_async(wgpu::MapMode::Read, |r| r.expect("mapping the timestamp buffer failed"));
+        self.device.poll(wgpu::PollType::wait_indefinitely()).context("device lost while reading timestamps")?;
+        let ticks: Vec<u64> = bytemuck::cast_slice(&slice.get_mapped_range().context("timestamp buffer is mapped")?).to_vec();
+        staging.unmap();
+        let period = self.queue.get_timestamp_period() as f64;
+        Ok(pr
+            .labels
+            .iter()
+            .zip(&pr.ops)
+            .enumerate()
+            .map(|(i, (&kernel, &op))| DispatchTime {
+                kernel,
+                op,
+                begin_ns: ticks[2 * i] as f64 * period,
+                end_ns: ticks[2 * i + 1] as f64 * period,
+            })
+            .collect())
     }
 }

@@ -1,0 +1,697 @@
+//! `wgsl-cnn bench`: the adapter and its limits, every op call of the real training step
+//! timed on the device at the seed's shapes with FLOP and byte counts, the step end to end,
+//! eval throughput, and the CPU reference's step in the same run.
+//!
+//! How it measures:
+//! - The model is the real `Lenet5` on `Traced<Gpu>`, fed a synthetic data set (random
+//!   pixels and labels, 4 distinct batches, cycled), so the op list is exactly what a
+//!   training step dispatches and needs no MNIST download.
+//! - Warm-up: the first step runs with a wait before and after every op call; each call's
+//!   wall time ("first ms") therefore includes creating its pipelines and bind groups. More
+//!   warm-up steps follow untimed.
+//! - Per op call, per repeat, one whole training step is recorded. With
+//!   TIMESTAMP_QUERY_INSIDE_PASSES a timestamp is written before and after each dispatch and
+//!   an op call's time is its first dispatch's begin to its last dispatch's end (so a
+//!   kernel split into several dispatches is still one line). Without it, each call is
+//!   timed on the wall clock between two submit-and-waits (which adds the submit round trip).
+//! - End to end: the step (gather + forward + loss + backward + Adam, recorded as the
+//!   trainer records it) with a wait after each repeat (latency), and an eval batch likewise;
+//!   each repeat runs a profiled step, a waited step and a waited eval batch in turn, so a
+//!   slow spell of a shared machine hits all three alike. Then the same number of steps
+//!   back to back with one wait at the end (throughput, as training runs).
+//! - Statistics: median, min and max over the repeats.
+
+pub mod ops;
+pub mod traced;
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::{json, Value};
+
+use crate::backend::Backend;
+use crate::gpu::{AdapterChoice, Gpu, GpuContext};
+use crate::model::lenet5::{Lenet5, CLASSES, IMAGE_PIXELS};
+use crate::reference::Cpu;
+use crate::rng::Rng;
+use crate::shapes::AdamConfig;
+use ops::{name_calls, Op};
+use traced::{Device, Trace, Traced};
+
+/// The wgpu version Cargo.lock resolved, stamped by build.rs ("unknown" without a Cargo.lock).
+pub const WGPU_VERSION: &str = env!("WGSL_CNN_WGPU_VERSION");
+/// The commit this binary was built from, stamped by build.rs: `git rev-parse --short=12
+/// HEAD`, "-dirty" when tracked files differed from it, "unknown" outside a git checkout.
+pub const GIT_COMMIT: &str = env!("WGSL_CNN_GIT_COMMIT");
+/// Images in MNIST's training split: an epoch is ⌈60000 / batch⌉ steps.
+pub const TRAIN_IMAGES: usize = 60_000;
+/// Distinct synthetic batches the benchmark cycles through.
+const BATCHES: usize = 4;
+/// Most dispatches one profiled step may record (the query set's size / 2).
+const MAX_DISPATCHES: u32 = 2048;
+
+/// How op calls are timed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Timer {
+    /// Timestamps where the adapter has TIMESTAMP_QUERY_INSIDE_PASSES, else the wall clock.
+    Auto,
+    /// Timestamps, or an error where the adapter has none.
+    Timestamp,
+    /// Wall clock around a submit-and-wait per op call.
+    Wall,
+}
+
+pub struct BenchConfig {
+    pub batch: usize,
+    /// Fewer repeats and one CPU step: done in under a minute on lavapipe.
+    pub quick: bool,
+    /// Timed repeats of each measurement (default 20, --quick 5).
+    pub repeats: Option<usize>,
+    /// Untimed steps after the first one (default 2, --quick 1).
+    pub warmup: Option<usize>,
+    /// CPU reference steps to time (default 2, --quick 1); 0 skips the CPU reference.
+    pub cpu_steps: Option<usize>,
+    pub timer: Timer,
+    pub json: Option<PathBuf>,
+    pub adapter: AdapterChoice,
+}
+
+impl BenchConfig {
+    fn repeats(&self) -> usize {
+        self.repeats.unwrap_or(if self.quick { 5 } else { 20 }).max(1)
+    }
+    fn warmup(&self) -> usize {
+        self.warmup.unwrap_or(if self.quick { 1 } else { 2 })
+    }
+    fn cpu_steps(&self) -> usize {
+        self.cpu_steps.unwrap_or(if self.quick { 1 } else { 2 })
+    }
+}
+
+/// Median, min and max of some timings (ms).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stats {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub repeats: usize,
+}
+
+impl Stats {
+    pub fn of(v: &[f64]) -> Stats {
+        assert!(!v.is_empty(), "no timings");
+        let mut s = v.to_vec();
+        s.sort_by(f64::total_cmp);
+        let mid = s.len() / 2;
+        let median = if s.len() % 2 == 1 { s[mid] } else { (s[mid - 1] + s[mid]) / 2.0 };
+        Stats { median, min: s[0], max: s[s.len() - 1], repeats: s.len() }
+    }
+}
+
+/// GFLOP/s (or GB/s) of `count` operations (bytes) in `ms` milliseconds.
+pub fn rate(count: u64, ms: f64) -> f64 {
+    if ms > 0.0 {
+        count as f64 / (ms * 1e6)
+    } else {
+        f64::NAN
+    }
+}
+
+/// The real model and a synthetic data set on one backend, stepping as the trainer does.
+struct Workload<B: Backend> {
+    model: Lenet5<B>,
+    ds: B::Dataset,
+    perm: B::Index,
+    batch: usize,
+    steps: u32,
+    evals: usize,
+    adam: AdamConfig,
+}
+
+impl<B: Backend> Workload<B> {
+    fn new(be: &mut B, batch: usize) -> Self {
+        let count = batch * BATCHES;
+        let mut rng = Rng::new(0x5EED_BE9C);
+        let images: Vec<u8> = (0..count * IMAGE_PIXELS).map(|_| rng.below(256) as u8).collect();
+        let labels: Vec<u8> = (0..count).map(|_| rng.below(CLASSES) as u8).collect();
+        let mut order: Vec<u32> = (0..count as u32).collect();
+        rng.shuffle(&mut order);
+        let ds = be.dataset(&images, &labels, IMAGE_PIXELS);
+        let perm = be.index(count);
+        be.write_index(&perm, &order);
+        let model = Lenet5::new(be, batch, 0);
+        Workload { model, ds, perm, batch, steps: 0, evals: 0, adam: AdamConfig::default() }
+    }
+
+    /// Gather + forward + loss + backward + Adam, recorded (not waited for).
+    fn train_step(&mut self, be: &mut B) {
+        let offset = (self.steps as usize % BATCHES) * self.batch;
+        self.steps += 1;
+        self.model.gather_batch(be, &self.ds, &self.perm, offset, self.batch);
+        self.model.train_step(be, self.batch, &self.adam, self.steps);
+        be.submit();
+    }
+
+    /// Gather + eval-mode forward + correct count, recorded (not waited for).
+    fn eval_batch(&mut self, be: &mut B) {
+        let offset = (self.evals % BATCHES) * self.batch;
+        self.evals += 1;
+        self.model.gather_batch(be, &self.ds, &self.perm, offset, self.batch);
+        self.model.eval_batch(be, self.batch);
+        be.submit();
+    }
+}
+
+/// One op call of the training step and its timings.
+pub struct OpTiming {
+    pub name: String,
+    pub op: Op,
+    pub dispatches: u64,
+    /// Wall ms of the first call (with pipeline creation), waits around it.
+    pub first_ms: f64,
+    pub stats: Stats,
+}
+
+/// An end-to-end measurement.
+pub struct E2e {
+    pub kernel: &'static str,
+    pub what: String,
+    pub device: &'static str,
+    pub stats: Stats,
+    /// Images per timed repeat.
+    pub images: usize,
+    pub flops: u64,
+    pub bytes: u64,
+}
+
+pub struct Report {
+    pub ctx_info: wgpu::AdapterInfo,
+    pub batch: usize,
+    pub timer: Timer,
+    pub repeats: usize,
+    pub warmup: usize,
+    pub first_step_ms: f64,
+    pub ops: Vec<OpTiming>,
+    pub e2e: Vec<E2e>,
+    pub distinct_kernels: Option<usize>,
+}
+
+/// Runs the benchmark, prints its report, and writes `cfg.json` if asked.
+pub fn run(cfg: &BenchConfig) -> Result<Report> {
+    ensure!(cfg.batch >= 1, "--batch must be at least 1");
+    let (batch, repeats, warmup) = (cfg.batch, cfg.repeats(), cfg.warmup());
+    let mut be = Traced::new(Gpu::new(&cfg.adapter)?);
+    print!("{}", header(&be.inner.ctx));
+    let timer = match cfg.timer {
+        Timer::Auto if be.inner.ctx.can_profile() => Timer::Timestamp,
+        Timer::Auto | Timer::Wall => Timer::Wall,
+        Timer::Timestamp if be.inner.ctx.can_profile() => Timer::Timestamp,
+        Timer::Timestamp => bail!("{} has no TIMESTAMP_QUERY_INSIDE_PASSES; use --timer wall", be.inner.ctx.info.name),
+    };
+    println!(
+        "run:      batch {batch}, {repeats} timed repeats after a warm-up of 1 + {warmup} steps{}",
+        if cfg.quick { " (--quick)" } else { "" }
+    );
+    println!("timer:    {}", timer_description(timer, &be.inner.ctx));
+    println!();
+
+    let mut w = Workload::new(&mut be, batch);
+
+    // Warm-up: the first step with every op call waited for and timed on its own.
+    eprintln!("bench: warm-up");
+    be.clear();
+    be.trace = Trace::Wall;
+    let t = Instant::now();
+    w.train_step(&mut be);
+    be.inner.wait();
+    let first_step_ms = t.elapsed().as_secs_f64() * 1e3;
+    let calls = be.calls.clone();
+    let first_ms = be.wall_ms.clone();
+    be.trace = Trace::Off;
+    for _ in 0..warmup {
+        w.train_step(&mut be);
+        be.inner.wait();
+    }
+
+    // Interleaved, so that a slow spell of a shared machine hits every measurement alike:
+    // each repeat profiles one step per op call, then times one step and one eval batch
+    // end to end with nothing profiled.
+    eprintln!(
+        "bench: {repeats} repeats of (a profiled step ({}), a waited step, a waited eval batch)",
+        if timer == Timer::Timestamp { "timestamps" } else { "wall clock" }
+    );
+    let mut per_op: Vec<Vec<f64>> = vec![Vec::new(); calls.len()];
+    let mut dispatches = vec![0u64; calls.len()];
+    let mut kernels = std::collections::BTreeSet::new();
+    let (mut latency, mut recording, mut eval) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..repeats {
+        be.clear();
+        if timer == Timer::Timestamp {
+            be.trace = Trace::Record;
+            be.inner.ctx.start_profiling(MAX_DISPATCHES)?;
+            w.train_step(&mut be);
+            let times = be.inner.ctx.stop_profiling()?;
+            let mut span = vec![(f64::INFINITY, f64::NEG_INFINITY); calls.len()];
+            for d in &times {
+                let i = d.op.with_context(|| format!("dispatch of {} outside any op call", d.kernel))? as usize;
+                ensure!(i < calls.len(), "dispatch tagged with op call {i} of {}", calls.len());
+                span[i] = (span[i].0.min(d.begin_ns), span[i].1.max(d.end_ns));
+                kernels.insert(d.kernel);
+            }
+            for (i, (b, e)) in span.into_iter().enumerate() {
+                // A call without dispatches (dispatches[i] == 0 below) takes no device time.
+                per_op[i].push(if e >= b { (e - b) * 1e-6 } else { 0.0 });
+            }
+        } else {
+            be.trace = Trace::Wall;
+            w.train_step(&mut be);
+            for (i, ms) in be.wall_ms.iter().enumerate().take(calls.len()) {
+                per_op[i].push(*ms);
+            }
+        }
+        ensure!(be.calls == calls, "the training step made different op calls from one step to the next");
+        dispatches.clone_from(&be.dispatches);
+        be.trace = Trace::Off;
+
+        let t = Instant::now();
+        w.train_step(&mut be);
+        recording.push(t.elapsed().as_secs_f64() * 1e3);
+        be.inner.wait();
+        latency.push(t.elapsed().as_secs_f64() * 1e3);
+
+        let t = Instant::now();
+        w.eval_batch(&mut be);
+        be.inner.wait();
+        eval.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let names = name_calls(&calls, batch);
+    let ops: Vec<OpTiming> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, op)| OpTiming {
+            name: names[i].clone(),
+            op: op.clone(),
+            dispatches: dispatches[i],
+            first_ms: first_ms[i],
+            stats: Stats::of(&per_op[i]),
+        })
+        .collect();
+    let (step_flops, step_bytes) = (calls.iter().map(Op::flops).sum(), calls.iter().map(Op::bytes).sum());
+
+    // Throughput as training runs: steps back to back, one wait at the end.
+    eprintln!("bench: {repeats} train steps back to back");
+    let t = Instant::now();
+    for _ in 0..repeats {
+        w.train_step(&mut be);
+    }
+    be.inner.wait();
+    let throughput = t.elapsed().as_secs_f64() * 1e3 / repeats as f64;
+    let mut e2e = Vec::new();
+    let eval_calls = {
+        be.clear();
+        be.trace = Trace::Record;
+        w.eval_batch(&mut be);
+        be.inner.wait();
+        be.trace = Trace::Off;
+        std::mem::take(&mut be.calls)
+    };
+    let gpu_step = |kernel, what: &str, stats| E2e {
+        kernel,
+        what: what.to_string(),
+        device: "gpu",
+        stats,
+        images: batch,
+        flops: step_flops,
+        bytes: step_bytes,
+    };
+    e2e.push(gpu_step("train_step", "train step, wait after each", Stats::of(&latency)));
+    e2e.push(gpu_step("train_step_recording", "  of which host time to record + submit", Stats::of(&recording)));
+    e2e.push(gpu_step(
+        "train_step_pipelined",
+        "train step, back to back (mean)",
+        Stats { median: throughput, min: throughput, max: throughput, repeats },
+    ));
+    e2e.push(E2e {
+        kernel: "eval_batch",
+        what: "eval batch, wait after each".into(),
+        device: "gpu",
+        stats: Stats::of(&eval),
+        images: batch,
+        flops: eval_calls.iter().map(Op::flops).sum(),
+        bytes: eval_calls.iter().map(Op::bytes).sum(),
+    });
+
+    // The CPU reference, same step, same run.
+    let cpu_steps = cfg.cpu_steps();
+    if cpu_steps > 0 {
+        eprintln!("bench: {cpu_steps} CPU reference train step(s)");
+        let cpu = &mut Cpu::new();
+        let mut wc = Workload::new(cpu, batch);
+        let mut v = Vec::new();
+        for _ in 0..cpu_steps {
+            let t = Instant::now();
+            wc.train_step(cpu);
+            v.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        e2e.push(E2e {
+            kernel: "train_step_cpu_reference",
+            what: "CPU reference train step".into(),
+            device: "cpu",
+            stats: Stats::of(&v),
+            images: batch,
+            flops: step_flops,
+            bytes: step_bytes,
+        });
+    }
+
+    let report = Report {
+        ctx_info: be.inner.ctx.info.clone(),
+        batch,
+        timer,
+        repeats,
+        warmup,
+        first_step_ms,
+        ops,
+        e2e,
+        distinct_kernels: (timer == Timer::Timestamp).then_some(kernels.len()),
+    };
+    print!("{}", report.table());
+    if let Some(path) = &cfg.json {
+        let text = serde_json::to_string_pretty(&report.records(cfg.quick))?;
+        std::fs::write(path, text + "\n").with_context(|| format!("could not write {}", path.display()))?;
+        println!("wrote {} records to {}", report.ops.len() + report.e2e.len(), path.display());
+    }
+    Ok(report)
+}
+
+fn yes(b: bool) -> &'static str {
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
+}
+
+/// The host's CPU model (Linux), else the architecture.
+pub fn host_cpu() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_string())
+        })
+        .unwrap_or_else(|| std::env::consts::ARCH.to_string())
+}
+
+/// The 1-minute load average (Linux), to tell a busy machine's numbers apart.
+pub fn host_load() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
+pub fn host_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// Adapter, versions, and the features and limits the kernels care about.
+pub fn header(ctx: &GpuContext) -> String {
+    use wgpu::Features as F;
+    let (i, af, al, l) = (&ctx.info, ctx.adapter_features, &ctx.adapter_limits, &ctx.limits);
+    let mut s = String::new();
+    s += &format!("adapter:  {}\n", i.name);
+    s += &format!(
+        "          backend {:?}, device type {:?}, driver {} ({})\n",
+        i.backend, i.device_type, i.driver, i.driver_info
+    );
+    s += &format!("versions: wgpu {WGPU_VERSION}, wgsl-cnn {} at commit {GIT_COMMIT}\n", env!("CARGO_PKG_VERSION"));
+    s += &format!(
+        "host:     {}, {} threads{}\n",
+        host_cpu(),
+        host_threads(),
+        host_load().map_or(String::new(), |l| format!(", load average {l:.2} at start"))
+    );
+    s += &format!(
+        "features: timestamp queries {}, inside encoders {}, inside passes {} (period {} ns/tick); subgroups {} (size {}-{}); shader-f16 {}\n",
+        yes(af.contains(F::TIMESTAMP_QUERY)),
+        yes(af.contains(F::TIMESTAMP_QUERY_INSIDE_ENCODERS)),
+        yes(af.contains(F::TIMESTAMP_QUERY_INSIDE_PASSES)),
+        ctx.queue.get_timestamp_period(),
+        yes(af.contains(F::SUBGROUP)),
+        i.subgroup_min_size,
+        i.subgroup_max_size,
+        yes(af.contains(F::SHADER_F16)),
+    );
+    s += &format!(
+        "limits:   adapter (device opened with): workgroup storage {} B ({}), storage buffers/stage {} ({}), \
+invocations/workgroup {} ({}), workgroups/dimension {} ({}), storage binding {} MiB ({})\n",
+        al.max_compute_workgroup_storage_size,
+        l.max_compute_workgroup_storage_size,
+        al.max_storage_buffers_per_shader_stage,
+        l.max_storage_buffers_per_shader_stage,
+        al.max_compute_invocations_per_workgroup,
+        l.max_compute_invocations_per_workgroup,
+        al.max_compute_workgroups_per_dimension,
+        l.max_compute_workgroups_per_dimension,
+        al.max_storage_buffer_binding_size >> 20,
+        l.max_storage_buffer_binding_size >> 20,
+    );
+    s
+}
+
+fn timer_description(timer: Timer, ctx: &GpuContext) -> String {
+    match timer {
+        Timer::Timestamp => format!(
+            "GPU timestamps (TIMESTAMP_QUERY_INSIDE_PASSES, {} ns/tick): first dispatch begin to last dispatch end of each op call",
+            ctx.queue.get_timestamp_period()
+        ),
+        Timer::Wall if ctx.can_profile() => "wall clock around a submit-and-wait per op call (--timer wall)".into(),
+        Timer::Wall => {
+            "wall clock around a submit-and-wait per op call (the adapter has no TIMESTAMP_QUERY_INSIDE_PASSES)".into()
+        }
+        Timer::Auto => unreachable!("resolved before measuring"),
+    }
+}
+
+fn timer_name(t: Timer) -> &'static str {
+    match t {
+        Timer::Timestamp => "timestamp",
+        _ => "wall",
+    }
+}
+
+impl Report {
+    /// Σ of the op calls' medians.
+    pub fn ops_total_ms(&self) -> f64 {
+        self.ops.iter().map(|o| o.stats.median).sum()
+    }
+
+    pub fn steps_per_epoch(&self) -> usize {
+        TRAIN_IMAGES.div_ceil(self.batch)
+    }
+
+    fn e2e(&self, kernel: &str) -> Option<&E2e> {
+        self.e2e.iter().find(|e| e.kernel == kernel)
+    }
+
+    /// The op table, the top 3 and the end-to-end figures.
+    pub fn table(&self) -> String {
+        let total = self.ops_total_ms();
+        let mut s = String::new();
+        s += &format!(
+            "{:>3}  {:<28} {:<30} {:>5} {:>10} {:>19} {:>9} {:>8} {:>7} {:>7}\n",
+            "#", "op call", "shape", "disp", "median ms", "min-max ms", "first ms", "GFLOP/s", "GB/s", "% step"
+        );
+        for (i, o) in self.ops.iter().enumerate() {
+            let st = &o.stats;
+            s += &format!(
+                "{:>3}  {:<28} {:<30} {:>5} {:>10.3} {:>19} {:>9.2} {:>8.2} {:>7.2} {:>6.1}%\n",
+                i + 1,
+                o.name,
+                o.op.shape(),
+                o.dispatches,
+                st.median,
+                format!("{:.3}-{:.3}", st.min, st.max),
+                o.first_ms,
+                rate(o.op.flops(), st.median),
+                rate(o.op.bytes(), st.median),
+                100.0 * st.median / total,
+            );
+        }
+        let flops: u64 = self.ops.iter().map(|o| o.op.flops()).sum();
+        let bytes: u64 = self.ops.iter().map(|o| o.op.bytes()).sum();
+        s += &format!(
+            "     {:<28} {:<30} {:>5} {:>10.3} {:>19} {:>9.2} {:>8.2} {:>7.2} {:>6.1}%\n",
+            "sum of op calls",
+            format!("{} calls", self.ops.len()),
+            self.ops.iter().map(|o| o.dispatches).sum::<u64>(),
+            total,
+            "",
+            self.ops.iter().map(|o| o.first_ms).sum::<f64>(),
+            rate(flops, total),
+            rate(bytes, total),
+            100.0
+        );
+        s += &format!(
+            "     ({} FLOP and {} bytes per step, counted from the shapes{})\n\n",
+            group(flops),
+            group(bytes),
+            self.distinct_kernels.map_or(String::new(), |k| format!("; {k} distinct kernels"))
+        );
+        let mut top: Vec<&OpTiming> = self.ops.iter().collect();
+        top.sort_by(|a, b| b.stats.median.total_cmp(&a.stats.median));
+        s += "top 3:";
+        for (i, o) in top.iter().take(3).enumerate() {
+            s += &format!(
+                "{} {}. {} {:.3} ms ({:.1}%)",
+                if i == 0 { "" } else { "," },
+                i + 1,
+                o.name,
+                o.stats.median,
+                100.0 * o.stats.median / total
+            );
+        }
+        s += "\n\n";
+        s += &format!(
+            "warm-up:  first train step {:.1} ms with a wait around each op call (pipeline and bind-group creation included); then {} untimed steps\n",
+            self.first_step_ms, self.warmup
+        );
+        s += "end to end (wall clock):\n";
+        for e in &self.e2e {
+            let st = &e.stats;
+            let spread = if st.repeats > 1 && e.kernel != "train_step_pipelined" {
+                format!(" (min {:.3}, max {:.3}, {} repeats)", st.min, st.max, st.repeats)
+            } else {
+                format!(" ({} repeats)", st.repeats)
+            };
+            let per_s = if e.kernel == "train_step_recording" {
+                String::new()
+            } else {
+                format!(", {:.0} images/s", e.images as f64 / (st.median * 1e-3))
+            };
+            s += &format!("  {:<40} {:>10.3} ms{spread}{per_s}\n", e.what, st.median);
+        }
+        if let Some(p) = self.e2e("train_step_pipelined") {
+            let steps = self.steps_per_epoch();
+            s += &format!(
+                "  projected epoch ({steps} steps, back to back): {:.1} s\n",
+                steps as f64 * p.stats.median * 1e-3
+            );
+        }
+        if let Some(l) = self.e2e("train_step") {
+            s += &format!(
+                "  op calls sum to {:.1}% of the waited step ({:.3} of {:.3} ms)\n",
+                100.0 * total / l.stats.median,
+                total,
+                l.stats.median
+            );
+            if let Some(c) = self.e2e("train_step_cpu_reference") {
+                s += &format!(
+                    "  GPU/CPU: the GPU step is {:.1}x faster than the CPU reference's (medians, same run)\n",
+                    c.stats.median / l.stats.median
+                );
+            }
+        }
+        s
+    }
+
+    /// One flat JSON object per measurement, every object with the same keys.
+    pub fn records(&self, quick: bool) -> Value {
+        let i = &self.ctx_info;
+        let unix_time = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let base =
+            |kind: &str, kernel: &str, op: &str, shape: String, device: &str, st: &Stats, flops: u64, bytes: u64| {
+                json!({
+                    "kind": kind,
+                    "kernel": kernel,
+                    "op": op,
+                    "shape": shape,
+                    "batch": self.batch,
+                    "device": device,
+                    "adapter": i.name,
+                    "backend": format!("{:?}", i.backend),
+                    "device_type": format!("{:?}", i.device_type),
+                    "driver": i.driver,
+                    "driver_info": i.driver_info,
+                    "wgpu_version": WGPU_VERSION,
+                    "crate_version": env!("CARGO_PKG_VERSION"),
+                    "git_commit": GIT_COMMIT,
+                    "host_cpu": host_cpu(),
+                    "host_threads": host_threads(),
+                "host_load": host_load(),
+                    "unix_time": unix_time,
+                    "quick": quick,
+                    "timer": if kind == "op" { timer_name(self.timer) } else { "wall" },
+                    "repeats": st.repeats,
+                    "median_ms": st.median,
+                    "min_ms": st.min,
+                    "max_ms": st.max,
+                    "flops": flops,
+                    "bytes": bytes,
+                    "gflops": finite(rate(flops, st.median)),
+                    "gbps": finite(rate(bytes, st.median)),
+                })
+            };
+        let total = self.ops_total_ms();
+        let mut out = Vec::new();
+        for (n, o) in self.ops.iter().enumerate() {
+            let mut r = base("op", &o.name, o.op.kind(), o.op.shape(), "gpu", &o.stats, o.op.flops(), o.op.bytes());
+            r["index"] = json!(n);
+            r["dispatches"] = json!(o.dispatches);
+            r["first_ms"] = json!(o.first_ms);
+            r["percent_of_step"] = json!(100.0 * o.stats.median / total);
+            r["images_per_s"] = Value::Null;
+            r["epoch_s"] = Value::Null;
+            out.push(r);
+        }
+        for e in &self.e2e {
+            let mut r = base(
+                "end_to_end",
+                e.kernel,
+                e.kernel,
+                format!("batch {}", self.batch),
+                e.device,
+                &e.stats,
+                e.flops,
+                e.bytes,
+            );
+            r["index"] = Value::Null;
+            r["dispatches"] = Value::Null;
+            r["first_ms"] = if e.kernel == "train_step" { json!(self.first_step_ms) } else { Value::Null };
+            r["percent_of_step"] = Value::Null;
+            r["images_per_s"] = json!(e.images as f64 / (e.stats.median * 1e-3));
+            r["epoch_s"] = if e.kernel.starts_with("train_step") && e.kernel != "train_step_recording" {
+                json!(self.steps_per_epoch() as f64 * e.stats.median * 1e-3)
+            } else {
+                Value::Null
+            };
+            if e.kernel == "train_step_recording" {
+                r["images_per_s"] = Value::Null;
+            }
+            out.push(r);
+        }
+        Value::Array(out)
+    }
+}
+
+fn finite(x: f64) -> Value {
+    if x.is_finite() {
+        json!(x)
+    } else {
+        Value::Null
+    }
+}
+
+/// 320000000 → "320,000,000".
+fn group(n: u64) -> String {
+    let d = n.to_string();
+    let mut s = String::new();
+    for (i, c) in d.chars().enumerate() {
+        if i > 0 && (d.len() - i).is_multiple_of(3) {
+            s.push(',');
+        }
+        s.push(c);
+    }
+    s
+}

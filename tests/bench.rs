@@ -1,0 +1,294 @@
+//! The benchmark: FLOP/byte counts against hand arithmetic, the op list of one training
+//! step, and `wgsl-cnn bench --quick --json` end to end on the default adapter (lavapipe here).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use serde_json::Value;
+use wgsl_cnn::bench::ops::{name_calls, Op};
+use wgsl_cnn::bench::traced::{Trace, Traced};
+use wgsl_cnn::bench::{Stats, GIT_COMMIT, WGPU_VERSION};
+use wgsl_cnn::model::lenet5::{conv1_shape, conv2_shape, fc1_shape, fc2_shape, pool1_shape, pool2_shape, Lenet5};
+use wgsl_cnn::reference::Cpu;
+use wgsl_cnn::shapes::{AdamConfig, BatchNormShape, MatmulShape};
+
+const N: usize = 100;
+
+fn mm(m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> MatmulShape {
+    MatmulShape { m, n, k, trans_a, trans_b }
+}
+
+/// (op, FLOPs, bytes) at the seed's shapes, batch 100, worked out by hand. Tensor sizes:
+/// x 100·1·28·28 = 78,400; conv1 y 100·20·24·24 = 1,152,000; conv1 w 20·1·5·5 = 500;
+/// pool1 y 100·20·12·12 = 288,000; conv2 w 50·20·5·5 = 25,000; conv2 y 100·50·8·8 = 320,000;
+/// pool2 y 100·50·4·4 = 80,000; fc1 W 500·800 = 400,000; fc2 W 10·500 = 5,000. Bytes are 4
+/// per f32/u32 element, 1 per dataset pixel.
+fn hand_counted() -> Vec<(Op, u64, u64)> {
+    let (bn1, bn2) = (BatchNormShape { n: N, c: 20, hw: 576 }, BatchNormShape { n: N, c: 50, hw: 64 });
+    vec![
+        // flops: one scale per pixel 100·784 = 78,400;
+        // bytes: perm 400 + pixels 78,400 + labels 400 + x 313,600 + y 400 = 393,200
+        (Op::Gather { n: N, pixels: 784 }, 78_400, 393_200),
+        // 2·100·20·24·24·1·5·5 = 57,600,000; 4·(78,400 + 500 + 20 + 1,152,000) = 4,923,680
+        (Op::Conv2dForward(conv1_shape(N)), 57_600_000, 4_923_680),
+        // 2·100·50·8·8·20·5·5 = 320,000,000; 4·(288,000 + 25,000 + 50 + 320,000) = 2,532,200
+        (Op::Conv2dForward(conv2_shape(N)), 320_000_000, 2_532_200),
+        // same MACs; dy 320,000 + w 25,000 + dx 288,000 = 633,000 → 2,532,000 bytes
+        (Op::Conv2dGradInput(conv2_shape(N)), 320_000_000, 2_532_000),
+        // x 288,000 + dy 320,000 + dw 25,000 = 633,000 → 2,532,000
+        (Op::Conv2dGradWeight(conv2_shape(N)), 320_000_000, 2_532_000),
+        // conv1: x 78,400 + dy 1,152,000 + dw 500 = 1,230,900 → 4,923,600
+        (Op::Conv2dGradWeight(conv1_shape(N)), 57_600_000, 4_923_600),
+        // one add per dy element 320,000; 4·(320,000 + 50) = 1,280,200
+        (Op::Conv2dGradBias(conv2_shape(N)), 320_000, 1_280_200),
+        // 1,152,000; 4·(1,152,000 + 20) = 4,608,080
+        (Op::Conv2dGradBias(conv1_shape(N)), 1_152_000, 4_608_080),
+        // 3 compares per 2×2 window: 3·288,000 = 864,000; 4·(1,152,000 + 288,000 + 288,000) = 6,912,000
+        (Op::MaxpoolForward(pool1_shape(N)), 864_000, 6_912_000),
+        // no arithmetic; 4·(dy 288,000 + argmax 288,000 + dx 1,152,000) = 6,912,000
+        (Op::MaxpoolBackward(pool1_shape(N)), 0, 6_912_000),
+        // 3·80,000 = 240,000; 4·(320,000 + 80,000 + 80,000) = 1,920,000
+        (Op::MaxpoolForward(pool2_shape(N)), 240_000, 1_920_000),
+        // 3·1,152,000 = 3,456,000; 4·(1,152,000 + 20 + 20) = 4,608,160
+        (Op::BatchnormStats(bn1), 3_456_000, 4_608_160),
+        // 3·320,000 = 960,000; 4·(320,000 + 100) = 1,280,400
+        (Op::BatchnormStats(bn2), 960_000, 1_280_400),
+        // 3·1,152,000; 4·(x + y 2,304,000 + mean, var, gamma, beta 80) = 9,216,320
+        (Op::BatchnormNormalize(bn1), 3_456_000, 9_216_320),
+        // 7·20 = 140; 4·(6·20) = 480
+        (Op::BatchnormUpdateRunning(bn1), 140, 480),
+        // 11·1,152,000 = 12,672,000; 4·(x, dy, dx 3,456,000 + 5·20) = 13,824,400
+        (Op::BatchnormBackward(bn1), 12_672_000, 13_824_400),
+        // 11·320,000 = 3,520,000; 4·(960,000 + 250) = 3,841,000
+        (Op::BatchnormBackward(bn2), 3_520_000, 3_841_000),
+        // 288,000; 4·(2·288,000) = 2,304,000
+        (Op::ReluForward { len: 288_000 }, 288_000, 2_304_000),
+        // 288,000; 4·(3·288,000) = 3,456,000
+        (Op::ReluBackward { len: 288_000 }, 288_000, 3_456_000),
+        // fc1 forward: 2·100·500·800 = 80,000,000; 4·(80,000 + 400,000 + 50,000 + bias 500) = 2,122,000
+        (Op::Matmul { s: fc1_shape(N), bias: true }, 80_000_000, 2_122_000),
+        // fc2 forward: 2·100·10·500 = 1,000,000; 4·(50,000 + 5,000 + 1,000 + 10) = 224,040
+        (Op::Matmul { s: fc2_shape(N), bias: true }, 1_000_000, 224_040),
+        // fc1 grad_weight [500×100]·[100×800]: 80,000,000; 4·(50,000 + 80,000 + 400,000) = 2,120,000
+        (Op::Matmul { s: mm(500, 800, N, true, false), bias: false }, 80_000_000, 2_120_000),
+        // fc1 grad_input [100×500]·[500×800]: 80,000,000; 4·(50,000 + 400,000 + 80,000) = 2,120,000
+        (Op::Matmul { s: mm(N, 800, 500, false, false), bias: false }, 80_000_000, 2_120_000),
+        // fc2 grad_weight [10×100]·[100×500]: 1,000,000; 4·(1,000 + 50,000 + 5,000) = 224,000
+        (Op::Matmul { s: mm(10, 500, N, true, false), bias: false }, 1_000_000, 224_000),
+        // fc1 bias grad: 100·500 = 50,000 adds; 4·(50,000 + 500) = 202,000
+        (Op::SumRows { rows: N, cols: 500 }, 50_000, 202_000),
+        // 7·100·10 = 7,000; 4·(logits 1,000 + labels 100 + loss 1 + dlogits 1,000) = 8,404
+        (Op::SoftmaxCrossEntropy { n: N, classes: 10 }, 7_000, 8_404),
+        // 1,000 compares; 4·(1,000 + 100 + counter in and out 2) = 4,408
+        (Op::CountCorrect { n: N, classes: 10 }, 1_000, 4_408),
+        // 1 check; loss, step, flag in, flag out: 16 bytes
+        (Op::FlagNonfinite, 1, 16),
+        // fc1.weight: 14·400,000 = 5,600,000; 4·(7·400,000) = 11,200,000
+        (Op::Adam { len: 400_000 }, 5_600_000, 11_200_000),
+    ]
+}
+
+#[test]
+fn flop_and_byte_counts_match_hand_arithmetic() {
+    for (op, flops, bytes) in hand_counted() {
+        assert_eq!(op.flops(), flops, "FLOPs of {} {}", op.kind(), op.shape());
+        assert_eq!(op.bytes(), bytes, "bytes of {} {}", op.kind(), op.shape());
+    }
+}
+
+#[test]
+fn stats_are_median_min_max() {
+    let s = Stats::of(&[5.0, 1.0, 3.0]);
+    assert_eq!((s.median, s.min, s.max, s.repeats), (3.0, 1.0, 5.0, 3));
+    let s = Stats::of(&[4.0, 1.0, 2.0, 3.0]);
+    assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 4.0));
+}
+
+#[test]
+fn build_constants() {
+    // Cargo.toml asks for wgpu = "30": the locked version must be a 30.x.y.
+    let toml = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
+    let req = toml
+        .lines()
+        .find_map(|l| l.strip_prefix("wgpu = \""))
+        .and_then(|r| r.strip_suffix('"'))
+        .expect("wgpu in Cargo.toml");
+    assert!(WGPU_VERSION.starts_with(&format!("{req}.")), "WGPU_VERSION {WGPU_VERSION} vs requirement {req}");
+    let head = Command::new("git").current_dir(env!("CARGO_MANIFEST_DIR")).args(["rev-parse", "HEAD"]).output();
+    match head {
+        Ok(o) if o.status.success() => {
+            let head = String::from_utf8(o.stdout).unwrap();
+            let short = GIT_COMMIT.trim_end_matches("-dirty");
+            assert!(short.len() == 12 && head.starts_with(short), "GIT_COMMIT {GIT_COMMIT} vs HEAD {head}");
+        }
+        _ => assert_eq!(GIT_COMMIT, "unknown"),
+    }
+}
+
+/// The op calls one training step (gather + train_step) makes, traced on the CPU reference.
+fn traced_train_step(n: usize) -> Vec<Op> {
+    let mut be = Traced::new(Cpu::new());
+    let images = vec![7u8; n * 784];
+    let labels: Vec<u8> = (0..n as u8).map(|i| i % 10).collect();
+    let ds = wgsl_cnn::backend::Backend::dataset(&mut be, &images, &labels, 784);
+    let perm = wgsl_cnn::backend::Backend::index(&mut be, n);
+    let mut model = Lenet5::new(&mut be, n, 0);
+    be.trace = Trace::Record;
+    model.gather_batch(&mut be, &ds, &perm, 0, n);
+    model.train_step(&mut be, n, &AdamConfig::default(), 1);
+    be.calls
+}
+
+#[test]
+fn one_training_step_makes_these_op_calls() {
+    let calls = traced_train_step(N);
+    let names = name_calls(&calls, N);
+    let want = [
+        "gather",
+        "conv1 forward",
+        "bn1 stats",
+        "bn1 update_running",
+        "bn1 normalize",
+        "pool1 forward",
+        "relu1",
+        "conv2 forward",
+        "bn2 stats",
+        "bn2 update_running",
+        "bn2 normalize",
+        "pool2 forward",
+        "relu2",
+        "fc1 forward",
+        "fc1 relu",
+        "fc2 forward",
+        "loss softmax_cross_entropy",
+        "fc2 grad_weight",
+        "fc2 grad_bias",
+        "fc2 grad_input",
+        "fc1 relu backward",
+        "fc1 grad_weight",
+        "fc1 grad_bias",
+        "fc1 grad_input",
+        "relu2 backward",
+        "pool2 backward",
+        "bn2 backward",
+        "conv2 grad_weight",
+        "conv2 grad_bias",
+        "conv2 grad_input",
+        "relu1 backward",
+        "pool1 backward",
+        "bn1 backward",
+        "conv1 grad_weight",
+        "conv1 grad_bias",
+        "flag_nonfinite",
+        "adam conv1.weight",
+        "adam conv1.bias",
+        "adam batchnorm1.weight",
+        "adam batchnorm1.bias",
+        "adam conv2.weight",
+        "adam conv2.bias",
+        "adam batchnorm2.weight",
+        "adam batchnorm2.bias",
+        "adam fc1.weight",
+        "adam fc1.bias",
+        "adam fc2.weight",
+        "adam fc2.bias",
+    ];
+    assert_eq!(names, want);
+    // Every call of the step is one the hand counts above or their twins cover by kind.
+    let kinds: std::collections::BTreeSet<&str> = hand_counted().iter().map(|(op, _, _)| op.kind()).collect();
+    for op in &calls {
+        assert!(kinds.contains(op.kind()), "{} has no hand-checked count", op.kind());
+    }
+}
+
+fn run_bench(args: &[&str], json: &PathBuf) -> (String, Vec<Value>) {
+    let out = Command::new(env!("CARGO_BIN_EXE_wgsl-cnn"))
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .arg(json)
+        .output()
+        .expect("run wgsl-cnn bench");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "bench {args:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(json).expect("bench wrote its JSON file");
+    let records: Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("invalid JSON in {}: {e}\n{text}", json.display()));
+    let records = records.as_array().expect("a JSON array of records").clone();
+    (stdout, records)
+}
+
+/// Checks the op records cover the traced step call for call, and their numbers add up.
+fn check_op_records(records: &[Value], repeats: u64, timer: &str) {
+    let calls = traced_train_step(N);
+    let names = name_calls(&calls, N);
+    let ops: Vec<&Value> = records.iter().filter(|r| r["kind"] == "op").collect();
+    let got: Vec<(&str, &str)> =
+        ops.iter().map(|r| (r["op"].as_str().unwrap(), r["kernel"].as_str().unwrap())).collect();
+    let want: Vec<(&str, &str)> = calls.iter().zip(&names).map(|(op, name)| (op.kind(), name.as_str())).collect();
+    for w in &want {
+        assert!(got.contains(w), "no record for op call {w:?}");
+    }
+    assert_eq!(got, want, "op records differ from the traced training step's op calls");
+    let mut percent = 0.0;
+    for (r, op) in ops.iter().zip(&calls) {
+        let kernel = &r["kernel"];
+        assert_eq!(r["shape"].as_str().unwrap(), op.shape(), "{kernel}");
+        assert_eq!(r["flops"].as_u64().unwrap(), op.flops(), "{kernel}");
+        assert_eq!(r["bytes"].as_u64().unwrap(), op.bytes(), "{kernel}");
+        assert!(r["dispatches"].as_u64().unwrap() >= 1, "{kernel} recorded no dispatch: {r}");
+        assert_eq!(r["repeats"].as_u64().unwrap(), repeats, "{kernel}");
+        assert_eq!(r["timer"], timer, "{kernel}");
+        let (med, min, max) =
+            (r["median_ms"].as_f64().unwrap(), r["min_ms"].as_f64().unwrap(), r["max_ms"].as_f64().unwrap());
+        assert!(med > 0.0 && min <= med && med <= max && max.is_finite(), "{kernel}: {min} {med} {max}");
+        if op.flops() > 0 {
+            let gflops = r["gflops"].as_f64().unwrap();
+            assert!((gflops - op.flops() as f64 / (med * 1e6)).abs() <= 1e-9 * gflops, "{kernel}: gflops {gflops}");
+        }
+        let gbps = r["gbps"].as_f64().unwrap();
+        assert!((gbps - op.bytes() as f64 / (med * 1e6)).abs() <= 1e-9 * gbps, "{kernel}: gbps {gbps}");
+        assert!(r["first_ms"].as_f64().unwrap() > 0.0, "{kernel}");
+        for key in ["adapter", "backend", "driver", "git_commit", "wgpu_version"] {
+            assert!(r[key].as_str().is_some_and(|s| !s.is_empty()), "{kernel}: {key} = {}", r[key]);
+        }
+        percent += r["percent_of_step"].as_f64().unwrap();
+    }
+    assert!((percent - 100.0).abs() < 1e-6, "op shares of the step sum to {percent} %");
+}
+
+fn temp_json(tag: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("wgsl-cnn-bench-test-{tag}-{}.json", std::process::id()))
+}
+
+#[test]
+fn quick_bench_json_covers_every_op_of_the_training_step() {
+    let json = temp_json("quick");
+    let (stdout, records) = run_bench(&["--quick"], &json);
+    std::fs::remove_file(&json).ok();
+    // --quick: 5 repeats; timestamps where the adapter has them (lavapipe has).
+    let timer = if stdout.contains("timer:    GPU timestamps") { "timestamp" } else { "wall" };
+    check_op_records(&records, 5, timer);
+    let keys: Vec<Vec<&String>> = records.iter().map(|r| r.as_object().unwrap().keys().collect()).collect();
+    assert!(keys.iter().all(|k| *k == keys[0]), "records do not all have the same keys");
+    for kernel in ["train_step", "train_step_pipelined", "eval_batch", "train_step_cpu_reference"] {
+        let r = records.iter().find(|r| r["kernel"] == kernel).unwrap_or_else(|| panic!("no {kernel} record"));
+        assert_eq!(r["kind"], "end_to_end");
+        assert!(r["median_ms"].as_f64().unwrap() > 0.0 && r["images_per_s"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    let cpu = records.iter().find(|r| r["kernel"] == "train_step_cpu_reference").unwrap();
+    assert_eq!((cpu["device"].as_str(), cpu["repeats"].as_u64()), (Some("cpu"), Some(1)));
+    for line in ["top 3: 1. ", "GPU/CPU: ", "projected epoch (600 steps", "adapter:  ", "versions: wgpu "] {
+        assert!(stdout.contains(line), "no {line:?} in the output:\n{stdout}");
+    }
+}
+
+#[test]
+fn wall_clock_timer_covers_every_op_too() {
+    let json = temp_json("wall");
+    let (stdout, records) = run_bench(&["--timer", "wall", "--repeats", "2", "--warmup", "0", "--no-cpu"], &json);
+    std::fs::remove_file(&json).ok();
+    assert!(stdout.contains("timer:    wall clock around a submit-and-wait"), "{stdout}");
+    check_op_records(&records, 2, "wall");
+    assert!(!records.iter().any(|r| r["device"] == "cpu"), "--no-cpu still timed the CPU reference");
+}
