@@ -22,30 +22,50 @@ pub struct GpuDataset {
 
 pub struct Gpu {
     pub ctx: GpuContext,
-    /// Per-step constants that kernels read from storage rather than uniforms (uniform
-    /// bytes key the bind-group cache): Adam's bias corrections and the step number, with
-    /// the values last written to them.
-    adam_hyper: GpuTensor,
-    adam_hyper_written: Option<[u32; 4]>,
-    step_number: GpuTensor,
-    step_number_written: Option<u32>,
+    /// Adam's bias corrections (`reference::adam::hyper`) and the step number.
+    adam_hyper: PerStep<[u32; 4]>,
+    step_number: PerStep<u32>,
 }
 
 impl Gpu {
     pub fn new(choice: &AdapterChoice) -> Result<Self> {
         let ctx = GpuContext::new(choice)?;
-        let (adam_hyper, step_number) = (ctx.buffer(4), ctx.buffer(1));
-        Ok(Gpu { ctx, adam_hyper, adam_hyper_written: None, step_number, step_number_written: None })
+        let (adam_hyper, step_number) = (PerStep::new(&ctx, 4), PerStep::new(&ctx, 1));
+        Ok(Gpu { ctx, adam_hyper, step_number })
     }
 }
 
-/// Makes a small per-step buffer hold `value`. A queued write lands before the next submit,
-/// so work already recorded with the old value is submitted first.
-fn set_per_step<T: bytemuck::Pod + PartialEq>(ctx: &GpuContext, buf: &RawBuffer, written: &mut Option<T>, value: T, data: &[impl bytemuck::Pod]) {
-    if *written != Some(value) {
-        ctx.submit();
-        ctx.write(buf, data);
-        *written = Some(value);
+/// A small buffer of per-step constants (Adam's bias corrections, the step number).
+/// Kernels read them from storage rather than uniforms because uniform bytes key the
+/// bind-group cache, so a per-step uniform would create a new bind group every step.
+struct PerStep<T> {
+    buf: GpuTensor,
+    /// The value last written.
+    written: Option<T>,
+    /// The submit that the last dispatch reading the buffer went out with.
+    read_by_submit: Option<u64>,
+}
+
+impl<T: PartialEq + Copy> PerStep<T> {
+    fn new(ctx: &GpuContext, len: usize) -> Self {
+        PerStep { buf: ctx.buffer(len), written: None, read_by_submit: None }
+    }
+
+    /// Makes the buffer hold `value` for the next dispatch that reads it, and notes that
+    /// dispatch. A queued write lands before the next submit, so only when work that read
+    /// the old value is still unsubmitted must it be submitted first (that blocks on some
+    /// drivers); between training steps nothing is pending and the write is free.
+    fn set(&mut self, ctx: &GpuContext, value: T, data: &[impl bytemuck::Pod]) -> &RawBuffer {
+        let pending = ctx.submits.get() + 1;
+        if self.written != Some(value) {
+            if self.read_by_submit == Some(pending) {
+                ctx.submit();
+            }
+            ctx.write(&self.buf, data);
+            self.written = Some(value);
+        }
+        self.read_by_submit = Some(ctx.submits.get() + 1);
+        &self.buf
     }
 }
 
@@ -184,13 +204,13 @@ impl Backend for Gpu {
         reduce::count_correct(&self.ctx, n, classes, logits, labels, correct)
     }
     fn flag_nonfinite(&mut self, loss: &GpuTensor, step: u32, flag: &GpuTensor) {
-        set_per_step(&self.ctx, &self.step_number, &mut self.step_number_written, step, &[step]);
-        reduce::flag_nonfinite(&self.ctx, loss, &self.step_number, flag)
+        let step_buf = self.step_number.set(&self.ctx, step, &[step]);
+        reduce::flag_nonfinite(&self.ctx, loss, step_buf, flag)
     }
 
     fn adam(&mut self, cfg: &AdamConfig, step: u32, len: usize, param: &GpuTensor, grad: &GpuTensor, m: &GpuTensor, v: &GpuTensor) {
         let hyper = crate::reference::adam::hyper(cfg, step);
-        set_per_step(&self.ctx, &self.adam_hyper, &mut self.adam_hyper_written, hyper.map(f32::to_bits), &hyper);
-        adam::step(&self.ctx, cfg, len, &self.adam_hyper, param, grad, m, v)
+        let hyper_buf = self.adam_hyper.set(&self.ctx, hyper.map(f32::to_bits), &hyper);
+        adam::step(&self.ctx, cfg, len, hyper_buf, param, grad, m, v)
     }
 }

@@ -164,6 +164,9 @@ pub struct GpuContext {
     pub dispatches: Cell<u64>,
     /// Bytes of storage buffers created so far (what `train` reports at start).
     pub allocated_bytes: Cell<u64>,
+    /// Command buffers submitted so far: work recorded now goes out with submit number
+    /// `submits + 1`.
+    pub submits: Cell<u64>,
     /// A caller-chosen tag stored with each profiled dispatch, so that the benchmark can
     /// group the dispatches of one op call however many an op uses (`set_op_label`).
     pub op_label: Cell<Option<u32>>,
@@ -210,6 +213,7 @@ impl GpuContext {
             profiler: RefCell::new(None),
             dispatches: Cell::new(0),
             allocated_bytes: Cell::new(0),
+            submits: Cell::new(0),
             op_label: Cell::new(None),
             adapter_limits: alimits,
             adapter_features: adapter.features(),
@@ -276,6 +280,7 @@ impl GpuContext {
         let mut enc = self.take_encoder();
         enc.copy_buffer_to_buffer(&buf.buffer, 0, &staging, 0, size);
         self.queue.submit([enc.finish()]);
+        self.submits.set(self.submits.get() + 1);
         let slice = staging.slice(..);
         slice.map_async(wgpu::MapMode::Read, |r| r.expect("mapping a readback buffer failed"));
         self.device.poll(wgpu::PollType::wait_indefinitely()).expect("device lost while waiting");
@@ -302,6 +307,7 @@ impl GpuContext {
         if self.recorder.borrow().is_some() {
             let enc = self.take_encoder();
             self.queue.submit([enc.finish()]);
+            self.submits.set(self.submits.get() + 1);
         }
     }
 
