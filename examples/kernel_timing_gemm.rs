@@ -3,6 +3,9 @@
 //! containing it). Each op is recorded `reps`
 //! times into one compute pass after a warm-up call (pipeline compilation), then timed from
 //! submit to idle; ms/call includes per-dispatch overhead (helper dispatches included).
+//! `ROUNDS=n` repeats each batch n times and keeps the best. "cpu" is the process CPU time
+//! per call (lavapipe's worker threads included): on a shared machine it is far steadier
+//! than the wall time, so compare variants by it.
 
 use std::time::Instant;
 use wgsl_cnn::gpu::conv2d::{self, ConvKernel};
@@ -17,6 +20,20 @@ fn filled(ctx: &GpuContext, rng: &mut Rng, len: usize) -> std::rc::Rc<RawBuffer>
     b
 }
 
+/// CPU seconds used by this process so far (all threads: lavapipe's workers run in it), from
+/// /proc/self/stat (utime + stime, in clock ticks of 10 ms). On a shared machine the CPU time
+/// per call moves far less than the wall time, because waiting for a core costs none.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(f64::NAN)).collect();
+    if f.len() < 13 {
+        return f64::NAN;
+    }
+    (f[11] + f[12]) / 100.0
+}
+
 fn time(ctx: &GpuContext, reps: usize, label: &str, flops: f64, f: &dyn Fn()) {
     let filter = std::env::args().nth(2).unwrap_or_default();
     if !label.contains(&filter) {
@@ -24,13 +41,19 @@ fn time(ctx: &GpuContext, reps: usize, label: &str, flops: f64, f: &dyn Fn()) {
     }
     f();
     ctx.finish();
-    let t = Instant::now();
-    for _ in 0..reps {
-        f();
+    // Best of ROUNDS batches (default 1): this machine is shared, so single batches swing.
+    let rounds: usize = std::env::var("ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
+    let (mut s, mut cpu) = (f64::INFINITY, f64::INFINITY);
+    for _ in 0..rounds.max(1) {
+        let (t, c) = (Instant::now(), cpu_seconds());
+        for _ in 0..reps {
+            f();
+        }
+        ctx.finish();
+        s = s.min(t.elapsed().as_secs_f64() / reps as f64);
+        cpu = cpu.min((cpu_seconds() - c) / reps as f64);
     }
-    ctx.finish();
-    let s = t.elapsed().as_secs_f64() / reps as f64;
-    println!("{label:<48} {:>8.3} ms  {:>6.2} GFLOP/s", s * 1e3, flops / s / 1e9);
+    println!("{label:<48} {:>8.3} ms  {:>6.2} GFLOP/s  cpu {:>8.3} ms", s * 1e3, flops / s / 1e9, cpu * 1e3);
 }
 
 fn main() {
@@ -73,6 +96,11 @@ fn main() {
             time(&ctx, reps, &format!("{name} forward {kern:?}"), flops, &|| {
                 conv2d::forward_with(&ctx, kern, &s, &x, &w, &b, &y)
             });
+            if name != "conv1" && kern == ConvKernel::Auto {
+                time(&ctx, reps, &format!("{name} grad_input Rows"), flops, &|| {
+                    conv2d::grad_input_with(&ctx, ConvKernel::Rows, &s, &dy, &w, &dx)
+                });
+            }
             if name != "conv1" {
                 time(&ctx, reps, &format!("{name} grad_input {kern:?}"), flops, &|| {
                     conv2d::grad_input_with(&ctx, kern, &s, &dy, &w, &dx)

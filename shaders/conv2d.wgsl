@@ -150,14 +150,18 @@ fn shift(a: vec4<f32>, b: vec4<f32>, kw: u32) -> vec4<f32> {
 // kernel rows that land inside x (p.pad pads rows only; columns are never padded here).
 // Block: 4·np outputs along a row × 4 channels; needs x_row % 4 == 0, w_out % (4·np) == 0,
 // k ≤ 5. np = 2 measured best on lavapipe (8 loads per 160 FMAs); 3 × 4 accumulators
-// (np = 3) still fit, 8 channels × 8 outputs did not (spills, 30% slower).
-fn forward_rows(np: u32, wg: vec3<u32>, nwg: vec3<u32>, li: u32) {
+// (np = 3) still fit, 8 channels × 8 outputs did not (spills, 30% slower). Written out
+// unrolled (conv_forward_rows{4,8,12}, generated): with the accumulators and the loaded
+// vectors in arrays indexed by unrolled loop counters conv2 took ~25% more CPU time.
+@compute @workgroup_size(64)
+fn conv_forward_rows4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) li: u32) {
     let g = global_index(wg, nwg, li);
     let cq = p.co4 / 4u;
     let cb = g % cq;
-    let blocks = p.w_out / (4u * np);
+    let blocks = p.w_out / 4u;
     let rest = g / cq;
-    let ow0 = (rest % blocks) * 4u * np;
+    let ow0 = (rest % blocks) * 4u;
     let row = rest / blocks;
     if (row >= p.n * p.h_out) {
         return;
@@ -169,25 +173,52 @@ fn forward_rows(np: u32, wg: vec3<u32>, nwg: vec3<u32>, li: u32) {
     let kh_hi = min(p.k, p.h + p.pad - oh);
     let rowq = p.x_row / 4u;
     let last = arrayLength(&in1v) - 1u;
-    var acc: array<mat4x4<f32>, 3>; // acc[q] column i: output ow0 + 4q + i; component j: channel 4·cb + j
+    var a0 = vec4<f32>(); // output ow0 + 0, 4 channels
+    var a1 = vec4<f32>(); // output ow0 + 1, 4 channels
+    var a2 = vec4<f32>(); // output ow0 + 2, 4 channels
+    var a3 = vec4<f32>(); // output ow0 + 3, 4 channels
     for (var ci = 0u; ci < p.c_in; ci++) {
         for (var kh = kh_lo; kh < kh_hi; kh++) {
             let xb = ((img * p.c_in + ci) * p.h + oh + kh - p.pad) * rowq + ow0 / 4u;
-            var v: array<vec4<f32>, 4>;
-            for (var q = 0u; q <= np; q++) {
-                v[q] = in1v[min(xb + q, last)];
-            }
+            let v0 = in1v[min(xb + 0u, last)];
+            let v1 = in1v[min(xb + 1u, last)];
             let wr = (ci * p.k + kh) * p.k * cq + cb;
-            for (var kw = 0u; kw < 5u; kw++) {
-                if (kw < p.k) {
-                    let wv = in2v[wr + kw * cq];
-                    for (var q = 0u; q < np; q++) {
-                        acc[q] += outer(wv, shift(v[q], v[q + 1u], kw));
-                    }
-                }
+            let w0 = in2v[wr + 0u * cq];
+            a0 += w0 * v0.x;
+            a1 += w0 * v0.y;
+            a2 += w0 * v0.z;
+            a3 += w0 * v0.w;
+            if (p.k > 1u) {
+                let w1 = in2v[wr + 1u * cq];
+                a0 += w1 * v0.y;
+                a1 += w1 * v0.z;
+                a2 += w1 * v0.w;
+                a3 += w1 * v1.x;
+            }
+            if (p.k > 2u) {
+                let w2 = in2v[wr + 2u * cq];
+                a0 += w2 * v0.z;
+                a1 += w2 * v0.w;
+                a2 += w2 * v1.x;
+                a3 += w2 * v1.y;
+            }
+            if (p.k > 3u) {
+                let w3 = in2v[wr + 3u * cq];
+                a0 += w3 * v0.w;
+                a1 += w3 * v1.x;
+                a2 += w3 * v1.y;
+                a3 += w3 * v1.z;
+            }
+            if (p.k > 4u) {
+                let w4 = in2v[wr + 4u * cq];
+                a0 += w4 * v1.x;
+                a1 += w4 * v1.y;
+                a2 += w4 * v1.z;
+                a3 += w4 * v1.w;
             }
         }
     }
+    let acc = array<vec4<f32>, 4>(a0, a1, a2, a3);
     let plane = p.h_out * p.w_out;
     let ybase = img * p.c_out * plane + oh * p.w_out + ow0;
     for (var j = 0u; j < 4u; j++) {
@@ -198,31 +229,252 @@ fn forward_rows(np: u32, wg: vec3<u32>, nwg: vec3<u32>, li: u32) {
                 add = in3[co];
             }
             let o = ybase + co * plane;
-            for (var q = 0u; q < np; q++) {
-                for (var i = 0u; i < 4u; i++) {
-                    out4[o + 4u * q + i] = acc[q][i][j] + add;
-                }
+            for (var i = 0u; i < 4u; i++) {
+                out4[o + i] = acc[i][j] + add;
             }
         }
     }
 }
 
 @compute @workgroup_size(64)
-fn conv_forward_rows4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                      @builtin(local_invocation_index) li: u32) {
-    forward_rows(1u, wg, nwg, li);
-}
-
-@compute @workgroup_size(64)
 fn conv_forward_rows8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) li: u32) {
-    forward_rows(2u, wg, nwg, li);
+    let g = global_index(wg, nwg, li);
+    let cq = p.co4 / 4u;
+    let cb = g % cq;
+    let blocks = p.w_out / 8u;
+    let rest = g / cq;
+    let ow0 = (rest % blocks) * 8u;
+    let row = rest / blocks;
+    if (row >= p.n * p.h_out) {
+        return;
+    }
+    let img = row / p.h_out;
+    let oh = row % p.h_out;
+    // kernel rows kh with 0 ≤ oh + kh − pad < h
+    let kh_lo = u32(max(i32(p.pad) - i32(oh), 0));
+    let kh_hi = min(p.k, p.h + p.pad - oh);
+    let rowq = p.x_row / 4u;
+    let last = arrayLength(&in1v) - 1u;
+    var a0 = vec4<f32>(); // output ow0 + 0, 4 channels
+    var a1 = vec4<f32>(); // output ow0 + 1, 4 channels
+    var a2 = vec4<f32>(); // output ow0 + 2, 4 channels
+    var a3 = vec4<f32>(); // output ow0 + 3, 4 channels
+    var a4 = vec4<f32>(); // output ow0 + 4, 4 channels
+    var a5 = vec4<f32>(); // output ow0 + 5, 4 channels
+    var a6 = vec4<f32>(); // output ow0 + 6, 4 channels
+    var a7 = vec4<f32>(); // output ow0 + 7, 4 channels
+    for (var ci = 0u; ci < p.c_in; ci++) {
+        for (var kh = kh_lo; kh < kh_hi; kh++) {
+            let xb = ((img * p.c_in + ci) * p.h + oh + kh - p.pad) * rowq + ow0 / 4u;
+            let v0 = in1v[min(xb + 0u, last)];
+            let v1 = in1v[min(xb + 1u, last)];
+            let v2 = in1v[min(xb + 2u, last)];
+            let wr = (ci * p.k + kh) * p.k * cq + cb;
+            let w0 = in2v[wr + 0u * cq];
+            a0 += w0 * v0.x;
+            a1 += w0 * v0.y;
+            a2 += w0 * v0.z;
+            a3 += w0 * v0.w;
+            a4 += w0 * v1.x;
+            a5 += w0 * v1.y;
+            a6 += w0 * v1.z;
+            a7 += w0 * v1.w;
+            if (p.k > 1u) {
+                let w1 = in2v[wr + 1u * cq];
+                a0 += w1 * v0.y;
+                a1 += w1 * v0.z;
+                a2 += w1 * v0.w;
+                a3 += w1 * v1.x;
+                a4 += w1 * v1.y;
+                a5 += w1 * v1.z;
+                a6 += w1 * v1.w;
+                a7 += w1 * v2.x;
+            }
+            if (p.k > 2u) {
+                let w2 = in2v[wr + 2u * cq];
+                a0 += w2 * v0.z;
+                a1 += w2 * v0.w;
+                a2 += w2 * v1.x;
+                a3 += w2 * v1.y;
+                a4 += w2 * v1.z;
+                a5 += w2 * v1.w;
+                a6 += w2 * v2.x;
+                a7 += w2 * v2.y;
+            }
+            if (p.k > 3u) {
+                let w3 = in2v[wr + 3u * cq];
+                a0 += w3 * v0.w;
+                a1 += w3 * v1.x;
+                a2 += w3 * v1.y;
+                a3 += w3 * v1.z;
+                a4 += w3 * v1.w;
+                a5 += w3 * v2.x;
+                a6 += w3 * v2.y;
+                a7 += w3 * v2.z;
+            }
+            if (p.k > 4u) {
+                let w4 = in2v[wr + 4u * cq];
+                a0 += w4 * v1.x;
+                a1 += w4 * v1.y;
+                a2 += w4 * v1.z;
+                a3 += w4 * v1.w;
+                a4 += w4 * v2.x;
+                a5 += w4 * v2.y;
+                a6 += w4 * v2.z;
+                a7 += w4 * v2.w;
+            }
+        }
+    }
+    let acc = array<vec4<f32>, 8>(a0, a1, a2, a3, a4, a5, a6, a7);
+    let plane = p.h_out * p.w_out;
+    let ybase = img * p.c_out * plane + oh * p.w_out + ow0;
+    for (var j = 0u; j < 4u; j++) {
+        let co = cb * 4u + j;
+        if (co < p.c_out) {
+            var add = 0.0;
+            if (p.has_bias != 0u) {
+                add = in3[co];
+            }
+            let o = ybase + co * plane;
+            for (var i = 0u; i < 8u; i++) {
+                out4[o + i] = acc[i][j] + add;
+            }
+        }
+    }
 }
 
 @compute @workgroup_size(64)
 fn conv_forward_rows12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                       @builtin(local_invocation_index) li: u32) {
-    forward_rows(3u, wg, nwg, li);
+                      @builtin(local_invocation_index) li: u32) {
+    let g = global_index(wg, nwg, li);
+    let cq = p.co4 / 4u;
+    let cb = g % cq;
+    let blocks = p.w_out / 12u;
+    let rest = g / cq;
+    let ow0 = (rest % blocks) * 12u;
+    let row = rest / blocks;
+    if (row >= p.n * p.h_out) {
+        return;
+    }
+    let img = row / p.h_out;
+    let oh = row % p.h_out;
+    // kernel rows kh with 0 ≤ oh + kh − pad < h
+    let kh_lo = u32(max(i32(p.pad) - i32(oh), 0));
+    let kh_hi = min(p.k, p.h + p.pad - oh);
+    let rowq = p.x_row / 4u;
+    let last = arrayLength(&in1v) - 1u;
+    var a0 = vec4<f32>(); // output ow0 + 0, 4 channels
+    var a1 = vec4<f32>(); // output ow0 + 1, 4 channels
+    var a2 = vec4<f32>(); // output ow0 + 2, 4 channels
+    var a3 = vec4<f32>(); // output ow0 + 3, 4 channels
+    var a4 = vec4<f32>(); // output ow0 + 4, 4 channels
+    var a5 = vec4<f32>(); // output ow0 + 5, 4 channels
+    var a6 = vec4<f32>(); // output ow0 + 6, 4 channels
+    var a7 = vec4<f32>(); // output ow0 + 7, 4 channels
+    var a8 = vec4<f32>(); // output ow0 + 8, 4 channels
+    var a9 = vec4<f32>(); // output ow0 + 9, 4 channels
+    var a10 = vec4<f32>(); // output ow0 + 10, 4 channels
+    var a11 = vec4<f32>(); // output ow0 + 11, 4 channels
+    for (var ci = 0u; ci < p.c_in; ci++) {
+        for (var kh = kh_lo; kh < kh_hi; kh++) {
+            let xb = ((img * p.c_in + ci) * p.h + oh + kh - p.pad) * rowq + ow0 / 4u;
+            let v0 = in1v[min(xb + 0u, last)];
+            let v1 = in1v[min(xb + 1u, last)];
+            let v2 = in1v[min(xb + 2u, last)];
+            let v3 = in1v[min(xb + 3u, last)];
+            let wr = (ci * p.k + kh) * p.k * cq + cb;
+            let w0 = in2v[wr + 0u * cq];
+            a0 += w0 * v0.x;
+            a1 += w0 * v0.y;
+            a2 += w0 * v0.z;
+            a3 += w0 * v0.w;
+            a4 += w0 * v1.x;
+            a5 += w0 * v1.y;
+            a6 += w0 * v1.z;
+            a7 += w0 * v1.w;
+            a8 += w0 * v2.x;
+            a9 += w0 * v2.y;
+            a10 += w0 * v2.z;
+            a11 += w0 * v2.w;
+            if (p.k > 1u) {
+                let w1 = in2v[wr + 1u * cq];
+                a0 += w1 * v0.y;
+                a1 += w1 * v0.z;
+                a2 += w1 * v0.w;
+                a3 += w1 * v1.x;
+                a4 += w1 * v1.y;
+                a5 += w1 * v1.z;
+                a6 += w1 * v1.w;
+                a7 += w1 * v2.x;
+                a8 += w1 * v2.y;
+                a9 += w1 * v2.z;
+                a10 += w1 * v2.w;
+                a11 += w1 * v3.x;
+            }
+            if (p.k > 2u) {
+                let w2 = in2v[wr + 2u * cq];
+                a0 += w2 * v0.z;
+                a1 += w2 * v0.w;
+                a2 += w2 * v1.x;
+                a3 += w2 * v1.y;
+                a4 += w2 * v1.z;
+                a5 += w2 * v1.w;
+                a6 += w2 * v2.x;
+                a7 += w2 * v2.y;
+                a8 += w2 * v2.z;
+                a9 += w2 * v2.w;
+                a10 += w2 * v3.x;
+                a11 += w2 * v3.y;
+            }
+            if (p.k > 3u) {
+                let w3 = in2v[wr + 3u * cq];
+                a0 += w3 * v0.w;
+                a1 += w3 * v1.x;
+                a2 += w3 * v1.y;
+                a3 += w3 * v1.z;
+                a4 += w3 * v1.w;
+                a5 += w3 * v2.x;
+                a6 += w3 * v2.y;
+                a7 += w3 * v2.z;
+                a8 += w3 * v2.w;
+                a9 += w3 * v3.x;
+                a10 += w3 * v3.y;
+                a11 += w3 * v3.z;
+            }
+            if (p.k > 4u) {
+                let w4 = in2v[wr + 4u * cq];
+                a0 += w4 * v1.x;
+                a1 += w4 * v1.y;
+                a2 += w4 * v1.z;
+                a3 += w4 * v1.w;
+                a4 += w4 * v2.x;
+                a5 += w4 * v2.y;
+                a6 += w4 * v2.z;
+                a7 += w4 * v2.w;
+                a8 += w4 * v3.x;
+                a9 += w4 * v3.y;
+                a10 += w4 * v3.z;
+                a11 += w4 * v3.w;
+            }
+        }
+    }
+    let acc = array<vec4<f32>, 12>(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11);
+    let plane = p.h_out * p.w_out;
+    let ybase = img * p.c_out * plane + oh * p.w_out + ow0;
+    for (var j = 0u; j < 4u; j++) {
+        let co = cb * 4u + j;
+        if (co < p.c_out) {
+            var add = 0.0;
+            if (p.has_bias != 0u) {
+                add = in3[co];
+            }
+            let o = ybase + co * plane;
+            for (var i = 0u; i < 12u; i++) {
+                out4[o + i] = acc[i][j] + add;
+            }
+        }
+    }
 }
 
 // Bindings: 1 w [c_out, c_in, k, k], 2 out: the weights as a [rows, co4] matrix, zero in the
@@ -276,6 +528,327 @@ fn conv_pad_columns(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
         let j = i32(j0 + t) - i32(p.pad);
         let inside = j >= 0 && j < i32(p.w);
         out2[g + t] = select(0.0, in1[min(r * p.w + u32(max(j, 0)), arrayLength(&in1) - 1u)], inside);
+    }
+}
+
+// ---- input gradient, stride 1: scatter form ---------------------------------------------
+
+// Bindings: 1 dy (vec4 view, rows w_out long), 2 weights flipped and transposed by
+// conv_weight_kc (flip = 1: row (co·k + k−1−kh)·k + k−1−kw holds w[co, ·, kh, kw] over
+// input channels, co4 columns; vec4 view), 3 dx. One invocation computes a whole dx row
+// (image, ih) for 4 input channels: for every output channel co and kernel row kh with
+// 0 ≤ oh = ih + pad − kh < h_out it loads the dy row oh (np = w_out / 4 vec4 loads) and
+// adds dy[oh, ow]·w[co, ·, kh, kw] into acc[ow + kw], which holds dx column ow + kw − pad.
+// Every product is a useful one (no zero padding), 4·np + k − 1 ≤ 16 accumulators.
+// Needs stride 1, pad < k ≤ 5, w_out % 4 == 0, w_out ≤ 12.
+// (Generated, fully unrolled: with the accumulators in an array indexed by unrolled loop
+// counters lavapipe ran 3.5× slower.)
+@compute @workgroup_size(64)
+fn conv_grad_input_scatter4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                            @builtin(local_invocation_index) li: u32) {
+    let g = global_index(wg, nwg, li);
+    let cq = p.co4 / 4u;
+    let cb = g % cq;
+    let row = g / cq;
+    if (row >= p.n * p.h) {
+        return;
+    }
+    let img = row / p.h;
+    let ih = row % p.h;
+    let kh_lo = u32(max(i32(ih + p.pad + 1u) - i32(p.h_out), 0));
+    let kh_hi = min(p.k, ih + p.pad + 1u);
+    let dyq = p.w_out / 4u;
+    var a0 = vec4<f32>();
+    var a1 = vec4<f32>();
+    var a2 = vec4<f32>();
+    var a3 = vec4<f32>();
+    var a4 = vec4<f32>();
+    var a5 = vec4<f32>();
+    var a6 = vec4<f32>();
+    var a7 = vec4<f32>();
+    for (var co = 0u; co < p.c_out; co++) {
+        for (var kh = kh_lo; kh < kh_hi; kh++) {
+            let db = ((img * p.c_out + co) * p.h_out + ih + p.pad - kh) * dyq;
+            let d0 = in1v[db + 0u];
+            let wr = (co * p.k + p.k - 1u - kh) * p.k * cq + cb;
+            let w0 = in2v[wr + (p.k - 1u) * cq];
+            a0 += w0 * d0.x;
+            a1 += w0 * d0.y;
+            a2 += w0 * d0.z;
+            a3 += w0 * d0.w;
+            if (p.k > 1u) {
+                let w1 = in2v[wr + (p.k - 2u) * cq];
+                a1 += w1 * d0.x;
+                a2 += w1 * d0.y;
+                a3 += w1 * d0.z;
+                a4 += w1 * d0.w;
+            }
+            if (p.k > 2u) {
+                let w2 = in2v[wr + (p.k - 3u) * cq];
+                a2 += w2 * d0.x;
+                a3 += w2 * d0.y;
+                a4 += w2 * d0.z;
+                a5 += w2 * d0.w;
+            }
+            if (p.k > 3u) {
+                let w3 = in2v[wr + (p.k - 4u) * cq];
+                a3 += w3 * d0.x;
+                a4 += w3 * d0.y;
+                a5 += w3 * d0.z;
+                a6 += w3 * d0.w;
+            }
+            if (p.k > 4u) {
+                let w4 = in2v[wr + (p.k - 5u) * cq];
+                a4 += w4 * d0.x;
+                a5 += w4 * d0.y;
+                a6 += w4 * d0.z;
+                a7 += w4 * d0.w;
+            }
+        }
+    }
+    let acc = array<vec4<f32>, 8>(a0, a1, a2, a3, a4, a5, a6, a7);
+    for (var j = 0u; j < 4u; j++) {
+        let ci = cb * 4u + j;
+        if (ci < p.c_in) {
+            let o = ((img * p.c_in + ci) * p.h + ih) * p.w;
+            for (var a = 0u; a < 8u; a++) {
+                let iw = i32(a) - i32(p.pad);
+                if (iw >= 0 && iw < i32(p.w)) {
+                    out3[o + u32(iw)] = acc[a][j];
+                }
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn conv_grad_input_scatter8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                            @builtin(local_invocation_index) li: u32) {
+    let g = global_index(wg, nwg, li);
+    let cq = p.co4 / 4u;
+    let cb = g % cq;
+    let row = g / cq;
+    if (row >= p.n * p.h) {
+        return;
+    }
+    let img = row / p.h;
+    let ih = row % p.h;
+    let kh_lo = u32(max(i32(ih + p.pad + 1u) - i32(p.h_out), 0));
+    let kh_hi = min(p.k, ih + p.pad + 1u);
+    let dyq = p.w_out / 4u;
+    var a0 = vec4<f32>();
+    var a1 = vec4<f32>();
+    var a2 = vec4<f32>();
+    var a3 = vec4<f32>();
+    var a4 = vec4<f32>();
+    var a5 = vec4<f32>();
+    var a6 = vec4<f32>();
+    var a7 = vec4<f32>();
+    var a8 = vec4<f32>();
+    var a9 = vec4<f32>();
+    var a10 = vec4<f32>();
+    var a11 = vec4<f32>();
+    for (var co = 0u; co < p.c_out; co++) {
+        for (var kh = kh_lo; kh < kh_hi; kh++) {
+            let db = ((img * p.c_out + co) * p.h_out + ih + p.pad - kh) * dyq;
+            let d0 = in1v[db + 0u];
+            let d1 = in1v[db + 1u];
+            let wr = (co * p.k + p.k - 1u - kh) * p.k * cq + cb;
+            let w0 = in2v[wr + (p.k - 1u) * cq];
+            a0 += w0 * d0.x;
+            a1 += w0 * d0.y;
+            a2 += w0 * d0.z;
+            a3 += w0 * d0.w;
+            a4 += w0 * d1.x;
+            a5 += w0 * d1.y;
+            a6 += w0 * d1.z;
+            a7 += w0 * d1.w;
+            if (p.k > 1u) {
+                let w1 = in2v[wr + (p.k - 2u) * cq];
+                a1 += w1 * d0.x;
+                a2 += w1 * d0.y;
+                a3 += w1 * d0.z;
+                a4 += w1 * d0.w;
+                a5 += w1 * d1.x;
+                a6 += w1 * d1.y;
+                a7 += w1 * d1.z;
+                a8 += w1 * d1.w;
+            }
+            if (p.k > 2u) {
+                let w2 = in2v[wr + (p.k - 3u) * cq];
+                a2 += w2 * d0.x;
+                a3 += w2 * d0.y;
+                a4 += w2 * d0.z;
+                a5 += w2 * d0.w;
+                a6 += w2 * d1.x;
+                a7 += w2 * d1.y;
+                a8 += w2 * d1.z;
+                a9 += w2 * d1.w;
+            }
+            if (p.k > 3u) {
+                let w3 = in2v[wr + (p.k - 4u) * cq];
+                a3 += w3 * d0.x;
+                a4 += w3 * d0.y;
+                a5 += w3 * d0.z;
+                a6 += w3 * d0.w;
+                a7 += w3 * d1.x;
+                a8 += w3 * d1.y;
+                a9 += w3 * d1.z;
+                a10 += w3 * d1.w;
+            }
+            if (p.k > 4u) {
+                let w4 = in2v[wr + (p.k - 5u) * cq];
+                a4 += w4 * d0.x;
+                a5 += w4 * d0.y;
+                a6 += w4 * d0.z;
+                a7 += w4 * d0.w;
+                a8 += w4 * d1.x;
+                a9 += w4 * d1.y;
+                a10 += w4 * d1.z;
+                a11 += w4 * d1.w;
+            }
+        }
+    }
+    let acc = array<vec4<f32>, 12>(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11);
+    for (var j = 0u; j < 4u; j++) {
+        let ci = cb * 4u + j;
+        if (ci < p.c_in) {
+            let o = ((img * p.c_in + ci) * p.h + ih) * p.w;
+            for (var a = 0u; a < 12u; a++) {
+                let iw = i32(a) - i32(p.pad);
+                if (iw >= 0 && iw < i32(p.w)) {
+                    out3[o + u32(iw)] = acc[a][j];
+                }
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(64)
+fn conv_grad_input_scatter12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                            @builtin(local_invocation_index) li: u32) {
+    let g = global_index(wg, nwg, li);
+    let cq = p.co4 / 4u;
+    let cb = g % cq;
+    let row = g / cq;
+    if (row >= p.n * p.h) {
+        return;
+    }
+    let img = row / p.h;
+    let ih = row % p.h;
+    let kh_lo = u32(max(i32(ih + p.pad + 1u) - i32(p.h_out), 0));
+    let kh_hi = min(p.k, ih + p.pad + 1u);
+    let dyq = p.w_out / 4u;
+    var a0 = vec4<f32>();
+    var a1 = vec4<f32>();
+    var a2 = vec4<f32>();
+    var a3 = vec4<f32>();
+    var a4 = vec4<f32>();
+    var a5 = vec4<f32>();
+    var a6 = vec4<f32>();
+    var a7 = vec4<f32>();
+    var a8 = vec4<f32>();
+    var a9 = vec4<f32>();
+    var a10 = vec4<f32>();
+    var a11 = vec4<f32>();
+    var a12 = vec4<f32>();
+    var a13 = vec4<f32>();
+    var a14 = vec4<f32>();
+    var a15 = vec4<f32>();
+    for (var co = 0u; co < p.c_out; co++) {
+        for (var kh = kh_lo; kh < kh_hi; kh++) {
+            let db = ((img * p.c_out + co) * p.h_out + ih + p.pad - kh) * dyq;
+            let d0 = in1v[db + 0u];
+            let d1 = in1v[db + 1u];
+            let d2 = in1v[db + 2u];
+            let wr = (co * p.k + p.k - 1u - kh) * p.k * cq + cb;
+            let w0 = in2v[wr + (p.k - 1u) * cq];
+            a0 += w0 * d0.x;
+            a1 += w0 * d0.y;
+            a2 += w0 * d0.z;
+            a3 += w0 * d0.w;
+            a4 += w0 * d1.x;
+            a5 += w0 * d1.y;
+            a6 += w0 * d1.z;
+            a7 += w0 * d1.w;
+            a8 += w0 * d2.x;
+            a9 += w0 * d2.y;
+            a10 += w0 * d2.z;
+            a11 += w0 * d2.w;
+            if (p.k > 1u) {
+                let w1 = in2v[wr + (p.k - 2u) * cq];
+                a1 += w1 * d0.x;
+                a2 += w1 * d0.y;
+                a3 += w1 * d0.z;
+                a4 += w1 * d0.w;
+                a5 += w1 * d1.x;
+                a6 += w1 * d1.y;
+                a7 += w1 * d1.z;
+                a8 += w1 * d1.w;
+                a9 += w1 * d2.x;
+                a10 += w1 * d2.y;
+                a11 += w1 * d2.z;
+                a12 += w1 * d2.w;
+            }
+            if (p.k > 2u) {
+                let w2 = in2v[wr + (p.k - 3u) * cq];
+                a2 += w2 * d0.x;
+                a3 += w2 * d0.y;
+                a4 += w2 * d0.z;
+                a5 += w2 * d0.w;
+                a6 += w2 * d1.x;
+                a7 += w2 * d1.y;
+                a8 += w2 * d1.z;
+                a9 += w2 * d1.w;
+                a10 += w2 * d2.x;
+                a11 += w2 * d2.y;
+                a12 += w2 * d2.z;
+                a13 += w2 * d2.w;
+            }
+            if (p.k > 3u) {
+                let w3 = in2v[wr + (p.k - 4u) * cq];
+                a3 += w3 * d0.x;
+                a4 += w3 * d0.y;
+                a5 += w3 * d0.z;
+                a6 += w3 * d0.w;
+                a7 += w3 * d1.x;
+                a8 += w3 * d1.y;
+                a9 += w3 * d1.z;
+                a10 += w3 * d1.w;
+                a11 += w3 * d2.x;
+                a12 += w3 * d2.y;
+                a13 += w3 * d2.z;
+                a14 += w3 * d2.w;
+            }
+            if (p.k > 4u) {
+                let w4 = in2v[wr + (p.k - 5u) * cq];
+                a4 += w4 * d0.x;
+                a5 += w4 * d0.y;
+                a6 += w4 * d0.z;
+                a7 += w4 * d0.w;
+                a8 += w4 * d1.x;
+                a9 += w4 * d1.y;
+                a10 += w4 * d1.z;
+                a11 += w4 * d1.w;
+                a12 += w4 * d2.x;
+                a13 += w4 * d2.y;
+                a14 += w4 * d2.z;
+                a15 += w4 * d2.w;
+            }
+        }
+    }
+    let acc = array<vec4<f32>, 16>(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15);
+    for (var j = 0u; j < 4u; j++) {
+        let ci = cb * 4u + j;
+        if (ci < p.c_in) {
+            let o = ((img * p.c_in + ci) * p.h + ih) * p.w;
+            for (var a = 0u; a < 16u; a++) {
+                let iw = i32(a) - i32(p.pad);
+                if (iw >= 0 && iw < i32(p.w)) {
+                    out3[o + u32(iw)] = acc[a][j];
+                }
+            }
+        }
     }
 }
 

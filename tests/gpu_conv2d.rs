@@ -2,10 +2,11 @@
 //! weight and bias gradients, with every kernel family that fits each shape (the row kernels
 //! where stride 1 / small k / rows a multiple of 4 allow, the direct kernels always), on
 //! batch 1, odd sizes, stride 2 and padding 1–2, channel counts that are not multiples of
-//! the 4- or 8-channel blocks, and the seed's two convolutions.
+//! the 4- or 8-channel blocks, and the seed's two convolutions. The input gradient also runs
+//! the scatter kernel where it fits (dy rows 4, 8, 12 long; pad 0, 1, 2).
 
 use wgsl_cnn::compare::compare;
-use wgsl_cnn::gpu::conv2d::{self, grad_input_rows_fit, rows_fit, ConvKernel};
+use wgsl_cnn::gpu::conv2d::{self, grad_input_rows_fit, grad_input_scatter_fit, rows_fit, ConvKernel};
 use wgsl_cnn::gpu::{AdapterChoice, GpuContext};
 use wgsl_cnn::reference;
 use wgsl_cnn::rng::Rng;
@@ -96,6 +97,9 @@ fn check_all(ctx: &GpuContext, s: Conv2dShape, seed: u64, with_grad_input: bool)
         if grad_input_rows_fit(&s) {
             variants.push(ConvKernel::Rows);
         }
+        if grad_input_scatter_fit(&s) {
+            variants.push(ConvKernel::Scatter);
+        }
         for kern in variants {
             let dx = out(s.x_len());
             conv2d::grad_input_with(ctx, kern, &s, &dyb, &wb, &dx);
@@ -135,6 +139,10 @@ fn small_odd_strided_and_padded_shapes() {
         // input gradient on 4-output blocks (w 20), pad 2 = k − 3 on the row kernel
         shape(5, 7, 20, 20, 13, 5, 1, 0),
         shape(3, 4, 12, 20, 6, 5, 1, 2),
+        // scatter input gradient with pad 2 (w_out 8, 5 input channels) and pad = k − 1 = 3
+        // (w_out 12, k 4, h_out > h)
+        shape(3, 5, 7, 8, 7, 5, 1, 2),
+        shape(2, 6, 5, 9, 3, 4, 1, 3),
         // stride 3
         shape(2, 3, 14, 15, 5, 4, 3, 1),
     ];
