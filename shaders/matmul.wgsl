@@ -14,6 +14,10 @@
 //   checks). The operands are then viewed as array<vec4<f32>> (a4, b4 alias a, b; each
 //   entry point uses one view only).
 // - matmul_strided: 4×4 blocks, scalar loads through strides; any shape, any transposes.
+// - matmul_tiled_{nn,nt,tn,tt}: for real GPUs. A 256-invocation workgroup computes a 64×64
+//   tile of C; each step stages a 64×16 slice of op(A) and a 16×64 slice of op(B) in
+//   workgroup memory (zero-filled past m, n, k: any shape), and each invocation accumulates
+//   a 4×4 block from it. Uses the strides of matmul_strided.
 
 struct MatmulParams {
     m: u32,
@@ -166,4 +170,113 @@ fn matmul_strided(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         acc[3] += av * b[bk + cols.w];
     }
     store_block(acc, r0, c0);
+}
+
+// ---- real GPUs: 64×64 tiles staged in workgroup memory ------------------------------------
+
+const TM: u32 = 64u;   // tile rows (of C and op(A))
+const TN: u32 = 64u;   // tile columns (of C and op(B))
+const TK: u32 = 16u;   // k per step
+const PAD: u32 = 68u;  // row stride of the staged slices: TM/TN + 4 spreads banks on stores
+
+// ta_s[kk * PAD + i] = op(A)[tile row0 + i, k0 + kk]; tb_s[kk * PAD + j] = op(B)[k0 + kk, col0 + j].
+// 2 × 16 × 68 × 4 B = 8.5 KiB.
+var<workgroup> ta_s: array<f32, 1088>;
+var<workgroup> tb_s: array<f32, 1088>;
+
+fn matmul_tiled(ta: bool, tb: bool, wg: vec3<u32>, nwg: vec3<u32>, li: u32) {
+    // Everything up to the barriers depends only on the workgroup and the uniforms, so the
+    // early return below keeps control flow uniform (WGSL requires it around barriers).
+    let tiles_n = (p.n + TN - 1u) / TN;
+    let tile = flat_group(wg, nwg);
+    if (tile >= tiles_n * ((p.m + TM - 1u) / TM)) {
+        return;
+    }
+    let row0 = (tile / tiles_n) * TM;
+    let col0 = (tile % tiles_n) * TN;
+    // Invocation (tx, ty) owns rows row0 + ty + 16·i and columns col0 + tx + 16·j (i, j < 4):
+    // neighbouring invocations read neighbouring staged values and store neighbouring columns.
+    let tx = li % 16u;
+    let ty = li / 16u;
+    var acc: array<vec4<f32>, 4>;  // acc[i][j]
+    for (var k0 = 0u; k0 < p.k; k0 += TK) {
+        // 1024 values per slice, 4 per invocation; consecutive invocations walk the stored
+        // operand's contiguous dimension (k for A [m, k] and for Bᵀ [n, k], else m or n).
+        for (var r = 0u; r < 4u; r++) {
+            let e = li + r * 256u;
+            var i = e / TK;
+            var kk = e % TK;
+            if (ta) {
+                i = e % TM;
+                kk = e / TM;
+            }
+            var av = 0.0;
+            if (row0 + i < p.m && k0 + kk < p.k) {
+                av = a[(row0 + i) * p.a_row + (k0 + kk) * p.a_k];
+            }
+            ta_s[kk * PAD + i] = av;
+            var j = e % TN;
+            var kb = e / TN;
+            if (tb) {
+                j = e / TK;
+                kb = e % TK;
+            }
+            var bv = 0.0;
+            if (col0 + j < p.n && k0 + kb < p.k) {
+                bv = b[(k0 + kb) * p.b_k + (col0 + j) * p.b_col];
+            }
+            tb_s[kb * PAD + j] = bv;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            let ar = kk * PAD + ty;
+            let br = kk * PAD + tx;
+            let av = vec4<f32>(ta_s[ar], ta_s[ar + 16u], ta_s[ar + 32u], ta_s[ar + 48u]);
+            let bv = vec4<f32>(tb_s[br], tb_s[br + 16u], tb_s[br + 32u], tb_s[br + 48u]);
+            acc[0] += av.x * bv;
+            acc[1] += av.y * bv;
+            acc[2] += av.z * bv;
+            acc[3] += av.w * bv;
+        }
+        workgroupBarrier();
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let col = col0 + tx + 16u * j;
+        if (col < p.n) {
+            var add = 0.0;
+            if (p.has_bias != 0u) {
+                add = bias[col];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                let row = row0 + ty + 16u * i;
+                if (row < p.m) {
+                    c[row * p.n + col] = acc[i][j] + add;
+                }
+            }
+        }
+    }
+}
+
+@compute @workgroup_size(256)
+fn matmul_tiled_nn(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) li: u32) {
+    matmul_tiled(false, false, wg, nwg, li);
+}
+
+@compute @workgroup_size(256)
+fn matmul_tiled_nt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) li: u32) {
+    matmul_tiled(false, true, wg, nwg, li);
+}
+
+@compute @workgroup_size(256)
+fn matmul_tiled_tn(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) li: u32) {
+    matmul_tiled(true, false, wg, nwg, li);
+}
+
+@compute @workgroup_size(256)
+fn matmul_tiled_tt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) li: u32) {
+    matmul_tiled(true, true, wg, nwg, li);
 }

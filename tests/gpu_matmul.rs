@@ -1,9 +1,9 @@
 //! matmul.wgsl vs the CPU reference (f64 accumulation, rounded to f32): every transpose
-//! combination, with and without bias, every kernel (vec4 where it fits, strided always),
-//! on odd shapes, batch 1, shapes larger than a block, and the seed's six Linear products.
+//! combination, with and without bias, every kernel (vec4 where it fits, strided and tiled
+//! always), on odd shapes, batch 1, shapes larger than a block, and the seed's six Linear products.
 
 use wgsl_cnn::compare::compare;
-use wgsl_cnn::gpu::matmul::{matmul_with, vec4_fits, MatmulKernel};
+use wgsl_cnn::gpu::matmul::{env_override, matmul_with, resolve, vec4_fits, MatmulKernel};
 use wgsl_cnn::gpu::{AdapterChoice, GpuContext};
 use wgsl_cnn::reference;
 use wgsl_cnn::rng::Rng;
@@ -55,7 +55,7 @@ fn shape(m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> MatmulSh
 
 /// Every kernel that can run `s`.
 fn kernels(s: &MatmulShape) -> Vec<MatmulKernel> {
-    let mut v = vec![MatmulKernel::Auto, MatmulKernel::Strided];
+    let mut v = vec![MatmulKernel::Auto, MatmulKernel::Strided, MatmulKernel::Tiled];
     if vec4_fits(s) {
         v.push(MatmulKernel::Vec4);
     }
@@ -67,8 +67,22 @@ fn small_and_odd_shapes_every_transpose_and_kernel() {
     let ctx = ctx();
     // (m, n, k): 1×1×1; batch 1; none a multiple of the 4×8 / 4×4 blocks; vec4-compatible
     // ones that are not multiples of the block (m = 12 rows, n = 12 columns); several
-    // blocks per dimension and more than one workgroup (67 × 45 outputs).
-    let sizes = [(1, 1, 1), (1, 8, 4), (1, 5, 3), (7, 13, 5), (12, 12, 8), (4, 8, 4), (20, 36, 16), (67, 45, 33), (68, 44, 36)];
+    // blocks per dimension and more than one workgroup (67 × 45 outputs); several 64×64
+    // tiles of the tiled kernel in both dimensions with partial edge tiles and k not a
+    // multiple of its 16-deep steps (130 × 70 × 37), and exactly one tile with k = 16·2.
+    let sizes = [
+        (1, 1, 1),
+        (1, 8, 4),
+        (1, 5, 3),
+        (7, 13, 5),
+        (12, 12, 8),
+        (4, 8, 4),
+        (20, 36, 16),
+        (67, 45, 33),
+        (68, 44, 36),
+        (130, 70, 37),
+        (64, 64, 32),
+    ];
     let mut seed = 0x6d61_746d_0000u64;
     for &(m, n, k) in &sizes {
         for ta in [false, true] {
@@ -103,5 +117,41 @@ fn seed_linear_products() {
             seed += 1;
             check(&ctx, s, bias, kernel, seed);
         }
+    }
+}
+
+#[test]
+fn kernel_names_parse() {
+    for (name, want) in [
+        ("tiled", Some(MatmulKernel::Tiled)),
+        ("VEC4", Some(MatmulKernel::Vec4)),
+        (" strided ", Some(MatmulKernel::Strided)),
+        ("auto", Some(MatmulKernel::Auto)),
+        ("shared", None),
+        ("", None),
+    ] {
+        assert_eq!(MatmulKernel::parse(name), want, "parse({name:?})");
+    }
+}
+
+#[test]
+fn auto_picks_by_adapter_and_env() {
+    let ctx = ctx();
+    let fc1 = shape(100, 500, 800, false, true); // vec4 fits and pays
+    let fc2 = shape(100, 10, 500, false, true); // too few vec4 blocks
+    let odd = shape(7, 13, 5, true, false); // vec4 does not fit
+    let register_blocked = [MatmulKernel::Vec4, MatmulKernel::Strided, MatmulKernel::Strided];
+    let register_blocked = register_blocked.to_vec();
+    let want = match env_override() {
+        None if ctx.is_cpu() => register_blocked,
+        None => vec![MatmulKernel::Tiled; 3],
+        Some(MatmulKernel::Vec4) => register_blocked,
+        Some(k) => vec![k; 3],
+    };
+    let got: Vec<MatmulKernel> = [fc1, fc2, odd].iter().map(|s| resolve(&ctx, MatmulKernel::Auto, s)).collect();
+    assert_eq!(got, want, "is_cpu={} override={:?}", ctx.is_cpu(), env_override());
+    // Explicit kernels are never overridden.
+    for k in [MatmulKernel::Tiled, MatmulKernel::Strided, MatmulKernel::Vec4] {
+        assert_eq!(resolve(&ctx, k, &fc1), k);
     }
 }

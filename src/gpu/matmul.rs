@@ -1,5 +1,14 @@
 //! C = op(A)·op(B) (+ bias): the Linear layer's forward and both backward products
 //! (shaders/matmul.wgsl, CPU twin src/reference/matmul.rs).
+//!
+//! Two kernel families: register blocks without workgroup memory (`Vec4`, `Strided`), which
+//! CPU adapters such as lavapipe run fastest, and 64×64 tiles staged in workgroup memory
+//! (`Tiled`), the usual choice for real GPUs. `Auto` picks by adapter type
+//! (`GpuContext::is_cpu`). The environment variable `WGSL_CNN_MATMUL=tiled|vec4|strided|auto`
+//! (read once per process) overrides what `Auto` picks, so both families can be compared on
+//! one machine: `WGSL_CNN_MATMUL=vec4 wgsl-cnn bench` vs `WGSL_CNN_MATMUL=tiled wgsl-cnn bench`.
+//! `vec4` means the register-blocked family as CPU adapters get it (vec4 where the shape
+//! fits and pays, else strided); `tiled` and `strided` force that one kernel.
 
 use super::context::{Access, GpuContext, Kernel, RawBuffer};
 use crate::shapes::MatmulShape;
@@ -11,6 +20,16 @@ static V4_NT: Kernel = Kernel { file: "matmul", entry: "matmul_v4_nt", bindings:
 static V4_TN: Kernel = Kernel { file: "matmul", entry: "matmul_v4_tn", bindings: BINDINGS };
 static V4_TT: Kernel = Kernel { file: "matmul", entry: "matmul_v4_tt", bindings: BINDINGS };
 static STRIDED: Kernel = Kernel { file: "matmul", entry: "matmul_strided", bindings: BINDINGS };
+static TILED_NN: Kernel = Kernel { file: "matmul", entry: "matmul_tiled_nn", bindings: BINDINGS };
+static TILED_NT: Kernel = Kernel { file: "matmul", entry: "matmul_tiled_nt", bindings: BINDINGS };
+static TILED_TN: Kernel = Kernel { file: "matmul", entry: "matmul_tiled_tn", bindings: BINDINGS };
+static TILED_TT: Kernel = Kernel { file: "matmul", entry: "matmul_tiled_tt", bindings: BINDINGS };
+
+/// Output tile of one `Tiled` workgroup (shaders/matmul.wgsl: TM × TN).
+const TILE: usize = 64;
+
+/// Environment variable that overrides `Auto`'s choice (see the module doc).
+pub const KERNEL_ENV: &str = "WGSL_CNN_MATMUL";
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -28,14 +47,48 @@ struct Params {
 /// Which kernel runs a product.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MatmulKernel {
-    /// `Vec4` where the shape allows it and gives at least `VEC4_MIN_BLOCKS` blocks, else
-    /// `Strided` (a small output such as fc2's 100×10 is a single vec4 workgroup, i.e. one
-    /// CPU core on lavapipe, and ran ~2.5× slower than the strided kernel's two).
+    /// `WGSL_CNN_MATMUL` if set, else by adapter: `Tiled` on GPUs; on CPU adapters `Vec4`
+    /// where the shape allows it and gives at least `VEC4_MIN_BLOCKS` blocks, else `Strided`
+    /// (a small output such as fc2's 100×10 is a single vec4 workgroup, i.e. one CPU core on
+    /// lavapipe, and ran ~2.5× slower than the strided kernel's two).
     Auto,
     /// 4×8 register blocks with vec4 loads (needs `vec4_fits`).
     Vec4,
     /// 4×4 register blocks with scalar loads; any shape.
     Strided,
+    /// 64×64 output tiles per 256 invocations, 64×16 / 16×64 slices of the operands staged
+    /// in workgroup memory, 4×4 register blocks; any shape.
+    Tiled,
+}
+
+impl MatmulKernel {
+    /// Parses a `WGSL_CNN_MATMUL` value (case-insensitive).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "auto" => Some(Self::Auto),
+            "vec4" => Some(Self::Vec4),
+            "strided" => Some(Self::Strided),
+            "tiled" => Some(Self::Tiled),
+            _ => None,
+        }
+    }
+}
+
+/// The kernel named by `WGSL_CNN_MATMUL`, read once; `None` when unset or `auto`. An unknown
+/// value is reported once on stderr and ignored (it is user input: no panic).
+pub fn env_override() -> Option<MatmulKernel> {
+    static CHOICE: std::sync::OnceLock<Option<MatmulKernel>> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        let value = std::env::var(KERNEL_ENV).ok()?;
+        match MatmulKernel::parse(&value) {
+            Some(MatmulKernel::Auto) => None,
+            Some(k) => Some(k),
+            None => {
+                eprintln!("warning: {KERNEL_ENV}={value:?} is not one of tiled, vec4, strided, auto; ignoring it");
+                None
+            }
+        }
+    })
 }
 
 /// Fewest 4×8 blocks (invocations) for which `Auto` takes the vec4 kernel: 8 workgroups.
@@ -93,24 +146,34 @@ pub fn matmul_with(
         b_k: b_k as u32,
         b_col: b_col as u32,
     };
-    let use_v4 = match kernel {
-        MatmulKernel::Auto => vec4_fits(s) && s.m.div_ceil(4) * s.n.div_ceil(8) >= VEC4_MIN_BLOCKS,
+    let pick = |k: [&'static Kernel; 4]| k[2 * s.trans_a as usize + s.trans_b as usize];
+    let (k, groups) = match resolve(ctx, kernel, s) {
+        MatmulKernel::Tiled => (pick([&TILED_NN, &TILED_NT, &TILED_TN, &TILED_TT]), s.m.div_ceil(TILE) * s.n.div_ceil(TILE)),
+        MatmulKernel::Vec4 => (pick([&V4_NN, &V4_NT, &V4_TN, &V4_TT]), (s.m.div_ceil(4) * s.n.div_ceil(8)).div_ceil(64)),
+        _ => (&STRIDED, (s.m.div_ceil(4) * s.n.div_ceil(4)).div_ceil(64)),
+    };
+    ctx.dispatch(k, &params, &[a, b, bias_buf, c], ctx.grid(groups));
+}
+
+/// The concrete kernel (`Vec4`, `Strided` or `Tiled`) that `kernel` runs `s` with on `ctx`.
+pub fn resolve(ctx: &GpuContext, kernel: MatmulKernel, s: &MatmulShape) -> MatmulKernel {
+    // The register-blocked family as CPU adapters get it.
+    let register_blocked = if vec4_fits(s) && s.m.div_ceil(4) * s.n.div_ceil(8) >= VEC4_MIN_BLOCKS {
+        MatmulKernel::Vec4
+    } else {
+        MatmulKernel::Strided
+    };
+    match kernel {
+        MatmulKernel::Auto => match env_override() {
+            Some(MatmulKernel::Vec4) => register_blocked,
+            Some(k) => k,
+            None if ctx.is_cpu() => register_blocked,
+            None => MatmulKernel::Tiled,
+        },
         MatmulKernel::Vec4 => {
             assert!(vec4_fits(s), "matmul {s:?}: the vec4 kernel needs multiples of 4");
-            true
+            MatmulKernel::Vec4
         }
-        MatmulKernel::Strided => false,
-    };
-    let (k, blocks) = if use_v4 {
-        let k = match (s.trans_a, s.trans_b) {
-            (false, false) => &V4_NN,
-            (false, true) => &V4_NT,
-            (true, false) => &V4_TN,
-            (true, true) => &V4_TT,
-        };
-        (k, s.m.div_ceil(4) * s.n.div_ceil(8))
-    } else {
-        (&STRIDED, s.m.div_ceil(4) * s.n.div_ceil(4))
-    };
-    ctx.dispatch(k, &params, &[a, b, bias_buf, c], ctx.grid(blocks.div_ceil(64)));
+        k => k,
+    }
 }
