@@ -1,6 +1,7 @@
 //! Time per call of the matmul and conv2d kernels at the seed's shapes (batch 100):
 //! `cargo run --release --example kernel_timing_gemm [reps] [filter]` (filter: only labels
-//! containing it). Each op is recorded `reps`
+//! containing it). Every matmul kernel that can run a shape is timed (Auto, Strided, Tiled,
+//! Vec4). Each op is recorded `reps`
 //! times into one compute pass after a warm-up call (pipeline compilation), then timed from
 //! submit to idle; ms/call includes per-dispatch overhead (helper dispatches included).
 //! `ROUNDS=n` repeats each batch n times and keeps the best. "cpu" is the process CPU time
@@ -9,7 +10,7 @@
 
 use std::time::Instant;
 use wgsl_cnn::gpu::conv2d::{self, ConvKernel};
-use wgsl_cnn::gpu::matmul::{matmul_with, MatmulKernel};
+use wgsl_cnn::gpu::matmul::{matmul_with, vec4_fits, MatmulKernel};
 use wgsl_cnn::gpu::{AdapterChoice, GpuContext, RawBuffer};
 use wgsl_cnn::rng::Rng;
 use wgsl_cnn::shapes::{Conv2dShape, MatmulShape};
@@ -74,7 +75,11 @@ fn main() {
         let (a, b, c) = (filled(&ctx, &mut rng, s.m * s.k), filled(&ctx, &mut rng, s.k * s.n), ctx.buffer(s.m * s.n));
         let bb = filled(&ctx, &mut rng, s.n);
         let flops = 2.0 * (s.m * s.n * s.k) as f64;
-        for kern in [MatmulKernel::Auto, MatmulKernel::Strided] {
+        let mut kerns = vec![MatmulKernel::Auto, MatmulKernel::Strided, MatmulKernel::Tiled];
+        if vec4_fits(&s) {
+            kerns.push(MatmulKernel::Vec4);
+        }
+        for kern in kerns {
             let label = format!("{name} {}x{}x{} {kern:?}", s.m, s.n, s.k);
             time(&ctx, reps, &label, flops, &|| matmul_with(&ctx, kern, &s, &a, &b, bias.then_some(&*bb), &c));
         }
