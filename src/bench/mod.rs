@@ -214,6 +214,7 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
         if cfg.quick { " (--quick)" } else { "" }
     );
     println!("timer:    {}", timer_description(timer, &be.inner.ctx));
+    println!("kernels:  matmul {}", matmul_family(&be.inner.ctx));
     println!();
 
     let mut w = Workload::new(&mut be, batch);
@@ -458,6 +459,21 @@ invocations/workgroup {} ({}), workgroups/dimension {} ({}), storage binding {} 
         l.max_storage_buffer_binding_size >> 20,
     );
     s
+}
+
+/// Which matmul family runs the seed's fc1 product, and why (adapter type or override).
+fn matmul_family(ctx: &GpuContext) -> String {
+    use crate::gpu::matmul::{env_override, resolve, MatmulKernel};
+    let fc1 = crate::model::lenet5::fc1_shape(100);
+    let chosen = resolve(ctx, MatmulKernel::Auto, &fc1);
+    match env_override() {
+        Some(_) => format!("{chosen:?} (forced by {})", crate::gpu::matmul::KERNEL_ENV),
+        None => format!(
+            "{chosen:?} (automatic for a {} adapter; set {}=tiled|vec4|strided to compare)",
+            if ctx.is_cpu() { "CPU" } else { "GPU" },
+            crate::gpu::matmul::KERNEL_ENV
+        ),
+    }
 }
 
 fn timer_description(timer: Timer, ctx: &GpuContext) -> String {
