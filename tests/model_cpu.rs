@@ -41,10 +41,12 @@ fn the_same_seed_gives_bit_identical_losses() {
 #[test]
 fn reference_training_learns_on_the_subset() {
     let data = wgsl_cnn::data::load_assets_subset().unwrap();
-    let cfg = TrainConfig { epochs: 1, batch_size: 50, seed: 2, save: None, log_every: 10, progress: false, ..TrainConfig::default() };
+    let cfg = TrainConfig { epochs: 1, batch_size: 20, seed: 2, save: None, log_every: 10, progress: false, ..TrainConfig::default() };
     let reports = train::train(&mut Cpu::default(), &data, &cfg).unwrap();
     let acc = reports[0].accuracy();
     eprintln!("reference: 1 epoch on 2,000 images → {acc:.2} % on 1,000 test images");
-    // One epoch of 40 Adam steps on 2,000 images gives ~90-94 %.
-    assert!(acc >= 88.0, "accuracy {acc:.2} %");
+    // One epoch of 100 Adam steps of 20 images (2,000 images) gives 91.6 % with this seed
+    // (deterministic); eval mode needs
+    // the running statistics to have caught up, which 100 steps of momentum 0.1 allow.
+    assert!(acc >= 90.0, "accuracy {acc:.2} %");
 }
