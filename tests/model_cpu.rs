@@ -46,7 +46,7 @@ fn reference_training_learns_on_the_subset() {
     let acc = reports[0].accuracy();
     eprintln!("reference: 1 epoch on 2,000 images → {acc:.2} % on 1,000 test images");
     // One epoch of 100 Adam steps of 20 images (2,000 images) gives 91.6 % with this seed
-    // (deterministic); eval mode needs
-    // the running statistics to have caught up, which 100 steps of momentum 0.1 allow.
+    // (deterministic). Eval mode needs the running statistics to have caught up, which 100
+    // steps of momentum 0.1 allow.
     assert!(acc >= 90.0, "accuracy {acc:.2} %");
 }
