@@ -2,6 +2,8 @@
 //! independent decode in this file), and every class of bad input gives a clear error
 //! naming the file and the problem, never a panic.
 
+mod common;
+use common::TempDir;
 use flate2::{read::GzDecoder, write::GzEncoder, Compression};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -13,29 +15,8 @@ use wgsl_cnn::data::{assets_subset_dir, load_assets_subset, load_with};
 
 // ---- helpers -------------------------------------------------------------------------
 
-/// A fresh, empty directory under the system temp dir, unique per test and process,
-/// removed when dropped.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
 fn temp_dir(test: &str) -> TempDir {
-    let dir =
-        std::env::temp_dir().join(format!("wgsl-cnn-data-test-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
+    common::temp_dir("data-test", test)
 }
 
 fn gz(bytes: &[u8]) -> Vec<u8> {

@@ -1,10 +1,12 @@
 //! The downloader against a tiny HTTP/1.1 server on 127.0.0.1 started by each test.
 //! The "good" bytes are the assets subset, checked with the subset spec (its md5s).
 
+mod common;
+use common::TempDir;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -130,31 +132,8 @@ fn handle(stream: TcpStream, routes: &HashMap<String, Reply>, log: &Mutex<Vec<St
 
 // ---- helpers -------------------------------------------------------------------------
 
-/// A fresh, empty directory under the system temp dir, unique per test and process,
-/// removed when dropped.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-impl std::ops::Deref for TempDir {
-    type Target = Path;
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
 fn temp_dir(test: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!(
-        "wgsl-cnn-download-test-{}-{test}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
+    common::temp_dir("download-test", test)
 }
 
 fn asset(stem: &str) -> Vec<u8> {

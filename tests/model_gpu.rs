@@ -2,7 +2,7 @@
 //! tensor, the `step` tool writes the same file on both backends, GPU runs are
 //! deterministic, training learns, checkpoints move between backends, and resuming is exact.
 
-use std::path::PathBuf;
+mod common;
 use std::process::Command;
 
 use wgsl_cnn::backend::Backend;
@@ -21,11 +21,8 @@ fn gpu() -> Gpu {
     Gpu::new(&AdapterChoice::default()).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wgsl-cnn-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+fn temp_dir(name: &str) -> common::TempDir {
+    common::temp_dir("model", name)
 }
 
 /// A batch of `n` real images from the offline subset.
