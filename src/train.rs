@@ -208,8 +208,11 @@ fn progress_bar(enabled: bool, images: u64, epoch: usize, epochs: usize) -> Prog
     }
     let bar = ProgressBar::new(images);
     bar.set_style(
-        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} images, {per_sec}, eta {eta} {msg}")
+        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} images, {rate} images/s, eta {eta} {msg}")
             .expect("the progress template is valid")
+            .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0}", s.per_sec());
+            })
             .progress_chars("=> "),
     );
     bar.set_prefix(format!("{epoch}/{epochs}"));
