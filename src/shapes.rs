@@ -71,6 +71,9 @@ impl BatchNormShape {
     pub fn len(&self) -> usize {
         self.n * self.c * self.hw
     }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
     /// Elements per channel: the count the statistics average over.
     pub fn per_channel(&self) -> usize {
         self.n * self.hw

@@ -146,6 +146,10 @@ pub struct DispatchTime {
     pub end_ns: f64,
 }
 
+/// A compiled entry point and the layout of its one bind group.
+type Pipeline = (wgpu::ComputePipeline, wgpu::BindGroupLayout);
+type BindGroupKey = (usize, Vec<u64>, Vec<u8>);
+
 pub struct GpuContext {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
@@ -153,8 +157,9 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     modules: RefCell<HashMap<&'static str, wgpu::ShaderModule>>,
-    pipelines: RefCell<HashMap<(&'static str, &'static str), Rc<(wgpu::ComputePipeline, wgpu::BindGroupLayout)>>>,
-    bind_groups: RefCell<HashMap<(usize, Vec<u64>, Vec<u8>), Rc<wgpu::BindGroup>>>,
+    pipelines: RefCell<HashMap<(&'static str, &'static str), Rc<Pipeline>>>,
+    /// Keyed by (pipeline address, buffer ids, uniform bytes).
+    bind_groups: RefCell<HashMap<BindGroupKey, Rc<wgpu::BindGroup>>>,
     uniforms: RefCell<HashMap<Vec<u8>, Rc<wgpu::Buffer>>>,
     scratch: RefCell<HashMap<&'static str, Rc<RawBuffer>>>,
     recorder: RefCell<Option<Recorder>>,
@@ -182,10 +187,12 @@ impl GpuContext {
         let info = adapter.get_info();
         let alimits = adapter.limits();
         // WebGPU's defaults, raised only to what the adapter offers where it helps.
-        let mut limits = wgpu::Limits::default();
-        limits.max_storage_buffer_binding_size = alimits.max_storage_buffer_binding_size;
-        limits.max_buffer_size = alimits.max_buffer_size;
-        limits.max_storage_buffers_per_shader_stage = alimits.max_storage_buffers_per_shader_stage.min(16);
+        let limits = wgpu::Limits {
+            max_storage_buffer_binding_size: alimits.max_storage_buffer_binding_size,
+            max_buffer_size: alimits.max_buffer_size,
+            max_storage_buffers_per_shader_stage: alimits.max_storage_buffers_per_shader_stage.min(16),
+            ..wgpu::Limits::default()
+        };
         let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
         let features = adapter.features() & wanted;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -324,7 +331,7 @@ impl GpuContext {
         *self.recorder.borrow_mut() = Some(Recorder { encoder: enc, pass: None });
     }
 
-    fn pipeline(&self, k: &'static Kernel) -> Rc<(wgpu::ComputePipeline, wgpu::BindGroupLayout)> {
+    fn pipeline(&self, k: &'static Kernel) -> Rc<Pipeline> {
         if let Some(p) = self.pipelines.borrow().get(&(k.file, k.entry)) {
             return p.clone();
         }
@@ -410,7 +417,7 @@ impl GpuContext {
     /// groups are created on first use and reused after.
     pub fn dispatch<P: bytemuck::Pod>(&self, k: &'static Kernel, params: &P, buffers: &[&RawBuffer], groups: [u32; 3]) {
         assert_eq!(buffers.len(), k.bindings.len(), "{}::{} takes {} buffers", k.file, k.entry, k.bindings.len());
-        if groups.iter().any(|&g| g == 0) {
+        if groups.contains(&0) {
             return;
         }
         let max = self.limits.max_compute_workgroups_per_dimension;

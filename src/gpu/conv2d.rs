@@ -101,19 +101,19 @@ pub const ROWS_MAX_K: usize = 5;
 
 /// Whether the row kernels can run the forward and the weight gradient of `s`.
 pub fn rows_fit(s: &Conv2dShape) -> bool {
-    s.stride == 1 && s.pad == 0 && s.k <= ROWS_MAX_K && s.w % 4 == 0 && s.w_out() % 4 == 0
+    s.stride == 1 && s.pad == 0 && s.k <= ROWS_MAX_K && s.w.is_multiple_of(4) && s.w_out().is_multiple_of(4)
 }
 
 /// Whether the row kernel can run the input gradient of `s` (as a forward conv of dy
 /// padded by k − 1 − pad, whose output rows are w long).
 pub fn grad_input_rows_fit(s: &Conv2dShape) -> bool {
-    s.stride == 1 && s.pad < s.k && s.k <= ROWS_MAX_K && s.w % 4 == 0
+    s.stride == 1 && s.pad < s.k && s.k <= ROWS_MAX_K && s.w.is_multiple_of(4)
 }
 
 /// Whether the scatter kernel can run the input gradient of `s`: every dx row in one
 /// invocation, w_out + k − 1 accumulators.
 pub fn grad_input_scatter_fit(s: &Conv2dShape) -> bool {
-    s.stride == 1 && s.pad < s.k && s.k <= ROWS_MAX_K && s.w_out() % 4 == 0 && (4..=12).contains(&s.w_out())
+    s.stride == 1 && s.pad < s.k && s.k <= ROWS_MAX_K && s.w_out().is_multiple_of(4) && (4..=12).contains(&s.w_out())
 }
 
 fn pick(kernel: ConvKernel, fits: bool, what: &str, s: &Conv2dShape) -> bool {
@@ -172,9 +172,9 @@ pub fn forward_with(
 /// fastest on lavapipe, then 12, then 4).
 fn forward_rows(ctx: &GpuContext, p: &Params, buffers: &[&RawBuffer; 4]) {
     let w_out = p.w_out as usize;
-    let (kernel, per) = if w_out % 8 == 0 {
+    let (kernel, per) = if w_out.is_multiple_of(8) {
         (&FORWARD_ROWS8, 8)
-    } else if w_out % 12 == 0 {
+    } else if w_out.is_multiple_of(12) {
         (&FORWARD_ROWS12, 12)
     } else {
         (&FORWARD_ROWS4, 4)

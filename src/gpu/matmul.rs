@@ -99,7 +99,7 @@ pub const VEC4_MIN_BLOCKS: usize = 512;
 pub fn vec4_fits(s: &MatmulShape) -> bool {
     let a_inner = if s.trans_a { s.m } else { s.k };
     let b_inner = if s.trans_b { s.k } else { s.n };
-    s.k % 4 == 0 && a_inner % 4 == 0 && b_inner % 4 == 0
+    s.k.is_multiple_of(4) && a_inner % 4 == 0 && b_inner % 4 == 0
 }
 
 /// C[m, n] = op(A)·op(B) (+ bias[n] broadcast over rows); see `MatmulShape` for layouts.

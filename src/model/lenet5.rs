@@ -284,9 +284,8 @@ impl<B: Backend> Lenet5<B> {
     /// One Adam step over every parameter with the current gradients.
     pub fn adam_update(&mut self, be: &mut B, cfg: &AdamConfig) {
         self.adam_step += 1;
-        for i in 0..self.params.len() {
-            let len = LENET5_PARAMS[i].len();
-            be.adam(cfg, self.adam_step, len, &self.params[i], &self.grads[i], &self.adam_m[i], &self.adam_v[i]);
+        for (i, spec) in LENET5_PARAMS.iter().enumerate() {
+            be.adam(cfg, self.adam_step, spec.len(), &self.params[i], &self.grads[i], &self.adam_m[i], &self.adam_v[i]);
         }
     }
 
