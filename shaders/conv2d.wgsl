@@ -153,6 +153,8 @@ fn shift(a: vec4<f32>, b: vec4<f32>, kw: u32) -> vec4<f32> {
 // (np = 3) still fit, 8 channels × 8 outputs did not (spills, 30% slower). Written out
 // unrolled (conv_forward_rows{4,8,12}, generated): with the accumulators and the loaded
 // vectors in arrays indexed by unrolled loop counters conv2 took ~25% more CPU time.
+// BEGIN GENERATED forward_rows by tests/conv2d_generated.rs: edit the generator, then run
+// WGSL_CNN_BLESS=1 cargo test --release --test conv2d_generated (rewrites up to END).
 @compute @workgroup_size(64)
 fn conv_forward_rows4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) li: u32) {
@@ -476,6 +478,7 @@ fn conv_forward_rows12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
         }
     }
 }
+// END GENERATED forward_rows
 
 // Bindings: 1 w [c_out, c_in, k, k], 2 out: the weights as a [rows, co4] matrix, zero in the
 // padding columns. flip = 0: out[(ci·k + kh)·k + kw, co] = w[co, ci, kh, kw] (forward).
@@ -543,6 +546,8 @@ fn conv_pad_columns(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
 // Needs stride 1, pad < k ≤ 5, w_out % 4 == 0, w_out ≤ 12.
 // (Generated, fully unrolled: with the accumulators in an array indexed by unrolled loop
 // counters lavapipe ran 3.5× slower.)
+// BEGIN GENERATED grad_input_scatter by tests/conv2d_generated.rs: edit the generator, then run
+// WGSL_CNN_BLESS=1 cargo test --release --test conv2d_generated (rewrites up to END).
 @compute @workgroup_size(64)
 fn conv_grad_input_scatter4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                             @builtin(local_invocation_index) li: u32) {
@@ -851,6 +856,7 @@ fn conv_grad_input_scatter12(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
         }
     }
 }
+// END GENERATED grad_input_scatter
 
 // ---- input gradient, any stride and padding ---------------------------------------------
 
