@@ -16,18 +16,23 @@ pub struct Conv2dShape {
 }
 
 impl Conv2dShape {
+    #[inline]
     pub fn h_out(&self) -> usize {
         (self.h + 2 * self.pad - self.k) / self.stride + 1
     }
+    #[inline]
     pub fn w_out(&self) -> usize {
         (self.w + 2 * self.pad - self.k) / self.stride + 1
     }
+    #[inline]
     pub fn x_len(&self) -> usize {
         self.n * self.c_in * self.h * self.w
     }
+    #[inline]
     pub fn w_len(&self) -> usize {
         self.c_out * self.c_in * self.k * self.k
     }
+    #[inline]
     pub fn y_len(&self) -> usize {
         self.n * self.c_out * self.h_out() * self.w_out()
     }
@@ -45,15 +50,19 @@ pub struct PoolShape {
 }
 
 impl PoolShape {
+    #[inline]
     pub fn h_out(&self) -> usize {
         self.h / self.k
     }
+    #[inline]
     pub fn w_out(&self) -> usize {
         self.w / self.k
     }
+    #[inline]
     pub fn x_len(&self) -> usize {
         self.n * self.c * self.h * self.w
     }
+    #[inline]
     pub fn y_len(&self) -> usize {
         self.n * self.c * self.h_out() * self.w_out()
     }
@@ -68,13 +77,16 @@ pub struct BatchNormShape {
 }
 
 impl BatchNormShape {
+    #[inline]
     pub fn len(&self) -> usize {
         self.n * self.c * self.hw
     }
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
     /// Elements per channel: the count the statistics average over.
+    #[inline]
     pub fn per_channel(&self) -> usize {
         self.n * self.hw
     }

@@ -11,6 +11,7 @@ use super::Real;
 use crate::shapes::{BatchNormShape, BN_EPS, BN_MOMENTUM};
 
 /// The per-channel values of x, in (i, p) order.
+#[inline]
 fn channel<'a, T: Real>(s: &BatchNormShape, x: &'a [T], ch: usize) -> impl Iterator<Item = (usize, f64)> + 'a {
     let (c, hw) = (s.c, s.hw);
     (0..s.n).flat_map(move |i| {
@@ -19,6 +20,7 @@ fn channel<'a, T: Real>(s: &BatchNormShape, x: &'a [T], ch: usize) -> impl Itera
     })
 }
 
+#[inline]
 fn inv_std(var: f64) -> f64 {
     1.0 / (var + f32_decimal(BN_EPS)).sqrt()
 }

@@ -9,6 +9,7 @@ use super::Real;
 use crate::shapes::Conv2dShape;
 
 /// The input pixel that output (oy, ox) reads through tap (ky, kx), or None in the padding.
+#[inline]
 fn input_pixel(s: &Conv2dShape, oy: usize, ox: usize, ky: usize, kx: usize) -> Option<(usize, usize)> {
     let iy = (oy * s.stride + ky).checked_sub(s.pad)?;
     let ix = (ox * s.stride + kx).checked_sub(s.pad)?;

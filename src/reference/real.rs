@@ -39,37 +39,49 @@ pub trait Real:
     }
 }
 
+// #[inline] matters: these are non-generic, so without it every call from another crate
+// (the binary, tests, examples) stays a call, and the reference ran ~4× slower there.
 impl Real for f32 {
+    #[inline]
     fn from_f64(x: f64) -> Self {
         x as f32
     }
+    #[inline]
     fn to_f64(self) -> f64 {
         self as f64
     }
+    #[inline]
     fn exp(self) -> Self {
         f32::exp(self)
     }
+    #[inline]
     fn ln(self) -> Self {
         f32::ln(self)
     }
+    #[inline]
     fn sqrt(self) -> Self {
         f32::sqrt(self)
     }
 }
 
 impl Real for f64 {
+    #[inline]
     fn from_f64(x: f64) -> Self {
         x
     }
+    #[inline]
     fn to_f64(self) -> f64 {
         self
     }
+    #[inline]
     fn exp(self) -> Self {
         f64::exp(self)
     }
+    #[inline]
     fn ln(self) -> Self {
         f64::ln(self)
     }
+    #[inline]
     fn sqrt(self) -> Self {
         f64::sqrt(self)
     }
