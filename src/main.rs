@@ -226,10 +226,7 @@ fn eval<B: Backend>(be: &mut B, data_dir: &Path, checkpoint: &Path, batch_size: 
     }
     let data = load_data(data_dir)?;
     let mut model = wgsl_cnn::model::state::load_model(be, checkpoint, batch_size)?;
-    let (ds, n) = wgsl_cnn::train::upload(be, &data.test, None);
-    let order = be.index(n);
-    be.write_index(&order, &(0..n as u32).collect::<Vec<_>>());
-    let correct = wgsl_cnn::train::evaluate(be, &mut model, &ds, &order, n);
+    let (correct, n) = wgsl_cnn::train::evaluate_split(be, &mut model, &data.test);
     let acc = 100.0 * correct as f64 / n as f64;
     println!("Accuracy of the network on the {n} test images: {} %", wgsl_cnn::train::python_float(acc));
     Ok(())

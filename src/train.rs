@@ -103,6 +103,15 @@ pub fn evaluate<B: Backend>(be: &mut B, model: &mut Lenet5<B>, ds: &B::Dataset, 
     model.take_correct(be)
 }
 
+/// Uploads a split and counts the model's correct predictions on it (eval mode):
+/// (correct, images).
+pub fn evaluate_split<B: Backend>(be: &mut B, model: &mut Lenet5<B>, split: &Split) -> (u32, usize) {
+    let (ds, n) = upload(be, split, None);
+    let order = be.index(n);
+    be.write_index(&order, &(0..n as u32).collect::<Vec<_>>());
+    (evaluate(be, model, &ds, &order, n), n)
+}
+
 /// Trains from scratch or from `cfg.resume`, printing the seed's log lines.
 pub fn train<B: Backend>(be: &mut B, data: &Mnist, cfg: &TrainConfig) -> Result<Vec<EpochReport>> {
     if cfg.batch_size == 0 {

@@ -209,10 +209,7 @@ fn gpu_training_learns_and_checkpoints_evaluate_the_same_on_the_reference() {
 
 fn eval_on<B: Backend>(be: &mut B, path: &std::path::Path, data: &wgsl_cnn::data::Mnist) -> u32 {
     let mut model = wgsl_cnn::model::state::load_model(be, path, 100).unwrap();
-    let (ds, n) = train::upload(be, &data.test, None);
-    let order = be.index(n);
-    be.write_index(&order, &(0..n as u32).collect::<Vec<_>>());
-    train::evaluate(be, &mut model, &ds, &order, n)
+    train::evaluate_split(be, &mut model, &data.test).0
 }
 
 #[test]
