@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::Backend;
@@ -116,6 +116,11 @@ pub fn evaluate_split<B: Backend>(be: &mut B, model: &mut Lenet5<B>, split: &Spl
 pub fn train<B: Backend>(be: &mut B, data: &Mnist, cfg: &TrainConfig) -> Result<Vec<EpochReport>> {
     if cfg.batch_size == 0 {
         bail!("--batch-size must be at least 1");
+    }
+    // Make sure the checkpoint can be written before spending an epoch on it.
+    if let Some(dir) = cfg.save.as_deref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create {}, where the checkpoint is to be saved", dir.display()))?;
     }
     let adam = AdamConfig { lr: cfg.lr, ..AdamConfig::default() };
     let (mut model, start_epoch) = match &cfg.resume {
