@@ -5,6 +5,7 @@
 //! with NaN and u32 outputs with u32::MAX before each dispatch, so an element a kernel
 //! forgets to write fails the comparison.
 
+mod common;
 use std::rc::Rc;
 
 use wgsl_cnn::compare::compare;
@@ -17,15 +18,8 @@ fn ctx() -> GpuContext {
     GpuContext::new(&AdapterChoice::default()).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-/// A fresh seed per test run, or WGSL_CNN_TEST_SEED to replay the one an assertion printed.
-/// Each test mixes in its own salt before seeding its Rng.
 fn seed() -> u64 {
-    let base = match std::env::var("WGSL_CNN_TEST_SEED") {
-        Ok(s) => s.parse().expect("WGSL_CNN_TEST_SEED is a u64"),
-        Err(_) => std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64,
-    };
-    eprintln!("seed {base} (replay with WGSL_CNN_TEST_SEED={base})");
-    base
+    common::base_seed()
 }
 
 fn upload(ctx: &GpuContext, data: &[f32]) -> Rc<RawBuffer> {
