@@ -103,12 +103,18 @@ pub fn evaluate<B: Backend>(be: &mut B, model: &mut Lenet5<B>, ds: &B::Dataset, 
     model.take_correct(be)
 }
 
+/// The order 0, 1, …, n − 1 on the device (evaluation visits the test set in order).
+fn identity_order<B: Backend>(be: &mut B, n: usize) -> B::Index {
+    let order = be.index(n);
+    be.write_index(&order, &(0..n as u32).collect::<Vec<_>>());
+    order
+}
+
 /// Uploads a split and counts the model's correct predictions on it (eval mode):
 /// (correct, images).
 pub fn evaluate_split<B: Backend>(be: &mut B, model: &mut Lenet5<B>, split: &Split) -> (u32, usize) {
     let (ds, n) = upload(be, split, None);
-    let order = be.index(n);
-    be.write_index(&order, &(0..n as u32).collect::<Vec<_>>());
+    let order = identity_order(be, n);
     (evaluate(be, model, &ds, &order, n), n)
 }
 
@@ -125,8 +131,15 @@ pub fn train<B: Backend>(be: &mut B, data: &Mnist, cfg: &TrainConfig) -> Result<
     let adam = AdamConfig { lr: cfg.lr, ..AdamConfig::default() };
     let (mut model, start_epoch) = match &cfg.resume {
         Some(path) => {
-            let (model, epoch) = state::load_training(be, path, cfg.batch_size)?;
+            let (model, epoch, meta) = state::load_training(be, path, cfg.batch_size)?;
             println!("Resumed from {} after epoch {epoch} (Adam step {})", path.display(), model.adam_step);
+            // Shuffling and step numbers follow the seed and batch size: a change means the
+            // remaining epochs differ from what a straight run would have done.
+            for (key, now) in [("seed", cfg.seed.to_string()), ("batch_size", cfg.batch_size.to_string())] {
+                if let Some(saved) = meta.get(key).filter(|saved| **saved != now) {
+                    eprintln!("warning: resuming with {key} {now}, but {} was trained with {saved}", path.display());
+                }
+            }
             (model, epoch)
         }
         None => (Lenet5::new(be, cfg.batch_size, cfg.seed), 0),
@@ -141,8 +154,7 @@ pub fn train<B: Backend>(be: &mut B, data: &Mnist, cfg: &TrainConfig) -> Result<
         bail!("no training images");
     }
     let perm = be.index(n_train);
-    let test_order = be.index(n_test);
-    be.write_index(&test_order, &(0..n_test as u32).collect::<Vec<_>>());
+    let test_order = identity_order(be, n_test);
     let steps = n_train.div_ceil(cfg.batch_size);
     if let (Some(model), Some(all)) = (model_bytes, be.allocated_bytes()) {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);

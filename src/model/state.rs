@@ -125,8 +125,13 @@ pub fn save_training<B: Backend>(
     save_model(be, model, path, &meta)
 }
 
-/// Loads a model and its optimizer state for resuming; returns the epochs already trained.
-pub fn load_training<B: Backend>(be: &mut B, path: &Path, capacity: usize) -> Result<(Lenet5<B>, usize)> {
+/// Loads a model and its optimizer state for resuming; returns the epochs already trained
+/// and the checkpoint's metadata (the recipe it was trained with).
+pub fn load_training<B: Backend>(
+    be: &mut B,
+    path: &Path,
+    capacity: usize,
+) -> Result<(Lenet5<B>, usize, BTreeMap<String, String>)> {
     let (tensors, meta) = checkpoint::load_strict(path, &state_dict_specs())?;
     let mut model = model_from_state_dict(be, &tensors, capacity).with_context(|| format!("{}", path.display()))?;
     let opath = checkpoint::optimizer_path(path);
@@ -159,5 +164,5 @@ pub fn load_training<B: Backend>(be: &mut B, path: &Path, capacity: usize) -> Re
         let dst = if i < n { &model.adam_m[i] } else { &model.adam_v[i - n] };
         be.write(dst, f32_of(t));
     }
-    Ok((model, epoch))
+    Ok((model, epoch, meta))
 }
