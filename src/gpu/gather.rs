@@ -39,6 +39,8 @@ pub fn pack_u8(bytes: &[u8]) -> Vec<u32> {
 
 /// x[i, :] = images[perm[offset + i]] / 255 and y[i] = labels[perm[offset + i]] for i < n,
 /// with `images_packed` from [`pack_u8`] (each image `pixels` bytes) and `labels` as u32.
+/// perm entries must be below the image count (WebGPU's bounds checks keep an out-of-range
+/// one from reading outside the buffers, but its row is then undefined).
 ///
 /// `offset` is a uniform (part of the bind-group cache key); it takes one value per batch
 /// of an epoch, so the cache stays bounded by the number of batches.
