@@ -1,20 +1,129 @@
-//! The one interface the model is written against. `reference::Cpu` runs each op at once in
-//! plain Rust; `gpu::Gpu` records each op as a compute dispatch into the current command
-//! encoder and submits on `submit()`. The model never knows which one it talks to.
+//! The one interface the layers are written against. `reference::Cpu` runs each op at once in
+//! plain Rust; `gpu::Gpu` records each op as compute dispatches into the current command
+//! encoder and submits on `submit()`. The layers never know which one they talk to.
 //!
-//! Buffers are handles (cheap to clone). An op reads its input handles and overwrites every
-//! element of its output handles. Passing the same handle as an input and an output is not
-//! allowed (WebGPU forbids binding one buffer both read-only and writable in one dispatch).
+//! An op is data: one `Op` value names the op, its shape and its buffers, and each backend
+//! runs it with one `match`. So an op's signature lives in one place (its variant here),
+//! and whatever wants to see every op call (the benchmark's tracer, a cost model) looks at
+//! `Op` values instead of wrapping every method.
+//!
+//! Buffers are handles (cheap to clone); a handle may be a view (offset, length) into a
+//! larger buffer, as the parameter store's tensors are. An op reads its input handles and
+//! writes its outputs: outputs are overwritten unless the variant says it accumulates
+//! (parameter gradients do, so that a parameter used k times gets the sum of k gradients).
+//! An op may not write a buffer that it also reads, not even through another view of the
+//! same buffer (WebGPU forbids binding one buffer read-only and writable in one dispatch);
+//! the CPU reference checks this.
 
 use crate::shapes::{AdamConfig, BatchNormShape, Conv2dShape, MatmulShape, PoolShape};
 
+/// One op call. `T` is the backend's f32 tensor handle, `I` its u32 buffer handle, `D` its
+/// data set; `OpFor<'a, B>` spells it for a backend `B`.
+pub enum Op<'a, T, I, D> {
+    /// x[i, :] = images[perm[offset + i]] / 255, y[i] = labels[perm[offset + i]] for i < n.
+    Gather { ds: &'a D, perm: &'a I, offset: usize, n: usize, x: &'a T, y: &'a I },
+
+    /// y = conv(x, w) + b (cross-correlation, as PyTorch).
+    Conv2dForward { s: Conv2dShape, x: &'a T, w: &'a T, b: &'a T, y: &'a T },
+    /// dx = the input gradient of the forward for output gradient dy.
+    Conv2dGradInput { s: Conv2dShape, dy: &'a T, w: &'a T, dx: &'a T },
+    /// dw += the weight gradient (accumulates).
+    Conv2dGradWeight { s: Conv2dShape, x: &'a T, dy: &'a T, dw: &'a T },
+    /// db += Σ dy over images and pixels, per channel (accumulates).
+    Conv2dGradBias { s: Conv2dShape, dy: &'a T, db: &'a T },
+
+    /// `argmax[o]` is the index within the input's h·w plane of the maximum of window o
+    /// (the first one on ties), as PyTorch's `return_indices`.
+    MaxpoolForward { s: PoolShape, x: &'a T, y: &'a T, argmax: &'a I },
+    /// dx is fully written: dy routed to each window's argmax, zero elsewhere.
+    MaxpoolBackward { s: PoolShape, dy: &'a T, argmax: &'a I, dx: &'a T },
+
+    /// Per-channel batch mean and biased variance, and the running statistics updated with
+    /// them (running = (1 − momentum)·running + momentum·batch, the unbiased variance
+    /// var·m/(m − 1), m = n·hw, going into running_var), as PyTorch's training forward does.
+    BatchnormStats { s: BatchNormShape, x: &'a T, mean: &'a T, var: &'a T, running_mean: &'a T, running_var: &'a T },
+    /// y = (x − mean)/√(var + eps)·gamma + beta. Training passes the batch statistics, eval
+    /// the running ones.
+    BatchnormNormalize { s: BatchNormShape, x: &'a T, mean: &'a T, var: &'a T, gamma: &'a T, beta: &'a T, y: &'a T },
+    /// dx (overwritten), and dgamma, dbeta (accumulated) of the training forward.
+    BatchnormBackward {
+        s: BatchNormShape,
+        x: &'a T,
+        dy: &'a T,
+        mean: &'a T,
+        var: &'a T,
+        gamma: &'a T,
+        dx: &'a T,
+        dgamma: &'a T,
+        dbeta: &'a T,
+    },
+
+    /// y = max(x, 0), NaN passed through.
+    ReluForward { len: usize, x: &'a T, y: &'a T },
+    /// dx = dy where the forward output y > 0, else 0.
+    ReluBackward { len: usize, y: &'a T, dy: &'a T, dx: &'a T },
+
+    /// C = op(A)·op(B) (+ bias broadcast over rows), or C += that with `s.accumulate`.
+    Matmul { s: MatmulShape, a: &'a T, b: &'a T, bias: Option<&'a T>, c: &'a T },
+    /// out[j] += Σ_i x[i, j] over `rows` rows of `cols` (a Linear layer's bias gradient).
+    SumRows { rows: usize, cols: usize, x: &'a T, out: &'a T },
+
+    /// loss[0] = mean over the n rows of −log softmax(logits)[label]; dlogits = (softmax −
+    /// onehot)/n. It also counts the training step on the device: state[0] += 1 (so it holds
+    /// this step's number t, from 1, for Adam), and state[1] = t if the loss is not finite
+    /// and state[1] is still 0 (the first bad step, for the trainer's guard).
+    SoftmaxCrossEntropy { n: usize, classes: usize, logits: &'a T, labels: &'a I, loss: &'a T, dlogits: &'a T, state: &'a I },
+    /// correct[0] += number of rows whose argmax (first max on ties) equals the label.
+    CountCorrect { n: usize, classes: usize, logits: &'a T, labels: &'a I, correct: &'a I },
+
+    /// One Adam step with bias correction over the first `len` elements of param, m and v
+    /// (a whole parameter store: one op for the whole model). The step number t is state[0]
+    /// on the device (counted by `SoftmaxCrossEntropy`); `step` is the same number as the
+    /// host knows it, which the backends check or use to prepare per-step constants.
+    Adam { cfg: AdamConfig, step: u32, len: usize, state: &'a I, param: &'a T, grad: &'a T, m: &'a T, v: &'a T },
+}
+
+/// The `Op` type of backend `B`.
+pub type OpFor<'a, B> = Op<'a, <B as Backend>::Tensor, <B as Backend>::Index, <B as Backend>::Dataset>;
+
+impl<T, I, D> Op<'_, T, I, D> {
+    /// The op's name, as the benchmark prints it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Gather { .. } => "gather",
+            Op::Conv2dForward { .. } => "conv2d_forward",
+            Op::Conv2dGradInput { .. } => "conv2d_grad_input",
+            Op::Conv2dGradWeight { .. } => "conv2d_grad_weight",
+            Op::Conv2dGradBias { .. } => "conv2d_grad_bias",
+            Op::MaxpoolForward { .. } => "maxpool_forward",
+            Op::MaxpoolBackward { .. } => "maxpool_backward",
+            Op::BatchnormStats { .. } => "batchnorm_stats",
+            Op::BatchnormNormalize { .. } => "batchnorm_normalize",
+            Op::BatchnormBackward { .. } => "batchnorm_backward",
+            Op::ReluForward { .. } => "relu_forward",
+            Op::ReluBackward { .. } => "relu_backward",
+            Op::Matmul { .. } => "matmul",
+            Op::SumRows { .. } => "sum_rows",
+            Op::SoftmaxCrossEntropy { .. } => "softmax_cross_entropy",
+            Op::CountCorrect { .. } => "count_correct",
+            Op::Adam { .. } => "adam",
+        }
+    }
+}
+
+/// What a backend's data set tells about itself.
+pub trait DatasetShape {
+    /// Pixels per image.
+    fn pixels(&self) -> usize;
+}
+
 pub trait Backend {
-    /// An f32 buffer on the device.
+    /// An f32 buffer (or a view into one) on the device.
     type Tensor: Clone;
     /// A u32 buffer on the device (labels, argmax indices, counters, permutations).
     type Index: Clone;
     /// The training or test images (u8 pixels) and labels, uploaded once.
-    type Dataset;
+    type Dataset: DatasetShape;
 
     /// Human-readable name of what runs the ops (adapter name for the GPU).
     fn name(&self) -> String;
@@ -24,9 +133,20 @@ pub trait Backend {
     fn tensor(&mut self, len: usize) -> Self::Tensor;
     /// A zero-filled u32 buffer of `len` elements.
     fn index(&mut self, len: usize) -> Self::Index;
+    /// Elements `offset .. offset + len` of `t` as a tensor of their own. `offset` must be a
+    /// multiple of `view_alignment()`.
+    fn view(&mut self, t: &Self::Tensor, offset: usize, len: usize) -> Self::Tensor;
+    /// The alignment, in elements, that view offsets need (the device's storage-buffer
+    /// offset alignment).
+    fn view_alignment(&self) -> usize {
+        1
+    }
+    /// Sets every element of `t` to zero (in recording order with the ops).
+    fn clear(&mut self, t: &Self::Tensor);
+    /// Writes `data` to the first data.len() elements of `t`.
     fn write(&mut self, t: &Self::Tensor, data: &[f32]);
     fn write_index(&mut self, t: &Self::Index, data: &[u32]);
-    /// Waits for all recorded work, then reads the buffer back.
+    /// Waits for all recorded work, then reads the tensor back.
     fn read(&mut self, t: &Self::Tensor) -> Vec<f32>;
     fn read_index(&mut self, t: &Self::Index) -> Vec<u32>;
     /// Sends the work recorded so far to the device without waiting for it.
@@ -36,126 +156,13 @@ pub trait Backend {
         None
     }
 
-    // ---- data ---------------------------------------------------------------------------
     /// Uploads `count` images of `pixels` u8 each, and their labels.
     fn dataset(&mut self, images: &[u8], labels: &[u8], pixels: usize) -> Self::Dataset;
-    /// x[i, :] = images[perm[offset + i]] / 255, y[i] = labels[perm[offset + i]] for i < n.
-    fn gather(
-        &mut self,
-        ds: &Self::Dataset,
-        perm: &Self::Index,
-        offset: usize,
-        n: usize,
-        x: &Self::Tensor,
-        y: &Self::Index,
-    );
 
-    // ---- conv2d -------------------------------------------------------------------------
-    fn conv2d_forward(
-        &mut self,
-        s: &Conv2dShape,
-        x: &Self::Tensor,
-        w: &Self::Tensor,
-        b: &Self::Tensor,
-        y: &Self::Tensor,
-    );
-    fn conv2d_grad_input(&mut self, s: &Conv2dShape, dy: &Self::Tensor, w: &Self::Tensor, dx: &Self::Tensor);
-    fn conv2d_grad_weight(&mut self, s: &Conv2dShape, x: &Self::Tensor, dy: &Self::Tensor, dw: &Self::Tensor);
-    fn conv2d_grad_bias(&mut self, s: &Conv2dShape, dy: &Self::Tensor, db: &Self::Tensor);
+    /// Runs (or records) one op.
+    fn run(&mut self, op: Op<'_, Self::Tensor, Self::Index, Self::Dataset>);
 
-    // ---- maxpool ------------------------------------------------------------------------
-    /// `argmax[o]` is the index within the input's h·w plane of the maximum of window o
-    /// (the first one on ties), as PyTorch's `return_indices`.
-    fn maxpool_forward(&mut self, s: &PoolShape, x: &Self::Tensor, y: &Self::Tensor, argmax: &Self::Index);
-    /// dx is fully written: dy routed to each window's argmax, zero elsewhere.
-    fn maxpool_backward(&mut self, s: &PoolShape, dy: &Self::Tensor, argmax: &Self::Index, dx: &Self::Tensor);
-
-    // ---- batchnorm ----------------------------------------------------------------------
-    /// Per-channel batch mean and biased variance.
-    fn batchnorm_stats(&mut self, s: &BatchNormShape, x: &Self::Tensor, mean: &Self::Tensor, var: &Self::Tensor);
-    /// y = (x − mean)/√(var + eps)·gamma + beta. Training uses the batch stats, eval the running ones.
-    #[allow(clippy::too_many_arguments)]
-    fn batchnorm_normalize(
-        &mut self,
-        s: &BatchNormShape,
-        x: &Self::Tensor,
-        mean: &Self::Tensor,
-        var: &Self::Tensor,
-        gamma: &Self::Tensor,
-        beta: &Self::Tensor,
-        y: &Self::Tensor,
-    );
-    /// running = (1 − momentum)·running + momentum·batch, with the unbiased variance
-    /// (var·m/(m − 1), m = n·hw) going into running_var.
-    fn batchnorm_update_running(
-        &mut self,
-        s: &BatchNormShape,
-        mean: &Self::Tensor,
-        var: &Self::Tensor,
-        running_mean: &Self::Tensor,
-        running_var: &Self::Tensor,
-    );
-    /// Gradients of the training forward wrt x, gamma and beta.
-    #[allow(clippy::too_many_arguments)]
-    fn batchnorm_backward(
-        &mut self,
-        s: &BatchNormShape,
-        x: &Self::Tensor,
-        dy: &Self::Tensor,
-        mean: &Self::Tensor,
-        var: &Self::Tensor,
-        gamma: &Self::Tensor,
-        dx: &Self::Tensor,
-        dgamma: &Self::Tensor,
-        dbeta: &Self::Tensor,
-    );
-
-    // ---- activation ---------------------------------------------------------------------
-    fn relu_forward(&mut self, len: usize, x: &Self::Tensor, y: &Self::Tensor);
-    /// dx = dy where the forward output y > 0, else 0.
-    fn relu_backward(&mut self, len: usize, y: &Self::Tensor, dy: &Self::Tensor, dx: &Self::Tensor);
-
-    // ---- matmul -------------------------------------------------------------------------
-    /// C = op(A)·op(B) (+ bias broadcast over rows).
-    fn matmul(
-        &mut self,
-        s: &MatmulShape,
-        a: &Self::Tensor,
-        b: &Self::Tensor,
-        bias: Option<&Self::Tensor>,
-        c: &Self::Tensor,
-    );
-
-    // ---- reduce -------------------------------------------------------------------------
-    /// out[j] = Σ_i x[i, j] over `rows` rows of `cols` (a Linear layer's bias gradient).
-    fn sum_rows(&mut self, rows: usize, cols: usize, x: &Self::Tensor, out: &Self::Tensor);
-    /// loss[0] = mean over the n rows of −log softmax(logits)[label];
-    /// dlogits = (softmax − onehot)/n.
-    fn softmax_cross_entropy(
-        &mut self,
-        n: usize,
-        classes: usize,
-        logits: &Self::Tensor,
-        labels: &Self::Index,
-        loss: &Self::Tensor,
-        dlogits: &Self::Tensor,
-    );
-    /// correct[0] += number of rows whose argmax (first max on ties) equals the label.
-    fn count_correct(&mut self, n: usize, classes: usize, logits: &Self::Tensor, labels: &Self::Index, correct: &Self::Index);
-    /// If loss[0] is not finite and flag[0] == 0, sets flag[0] = step (steps count from 1).
-    fn flag_nonfinite(&mut self, loss: &Self::Tensor, step: u32, flag: &Self::Index);
-
-    // ---- adam ---------------------------------------------------------------------------
-    /// One Adam step with bias correction; `step` counts from 1.
-    #[allow(clippy::too_many_arguments)]
-    fn adam(
-        &mut self,
-        cfg: &AdamConfig,
-        step: u32,
-        len: usize,
-        param: &Self::Tensor,
-        grad: &Self::Tensor,
-        m: &Self::Tensor,
-        v: &Self::Tensor,
-    );
+    /// Names what issues the ops that follow (`conv2.forward`, `body.block.fc.backward`), for
+    /// profiles; backends that do not profile ignore it.
+    fn scope(&mut self, _name: &str) {}
 }

@@ -1,4 +1,4 @@
-//! wgsl-cnn: trains the LeNet-5 of a PyTorch MNIST notebook with every pass as a WGSL
+//! wgsl-cnn: trains the networks of a PyTorch MNIST notebook (its LeNet-5, MLP and weight-tied NN) with every pass as a WGSL
 //! compute shader, each checked against a plain-Rust CPU reference.
 
 pub mod backend;
@@ -8,6 +8,7 @@ pub mod compare;
 pub mod data;
 pub mod gpu;
 pub mod model;
+pub mod nn;
 pub mod reference;
 pub mod rng;
 pub mod shapes;

@@ -6,6 +6,7 @@ use anyhow::{bail, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use wgsl_cnn::backend::Backend;
 use wgsl_cnn::gpu::{AdapterChoice, Gpu};
+use wgsl_cnn::model::Arch;
 use wgsl_cnn::reference::Cpu;
 use wgsl_cnn::train::TrainConfig;
 
@@ -13,7 +14,7 @@ use wgsl_cnn::train::TrainConfig;
 #[command(
     name = "wgsl-cnn",
     version,
-    about = "Train the seed's LeNet-5 on MNIST with WGSL compute shaders (no subcommand = train)"
+    about = "Train the seed's LeNet-5 (or its MLP, or its weight-tied NN) on MNIST with WGSL compute shaders (no subcommand = train)"
 )]
 struct Cli {
     /// Where the ops run: the GPU (WGSL shaders) or the plain-Rust CPU reference.
@@ -44,12 +45,18 @@ enum Command {
     Eval {
         #[arg(long, default_value = "model.safetensors")]
         checkpoint: PathBuf,
+        /// The checkpoint's model [default: the one it records].
+        #[arg(long, value_parser = model_names())]
+        model: Option<String>,
         #[arg(long, default_value_t = 100)]
         batch_size: usize,
     },
     /// One training step from a PyTorch state_dict and batch, writing logits, loss,
     /// gradients and the state after Adam (see the README for the PyTorch side).
     Step {
+        /// The model INIT holds [default: the one it records, else lenet5].
+        #[arg(long, value_parser = model_names())]
+        model: Option<String>,
         /// state_dict in PyTorch's names (safetensors).
         #[arg(long)]
         init: PathBuf,
@@ -62,7 +69,10 @@ enum Command {
         lr: f32,
     },
     /// The architecture and the parameter table.
-    Summary,
+    Summary {
+        #[arg(long, value_parser = model_names(), default_value = "lenet5")]
+        model: String,
+    },
     /// Load MNIST (downloading missing files unless --offline), verify it and print what was loaded.
     /// Mirrors: WGSL_CNN_MNIST_MIRRORS (comma-separated base URLs) or the built-in list.
     Data {
@@ -78,8 +88,20 @@ enum Command {
     Bench(BenchArgs),
 }
 
+/// `--model`'s choices.
+fn model_names() -> clap::builder::PossibleValuesParser {
+    clap::builder::PossibleValuesParser::new(wgsl_cnn::model::zoo::NAMES)
+}
+
+fn arch(name: Option<&str>) -> Result<Option<Arch>> {
+    name.map(wgsl_cnn::model::zoo::arch).transpose()
+}
+
 #[derive(Parser, Clone)]
 struct BenchArgs {
+    /// The model whose training step is timed.
+    #[arg(long, value_parser = model_names(), default_value = "lenet5")]
+    model: String,
     /// Images per training step.
     #[arg(long, default_value_t = 100)]
     batch: usize,
@@ -116,6 +138,9 @@ enum TimerArg {
 
 #[derive(Parser, Clone)]
 struct TrainArgs {
+    /// The network [default: lenet5, or with --resume the checkpoint's].
+    #[arg(long, value_parser = model_names())]
+    model: Option<String>,
     #[arg(long, default_value_t = 5)]
     epochs: usize,
     #[arg(long, default_value_t = 100)]
@@ -181,10 +206,16 @@ fn run(mut cli: Cli) -> Result<()> {
     let command = cli.command.take().unwrap_or_else(|| Command::Train(TrainArgs::default()));
     match command {
         Command::Train(args) => with_backend!(cli, be => train(be, &cli.data_dir, &args)),
-        Command::Eval { checkpoint, batch_size } => with_backend!(cli, be => eval(be, &cli.data_dir, &checkpoint, batch_size)),
-        Command::Step { init, batch, out, lr } => with_backend!(cli, be => wgsl_cnn::step::run(be, &init, &batch, &out, lr)),
-        Command::Summary => {
-            print!("{}", wgsl_cnn::model::summary::summary());
+        Command::Eval { checkpoint, model, batch_size } => {
+            let arch = arch(model.as_deref())?;
+            with_backend!(cli, be => eval(be, &cli.data_dir, &checkpoint, arch.as_ref(), batch_size))
+        }
+        Command::Step { model, init, batch, out, lr } => {
+            let arch = arch(model.as_deref())?;
+            with_backend!(cli, be => wgsl_cnn::step::run(be, arch.as_ref(), &init, &batch, &out, lr))
+        }
+        Command::Summary { model } => {
+            print!("{}", wgsl_cnn::model::summary::summary(&wgsl_cnn::model::zoo::arch(&model)?));
             Ok(())
         }
         Command::Data { offline } => wgsl_cnn::data::data_command(&cli.data_dir, offline),
@@ -197,9 +228,10 @@ fn load_data(dir: &Path) -> Result<wgsl_cnn::data::Mnist> {
     wgsl_cnn::data::ensure(dir, &wgsl_cnn::data::mirrors_from_env())
 }
 
-fn train<B: Backend>(be: &mut B, data_dir: &Path, args: &TrainArgs) -> Result<()> {
+fn train<B: Backend + 'static>(be: &mut B, data_dir: &Path, args: &TrainArgs) -> Result<()> {
     let data = load_data(data_dir)?;
     let cfg = TrainConfig {
+        model: arch(args.model.as_deref())?,
         epochs: args.epochs,
         batch_size: args.batch_size,
         lr: args.lr,
@@ -220,12 +252,13 @@ fn train<B: Backend>(be: &mut B, data_dir: &Path, args: &TrainArgs) -> Result<()
     Ok(())
 }
 
-fn eval<B: Backend>(be: &mut B, data_dir: &Path, checkpoint: &Path, batch_size: usize) -> Result<()> {
+fn eval<B: Backend + 'static>(be: &mut B, data_dir: &Path, checkpoint: &Path, arch: Option<&Arch>, batch_size: usize) -> Result<()> {
     if batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
     let data = load_data(data_dir)?;
-    let mut model = wgsl_cnn::model::state::load_model(be, checkpoint, batch_size)?;
+    let mut model = wgsl_cnn::model::state::load_model(be, checkpoint, arch, batch_size)?;
+    eprintln!("model: {}", model.arch.name);
     let (correct, n) = wgsl_cnn::train::evaluate_split(be, &mut model, &data.test);
     let acc = 100.0 * correct as f64 / n as f64;
     println!("Accuracy of the network on the {n} test images: {} %", wgsl_cnn::train::python_float(acc));
@@ -254,6 +287,7 @@ fn bench(cli: &Cli, args: &BenchArgs) -> Result<()> {
         bail!("bench always runs the GPU and the CPU reference; leave out --backend cpu");
     }
     let cfg = BenchConfig {
+        arch: wgsl_cnn::model::zoo::arch(&args.model)?,
         batch: args.batch,
         quick: args.quick,
         repeats: args.repeats,

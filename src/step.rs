@@ -8,9 +8,8 @@ use anyhow::{bail, Context, Result};
 
 use crate::backend::Backend;
 use crate::checkpoint::{self, NamedTensor, TensorData};
-use crate::model::lenet5::{CLASSES, IMAGE_PIXELS};
-use crate::model::params::LENET5_PARAMS;
 use crate::model::state::{model_from_state_dict, state_dict, state_dict_specs};
+use crate::model::{Arch, CLASSES, IMAGE_PIXELS};
 use crate::shapes::AdamConfig;
 
 /// A batch file: `x` f32 [N, 1, 28, 28] and `y` int64 [N] with labels 0–9.
@@ -50,18 +49,26 @@ pub fn load_batch(path: &Path) -> Result<(Vec<f32>, Vec<u32>)> {
 
 /// Runs one training step (train mode, Adam with `lr`) and returns the tensors of the
 /// output file: `logits`, `loss`, `grad.<param>`, `after.<state_dict key>`.
-pub fn one_step<B: Backend>(be: &mut B, init: &[NamedTensor], x: &[f32], y: &[u32], lr: f32) -> Result<Vec<NamedTensor>> {
+pub fn one_step<B: Backend + 'static>(
+    be: &mut B,
+    arch: &Arch,
+    init: &[NamedTensor],
+    x: &[f32],
+    y: &[u32],
+    lr: f32,
+) -> Result<Vec<NamedTensor>> {
     let n = y.len();
-    let mut model = model_from_state_dict(be, init, n)?;
+    let mut model = model_from_state_dict(be, arch, init, n)?;
     model.set_batch(be, x, y);
     model.forward(be, n, true);
     model.backward(be, n);
     let mut out = vec![
-        NamedTensor { name: "logits".into(), shape: vec![n, CLASSES], data: TensorData::F32(model.read_logits(be, n)) },
+        NamedTensor { name: "logits".into(), shape: vec![n, arch.classes], data: TensorData::F32(model.read_logits(be, n)) },
         NamedTensor { name: "loss".into(), shape: vec![], data: TensorData::F32(vec![model.read_loss(be)]) },
     ];
-    for (p, g) in LENET5_PARAMS.iter().zip(&model.grads) {
-        out.push(NamedTensor { name: format!("grad.{}", p.name), shape: p.shape.to_vec(), data: TensorData::F32(be.read(g)) });
+    for id in model.store.ids() {
+        let p = &model.store.params[id.0];
+        out.push(NamedTensor { name: format!("grad.{}", p.name), shape: p.shape.clone(), data: TensorData::F32(be.read(model.store.grad(id))) });
     }
     model.adam_update(be, &AdamConfig { lr, ..AdamConfig::default() });
     for t in state_dict(be, &model) {
@@ -70,13 +77,16 @@ pub fn one_step<B: Backend>(be: &mut B, init: &[NamedTensor], x: &[f32], y: &[u3
     Ok(out)
 }
 
-/// The `step` command: INIT (state_dict) and BATCH files in, OUT file written.
-pub fn run<B: Backend>(be: &mut B, init: &Path, batch: &Path, out: &Path, lr: f32) -> Result<()> {
-    let (init_tensors, _) = checkpoint::load_strict(init, &state_dict_specs())?;
+/// The `step` command: INIT (state_dict of `arch`, or of the model INIT records when `arch`
+/// is None) and BATCH files in, OUT file written.
+pub fn run<B: Backend + 'static>(be: &mut B, arch: Option<&Arch>, init: &Path, batch: &Path, out: &Path, lr: f32) -> Result<()> {
+    let arch = crate::model::state::arch_for(init, arch)?;
+    let (init_tensors, _) = checkpoint::load_strict(init, &state_dict_specs(&arch))?;
     let (x, y) = load_batch(batch)?;
-    let tensors = one_step(be, &init_tensors, &x, &y, lr)?;
+    let tensors = one_step(be, &arch, &init_tensors, &x, &y, lr)?;
     let mut meta = BTreeMap::new();
     meta.insert("backend".to_string(), be.name());
+    meta.insert("model".to_string(), arch.name.to_string());
     meta.insert("lr".to_string(), lr.to_string());
     checkpoint::save(out, &tensors, &meta)?;
     println!("wrote {} tensors for a batch of {} to {} (backend: {})", tensors.len(), y.len(), out.display(), be.name());

@@ -10,14 +10,14 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::Backend;
 use crate::data::{Mnist, Split};
-use crate::model::lenet5::IMAGE_PIXELS;
-use crate::model::state;
-use crate::model::Lenet5;
+use crate::model::{state, zoo, Arch, Model, IMAGE_PIXELS};
 use crate::rng::Rng;
 use crate::shapes::AdamConfig;
 
 #[derive(Clone, Debug)]
 pub struct TrainConfig {
+    /// The network (None: LeNet-5, or when resuming the checkpoint's model).
+    pub model: Option<Arch>,
     pub epochs: usize,
     pub batch_size: usize,
     pub lr: f32,
@@ -36,6 +36,7 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
+            model: None,
             epochs: 5,
             batch_size: 100,
             lr: 1e-3,
@@ -91,7 +92,7 @@ pub fn upload<B: Backend>(be: &mut B, split: &Split, limit: Option<usize>) -> (B
 }
 
 /// Counts correct predictions (eval mode) over a device-resident split of `n` images.
-pub fn evaluate<B: Backend>(be: &mut B, model: &mut Lenet5<B>, ds: &B::Dataset, order: &B::Index, n: usize) -> u32 {
+pub fn evaluate<B: Backend + 'static>(be: &mut B, model: &mut Model<B>, ds: &B::Dataset, order: &B::Index, n: usize) -> u32 {
     let batch = model.capacity;
     model.take_correct(be);
     for offset in (0..n).step_by(batch) {
@@ -112,14 +113,14 @@ fn identity_order<B: Backend>(be: &mut B, n: usize) -> B::Index {
 
 /// Uploads a split and counts the model's correct predictions on it (eval mode):
 /// (correct, images).
-pub fn evaluate_split<B: Backend>(be: &mut B, model: &mut Lenet5<B>, split: &Split) -> (u32, usize) {
+pub fn evaluate_split<B: Backend + 'static>(be: &mut B, model: &mut Model<B>, split: &Split) -> (u32, usize) {
     let (ds, n) = upload(be, split, None);
     let order = identity_order(be, n);
     (evaluate(be, model, &ds, &order, n), n)
 }
 
 /// Trains from scratch or from `cfg.resume`, printing the seed's log lines.
-pub fn train<B: Backend>(be: &mut B, data: &Mnist, cfg: &TrainConfig) -> Result<Vec<EpochReport>> {
+pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) -> Result<Vec<EpochReport>> {
     if cfg.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
@@ -131,8 +132,8 @@ pub fn train<B: Backend>(be: &mut B, data: &Mnist, cfg: &TrainConfig) -> Result<
     let adam = AdamConfig { lr: cfg.lr, ..AdamConfig::default() };
     let (mut model, start_epoch) = match &cfg.resume {
         Some(path) => {
-            let (model, epoch, meta) = state::load_training(be, path, cfg.batch_size)?;
-            println!("Resumed from {} after epoch {epoch} (Adam step {})", path.display(), model.adam_step);
+            let (model, epoch, meta) = state::load_training(be, path, cfg.model.as_ref(), cfg.batch_size)?;
+            println!("Resumed {} from {} after epoch {epoch} (Adam step {})", model.arch.name, path.display(), model.adam_step);
             // Shuffling and step numbers follow the seed and batch size: a change means the
             // remaining epochs differ from what a straight run would have done.
             for (key, now) in [("seed", cfg.seed.to_string()), ("batch_size", cfg.batch_size.to_string())] {
@@ -142,7 +143,7 @@ pub fn train<B: Backend>(be: &mut B, data: &Mnist, cfg: &TrainConfig) -> Result<
             }
             (model, epoch)
         }
-        None => (Lenet5::new(be, cfg.batch_size, cfg.seed), 0),
+        None => (Model::new(be, cfg.model.as_ref().unwrap_or(&zoo::lenet5()), cfg.batch_size, cfg.seed)?, 0),
     };
     if start_epoch >= cfg.epochs {
         bail!("the checkpoint has already trained {start_epoch} epochs; ask for more with --epochs");
@@ -179,8 +180,7 @@ pub fn train<B: Backend>(be: &mut B, data: &Mnist, cfg: &TrainConfig) -> Result<
             let offset = s * cfg.batch_size;
             let nb = cfg.batch_size.min(n_train - offset);
             model.gather_batch(be, &train_ds, &perm, offset, nb);
-            let global_step = (epoch * steps + s + 1) as u32;
-            model.train_step(be, nb, &adam, global_step);
+            model.train_step(be, nb, &adam);
             be.submit();
             bar.inc(nb as u64);
             if (s + 1) % cfg.log_every == 0 || s + 1 == steps {

@@ -9,9 +9,8 @@ use wgsl_cnn::backend::Backend;
 use wgsl_cnn::checkpoint::{self, TensorData};
 use wgsl_cnn::compare::compare;
 use wgsl_cnn::gpu::{AdapterChoice, Gpu};
-use wgsl_cnn::model::params::LENET5_PARAMS;
-use wgsl_cnn::model::state::state_dict;
-use wgsl_cnn::model::Lenet5;
+use wgsl_cnn::model::state::{parameter_specs, state_dict, state_dict_specs};
+use wgsl_cnn::model::{zoo, Arch, Model};
 use wgsl_cnn::reference::Cpu;
 use wgsl_cnn::rng::Rng;
 use wgsl_cnn::step::one_step;
@@ -45,15 +44,14 @@ fn f32s(t: &TensorData) -> &[f32] {
     }
 }
 
-#[test]
-fn one_training_step_matches_the_reference() {
+fn one_training_step_matches_the_reference(arch: &Arch, seed: u64) {
     let (mut cpu, mut gpu) = (Cpu::default(), gpu());
-    let seed = 7;
-    let fresh = Lenet5::new(&mut cpu, 1, seed);
+    let fresh = Model::new(&mut cpu, arch, 1, seed).unwrap();
     let init = state_dict(&mut cpu, &fresh);
+    let params: Vec<String> = parameter_specs(arch).into_iter().map(|s| s.name).collect();
     let (x, y) = batch(37, seed);
-    let want = one_step(&mut cpu, &init, &x, &y, 1e-3).unwrap();
-    let got = one_step(&mut gpu, &init, &x, &y, 1e-3).unwrap();
+    let want = one_step(&mut cpu, arch, &init, &x, &y, 1e-3).unwrap();
+    let got = one_step(&mut gpu, arch, &init, &x, &y, 1e-3).unwrap();
     assert_eq!(got.len(), want.len());
     let find = |v: &[checkpoint::NamedTensor], name: &str| f32s(&v.iter().find(|t| t.name == name).unwrap().data).to_vec();
     for (g, w) in got.iter().zip(&want) {
@@ -64,7 +62,7 @@ fn one_training_step_matches_the_reference() {
             continue;
         }
         let (gv, wv) = (f32s(&g.data), f32s(&w.data));
-        let param = g.name.strip_prefix("after.").filter(|p| LENET5_PARAMS.iter().any(|s| s.name == *p));
+        let param = g.name.strip_prefix("after.").filter(|p| params.iter().any(|s| s == p));
         let c = match param {
             // Adam's first step moves a parameter by lr·g/(|g| + eps): a gradient that differs
             // by δ between the backends moves it differently by up to lr·eps·δ/(|g| + eps)²,
@@ -104,16 +102,30 @@ fn one_training_step_matches_the_reference() {
                 compare(gv, wv, 1e-5 * scale + 1e-9, 1e-4)
             }
         };
-        eprintln!("{:<34} {c}", g.name);
-        assert!(c.passed(), "{} (seed {seed}): {c}", g.name);
+        eprintln!("{} {:<34} {c}", arch.name, g.name);
+        assert!(c.passed(), "{} {} (seed {seed}): {c}", arch.name, g.name);
     }
 }
 
 #[test]
-fn step_tool_writes_the_same_file_on_both_backends() {
-    let dir = temp_dir("step");
+fn one_lenet5_training_step_matches_the_reference() {
+    one_training_step_matches_the_reference(&zoo::lenet5(), 7);
+}
+
+#[test]
+fn one_mlp_training_step_matches_the_reference() {
+    one_training_step_matches_the_reference(&zoo::mlp(), 8);
+}
+
+#[test]
+fn one_tied_training_step_matches_the_reference() {
+    one_training_step_matches_the_reference(&zoo::tied(), 9);
+}
+
+fn step_tool_writes_the_same_file_on_both_backends(arch: &Arch) {
+    let dir = temp_dir(&format!("step-{}", arch.name));
     let mut cpu = Cpu::default();
-    let fresh = Lenet5::new(&mut cpu, 1, 3);
+    let fresh = Model::new(&mut cpu, arch, 1, 3).unwrap();
     let init = state_dict(&mut cpu, &fresh);
     checkpoint::save(&dir.join("init.safetensors"), &init, &Default::default()).unwrap();
     let (x, y) = batch(5, 3);
@@ -128,7 +140,7 @@ fn step_tool_writes_the_same_file_on_both_backends() {
     checkpoint::save(&dir.join("batch.safetensors"), &batch_tensors, &Default::default()).unwrap();
     for backend in ["cpu", "gpu"] {
         let out = Command::new(env!("CARGO_BIN_EXE_wgsl-cnn"))
-            .args(["--backend", backend, "step", "--init"])
+            .args(["--backend", backend, "step", "--model", arch.name, "--init"])
             .arg(dir.join("init.safetensors"))
             .arg("--batch")
             .arg(dir.join("batch.safetensors"))
@@ -142,8 +154,8 @@ fn step_tool_writes_the_same_file_on_both_backends() {
     let gpu_out = checkpoint::load_any(&dir.join("gpu.safetensors")).unwrap();
     let names = |v: &[checkpoint::NamedTensor]| v.iter().map(|t| (t.name.clone(), t.shape.clone())).collect::<Vec<_>>();
     assert_eq!(names(&cpu_out), names(&gpu_out), "the two files hold different tensors");
-    // 2 + 12 gradients + 18 state_dict entries.
-    assert_eq!(cpu_out.len(), 2 + 12 + 18);
+    // logits, loss, a gradient per parameter and the state_dict after the step.
+    assert_eq!(cpu_out.len(), 2 + parameter_specs(arch).len() + state_dict_specs(arch).len());
     for (c, g) in cpu_out.iter().zip(&gpu_out) {
         if let (TensorData::F32(a), TensorData::F32(b)) = (&c.data, &g.data) {
             if c.name == "logits" || c.name == "loss" {
@@ -154,15 +166,25 @@ fn step_tool_writes_the_same_file_on_both_backends() {
     }
 }
 
+#[test]
+fn lenet5_step_tool_writes_the_same_file_on_both_backends() {
+    step_tool_writes_the_same_file_on_both_backends(&zoo::lenet5());
+}
+
+#[test]
+fn tied_step_tool_writes_the_same_file_on_both_backends() {
+    step_tool_writes_the_same_file_on_both_backends(&zoo::tied());
+}
+
 /// Losses of `steps` training steps from one seed on the subset.
-fn losses<B: Backend>(be: &mut B, steps: usize) -> Vec<u32> {
+fn losses<B: Backend + 'static>(be: &mut B, steps: usize) -> Vec<u32> {
     let (x, y) = batch(50 * steps, 11);
-    let mut model = Lenet5::new(be, 50, 5);
+    let mut model = Model::new(be, &zoo::lenet5(), 50, 5).unwrap();
     let cfg = wgsl_cnn::shapes::AdamConfig::default();
     (0..steps)
         .map(|s| {
             model.set_batch(be, &x[s * 50 * 784..(s + 1) * 50 * 784], &y[s * 50..(s + 1) * 50]);
-            model.train_step(be, 50, &cfg, s as u32 + 1);
+            model.train_step(be, 50, &cfg);
             model.read_loss(be).to_bits()
         })
         .collect()
@@ -207,8 +229,8 @@ fn gpu_training_learns_and_checkpoints_evaluate_the_same_on_the_reference() {
     }
 }
 
-fn eval_on<B: Backend>(be: &mut B, path: &std::path::Path, data: &wgsl_cnn::data::Mnist) -> u32 {
-    let mut model = wgsl_cnn::model::state::load_model(be, path, 100).unwrap();
+fn eval_on<B: Backend + 'static>(be: &mut B, path: &std::path::Path, data: &wgsl_cnn::data::Mnist) -> u32 {
+    let mut model = wgsl_cnn::model::state::load_model(be, path, None, 100).unwrap();
     train::evaluate_split(be, &mut model, &data.test).0
 }
 
@@ -228,9 +250,40 @@ fn resuming_gives_the_same_losses_as_a_straight_run() {
 }
 
 #[test]
-fn parameter_table_has_the_seed_total() {
-    assert_eq!(wgsl_cnn::model::params::total_params(), 431_220);
-    assert_eq!(LENET5_PARAMS.len(), 12);
+fn tied_training_resumes_exactly_and_its_checkpoint_is_not_another_model() {
+    let data = wgsl_cnn::data::load_assets_subset().unwrap();
+    let (d1, d2) = (temp_dir("tied-straight"), temp_dir("tied-resumed"));
+    let cfg = |dir: &std::path::Path, epochs| TrainConfig {
+        model: Some(zoo::tied()),
+        limit_train: Some(300),
+        log_every: 1,
+        ..subset_config(dir, epochs)
+    };
+    let straight = train::train(&mut gpu(), &data, &cfg(&d1, 2)).unwrap();
+    train::train(&mut gpu(), &data, &cfg(&d2, 1)).unwrap();
+    // Resuming without --model takes the model from the checkpoint.
+    let resume = TrainConfig { model: None, resume: Some(d2.join("model.safetensors")), ..cfg(&d2, 2) };
+    let resumed = train::train(&mut gpu(), &data, &resume).unwrap();
+    assert_eq!(straight[1].losses, resumed[0].losses, "epoch 2 losses differ after resuming");
+    assert_eq!(straight[1].losses.len(), 3);
+    // Loading it as LeNet-5 names both models and the tensors that differ.
+    let err = wgsl_cnn::model::state::load_model(&mut Cpu::default(), &d1.join("model.safetensors"), Some(&zoo::lenet5()), 10)
+        .err()
+        .expect("a tied checkpoint loads as lenet5");
+    let msg = format!("{err:#}");
+    assert!(msg.contains("`tied`") && msg.contains("`lenet5`") && msg.contains("body.block.fc.weight") && msg.contains("conv1.weight"), "{msg}");
+}
+
+#[test]
+fn gpu_training_learns_mlp_and_tied_on_the_subset() {
+    let data = wgsl_cnn::data::load_assets_subset().unwrap();
+    for (arch, epochs, min) in [(zoo::mlp(), 2, 85.0), (zoo::tied(), 2, 50.0)] {
+        let dir = temp_dir(&format!("learn-{}", arch.name));
+        let cfg = TrainConfig { model: Some(arch.clone()), ..subset_config(&dir, epochs) };
+        let acc = train::train(&mut gpu(), &data, &cfg).unwrap().last().unwrap().accuracy();
+        eprintln!("{}: {epochs} epochs of 2,000 images → {acc:.2} % on 1,000 test images", arch.name);
+        assert!(acc >= min, "{}: accuracy {acc:.2} % < {min} %", arch.name);
+    }
 }
 
 #[test]

@@ -3,9 +3,12 @@
 //! eval throughput, and the CPU reference's step in the same run.
 //!
 //! How it measures:
-//! - The model is the real `Lenet5` on `Traced<Gpu>`, fed a synthetic data set (random
-//!   pixels and labels, 4 distinct batches, cycled), so the op list is exactly what a
-//!   training step dispatches and needs no MNIST download.
+//! - The model is the real one (`--model`, LeNet-5 by default) on the GPU backend, whose op
+//!   calls a tracer sees through `Gpu::observer` with the scope of the layer that issued
+//!   each, fed a synthetic data set (random pixels and labels, 4 distinct batches, cycled),
+//!   so the op list is exactly what a training step dispatches and needs no MNIST download.
+//!   Calls of one name (a layer's op, `body.block.fc.forward matmul` ×10 in `tied`) are one
+//!   row, their times added.
 //! - Warm-up: the first step runs with a wait before and after every op call; each call's
 //!   wall time ("first ms") therefore includes creating its pipelines and bind groups. More
 //!   warm-up steps follow untimed.
@@ -22,7 +25,7 @@
 //! - Statistics: median, min and max over the repeats.
 
 pub mod ops;
-pub mod traced;
+pub mod trace;
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -32,12 +35,12 @@ use serde_json::{json, Value};
 
 use crate::backend::Backend;
 use crate::gpu::{AdapterChoice, Gpu, GpuContext};
-use crate::model::lenet5::{Lenet5, CLASSES, IMAGE_PIXELS};
+use crate::model::{Arch, Model, IMAGE_PIXELS};
 use crate::reference::Cpu;
 use crate::rng::Rng;
 use crate::shapes::AdamConfig;
-use ops::{name_calls, Op};
-use traced::{Device, Trace, Traced};
+use ops::Call;
+use trace::{Trace, Traced};
 
 /// The wgpu version Cargo.lock resolved, stamped by build.rs ("unknown" without a Cargo.lock).
 pub const WGPU_VERSION: &str = env!("WGSL_CNN_WGPU_VERSION");
@@ -63,6 +66,8 @@ pub enum Timer {
 }
 
 pub struct BenchConfig {
+    /// The model whose step is measured.
+    pub arch: Arch,
     pub batch: usize,
     /// Fewer repeats and one CPU step: done in under a minute on lavapipe.
     pub quick: bool,
@@ -120,7 +125,7 @@ pub fn rate(count: u64, ms: f64) -> f64 {
 
 /// The real model and a synthetic data set on one backend, stepping as the trainer does.
 struct Workload<B: Backend> {
-    model: Lenet5<B>,
+    model: Model<B>,
     ds: B::Dataset,
     perm: B::Index,
     batch: usize,
@@ -129,19 +134,19 @@ struct Workload<B: Backend> {
     adam: AdamConfig,
 }
 
-impl<B: Backend> Workload<B> {
-    fn new(be: &mut B, batch: usize) -> Self {
+impl<B: Backend + 'static> Workload<B> {
+    fn new(be: &mut B, arch: &Arch, batch: usize) -> Result<Self> {
         let count = batch * BATCHES;
         let mut rng = Rng::new(0x5EED_BE9C);
         let images: Vec<u8> = (0..count * IMAGE_PIXELS).map(|_| rng.below(256) as u8).collect();
-        let labels: Vec<u8> = (0..count).map(|_| rng.below(CLASSES) as u8).collect();
+        let labels: Vec<u8> = (0..count).map(|_| rng.below(arch.classes) as u8).collect();
         let mut order: Vec<u32> = (0..count as u32).collect();
         rng.shuffle(&mut order);
         let ds = be.dataset(&images, &labels, IMAGE_PIXELS);
         let perm = be.index(count);
         be.write_index(&perm, &order);
-        let model = Lenet5::new(be, batch, 0);
-        Workload { model, ds, perm, batch, steps: 0, evals: 0, adam: AdamConfig::default() }
+        let model = Model::new(be, arch, batch, 0)?;
+        Ok(Workload { model, ds, perm, batch, steps: 0, evals: 0, adam: AdamConfig::default() })
     }
 
     /// Gather + forward + loss + backward + Adam, recorded (not waited for).
@@ -149,7 +154,7 @@ impl<B: Backend> Workload<B> {
         let offset = (self.steps as usize % BATCHES) * self.batch;
         self.steps += 1;
         self.model.gather_batch(be, &self.ds, &self.perm, offset, self.batch);
-        self.model.train_step(be, self.batch, &self.adam, self.steps);
+        self.model.train_step(be, self.batch, &self.adam);
         be.submit();
     }
 
@@ -163,14 +168,35 @@ impl<B: Backend> Workload<B> {
     }
 }
 
-/// One op call of the training step and its timings.
+/// The op calls of one name in the training step and their timings.
 pub struct OpTiming {
+    /// Scope and op ("conv2.backward conv2d_grad_weight").
     pub name: String,
-    pub op: Op,
+    pub op: Call,
+    /// How many calls of this name and shape a step makes (weight-tied blocks repeat).
+    pub calls: usize,
+    /// Dispatches of all of them.
     pub dispatches: u64,
     /// Wall ms of the first call (with pipeline creation), waits around it.
     pub first_ms: f64,
     pub stats: Stats,
+}
+
+impl OpTiming {
+    pub fn flops(&self) -> u64 {
+        self.op.flops() * self.calls as u64
+    }
+    pub fn bytes(&self) -> u64 {
+        self.op.bytes() * self.calls as u64
+    }
+    /// The name, with "×k" when the step makes k such calls.
+    pub fn label(&self) -> String {
+        if self.calls > 1 {
+            format!("{} ×{}", self.name, self.calls)
+        } else {
+            self.name.clone()
+        }
+    }
 }
 
 /// An end-to-end measurement.
@@ -186,6 +212,7 @@ pub struct E2e {
 }
 
 pub struct Report {
+    pub model: &'static str,
     pub ctx_info: wgpu::AdapterInfo,
     pub batch: usize,
     pub timer: Timer,
@@ -201,38 +228,47 @@ pub struct Report {
 pub fn run(cfg: &BenchConfig) -> Result<Report> {
     ensure!(cfg.batch >= 1, "--batch must be at least 1");
     let (batch, repeats, warmup) = (cfg.batch, cfg.repeats(), cfg.warmup());
-    let mut be = Traced::new(Gpu::new(&cfg.adapter)?);
-    print!("{}", header(&be.inner.ctx));
+    let mut be = Gpu::new(&cfg.adapter)?;
+    let rec = trace::attach(&mut be);
+    print!("{}", header(&be.ctx));
     let timer = match cfg.timer {
-        Timer::Auto if be.inner.ctx.can_profile() => Timer::Timestamp,
+        Timer::Auto if be.ctx.can_profile() => Timer::Timestamp,
         Timer::Auto | Timer::Wall => Timer::Wall,
-        Timer::Timestamp if be.inner.ctx.can_profile() => Timer::Timestamp,
-        Timer::Timestamp => bail!("{} has no TIMESTAMP_QUERY_INSIDE_PASSES; use --timer wall", be.inner.ctx.info.name),
+        Timer::Timestamp if be.ctx.can_profile() => Timer::Timestamp,
+        Timer::Timestamp => bail!("{} has no TIMESTAMP_QUERY_INSIDE_PASSES; use --timer wall", be.ctx.info.name),
     };
     println!(
-        "run:      batch {batch}, {repeats} timed repeats after a warm-up of 1 + {warmup} steps{}",
+        "run:      model {}, batch {batch}, {repeats} timed repeats after a warm-up of 1 + {warmup} steps{}",
+        cfg.arch.name,
         if cfg.quick { " (--quick)" } else { "" }
     );
-    println!("timer:    {}", timer_description(timer, &be.inner.ctx));
-    println!("kernels:  matmul {}", matmul_family(&be.inner.ctx));
+    println!("timer:    {}", timer_description(timer, &be.ctx));
+    println!("kernels:  matmul {}", matmul_family(&be.ctx));
     println!();
 
-    let mut w = Workload::new(&mut be, batch);
+    let mut w = Workload::new(&mut be, &cfg.arch, batch)?;
+    let set_mode = |mode| {
+        let mut r = rec.borrow_mut();
+        r.clear();
+        r.mode = mode;
+    };
+    let take_calls = || {
+        let mut r = rec.borrow_mut();
+        r.mode = Trace::Off;
+        std::mem::take(&mut r.calls)
+    };
 
     // Warm-up: the first step with every op call waited for and timed on its own.
     eprintln!("bench: warm-up");
-    be.clear();
-    be.trace = Trace::Wall;
+    set_mode(Trace::Wall);
     let t = Instant::now();
     w.train_step(&mut be);
-    be.inner.wait();
+    be.ctx.finish();
     let first_step_ms = t.elapsed().as_secs_f64() * 1e3;
-    let calls = be.calls.clone();
-    let first_ms = be.wall_ms.clone();
-    be.trace = Trace::Off;
+    let calls: Vec<Traced> = take_calls();
     for _ in 0..warmup {
         w.train_step(&mut be);
-        be.inner.wait();
+        be.ctx.finish();
     }
 
     // Interleaved, so that a slow spell of a shared machine hits every measurement alike:
@@ -242,17 +278,15 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
         "bench: {repeats} repeats of (a profiled step ({}), a waited step, a waited eval batch)",
         if timer == Timer::Timestamp { "timestamps" } else { "wall clock" }
     );
-    let mut per_op: Vec<Vec<f64>> = vec![Vec::new(); calls.len()];
-    let mut dispatches = vec![0u64; calls.len()];
+    let mut per_call: Vec<Vec<f64>> = vec![Vec::new(); calls.len()];
     let mut kernels = std::collections::BTreeSet::new();
     let (mut latency, mut recording, mut eval) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..repeats {
-        be.clear();
         if timer == Timer::Timestamp {
-            be.trace = Trace::Record;
-            be.inner.ctx.start_profiling(MAX_DISPATCHES)?;
+            set_mode(Trace::Record);
+            be.ctx.start_profiling(MAX_DISPATCHES)?;
             w.train_step(&mut be);
-            let times = be.inner.ctx.stop_profiling()?;
+            let times = be.ctx.stop_profiling()?;
             let mut span = vec![(f64::INFINITY, f64::NEG_INFINITY); calls.len()];
             for d in &times {
                 let i = d.op.with_context(|| format!("dispatch of {} outside any op call", d.kernel))? as usize;
@@ -261,44 +295,36 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
                 kernels.insert(d.kernel);
             }
             for (i, (b, e)) in span.into_iter().enumerate() {
-                // A call without dispatches (dispatches[i] == 0 below) takes no device time.
-                per_op[i].push(if e >= b { (e - b) * 1e-6 } else { 0.0 });
+                // A call without dispatches takes no device time.
+                per_call[i].push(if e >= b { (e - b) * 1e-6 } else { 0.0 });
             }
         } else {
-            be.trace = Trace::Wall;
+            set_mode(Trace::Wall);
             w.train_step(&mut be);
-            for (i, ms) in be.wall_ms.iter().enumerate().take(calls.len()) {
-                per_op[i].push(*ms);
+        }
+        let now = take_calls();
+        let same = now.len() == calls.len() && now.iter().zip(&calls).all(|(a, b)| (&a.scope, &a.call, a.dispatches) == (&b.scope, &b.call, b.dispatches));
+        ensure!(same, "the training step made different op calls from one step to the next");
+        if timer == Timer::Wall {
+            for (i, c) in now.iter().enumerate() {
+                per_call[i].push(c.wall_ms.unwrap_or(0.0));
             }
         }
-        ensure!(be.calls == calls, "the training step made different op calls from one step to the next");
-        dispatches.clone_from(&be.dispatches);
-        be.trace = Trace::Off;
 
         let t = Instant::now();
         w.train_step(&mut be);
         recording.push(t.elapsed().as_secs_f64() * 1e3);
-        be.inner.wait();
+        be.ctx.finish();
         latency.push(t.elapsed().as_secs_f64() * 1e3);
 
         let t = Instant::now();
         w.eval_batch(&mut be);
-        be.inner.wait();
+        be.ctx.finish();
         eval.push(t.elapsed().as_secs_f64() * 1e3);
     }
-    let names = name_calls(&calls, batch);
-    let ops: Vec<OpTiming> = calls
-        .iter()
-        .enumerate()
-        .map(|(i, op)| OpTiming {
-            name: names[i].clone(),
-            op: op.clone(),
-            dispatches: dispatches[i],
-            first_ms: first_ms[i],
-            stats: Stats::of(&per_op[i]),
-        })
-        .collect();
-    let (step_flops, step_bytes) = (calls.iter().map(Op::flops).sum(), calls.iter().map(Op::bytes).sum());
+    let ops = group_calls(&calls, &per_call);
+    let step_flops = calls.iter().map(|c| c.call.flops()).sum();
+    let step_bytes = calls.iter().map(|c| c.call.bytes()).sum();
 
     // Throughput as training runs: steps back to back, one wait at the end.
     eprintln!("bench: {repeats} train steps back to back");
@@ -306,16 +332,14 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
     for _ in 0..repeats {
         w.train_step(&mut be);
     }
-    be.inner.wait();
+    be.ctx.finish();
     let throughput = t.elapsed().as_secs_f64() * 1e3 / repeats as f64;
     let mut e2e = Vec::new();
     let eval_calls = {
-        be.clear();
-        be.trace = Trace::Record;
+        set_mode(Trace::Record);
         w.eval_batch(&mut be);
-        be.inner.wait();
-        be.trace = Trace::Off;
-        std::mem::take(&mut be.calls)
+        be.ctx.finish();
+        take_calls()
     };
     let gpu_step = |kernel, what: &str, stats| E2e {
         kernel,
@@ -339,8 +363,8 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
         device: "gpu",
         stats: Stats::of(&eval),
         images: batch,
-        flops: eval_calls.iter().map(Op::flops).sum(),
-        bytes: eval_calls.iter().map(Op::bytes).sum(),
+        flops: eval_calls.iter().map(|c| c.call.flops()).sum(),
+        bytes: eval_calls.iter().map(|c| c.call.bytes()).sum(),
     });
 
     // The CPU reference, same step, same run.
@@ -348,7 +372,7 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
     if cpu_steps > 0 {
         eprintln!("bench: {cpu_steps} CPU reference train step(s)");
         let cpu = &mut Cpu::new();
-        let mut wc = Workload::new(cpu, batch);
+        let mut wc = Workload::new(cpu, &cfg.arch, batch)?;
         let mut v = Vec::new();
         for _ in 0..cpu_steps {
             let t = Instant::now();
@@ -367,7 +391,8 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
     }
 
     let report = Report {
-        ctx_info: be.inner.ctx.info.clone(),
+        model: cfg.arch.name,
+        ctx_info: be.ctx.info.clone(),
         batch,
         timer,
         repeats,
@@ -384,6 +409,28 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
         println!("wrote {} records to {}", report.ops.len() + report.e2e.len(), path.display());
     }
     Ok(report)
+}
+
+/// One row per name and shape, in the order of first appearance: calls of one layer that
+/// repeat (a weight-tied block) add their times per repeat and their dispatches.
+fn group_calls(calls: &[Traced], per_call: &[Vec<f64>]) -> Vec<OpTiming> {
+    let mut rows: Vec<(String, Call, usize, u64, f64, Vec<f64>)> = Vec::new();
+    for (i, c) in calls.iter().enumerate() {
+        let name = c.name();
+        let first = c.wall_ms.unwrap_or(0.0);
+        match rows.iter_mut().find(|r| r.0 == name && r.1 == c.call) {
+            Some(r) => {
+                r.2 += 1;
+                r.3 += c.dispatches;
+                r.4 += first;
+                r.5.iter_mut().zip(&per_call[i]).for_each(|(t, x)| *t += x);
+            }
+            None => rows.push((name, c.call.clone(), 1, c.dispatches, first, per_call[i].clone())),
+        }
+    }
+    rows.into_iter()
+        .map(|(name, op, calls, dispatches, first_ms, times)| OpTiming { name, op, calls, dispatches, first_ms, stats: Stats::of(&times) })
+        .collect()
 }
 
 fn yes(b: bool) -> &'static str {
@@ -464,7 +511,7 @@ invocations/workgroup {} ({}), workgroups/dimension {} ({}), storage binding {} 
 /// Which matmul family runs the seed's fc1 product, and why (adapter type or override).
 fn matmul_family(ctx: &GpuContext) -> String {
     use crate::gpu::matmul::{env_override, resolve, MatmulKernel};
-    let fc1 = crate::model::lenet5::fc1_shape(100);
+    let fc1 = crate::shapes::MatmulShape { m: 100, n: 500, k: 800, trans_a: false, trans_b: true, accumulate: false };
     let chosen = resolve(ctx, MatmulKernel::Auto, &fc1);
     match env_override() {
         Some(_) => format!("{chosen:?} (forced by {})", crate::gpu::matmul::KERNEL_ENV),
@@ -503,6 +550,11 @@ impl Report {
         self.ops.iter().map(|o| o.stats.median).sum()
     }
 
+    /// Dispatches one training step records (gather to Adam).
+    pub fn dispatches_per_step(&self) -> u64 {
+        self.ops.iter().map(|o| o.dispatches).sum()
+    }
+
     pub fn steps_per_epoch(&self) -> usize {
         TRAIN_IMAGES.div_ceil(self.batch)
     }
@@ -516,32 +568,32 @@ impl Report {
         let total = self.ops_total_ms();
         let mut s = String::new();
         s += &format!(
-            "{:>3}  {:<28} {:<30} {:>5} {:>10} {:>19} {:>9} {:>8} {:>7} {:>7}\n",
+            "{:>3}  {:<46} {:<30} {:>5} {:>10} {:>19} {:>9} {:>8} {:>7} {:>7}\n",
             "#", "op call", "shape", "disp", "median ms", "min-max ms", "first ms", "GFLOP/s", "GB/s", "% step"
         );
         for (i, o) in self.ops.iter().enumerate() {
             let st = &o.stats;
             s += &format!(
-                "{:>3}  {:<28} {:<30} {:>5} {:>10.3} {:>19} {:>9.2} {:>8.2} {:>7.2} {:>6.1}%\n",
+                "{:>3}  {:<46} {:<30} {:>5} {:>10.3} {:>19} {:>9.2} {:>8.2} {:>7.2} {:>6.1}%\n",
                 i + 1,
-                o.name,
+                o.label(),
                 o.op.shape(),
                 o.dispatches,
                 st.median,
                 format!("{:.3}-{:.3}", st.min, st.max),
                 o.first_ms,
-                rate(o.op.flops(), st.median),
-                rate(o.op.bytes(), st.median),
+                rate(o.flops(), st.median),
+                rate(o.bytes(), st.median),
                 100.0 * st.median / total,
             );
         }
-        let flops: u64 = self.ops.iter().map(|o| o.op.flops()).sum();
-        let bytes: u64 = self.ops.iter().map(|o| o.op.bytes()).sum();
+        let flops: u64 = self.ops.iter().map(OpTiming::flops).sum();
+        let bytes: u64 = self.ops.iter().map(OpTiming::bytes).sum();
         s += &format!(
-            "     {:<28} {:<30} {:>5} {:>10.3} {:>19} {:>9.2} {:>8.2} {:>7.2} {:>6.1}%\n",
+            "     {:<46} {:<30} {:>5} {:>10.3} {:>19} {:>9.2} {:>8.2} {:>7.2} {:>6.1}%\n",
             "sum of op calls",
-            format!("{} calls", self.ops.len()),
-            self.ops.iter().map(|o| o.dispatches).sum::<u64>(),
+            format!("{} calls", self.ops.iter().map(|o| o.calls).sum::<usize>()),
+            self.dispatches_per_step(),
             total,
             "",
             self.ops.iter().map(|o| o.first_ms).sum::<f64>(),
@@ -550,7 +602,10 @@ impl Report {
             100.0
         );
         s += &format!(
-            "     ({} FLOP and {} bytes per step, counted from the shapes{})\n\n",
+            "     ({} model, batch {}: {} dispatches per train step; {} FLOP and {} bytes per step, counted from the shapes{})\n\n",
+            self.model,
+            self.batch,
+            self.dispatches_per_step(),
             group(flops),
             group(bytes),
             self.distinct_kernels.map_or(String::new(), |k| format!("; {k} distinct kernels"))
@@ -563,7 +618,7 @@ impl Report {
                 "{} {}. {} {:.3} ms ({:.1}%)",
                 if i == 0 { "" } else { "," },
                 i + 1,
-                o.name,
+                o.label(),
                 o.stats.median,
                 100.0 * o.stats.median / total
             );
@@ -620,6 +675,7 @@ impl Report {
             |kind: &str, kernel: &str, op: &str, shape: String, device: &str, st: &Stats, flops: u64, bytes: u64| {
                 json!({
                     "kind": kind,
+                    "model": self.model,
                     "kernel": kernel,
                     "op": op,
                     "shape": shape,
@@ -652,8 +708,9 @@ impl Report {
         let total = self.ops_total_ms();
         let mut out = Vec::new();
         for (n, o) in self.ops.iter().enumerate() {
-            let mut r = base("op", &o.name, o.op.kind(), o.op.shape(), "gpu", &o.stats, o.op.flops(), o.op.bytes());
+            let mut r = base("op", &o.name, o.op.kind(), o.op.shape(), "gpu", &o.stats, o.flops(), o.bytes());
             r["index"] = json!(n);
+            r["calls"] = json!(o.calls);
             r["dispatches"] = json!(o.dispatches);
             r["first_ms"] = json!(o.first_ms);
             r["percent_of_step"] = json!(100.0 * o.stats.median / total);
@@ -673,7 +730,8 @@ impl Report {
                 e.bytes,
             );
             r["index"] = Value::Null;
-            r["dispatches"] = Value::Null;
+            r["calls"] = Value::Null;
+            r["dispatches"] = if e.kernel == "train_step" { json!(self.dispatches_per_step()) } else { Value::Null };
             r["first_ms"] = if e.kernel == "train_step" { json!(self.first_step_ms) } else { Value::Null };
             r["percent_of_step"] = Value::Null;
             r["images_per_s"] = json!(e.images as f64 / (e.stats.median * 1e-3));

@@ -7,8 +7,8 @@ use anyhow::Result;
 
 use super::context::{AdapterChoice, GpuContext, RawBuffer};
 use super::{activation, adam, batchnorm, conv2d, gather, matmul, maxpool, reduce};
-use crate::backend::Backend;
-use crate::shapes::{AdamConfig, BatchNormShape, Conv2dShape, MatmulShape, PoolShape};
+use crate::backend::{Backend, Op, OpFor};
+use crate::shapes::AdamConfig;
 
 pub type GpuTensor = Rc<RawBuffer>;
 
@@ -20,52 +20,75 @@ pub struct GpuDataset {
     pub count: usize,
 }
 
+impl crate::backend::DatasetShape for GpuDataset {
+    fn pixels(&self) -> usize {
+        self.pixels
+    }
+}
+
+/// When an observer is called: before an op records its dispatches, or after.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Moment {
+    Before,
+    After,
+}
+
+/// Sees every op call with the scope that issued it (the benchmark's tracer).
+pub type Observer = Box<dyn for<'a> FnMut(&GpuContext, &str, &OpFor<'a, Gpu>, Moment)>;
+
 pub struct Gpu {
     pub ctx: GpuContext,
-    /// Adam's bias corrections (`reference::adam::hyper`) and the step number.
-    adam_hyper: PerStep<[u32; 4]>,
-    step_number: PerStep<u32>,
+    adam_table: AdamTable,
+    scope: String,
+    /// Called around each op call while set.
+    pub observer: Option<Observer>,
 }
 
 impl Gpu {
     pub fn new(choice: &AdapterChoice) -> Result<Self> {
         let ctx = GpuContext::new(choice)?;
-        let (adam_hyper, step_number) = (PerStep::new(&ctx, 4), PerStep::new(&ctx, 1));
-        Ok(Gpu { ctx, adam_hyper, step_number })
+        Ok(Gpu { ctx, adam_table: AdamTable::default(), scope: String::new(), observer: None })
+    }
+
+    /// The scope set last (`Backend::scope`).
+    pub fn current_scope(&self) -> &str {
+        &self.scope
     }
 }
 
-/// A small buffer of per-step constants (Adam's bias corrections, the step number).
-/// Kernels read them from storage rather than uniforms because uniform bytes key the
-/// bind-group cache, so a per-step uniform would create a new bind group every step.
-struct PerStep<T> {
-    buf: GpuTensor,
-    /// The value last written.
-    written: Option<T>,
-    /// The submit that the last dispatch reading the buffer went out with.
+/// Adam's per-step constants for a range of steps, computed on the host in f64 as PyTorch
+/// does (`adam::hyper_table`), so that the kernel can pick step t's row from the step
+/// counter on the device: no per-step write, and bind groups stay cached.
+#[derive(Default)]
+struct AdamTable {
+    buf: Option<GpuTensor>,
+    cfg: Option<AdamConfig>,
+    /// Steps first .. first + ROWS are covered.
+    first: u32,
+    /// The submit that the last dispatch reading the table went out with.
     read_by_submit: Option<u64>,
 }
 
-impl<T: PartialEq + Copy> PerStep<T> {
-    fn new(ctx: &GpuContext, len: usize) -> Self {
-        PerStep { buf: ctx.buffer(len), written: None, read_by_submit: None }
-    }
+impl AdamTable {
+    const ROWS: u32 = 4096;
 
-    /// Makes the buffer hold `value` for the next dispatch that reads it, and notes that
-    /// dispatch. A queued write lands before the next submit, so only when work that read
-    /// the old value is still unsubmitted must it be submitted first (that blocks on some
-    /// drivers); between training steps nothing is pending and the write is free.
-    fn set(&mut self, ctx: &GpuContext, value: T, data: &[impl bytemuck::Pod]) -> &RawBuffer {
+    /// A table covering `step` under `cfg`, rewritten only when it does not. A queued write
+    /// lands before the next submit, so work still unsubmitted that read the old rows is
+    /// submitted first.
+    fn covering(&mut self, ctx: &GpuContext, cfg: &AdamConfig, step: u32) -> GpuTensor {
+        let covered = self.cfg.as_ref() == Some(cfg) && (self.first..self.first.saturating_add(Self::ROWS)).contains(&step);
         let pending = ctx.submits.get() + 1;
-        if self.written != Some(value) {
+        if !covered {
             if self.read_by_submit == Some(pending) {
                 ctx.submit();
             }
-            ctx.write(&self.buf, data);
-            self.written = Some(value);
+            let data = adam::hyper_table(cfg, step, Self::ROWS);
+            let buf = self.buf.get_or_insert_with(|| ctx.buffer(data.len())).clone();
+            ctx.write(&buf, &data);
+            (self.cfg, self.first) = (Some(*cfg), step);
         }
         self.read_by_submit = Some(ctx.submits.get() + 1);
-        &self.buf
+        self.buf.clone().expect("the table was written above")
     }
 }
 
@@ -83,6 +106,15 @@ impl Backend for Gpu {
     }
     fn index(&mut self, len: usize) -> GpuTensor {
         self.ctx.buffer(len)
+    }
+    fn view(&mut self, t: &GpuTensor, offset: usize, len: usize) -> GpuTensor {
+        self.ctx.view(t, offset, len)
+    }
+    fn view_alignment(&self) -> usize {
+        self.ctx.view_alignment()
+    }
+    fn clear(&mut self, t: &GpuTensor) {
+        self.ctx.clear(t)
     }
     fn write(&mut self, t: &GpuTensor, data: &[f32]) {
         self.ctx.write(t, data)
@@ -111,106 +143,61 @@ impl Backend for Gpu {
         self.ctx.write(&lab, &labels.iter().map(|&l| l as u32).collect::<Vec<_>>());
         GpuDataset { images: img, labels: lab, pixels, count: labels.len() }
     }
-    fn gather(&mut self, ds: &GpuDataset, perm: &GpuTensor, offset: usize, n: usize, x: &GpuTensor, y: &GpuTensor) {
-        gather::gather(&self.ctx, &ds.images, &ds.labels, ds.pixels, perm, offset, n, x, y)
+
+    fn scope(&mut self, name: &str) {
+        self.scope.clear();
+        self.scope.push_str(name);
     }
 
-    fn conv2d_forward(&mut self, s: &Conv2dShape, x: &GpuTensor, w: &GpuTensor, b: &GpuTensor, y: &GpuTensor) {
-        conv2d::forward(&self.ctx, s, x, w, b, y)
+    fn run(&mut self, op: OpFor<'_, Gpu>) {
+        let mut observer = self.observer.take();
+        if let Some(f) = observer.as_mut() {
+            f(&self.ctx, &self.scope, &op, Moment::Before);
+        }
+        self.record(&op);
+        if let Some(f) = observer.as_mut() {
+            f(&self.ctx, &self.scope, &op, Moment::After);
+        }
+        self.observer = observer;
     }
-    fn conv2d_grad_input(&mut self, s: &Conv2dShape, dy: &GpuTensor, w: &GpuTensor, dx: &GpuTensor) {
-        conv2d::grad_input(&self.ctx, s, dy, w, dx)
-    }
-    fn conv2d_grad_weight(&mut self, s: &Conv2dShape, x: &GpuTensor, dy: &GpuTensor, dw: &GpuTensor) {
-        conv2d::grad_weight(&self.ctx, s, x, dy, dw)
-    }
-    fn conv2d_grad_bias(&mut self, s: &Conv2dShape, dy: &GpuTensor, db: &GpuTensor) {
-        conv2d::grad_bias(&self.ctx, s, dy, db)
-    }
+}
 
-    fn maxpool_forward(&mut self, s: &PoolShape, x: &GpuTensor, y: &GpuTensor, argmax: &GpuTensor) {
-        maxpool::forward(&self.ctx, s, x, y, argmax)
-    }
-    fn maxpool_backward(&mut self, s: &PoolShape, dy: &GpuTensor, argmax: &GpuTensor, dx: &GpuTensor) {
-        maxpool::backward(&self.ctx, s, dy, argmax, dx)
-    }
-
-    fn batchnorm_stats(&mut self, s: &BatchNormShape, x: &GpuTensor, mean: &GpuTensor, var: &GpuTensor) {
-        batchnorm::stats(&self.ctx, s, x, mean, var)
-    }
-    fn batchnorm_normalize(
-        &mut self,
-        s: &BatchNormShape,
-        x: &GpuTensor,
-        mean: &GpuTensor,
-        var: &GpuTensor,
-        gamma: &GpuTensor,
-        beta: &GpuTensor,
-        y: &GpuTensor,
-    ) {
-        batchnorm::normalize(&self.ctx, s, x, mean, var, gamma, beta, y)
-    }
-    fn batchnorm_update_running(
-        &mut self,
-        s: &BatchNormShape,
-        mean: &GpuTensor,
-        var: &GpuTensor,
-        running_mean: &GpuTensor,
-        running_var: &GpuTensor,
-    ) {
-        batchnorm::update_running(&self.ctx, s, mean, var, running_mean, running_var)
-    }
-    fn batchnorm_backward(
-        &mut self,
-        s: &BatchNormShape,
-        x: &GpuTensor,
-        dy: &GpuTensor,
-        mean: &GpuTensor,
-        var: &GpuTensor,
-        gamma: &GpuTensor,
-        dx: &GpuTensor,
-        dgamma: &GpuTensor,
-        dbeta: &GpuTensor,
-    ) {
-        batchnorm::backward(&self.ctx, s, x, dy, mean, var, gamma, dx, dgamma, dbeta)
-    }
-
-    fn relu_forward(&mut self, len: usize, x: &GpuTensor, y: &GpuTensor) {
-        activation::relu_forward(&self.ctx, len, x, y)
-    }
-    fn relu_backward(&mut self, len: usize, y: &GpuTensor, dy: &GpuTensor, dx: &GpuTensor) {
-        activation::relu_backward(&self.ctx, len, y, dy, dx)
-    }
-
-    fn matmul(&mut self, s: &MatmulShape, a: &GpuTensor, b: &GpuTensor, bias: Option<&GpuTensor>, c: &GpuTensor) {
-        matmul::matmul(&self.ctx, s, a, b, bias.map(|b| &**b), c)
-    }
-
-    fn sum_rows(&mut self, rows: usize, cols: usize, x: &GpuTensor, out: &GpuTensor) {
-        reduce::sum_rows(&self.ctx, rows, cols, x, out)
-    }
-    fn softmax_cross_entropy(
-        &mut self,
-        n: usize,
-        classes: usize,
-        logits: &GpuTensor,
-        labels: &GpuTensor,
-        loss: &GpuTensor,
-        dlogits: &GpuTensor,
-    ) {
-        reduce::softmax_cross_entropy(&self.ctx, n, classes, logits, labels, loss, dlogits)
-    }
-    fn count_correct(&mut self, n: usize, classes: usize, logits: &GpuTensor, labels: &GpuTensor, correct: &GpuTensor) {
-        reduce::count_correct(&self.ctx, n, classes, logits, labels, correct)
-    }
-    fn flag_nonfinite(&mut self, loss: &GpuTensor, step: u32, flag: &GpuTensor) {
-        let step_buf = self.step_number.set(&self.ctx, step, &[step]);
-        reduce::flag_nonfinite(&self.ctx, loss, step_buf, flag)
-    }
-
-    fn adam(&mut self, cfg: &AdamConfig, step: u32, len: usize, param: &GpuTensor, grad: &GpuTensor, m: &GpuTensor, v: &GpuTensor) {
-        let hyper = crate::reference::adam::hyper(cfg, step);
-        let hyper_buf = self.adam_hyper.set(&self.ctx, hyper.map(f32::to_bits), &hyper);
-        adam::step(&self.ctx, cfg, len, hyper_buf, param, grad, m, v)
+impl Gpu {
+    fn record(&mut self, op: &OpFor<'_, Gpu>) {
+        let ctx = &self.ctx;
+        match *op {
+            Op::Gather { ds, perm, offset, n, x, y } => {
+                gather::gather(ctx, &ds.images, &ds.labels, ds.pixels, perm, offset, n, x, y)
+            }
+            Op::Conv2dForward { s, x, w, b, y } => conv2d::forward(ctx, &s, x, w, b, y),
+            Op::Conv2dGradInput { s, dy, w, dx } => conv2d::grad_input(ctx, &s, dy, w, dx),
+            Op::Conv2dGradWeight { s, x, dy, dw } => conv2d::grad_weight(ctx, &s, x, dy, dw),
+            Op::Conv2dGradBias { s, dy, db } => conv2d::grad_bias(ctx, &s, dy, db),
+            Op::MaxpoolForward { s, x, y, argmax } => maxpool::forward(ctx, &s, x, y, argmax),
+            Op::MaxpoolBackward { s, dy, argmax, dx } => maxpool::backward(ctx, &s, dy, argmax, dx),
+            Op::BatchnormStats { s, x, mean, var, running_mean, running_var } => {
+                batchnorm::stats(ctx, &s, x, mean, var, running_mean, running_var)
+            }
+            Op::BatchnormNormalize { s, x, mean, var, gamma, beta, y } => {
+                batchnorm::normalize(ctx, &s, x, mean, var, gamma, beta, y)
+            }
+            Op::BatchnormBackward { s, x, dy, mean, var, gamma, dx, dgamma, dbeta } => {
+                batchnorm::backward(ctx, &s, x, dy, mean, var, gamma, dx, dgamma, dbeta)
+            }
+            Op::ReluForward { len, x, y } => activation::relu_forward(ctx, len, x, y),
+            Op::ReluBackward { len, y, dy, dx } => activation::relu_backward(ctx, len, y, dy, dx),
+            Op::Matmul { s, a, b, bias, c } => matmul::matmul(ctx, &s, a, b, bias.map(|b| &**b), c),
+            Op::SumRows { rows, cols, x, out } => reduce::sum_rows(ctx, rows, cols, x, out),
+            Op::SoftmaxCrossEntropy { n, classes, logits, labels, loss, dlogits, state } => {
+                reduce::softmax_cross_entropy(ctx, n, classes, logits, labels, loss, dlogits, state)
+            }
+            Op::CountCorrect { n, classes, logits, labels, correct } => {
+                reduce::count_correct(ctx, n, classes, logits, labels, correct)
+            }
+            Op::Adam { cfg, step, len, state, param, grad, m, v } => {
+                let table = self.adam_table.covering(ctx, &cfg, step);
+                adam::step(ctx, &cfg, len, state, &table, param, grad, m, v)
+            }
+        }
     }
 }

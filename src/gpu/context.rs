@@ -109,13 +109,28 @@ pub fn describe(info: &wgpu::AdapterInfo) -> String {
     )
 }
 
-/// A device buffer with a process-unique id, used as a cache key for bind groups.
+/// A device buffer, or a view of one (`GpuContext::view`), with a process-unique id used as a
+/// cache key for bind groups. Kernels see a view as a whole buffer of `len` elements.
 #[derive(Debug)]
 pub struct RawBuffer {
     pub id: u64,
     pub buffer: wgpu::Buffer,
+    /// Where the view starts in `buffer`, in bytes (0 for a whole buffer).
+    pub offset: u64,
     /// Elements (f32 or u32, 4 bytes each).
     pub len: usize,
+}
+
+impl RawBuffer {
+    /// What a bind group entry binds: the view's bytes.
+    fn binding(&self) -> wgpu::BindingResource<'_> {
+        wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: self.offset,
+            // Never zero-sized: wgpu rejects empty bindings (buffers have room for one element).
+            size: std::num::NonZeroU64::new(self.len.max(1) as u64 * 4),
+        })
+    }
 }
 
 struct Recorder {
@@ -245,7 +260,29 @@ impl GpuContext {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Rc::new(RawBuffer { id, buffer, len })
+        Rc::new(RawBuffer { id, buffer, offset: 0, len })
+    }
+
+    /// Elements `offset .. offset + len` of `buf` as a buffer of their own (same memory).
+    /// `offset` must be a multiple of `view_alignment()`.
+    pub fn view(&self, buf: &RawBuffer, offset: usize, len: usize) -> Rc<RawBuffer> {
+        assert!(offset + len <= buf.len, "a view of {len} at {offset} into a buffer of {}", buf.len);
+        assert!(offset.is_multiple_of(self.view_alignment()), "view offset {offset} is not a multiple of {}", self.view_alignment());
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        Rc::new(RawBuffer { id, buffer: buf.buffer.clone(), offset: buf.offset + offset as u64 * 4, len })
+    }
+
+    /// The storage-buffer offset alignment of the device, in 4-byte elements.
+    pub fn view_alignment(&self) -> usize {
+        (self.limits.min_storage_buffer_offset_alignment as usize / 4).max(1)
+    }
+
+    /// Records a zero fill of `buf` (a transfer command: it ends the open compute pass).
+    pub fn clear(&self, buf: &RawBuffer) {
+        if buf.len > 0 {
+            self.with_encoder(|enc| enc.clear_buffer(&buf.buffer, buf.offset, Some(buf.len as u64 * 4)));
+        }
     }
 
     /// A buffer of at least `len` elements for an op's temporary data (transposed weights,
@@ -268,7 +305,7 @@ impl GpuContext {
     pub fn write<T: bytemuck::Pod>(&self, buf: &RawBuffer, data: &[T]) {
         assert!(data.len() <= buf.len, "write of {} elements into a buffer of {}", data.len(), buf.len);
         if !data.is_empty() {
-            self.queue.write_buffer(&buf.buffer, 0, bytemuck::cast_slice(data));
+            self.queue.write_buffer(&buf.buffer, buf.offset, bytemuck::cast_slice(data));
         }
     }
 
@@ -285,7 +322,7 @@ impl GpuContext {
             mapped_at_creation: false,
         });
         let mut enc = self.take_encoder();
-        enc.copy_buffer_to_buffer(&buf.buffer, 0, &staging, 0, size);
+        enc.copy_buffer_to_buffer(&buf.buffer, buf.offset, &staging, 0, size);
         self.queue.submit([enc.finish()]);
         self.submits.set(self.submits.get() + 1);
         let slice = staging.slice(..);
@@ -432,7 +469,7 @@ impl GpuContext {
                 let u = self.uniform(&key.2);
                 let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: u.as_entire_binding() }];
                 for (i, b) in buffers.iter().enumerate() {
-                    entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.buffer.as_entire_binding() });
+                    entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.binding() });
                 }
                 let bg = Rc::new(self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(k.entry),

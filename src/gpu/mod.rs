@@ -13,5 +13,5 @@ pub mod maxpool;
 pub mod reduce;
 pub mod smoke;
 
-pub use backend::{Gpu, GpuDataset, GpuTensor};
+pub use backend::{Gpu, GpuDataset, GpuTensor, Moment, Observer};
 pub use context::{list_adapters, Access, AdapterChoice, GpuContext, Kernel, RawBuffer};

@@ -1,36 +1,34 @@
-//! `wgsl-cnn summary`: the architecture and the seed's parameter table.
+//! `wgsl-cnn summary`: a model's layers with their output shapes and its parameter table.
 
-use crate::model::params::{total_params, LENET5_PARAMS};
+use super::state::{parameter_specs, state_dict_specs};
+use super::Arch;
 
-pub fn summary() -> String {
-    let mut s = String::new();
-    s.push_str("Lenet5 (the seed's PyTorch model)\n");
-    for line in [
-        "  input      [N, 1, 28, 28]   pixels / 255",
-        "  conv1      Conv2d(1, 20, kernel_size=5)        -> [N, 20, 24, 24]",
-        "  batchnorm1 BatchNorm2d(20, eps=1e-05, momentum=0.1)",
-        "  maxpool    MaxPool2d(2)                         -> [N, 20, 12, 12]",
-        "  relu",
-        "  conv2      Conv2d(20, 50, kernel_size=5)       -> [N, 50, 8, 8]",
-        "  batchnorm2 BatchNorm2d(50, eps=1e-05, momentum=0.1)",
-        "  maxpool    MaxPool2d(2)                         -> [N, 50, 4, 4]",
-        "  relu, flatten                                   -> [N, 800]",
-        "  fc1        Linear(800, 500)                     -> [N, 500]",
-        "  relu",
-        "  fc2        Linear(500, 10)                      -> [N, 10]",
-        "  loss       CrossEntropyLoss (mean over the batch)",
-    ] {
-        s.push_str(line);
-        s.push('\n');
+pub fn summary(arch: &Arch) -> String {
+    let mut s = format!("{} — {}\n", arch.name, arch.title);
+    s.push_str(&format!("  {:<16} {:<44} {}\n", "input", "pixels / 255", arch.input));
+    let mut leaves = Vec::new();
+    arch.spec.leaves("", arch.input, &mut leaves).expect("the zoo's models build");
+    for (path, spec, x, times) in leaves {
+        let y = spec.output(&path, x).expect("the zoo's models build");
+        let uses = if times > 1 { format!(" ×{times} (same weights)") } else { String::new() };
+        s.push_str(&format!("  {:<16} {:<44} {y}\n", path, format!("{}{uses}", spec.describe())));
     }
+    s.push_str(&format!("  {:<16} CrossEntropyLoss (mean over the batch)\n", "loss"));
     s.push('\n');
-    s.push_str(&format!("{:<20} {:<16} {:>9}\n", "parameter", "shape", "count"));
-    for p in LENET5_PARAMS.iter() {
-        s.push_str(&format!("{:<20} {:<16} {:>9}\n", p.name, format!("{:?}", p.shape), group(p.len())));
+    s.push_str(&format!("{:<22} {:<16} {:>9}\n", "parameter", "shape", "count"));
+    let params = parameter_specs(arch);
+    let mut total = 0;
+    for p in &params {
+        let count: usize = p.shape.iter().product();
+        total += count;
+        s.push_str(&format!("{:<22} {:<16} {:>9}\n", p.name, format!("{:?}", p.shape), group(count)));
     }
-    s.push_str(&format!("{:<20} {:<16} {:>9}\n", "total", "", group(total_params())));
-    s.push_str("\nbuffers (state_dict, not trained): batchnorm{1,2}.running_mean, .running_var (f32),\n");
-    s.push_str("  .num_batches_tracked (int64 scalar)\n");
+    let buffers: Vec<String> =
+        state_dict_specs(arch).into_iter().filter(|e| !params.iter().any(|p| p.name == e.name)).map(|e| e.name).collect();
+    s.push_str(&format!("{:<22} {:<16} {:>9}\n", "total", "", group(total)));
+    if !buffers.is_empty() {
+        s.push_str(&format!("\nbuffers (state_dict, not trained): {}\n", buffers.join(", ")));
+    }
     s
 }
 

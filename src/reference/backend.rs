@@ -2,20 +2,55 @@
 //! functions. `Cpu` (f32) is the reference the shaders are checked against; `Cpu64` runs the
 //! whole model in f64 for finite-difference gradient checks.
 //!
-//! Handles are shared vectors; an op borrows its inputs and mutably borrows its outputs, so
-//! passing one handle as both input and output (forbidden by the trait) panics here. Buffers
-//! may be longer than an op's shape (the model allocates for its largest batch): every op
-//! works on the prefix its shape covers, as the GPU kernels do.
+//! A tensor is a view (offset, length) of a shared vector, as GPU tensors are views of
+//! device buffers. Like WebGPU, an op may not write a vector that it also reads, even
+//! through another view: `run` checks that and panics, so a layer that breaks the rule
+//! fails its CPU tests rather than only a GPU validation layer. Tensors may be longer than
+//! an op's shape (activations are allocated for the largest batch): every op works on the
+//! prefix its shape covers, as the GPU kernels do.
 
-use std::cell::RefCell;
+use std::cell::{Ref, RefCell, RefMut};
 use std::marker::PhantomData;
 use std::rc::Rc;
 
 use super::{activation, adam, batchnorm, conv2d, gather, matmul, maxpool, reduce, Real};
-use crate::backend::Backend;
-use crate::shapes::{AdamConfig, BatchNormShape, Conv2dShape, MatmulShape, PoolShape};
+use crate::backend::{Backend, Op};
 
-pub type CpuTensor<T = f32> = Rc<RefCell<Vec<T>>>;
+/// Elements `offset .. offset + len` of a shared vector.
+#[derive(Debug)]
+pub struct CpuTensor<T = f32> {
+    data: Rc<RefCell<Vec<T>>>,
+    offset: usize,
+    len: usize,
+}
+
+impl<T> Clone for CpuTensor<T> {
+    fn clone(&self) -> Self {
+        CpuTensor { data: self.data.clone(), offset: self.offset, len: self.len }
+    }
+}
+
+impl<T> CpuTensor<T> {
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    /// The first `n` elements of the view.
+    fn get(&self, n: usize) -> Ref<'_, [T]> {
+        assert!(n <= self.len, "an op reads {n} elements of a tensor of {}", self.len);
+        Ref::map(self.data.borrow(), |v| &v[self.offset..self.offset + n])
+    }
+    fn get_mut(&self, n: usize) -> RefMut<'_, [T]> {
+        assert!(n <= self.len, "an op writes {n} elements of a tensor of {}", self.len);
+        RefMut::map(self.data.borrow_mut(), |v| &mut v[self.offset..self.offset + n])
+    }
+    fn same_vector(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.data, &other.data)
+    }
+}
+
 pub type CpuIndex = Rc<RefCell<Vec<u32>>>;
 
 /// The u8 images [count, pixels] and labels [count] of a dataset.
@@ -23,6 +58,12 @@ pub struct CpuDataset {
     pub images: Vec<u8>,
     pub labels: Vec<u8>,
     pub pixels: usize,
+}
+
+impl crate::backend::DatasetShape for CpuDataset {
+    fn pixels(&self) -> usize {
+        self.pixels
+    }
 }
 
 #[derive(Default)]
@@ -39,15 +80,21 @@ impl<T: Real> CpuBackend<T> {
     }
     /// Writes values at full precision (the trait's `write` takes f32).
     pub fn write_exact(&mut self, t: &CpuTensor<T>, data: &[T]) {
-        t.borrow_mut()[..data.len()].copy_from_slice(data);
+        t.get_mut(data.len()).copy_from_slice(data);
     }
     pub fn read_exact(&mut self, t: &CpuTensor<T>) -> Vec<T> {
-        t.borrow().clone()
+        t.get(t.len).to_vec()
     }
 }
 
-type In<'a, T> = std::cell::Ref<'a, Vec<T>>;
-type Out<'a, T> = std::cell::RefMut<'a, Vec<T>>;
+/// Panics if an output shares its vector with an input or another output (WebGPU's rule,
+/// except that outputs may share: they are written one after the other here, and the GPU
+/// binds them all writable, which WebGPU allows).
+fn check_aliasing<T>(op: &str, inputs: &[&CpuTensor<T>], outputs: &[&CpuTensor<T>]) {
+    for o in outputs {
+        assert!(!inputs.iter().any(|i| i.same_vector(o)), "{op}: an output shares its buffer with an input");
+    }
+}
 
 impl<T: Real> Backend for CpuBackend<T> {
     type Tensor = CpuTensor<T>;
@@ -59,14 +106,21 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn tensor(&mut self, len: usize) -> CpuTensor<T> {
-        Rc::new(RefCell::new(vec![T::zero(); len]))
+        CpuTensor { data: Rc::new(RefCell::new(vec![T::zero(); len])), offset: 0, len }
     }
     fn index(&mut self, len: usize) -> CpuIndex {
         Rc::new(RefCell::new(vec![0; len]))
     }
+    fn view(&mut self, t: &CpuTensor<T>, offset: usize, len: usize) -> CpuTensor<T> {
+        assert!(offset + len <= t.len, "a view of {len} at {offset} into a tensor of {}", t.len);
+        CpuTensor { data: t.data.clone(), offset: t.offset + offset, len }
+    }
+    fn clear(&mut self, t: &CpuTensor<T>) {
+        t.get_mut(t.len).fill(T::zero());
+    }
     /// Overwrites the first data.len() elements (as queue.write_buffer).
     fn write(&mut self, t: &CpuTensor<T>, data: &[f32]) {
-        for (d, &s) in t.borrow_mut().iter_mut().zip(data) {
+        for (d, &s) in t.get_mut(data.len()).iter_mut().zip(data) {
             *d = T::from_f64(s as f64);
         }
     }
@@ -74,7 +128,7 @@ impl<T: Real> Backend for CpuBackend<T> {
         t.borrow_mut()[..data.len()].copy_from_slice(data);
     }
     fn read(&mut self, t: &CpuTensor<T>) -> Vec<f32> {
-        t.borrow().iter().map(|v| v.to_f64() as f32).collect()
+        t.get(t.len).iter().map(|v| v.to_f64() as f32).collect()
     }
     fn read_index(&mut self, t: &CpuIndex) -> Vec<u32> {
         t.borrow().clone()
@@ -84,173 +138,119 @@ impl<T: Real> Backend for CpuBackend<T> {
     fn dataset(&mut self, images: &[u8], labels: &[u8], pixels: usize) -> CpuDataset {
         CpuDataset { images: images.to_vec(), labels: labels.to_vec(), pixels }
     }
-    fn gather(&mut self, ds: &CpuDataset, perm: &CpuIndex, offset: usize, n: usize, x: &CpuTensor<T>, y: &CpuIndex) {
-        let mut xf = vec![0f32; n * ds.pixels];
-        gather::gather(&ds.images, &ds.labels, ds.pixels, &perm.borrow(), offset, n, &mut xf, &mut y.borrow_mut());
-        self.write(x, &xf);
-    }
 
-    fn conv2d_forward(&mut self, s: &Conv2dShape, x: &CpuTensor<T>, w: &CpuTensor<T>, b: &CpuTensor<T>, y: &CpuTensor<T>) {
-        let (x, w, b, mut y): (In<T>, In<T>, In<T>, Out<T>) = (x.borrow(), w.borrow(), b.borrow(), y.borrow_mut());
-        conv2d::forward(s, &x[..s.x_len()], &w[..s.w_len()], &b[..s.c_out], &mut y[..s.y_len()]);
-    }
-    fn conv2d_grad_input(&mut self, s: &Conv2dShape, dy: &CpuTensor<T>, w: &CpuTensor<T>, dx: &CpuTensor<T>) {
-        conv2d::grad_input(s, &dy.borrow()[..s.y_len()], &w.borrow()[..s.w_len()], &mut dx.borrow_mut()[..s.x_len()]);
-    }
-    fn conv2d_grad_weight(&mut self, s: &Conv2dShape, x: &CpuTensor<T>, dy: &CpuTensor<T>, dw: &CpuTensor<T>) {
-        conv2d::grad_weight(s, &x.borrow()[..s.x_len()], &dy.borrow()[..s.y_len()], &mut dw.borrow_mut()[..s.w_len()]);
-    }
-    fn conv2d_grad_bias(&mut self, s: &Conv2dShape, dy: &CpuTensor<T>, db: &CpuTensor<T>) {
-        conv2d::grad_bias(s, &dy.borrow()[..s.y_len()], &mut db.borrow_mut()[..s.c_out]);
-    }
-
-    fn maxpool_forward(&mut self, s: &PoolShape, x: &CpuTensor<T>, y: &CpuTensor<T>, argmax: &CpuIndex) {
-        maxpool::forward(
-            s,
-            &x.borrow()[..s.x_len()],
-            &mut y.borrow_mut()[..s.y_len()],
-            &mut argmax.borrow_mut()[..s.y_len()],
-        );
-    }
-    fn maxpool_backward(&mut self, s: &PoolShape, dy: &CpuTensor<T>, argmax: &CpuIndex, dx: &CpuTensor<T>) {
-        maxpool::backward(s, &dy.borrow()[..s.y_len()], &argmax.borrow()[..s.y_len()], &mut dx.borrow_mut()[..s.x_len()]);
-    }
-
-    fn batchnorm_stats(&mut self, s: &BatchNormShape, x: &CpuTensor<T>, mean: &CpuTensor<T>, var: &CpuTensor<T>) {
-        batchnorm::stats(s, &x.borrow()[..s.len()], &mut mean.borrow_mut()[..s.c], &mut var.borrow_mut()[..s.c]);
-    }
-    fn batchnorm_normalize(
-        &mut self,
-        s: &BatchNormShape,
-        x: &CpuTensor<T>,
-        mean: &CpuTensor<T>,
-        var: &CpuTensor<T>,
-        gamma: &CpuTensor<T>,
-        beta: &CpuTensor<T>,
-        y: &CpuTensor<T>,
-    ) {
-        let c = s.c;
-        batchnorm::normalize(
-            s,
-            &x.borrow()[..s.len()],
-            &mean.borrow()[..c],
-            &var.borrow()[..c],
-            &gamma.borrow()[..c],
-            &beta.borrow()[..c],
-            &mut y.borrow_mut()[..s.len()],
-        );
-    }
-    fn batchnorm_update_running(
-        &mut self,
-        s: &BatchNormShape,
-        mean: &CpuTensor<T>,
-        var: &CpuTensor<T>,
-        running_mean: &CpuTensor<T>,
-        running_var: &CpuTensor<T>,
-    ) {
-        let c = s.c;
-        batchnorm::update_running(
-            s,
-            &mean.borrow()[..c],
-            &var.borrow()[..c],
-            &mut running_mean.borrow_mut()[..c],
-            &mut running_var.borrow_mut()[..c],
-        );
-    }
-    fn batchnorm_backward(
-        &mut self,
-        s: &BatchNormShape,
-        x: &CpuTensor<T>,
-        dy: &CpuTensor<T>,
-        mean: &CpuTensor<T>,
-        var: &CpuTensor<T>,
-        gamma: &CpuTensor<T>,
-        dx: &CpuTensor<T>,
-        dgamma: &CpuTensor<T>,
-        dbeta: &CpuTensor<T>,
-    ) {
-        let (c, len) = (s.c, s.len());
-        batchnorm::backward(
-            s,
-            &x.borrow()[..len],
-            &dy.borrow()[..len],
-            &mean.borrow()[..c],
-            &var.borrow()[..c],
-            &gamma.borrow()[..c],
-            &mut dx.borrow_mut()[..len],
-            &mut dgamma.borrow_mut()[..c],
-            &mut dbeta.borrow_mut()[..c],
-        );
-    }
-
-    fn relu_forward(&mut self, len: usize, x: &CpuTensor<T>, y: &CpuTensor<T>) {
-        activation::relu_forward(&x.borrow()[..len], &mut y.borrow_mut()[..len]);
-    }
-    fn relu_backward(&mut self, len: usize, y: &CpuTensor<T>, dy: &CpuTensor<T>, dx: &CpuTensor<T>) {
-        activation::relu_backward(&y.borrow()[..len], &dy.borrow()[..len], &mut dx.borrow_mut()[..len]);
-    }
-
-    fn matmul(&mut self, s: &MatmulShape, a: &CpuTensor<T>, b: &CpuTensor<T>, bias: Option<&CpuTensor<T>>, c: &CpuTensor<T>) {
-        let bias = bias.map(|t| t.borrow());
-        matmul::matmul(
-            s,
-            &a.borrow()[..s.m * s.k],
-            &b.borrow()[..s.k * s.n],
-            bias.as_ref().map(|v| &v[..s.n]),
-            &mut c.borrow_mut()[..s.m * s.n],
-        );
-    }
-
-    fn sum_rows(&mut self, rows: usize, cols: usize, x: &CpuTensor<T>, out: &CpuTensor<T>) {
-        reduce::sum_rows(rows, cols, &x.borrow()[..rows * cols], &mut out.borrow_mut()[..cols]);
-    }
-    fn softmax_cross_entropy(
-        &mut self,
-        n: usize,
-        classes: usize,
-        logits: &CpuTensor<T>,
-        labels: &CpuIndex,
-        loss: &CpuTensor<T>,
-        dlogits: &CpuTensor<T>,
-    ) {
-        let len = n * classes;
-        let l = reduce::softmax_cross_entropy(
-            n,
-            classes,
-            &logits.borrow()[..len],
-            &labels.borrow()[..n],
-            &mut dlogits.borrow_mut()[..len],
-        );
-        loss.borrow_mut()[0] = l;
-    }
-    fn count_correct(&mut self, n: usize, classes: usize, logits: &CpuTensor<T>, labels: &CpuIndex, correct: &CpuIndex) {
-        let c = reduce::count_correct(n, classes, &logits.borrow()[..n * classes], &labels.borrow()[..n]);
-        correct.borrow_mut()[0] += c;
-    }
-    fn flag_nonfinite(&mut self, loss: &CpuTensor<T>, step: u32, flag: &CpuIndex) {
-        let mut flag = flag.borrow_mut();
-        if !loss.borrow()[0].to_f64().is_finite() && flag[0] == 0 {
-            flag[0] = step;
+    fn run(&mut self, op: Op<'_, CpuTensor<T>, CpuIndex, CpuDataset>) {
+        let kind = op.kind();
+        match op {
+            Op::Gather { ds, perm, offset, n, x, y } => {
+                let mut xf = vec![0f32; n * ds.pixels];
+                gather::gather(&ds.images, &ds.labels, ds.pixels, &perm.borrow(), offset, n, &mut xf, &mut y.borrow_mut());
+                self.write(x, &xf);
+            }
+            Op::Conv2dForward { s, x, w, b, y } => {
+                check_aliasing(kind, &[x, w, b], &[y]);
+                conv2d::forward(&s, &x.get(s.x_len()), &w.get(s.w_len()), &b.get(s.c_out), &mut y.get_mut(s.y_len()));
+            }
+            Op::Conv2dGradInput { s, dy, w, dx } => {
+                check_aliasing(kind, &[dy, w], &[dx]);
+                conv2d::grad_input(&s, &dy.get(s.y_len()), &w.get(s.w_len()), &mut dx.get_mut(s.x_len()));
+            }
+            Op::Conv2dGradWeight { s, x, dy, dw } => {
+                check_aliasing(kind, &[x, dy], &[dw]);
+                conv2d::grad_weight(&s, &x.get(s.x_len()), &dy.get(s.y_len()), &mut dw.get_mut(s.w_len()));
+            }
+            Op::Conv2dGradBias { s, dy, db } => {
+                check_aliasing(kind, &[dy], &[db]);
+                conv2d::grad_bias(&s, &dy.get(s.y_len()), &mut db.get_mut(s.c_out));
+            }
+            Op::MaxpoolForward { s, x, y, argmax } => {
+                check_aliasing(kind, &[x], &[y]);
+                maxpool::forward(&s, &x.get(s.x_len()), &mut y.get_mut(s.y_len()), &mut argmax.borrow_mut()[..s.y_len()]);
+            }
+            Op::MaxpoolBackward { s, dy, argmax, dx } => {
+                check_aliasing(kind, &[dy], &[dx]);
+                maxpool::backward(&s, &dy.get(s.y_len()), &argmax.borrow()[..s.y_len()], &mut dx.get_mut(s.x_len()));
+            }
+            Op::BatchnormStats { s, x, mean, var, running_mean, running_var } => {
+                check_aliasing(kind, &[x], &[mean, var, running_mean, running_var]);
+                let c = s.c;
+                let (mut m, mut v) = (vec![T::zero(); c], vec![T::zero(); c]);
+                batchnorm::stats(&s, &x.get(s.len()), &mut m, &mut v);
+                mean.get_mut(c).copy_from_slice(&m);
+                var.get_mut(c).copy_from_slice(&v);
+                let (mut rm, mut rv) = (running_mean.get(c).to_vec(), running_var.get(c).to_vec());
+                batchnorm::update_running(&s, &m, &v, &mut rm, &mut rv);
+                running_mean.get_mut(c).copy_from_slice(&rm);
+                running_var.get_mut(c).copy_from_slice(&rv);
+            }
+            Op::BatchnormNormalize { s, x, mean, var, gamma, beta, y } => {
+                check_aliasing(kind, &[x, mean, var, gamma, beta], &[y]);
+                let c = s.c;
+                batchnorm::normalize(
+                    &s,
+                    &x.get(s.len()),
+                    &mean.get(c),
+                    &var.get(c),
+                    &gamma.get(c),
+                    &beta.get(c),
+                    &mut y.get_mut(s.len()),
+                );
+            }
+            Op::BatchnormBackward { s, x, dy, mean, var, gamma, dx, dgamma, dbeta } => {
+                check_aliasing(kind, &[x, dy, mean, var, gamma], &[dx, dgamma, dbeta]);
+                let c = s.c;
+                // dgamma and dbeta are usually two views of one gradient store: work on copies.
+                let (mut dg, mut db) = (dgamma.get(c).to_vec(), dbeta.get(c).to_vec());
+                batchnorm::backward(
+                    &s,
+                    &x.get(s.len()),
+                    &dy.get(s.len()),
+                    &mean.get(c),
+                    &var.get(c),
+                    &gamma.get(c),
+                    &mut dx.get_mut(s.len()),
+                    &mut dg,
+                    &mut db,
+                );
+                dgamma.get_mut(c).copy_from_slice(&dg);
+                dbeta.get_mut(c).copy_from_slice(&db);
+            }
+            Op::ReluForward { len, x, y } => {
+                check_aliasing(kind, &[x], &[y]);
+                activation::relu_forward(&x.get(len), &mut y.get_mut(len));
+            }
+            Op::ReluBackward { len, y, dy, dx } => {
+                check_aliasing(kind, &[y, dy], &[dx]);
+                activation::relu_backward(&y.get(len), &dy.get(len), &mut dx.get_mut(len));
+            }
+            Op::Matmul { s, a, b, bias, c } => {
+                let mut inputs = vec![a, b];
+                inputs.extend(bias);
+                check_aliasing(kind, &inputs, &[c]);
+                let bias = bias.map(|t| t.get(s.n));
+                matmul::matmul(&s, &a.get(s.m * s.k), &b.get(s.k * s.n), bias.as_deref(), &mut c.get_mut(s.m * s.n));
+            }
+            Op::SumRows { rows, cols, x, out } => {
+                check_aliasing(kind, &[x], &[out]);
+                reduce::sum_rows(rows, cols, &x.get(rows * cols), &mut out.get_mut(cols));
+            }
+            Op::SoftmaxCrossEntropy { n, classes, logits, labels, loss, dlogits, state } => {
+                check_aliasing(kind, &[logits], &[loss, dlogits]);
+                let len = n * classes;
+                let l = reduce::softmax_cross_entropy(n, classes, &logits.get(len), &labels.borrow()[..n], &mut dlogits.get_mut(len));
+                loss.get_mut(1)[0] = l;
+                reduce::count_step(l.to_f64(), &mut state.borrow_mut()[..2]);
+            }
+            Op::CountCorrect { n, classes, logits, labels, correct } => {
+                let c = reduce::count_correct(n, classes, &logits.get(n * classes), &labels.borrow()[..n]);
+                correct.borrow_mut()[0] += c;
+            }
+            Op::Adam { cfg, step, len, state, param, grad, m, v } => {
+                check_aliasing(kind, &[grad], &[param, m, v]);
+                let t = state.borrow()[0];
+                assert_eq!(t, step, "adam: the device counted {t} training steps, the host {step}");
+                adam::step(&cfg, t, &mut param.get_mut(len), &grad.get(len), &mut m.get_mut(len), &mut v.get_mut(len));
+            }
         }
-    }
-
-    fn adam(
-        &mut self,
-        cfg: &AdamConfig,
-        step: u32,
-        len: usize,
-        param: &CpuTensor<T>,
-        grad: &CpuTensor<T>,
-        m: &CpuTensor<T>,
-        v: &CpuTensor<T>,
-    ) {
-        adam::step(
-            cfg,
-            step,
-            &mut param.borrow_mut()[..len],
-            &grad.borrow()[..len],
-            &mut m.borrow_mut()[..len],
-            &mut v.borrow_mut()[..len],
-        );
     }
 }

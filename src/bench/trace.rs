@@ -1,0 +1,90 @@
+//! Records the op calls of the GPU backend through its observer hook (`Gpu::observer`): each
+//! call's scope (the layer and pass that issued it), its shape-only `Call` for the cost
+//! model, its dispatch count, and in `Wall` mode its wall time between two waits. While
+//! recording, each call's dispatches are tagged with its index so that timestamps can be
+//! grouped per op call however many dispatches an op uses.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Instant;
+
+use super::ops::Call;
+use crate::gpu::{Gpu, Moment};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Trace {
+    /// Nothing recorded.
+    #[default]
+    Off,
+    /// Note each call and tag its dispatches with its index.
+    Record,
+    /// As `Record`, and time each call on the wall clock from a wait before it to a wait
+    /// after it (so the time includes recording, pipeline creation on first use, submit).
+    Wall,
+}
+
+/// One recorded op call.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Traced {
+    /// `Backend::scope` when it was issued ("conv2.backward").
+    pub scope: String,
+    pub call: Call,
+    pub dispatches: u64,
+    /// Wall-clock ms (`Trace::Wall` only).
+    pub wall_ms: Option<f64>,
+}
+
+impl Traced {
+    /// "conv2.backward conv2d_grad_weight".
+    pub fn name(&self) -> String {
+        format!("{} {}", self.scope, self.call.kind())
+    }
+}
+
+#[derive(Default)]
+pub struct Recording {
+    pub mode: Trace,
+    pub calls: Vec<Traced>,
+    started: Option<(u64, Instant)>,
+}
+
+impl Recording {
+    pub fn clear(&mut self) {
+        self.calls.clear();
+    }
+}
+
+/// Makes `gpu` report its op calls into the returned recording (off until its mode is set).
+pub fn attach(gpu: &mut Gpu) -> Rc<RefCell<Recording>> {
+    let rec = Rc::new(RefCell::new(Recording::default()));
+    let sink = rec.clone();
+    gpu.observer = Some(Box::new(move |ctx, scope, op, moment| {
+        let mut r = sink.borrow_mut();
+        if r.mode == Trace::Off {
+            return;
+        }
+        match moment {
+            Moment::Before => {
+                let index = r.calls.len() as u32;
+                r.calls.push(Traced { scope: scope.to_string(), call: Call::of(op), dispatches: 0, wall_ms: None });
+                ctx.set_op_label(Some(index));
+                if r.mode == Trace::Wall {
+                    ctx.finish();
+                }
+                r.started = Some((ctx.dispatches.get(), Instant::now()));
+            }
+            Moment::After => {
+                if r.mode == Trace::Wall {
+                    ctx.finish();
+                }
+                let (d0, t0) = r.started.take().expect("an op call ends after it starts");
+                let wall = (r.mode == Trace::Wall).then(|| t0.elapsed().as_secs_f64() * 1e3);
+                let last = r.calls.last_mut().expect("recorded at Before");
+                last.dispatches = ctx.dispatches.get() - d0;
+                last.wall_ms = wall;
+                ctx.set_op_label(None);
+            }
+        }
+    }));
+    rec
+}

@@ -1,0 +1,304 @@
+//! The leaf layers. Each owns views of its parameters (in the store), its output and
+//! input-gradient buffers for the batch capacity, and what its backward needs from the last
+//! training forward. The ops they issue, in order, are the whole of what a model computes.
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use super::store::{Builder, Init, ParamId, Store};
+use super::{Feat, Layer};
+use crate::backend::{Backend, Op};
+use crate::shapes::{BatchNormShape, Conv2dShape, MatmulShape, PoolShape};
+
+/// The profile scopes of a layer ("conv2.forward", "conv2.backward").
+struct Scopes {
+    forward: String,
+    backward: String,
+}
+
+impl Scopes {
+    fn new(path: &str) -> Self {
+        Scopes { forward: format!("{path}.forward"), backward: format!("{path}.backward") }
+    }
+}
+
+/// An input-gradient buffer, allocated on the first backward that needs it (the first
+/// layer's never is).
+fn grad_buffer<B: Backend>(be: &mut B, slot: &mut Option<B::Tensor>, len: usize) -> B::Tensor {
+    slot.get_or_insert_with(|| be.tensor(len)).clone()
+}
+
+fn saved<T: Clone>(x: &Option<T>) -> T {
+    x.clone().expect("backward runs after a training forward")
+}
+
+pub struct Conv2d<B: Backend> {
+    scopes: Scopes,
+    s: Conv2dShape,
+    w: ParamId,
+    b: ParamId,
+    y: B::Tensor,
+    dx: Option<B::Tensor>,
+    x: Option<B::Tensor>,
+}
+
+impl<B: Backend> Conv2d<B> {
+    pub fn new(b: &mut Builder<B>, path: &str, x: Feat, c_in: usize, c_out: usize, k: usize) -> Self {
+        let s = Conv2dShape { n: b.capacity, c_in, h: x.h, w: x.w, c_out, k, stride: 1, pad: 0 };
+        let fan_in = c_in * k * k;
+        let w = b.param(format!("{path}.weight"), &[c_out, c_in, k, k], Init::Uniform { fan_in });
+        let bias = b.param(format!("{path}.bias"), &[c_out], Init::Uniform { fan_in });
+        let y = b.activation(c_out * s.h_out() * s.w_out());
+        Conv2d { scopes: Scopes::new(path), s, w, b: bias, y, dx: None, x: None }
+    }
+}
+
+impl<B: Backend> Layer<B> for Conv2d<B> {
+    fn forward(&mut self, be: &mut B, store: &Store<B>, x: &B::Tensor, n: usize, train: bool) -> B::Tensor {
+        be.scope(&self.scopes.forward);
+        let s = Conv2dShape { n, ..self.s };
+        be.run(Op::Conv2dForward { s, x, w: store.value(self.w), b: store.value(self.b), y: &self.y });
+        if train {
+            self.x = Some(x.clone());
+        }
+        self.y.clone()
+    }
+
+    fn backward(&mut self, be: &mut B, store: &Store<B>, dy: &B::Tensor, n: usize, need_dx: bool) -> Option<B::Tensor> {
+        be.scope(&self.scopes.backward);
+        let s = Conv2dShape { n, ..self.s };
+        let x = saved(&self.x);
+        be.run(Op::Conv2dGradWeight { s, x: &x, dy, dw: store.grad(self.w) });
+        be.run(Op::Conv2dGradBias { s, dy, db: store.grad(self.b) });
+        if !need_dx {
+            return None;
+        }
+        let dx = grad_buffer(be, &mut self.dx, self.s.x_len());
+        be.run(Op::Conv2dGradInput { s, dy, w: store.value(self.w), dx: &dx });
+        Some(dx)
+    }
+
+    fn has_params(&self) -> bool {
+        true
+    }
+}
+
+pub struct BatchNorm2d<B: Backend> {
+    scopes: Scopes,
+    s: BatchNormShape,
+    gamma: ParamId,
+    beta: ParamId,
+    running_mean: B::Tensor,
+    running_var: B::Tensor,
+    num_batches_tracked: Rc<Cell<i64>>,
+    /// The last training batch's statistics.
+    mean: B::Tensor,
+    var: B::Tensor,
+    y: B::Tensor,
+    dx: Option<B::Tensor>,
+    x: Option<B::Tensor>,
+}
+
+impl<B: Backend> BatchNorm2d<B> {
+    pub fn new(b: &mut Builder<B>, path: &str, x: Feat, c: usize) -> Self {
+        let s = BatchNormShape { n: b.capacity, c, hw: x.h * x.w };
+        let gamma = b.param(format!("{path}.weight"), &[c], Init::Ones);
+        let beta = b.param(format!("{path}.bias"), &[c], Init::Zeros);
+        let running_mean = b.buffer(format!("{path}.running_mean"), &[c], 0.0);
+        let running_var = b.buffer(format!("{path}.running_var"), &[c], 1.0);
+        let num_batches_tracked = b.counter(format!("{path}.num_batches_tracked"));
+        let (mean, var) = (b.be.tensor(c), b.be.tensor(c));
+        let y = b.activation(x.len());
+        BatchNorm2d { scopes: Scopes::new(path), s, gamma, beta, running_mean, running_var, num_batches_tracked, mean, var, y, dx: None, x: None }
+    }
+}
+
+impl<B: Backend> Layer<B> for BatchNorm2d<B> {
+    fn forward(&mut self, be: &mut B, store: &Store<B>, x: &B::Tensor, n: usize, train: bool) -> B::Tensor {
+        be.scope(&self.scopes.forward);
+        let s = BatchNormShape { n, ..self.s };
+        let (gamma, beta) = (store.value(self.gamma), store.value(self.beta));
+        if train {
+            let (mean, var) = (&self.mean, &self.var);
+            be.run(Op::BatchnormStats { s, x, mean, var, running_mean: &self.running_mean, running_var: &self.running_var });
+            be.run(Op::BatchnormNormalize { s, x, mean, var, gamma, beta, y: &self.y });
+            self.num_batches_tracked.set(self.num_batches_tracked.get() + 1);
+            self.x = Some(x.clone());
+        } else {
+            let (mean, var) = (&self.running_mean, &self.running_var);
+            be.run(Op::BatchnormNormalize { s, x, mean, var, gamma, beta, y: &self.y });
+        }
+        self.y.clone()
+    }
+
+    fn backward(&mut self, be: &mut B, store: &Store<B>, dy: &B::Tensor, n: usize, _need_dx: bool) -> Option<B::Tensor> {
+        be.scope(&self.scopes.backward);
+        let s = BatchNormShape { n, ..self.s };
+        let x = saved(&self.x);
+        // The op computes dx with the parameter gradients, so it is always there.
+        let dx = grad_buffer(be, &mut self.dx, self.s.len());
+        be.run(Op::BatchnormBackward {
+            s,
+            x: &x,
+            dy,
+            mean: &self.mean,
+            var: &self.var,
+            gamma: store.value(self.gamma),
+            dx: &dx,
+            dgamma: store.grad(self.gamma),
+            dbeta: store.grad(self.beta),
+        });
+        Some(dx)
+    }
+
+    fn has_params(&self) -> bool {
+        true
+    }
+}
+
+pub struct MaxPool2d<B: Backend> {
+    scopes: Scopes,
+    s: PoolShape,
+    y: B::Tensor,
+    argmax: B::Index,
+    dx: Option<B::Tensor>,
+}
+
+impl<B: Backend> MaxPool2d<B> {
+    pub fn new(b: &mut Builder<B>, path: &str, x: Feat, k: usize) -> Self {
+        let s = PoolShape { n: b.capacity, c: x.c, h: x.h, w: x.w, k };
+        let y = b.activation(x.c * s.h_out() * s.w_out());
+        let argmax = b.be.index(s.y_len());
+        MaxPool2d { scopes: Scopes::new(path), s, y, argmax, dx: None }
+    }
+}
+
+impl<B: Backend> Layer<B> for MaxPool2d<B> {
+    fn forward(&mut self, be: &mut B, _store: &Store<B>, x: &B::Tensor, n: usize, _train: bool) -> B::Tensor {
+        be.scope(&self.scopes.forward);
+        be.run(Op::MaxpoolForward { s: PoolShape { n, ..self.s }, x, y: &self.y, argmax: &self.argmax });
+        self.y.clone()
+    }
+
+    fn backward(&mut self, be: &mut B, _store: &Store<B>, dy: &B::Tensor, n: usize, need_dx: bool) -> Option<B::Tensor> {
+        if !need_dx {
+            return None;
+        }
+        be.scope(&self.scopes.backward);
+        let dx = grad_buffer(be, &mut self.dx, self.s.x_len());
+        be.run(Op::MaxpoolBackward { s: PoolShape { n, ..self.s }, dy, argmax: &self.argmax, dx: &dx });
+        Some(dx)
+    }
+
+    fn has_params(&self) -> bool {
+        false
+    }
+}
+
+pub struct Relu<B: Backend> {
+    scopes: Scopes,
+    per_sample: usize,
+    capacity: usize,
+    y: B::Tensor,
+    dx: Option<B::Tensor>,
+}
+
+impl<B: Backend> Relu<B> {
+    pub fn new(b: &mut Builder<B>, path: &str, x: Feat) -> Self {
+        let y = b.activation(x.len());
+        Relu { scopes: Scopes::new(path), per_sample: x.len(), capacity: b.capacity, y, dx: None }
+    }
+}
+
+impl<B: Backend> Layer<B> for Relu<B> {
+    fn forward(&mut self, be: &mut B, _store: &Store<B>, x: &B::Tensor, n: usize, _train: bool) -> B::Tensor {
+        be.scope(&self.scopes.forward);
+        be.run(Op::ReluForward { len: n * self.per_sample, x, y: &self.y });
+        self.y.clone()
+    }
+
+    fn backward(&mut self, be: &mut B, _store: &Store<B>, dy: &B::Tensor, n: usize, need_dx: bool) -> Option<B::Tensor> {
+        if !need_dx {
+            return None;
+        }
+        be.scope(&self.scopes.backward);
+        let dx = grad_buffer(be, &mut self.dx, self.capacity * self.per_sample);
+        // The backward reads the forward's output, which it owns.
+        be.run(Op::ReluBackward { len: n * self.per_sample, y: &self.y, dy, dx: &dx });
+        Some(dx)
+    }
+
+    fn has_params(&self) -> bool {
+        false
+    }
+}
+
+/// [N, C, H, W] → [N, C·H·W]: the same memory, so nothing runs.
+pub struct Flatten;
+
+impl<B: Backend> Layer<B> for Flatten {
+    fn forward(&mut self, _be: &mut B, _store: &Store<B>, x: &B::Tensor, _n: usize, _train: bool) -> B::Tensor {
+        x.clone()
+    }
+    fn backward(&mut self, _be: &mut B, _store: &Store<B>, dy: &B::Tensor, _n: usize, need_dx: bool) -> Option<B::Tensor> {
+        need_dx.then(|| dy.clone())
+    }
+    fn has_params(&self) -> bool {
+        false
+    }
+}
+
+/// y = x·Wᵀ + b with W stored [d_out, d_in], as PyTorch's Linear.
+pub struct Linear<B: Backend> {
+    scopes: Scopes,
+    d_in: usize,
+    d_out: usize,
+    capacity: usize,
+    w: ParamId,
+    b: ParamId,
+    y: B::Tensor,
+    dx: Option<B::Tensor>,
+    x: Option<B::Tensor>,
+}
+
+impl<B: Backend> Linear<B> {
+    pub fn new(b: &mut Builder<B>, path: &str, d_in: usize, d_out: usize) -> Self {
+        let w = b.param(format!("{path}.weight"), &[d_out, d_in], Init::Uniform { fan_in: d_in });
+        let bias = b.param(format!("{path}.bias"), &[d_out], Init::Uniform { fan_in: d_in });
+        let y = b.activation(d_out);
+        Linear { scopes: Scopes::new(path), d_in, d_out, capacity: b.capacity, w, b: bias, y, dx: None, x: None }
+    }
+}
+
+impl<B: Backend> Layer<B> for Linear<B> {
+    fn forward(&mut self, be: &mut B, store: &Store<B>, x: &B::Tensor, n: usize, train: bool) -> B::Tensor {
+        be.scope(&self.scopes.forward);
+        let s = MatmulShape { m: n, n: self.d_out, k: self.d_in, trans_a: false, trans_b: true, accumulate: false };
+        be.run(Op::Matmul { s, a: x, b: store.value(self.w), bias: Some(store.value(self.b)), c: &self.y });
+        if train {
+            self.x = Some(x.clone());
+        }
+        self.y.clone()
+    }
+
+    fn backward(&mut self, be: &mut B, store: &Store<B>, dy: &B::Tensor, n: usize, need_dx: bool) -> Option<B::Tensor> {
+        be.scope(&self.scopes.backward);
+        let (d_in, d_out) = (self.d_in, self.d_out);
+        let x = saved(&self.x);
+        // dW += dyᵀ·x, db += Σ rows dy, dx = dy·W.
+        let s = MatmulShape { m: d_out, n: d_in, k: n, trans_a: true, trans_b: false, accumulate: true };
+        be.run(Op::Matmul { s, a: dy, b: &x, bias: None, c: store.grad(self.w) });
+        be.run(Op::SumRows { rows: n, cols: d_out, x: dy, out: store.grad(self.b) });
+        if !need_dx {
+            return None;
+        }
+        let dx = grad_buffer(be, &mut self.dx, self.capacity * d_in);
+        let s = MatmulShape { m: n, n: d_in, k: d_out, trans_a: false, trans_b: false, accumulate: false };
+        be.run(Op::Matmul { s, a: dy, b: store.value(self.w), bias: None, c: &dx });
+        Some(dx)
+    }
+
+    fn has_params(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,247 @@
+//! The layer set: models as a short declaration (`Spec`) that reads like its PyTorch class,
+//! built against any `Backend` into layers with a forward and a backward.
+//!
+//! - A `Spec` is data: the layer types with their sizes, and named children as a PyTorch
+//!   module's attributes (so `body.block.fc.weight` is a path through the tree).
+//! - Building walks the tree with the per-sample shape flowing through it (errors name the
+//!   layer whose input does not fit), declares every parameter, buffer and counter in the
+//!   store (`store.rs`) and allocates each layer's activations for the batch capacity.
+//! - `Repeat` builds its block `times` times over the same names with tying on: every copy
+//!   keeps its own activations (what its backward needs) and shares the parameters, whose
+//!   gradients therefore receive the sum over the uses, since every parameter-gradient op
+//!   accumulates (`Op` docs) and the model zeroes the gradient store once per step.
+
+pub mod layers;
+pub mod model;
+pub mod store;
+
+pub use model::Model;
+pub use store::{Builder, Init, ParamId, Store};
+
+use anyhow::{bail, Result};
+
+use crate::backend::Backend;
+
+/// The shape of one sample's activation: channels, height, width (a flat vector of f
+/// features is f × 1 × 1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Feat {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+}
+
+impl Feat {
+    pub fn image(c: usize, h: usize, w: usize) -> Feat {
+        Feat { c, h, w }
+    }
+    pub fn flat(f: usize) -> Feat {
+        Feat { c: f, h: 1, w: 1 }
+    }
+    pub fn len(&self) -> usize {
+        self.c * self.h * self.w
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    pub fn is_flat(&self) -> bool {
+        self.h == 1 && self.w == 1
+    }
+}
+
+impl std::fmt::Display for Feat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.is_flat() {
+            write!(f, "[N, {}]", self.c)
+        } else {
+            write!(f, "[N, {}, {}, {}]", self.c, self.h, self.w)
+        }
+    }
+}
+
+/// A layer built for a backend: its parameters are views of the model's store.
+pub trait Layer<B: Backend> {
+    /// Records the forward of the first `n` samples of `x` and returns the output. In
+    /// training mode (`train`) it keeps what its backward needs.
+    fn forward(&mut self, be: &mut B, store: &Store<B>, x: &B::Tensor, n: usize, train: bool) -> B::Tensor;
+    /// Given the loss gradient `dy` of the last training forward's output, adds this layer's
+    /// parameter gradients into the store and returns the gradient wrt its input (None
+    /// when `need_dx` is false: the first layer's input is the data).
+    fn backward(&mut self, be: &mut B, store: &Store<B>, dy: &B::Tensor, n: usize, need_dx: bool) -> Option<B::Tensor>;
+    /// Whether it (or a layer inside it) has parameters: layers before the first such one
+    /// need not compute input gradients.
+    fn has_params(&self) -> bool;
+}
+
+/// A model or a part of one, as data.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Spec {
+    /// Conv2d(c_in, c_out, kernel_size=k), stride 1, no padding.
+    Conv2d { c_in: usize, c_out: usize, k: usize },
+    BatchNorm2d { c: usize },
+    /// MaxPool2d(k) (stride k).
+    MaxPool2d { k: usize },
+    ReLU,
+    Flatten,
+    Linear { d_in: usize, d_out: usize },
+    /// Children in order, each under its attribute name.
+    Sequential(Vec<(&'static str, Spec)>),
+    /// `block`, stored under `name`, applied `times` times with the same parameters.
+    Repeat { times: usize, name: &'static str, block: Box<Spec> },
+}
+
+impl Spec {
+    /// PyTorch's repr of a leaf layer ("Conv2d(1, 20, kernel_size=5)").
+    pub fn describe(&self) -> String {
+        match self {
+            Spec::Conv2d { c_in, c_out, k } => format!("Conv2d({c_in}, {c_out}, kernel_size={k})"),
+            Spec::BatchNorm2d { c } => format!("BatchNorm2d({c}, eps=1e-05, momentum=0.1)"),
+            Spec::MaxPool2d { k } => format!("MaxPool2d({k})"),
+            Spec::ReLU => "ReLU()".into(),
+            Spec::Flatten => "Flatten()".into(),
+            Spec::Linear { d_in, d_out } => format!("Linear({d_in}, {d_out})"),
+            Spec::Sequential(_) => "Sequential".into(),
+            Spec::Repeat { times, .. } => format!("applied {times} times with the same weights"),
+        }
+    }
+
+    /// The output shape for input `x`, or an error naming `path` and what does not fit.
+    pub fn output(&self, path: &str, x: Feat) -> Result<Feat> {
+        Ok(match *self {
+            Spec::Conv2d { c_in, c_out, k } => {
+                if x.c != c_in || x.h < k || x.w < k {
+                    bail!("{path}: {} does not take an input of {x}", self.describe());
+                }
+                Feat::image(c_out, x.h - k + 1, x.w - k + 1)
+            }
+            Spec::BatchNorm2d { c } => {
+                if x.c != c || x.is_flat() {
+                    bail!("{path}: {} does not take an input of {x}", self.describe());
+                }
+                x
+            }
+            Spec::MaxPool2d { k } => {
+                if k == 0 || x.h < k || x.w < k || x.is_flat() {
+                    bail!("{path}: {} does not take an input of {x}", self.describe());
+                }
+                Feat::image(x.c, x.h / k, x.w / k)
+            }
+            Spec::ReLU => x,
+            Spec::Flatten => Feat::flat(x.len()),
+            Spec::Linear { d_in, d_out } => {
+                if !x.is_flat() || x.c != d_in {
+                    bail!("{path}: {} does not take an input of {x} (it needs [N, {d_in}])", self.describe());
+                }
+                Feat::flat(d_out)
+            }
+            Spec::Sequential(ref children) => {
+                let mut x = x;
+                for (name, child) in children {
+                    x = child.output(&join(path, name), x)?;
+                }
+                x
+            }
+            Spec::Repeat { times, name, ref block } => {
+                let y = block.output(&join(path, name), x)?;
+                if times > 1 && y != x {
+                    bail!("{path}: a block applied {times} times must keep its shape, but maps {x} to {y}");
+                }
+                y
+            }
+        })
+    }
+
+    /// Builds the layer for input `x` under the state_dict prefix `path`.
+    pub fn build<B: Backend + 'static>(&self, b: &mut Builder<B>, path: &str, x: Feat) -> Result<Box<dyn Layer<B>>> {
+        let y = self.output(path, x)?;
+        Ok(match *self {
+            Spec::Conv2d { c_in, c_out, k } => Box::new(layers::Conv2d::new(b, path, x, c_in, c_out, k)),
+            Spec::BatchNorm2d { c } => Box::new(layers::BatchNorm2d::new(b, path, x, c)),
+            Spec::MaxPool2d { k } => Box::new(layers::MaxPool2d::new(b, path, x, k)),
+            Spec::ReLU => Box::new(layers::Relu::new(b, path, x)),
+            Spec::Flatten => Box::new(layers::Flatten),
+            Spec::Linear { d_in, d_out } => Box::new(layers::Linear::new(b, path, d_in, d_out)),
+            Spec::Sequential(ref children) => {
+                let mut built = Vec::new();
+                let mut x = x;
+                for (name, child) in children {
+                    let p = join(path, name);
+                    built.push(child.build(b, &p, x)?);
+                    x = child.output(&p, x)?;
+                }
+                debug_assert_eq!(x, y);
+                Box::new(Sequential(built))
+            }
+            Spec::Repeat { times, name, ref block } => {
+                let p = join(path, name);
+                let was_tying = b.tying;
+                let mut copies = Vec::new();
+                for i in 0..times {
+                    b.tying = was_tying || i > 0;
+                    copies.push(block.build(b, &p, x)?);
+                }
+                b.tying = was_tying;
+                Box::new(Sequential(copies))
+            }
+        })
+    }
+
+    /// Every leaf layer with its path and input shape, in forward order (for `summary`).
+    pub fn leaves(&self, path: &str, x: Feat, out: &mut Vec<(String, Spec, Feat, usize)>) -> Result<()> {
+        self.leaves_repeated(path, x, 1, out)
+    }
+
+    fn leaves_repeated(&self, path: &str, x: Feat, times: usize, out: &mut Vec<(String, Spec, Feat, usize)>) -> Result<()> {
+        match self {
+            Spec::Sequential(children) => {
+                let mut x = x;
+                for (name, child) in children {
+                    let p = join(path, name);
+                    child.leaves_repeated(&p, x, times, out)?;
+                    x = child.output(&p, x)?;
+                }
+            }
+            Spec::Repeat { times: k, name, block } => block.leaves_repeated(&join(path, name), x, times * k, out)?,
+            leaf => out.push((path.to_string(), leaf.clone(), x, times)),
+        }
+        Ok(())
+    }
+}
+
+/// "a" + "b" → "a.b"; "" + "b" → "b".
+pub fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+/// Children applied in order (also the copies of a `Repeat`).
+pub struct Sequential<B: Backend>(Vec<Box<dyn Layer<B>>>);
+
+impl<B: Backend> Layer<B> for Sequential<B> {
+    fn forward(&mut self, be: &mut B, store: &Store<B>, x: &B::Tensor, n: usize, train: bool) -> B::Tensor {
+        let mut x = x.clone();
+        for layer in &mut self.0 {
+            x = layer.forward(be, store, &x, n, train);
+        }
+        x
+    }
+
+    fn backward(&mut self, be: &mut B, store: &Store<B>, dy: &B::Tensor, n: usize, need_dx: bool) -> Option<B::Tensor> {
+        let mut dy = dy.clone();
+        for i in (0..self.0.len()).rev() {
+            let needed = need_dx || self.0[..i].iter().any(|l| l.has_params());
+            match self.0[i].backward(be, store, &dy, n, needed) {
+                Some(dx) => dy = dx,
+                None => return None,
+            }
+        }
+        Some(dy)
+    }
+
+    fn has_params(&self) -> bool {
+        self.0.iter().any(|l| l.has_params())
+    }
+}

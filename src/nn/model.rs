@@ -1,0 +1,176 @@
+//! `Model`: a built `Spec` with its parameter store, the batch in place, the loss and the
+//! optimizer step. Trainer, checkpoints, `step`, `summary` and `bench` talk to this and
+//! never to a particular network.
+
+use anyhow::Result;
+
+use super::store::{Builder, Store};
+use super::{Feat, Layer, Spec};
+use crate::backend::{Backend, Op};
+use crate::shapes::AdamConfig;
+
+/// A network as its users name it: what it is called, what it takes, what it is.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Arch {
+    /// The `--model` name, also recorded in checkpoints.
+    pub name: &'static str,
+    /// One line for `summary`.
+    pub title: &'static str,
+    /// One sample of the input (an MNIST image: 1 × 28 × 28).
+    pub input: Feat,
+    pub classes: usize,
+    pub spec: Spec,
+}
+
+pub struct Model<B: Backend> {
+    pub arch: Arch,
+    /// Largest batch the buffers hold.
+    pub capacity: usize,
+    pub store: Store<B>,
+    /// Adam steps taken so far (the device counts them too: `state[0]`).
+    pub adam_step: u32,
+    net: Box<dyn Layer<B>>,
+    x: B::Tensor,
+    y: B::Index,
+    /// The last forward's output.
+    logits: Option<B::Tensor>,
+    loss: B::Tensor,
+    dlogits: B::Tensor,
+    correct: B::Index,
+    /// [training steps counted, first step whose loss was not finite (0: none)].
+    state: B::Index,
+}
+
+impl<B: Backend + 'static> Model<B> {
+    /// A model with PyTorch's default initialisation drawn from `seed`.
+    pub fn new(be: &mut B, arch: &Arch, capacity: usize, seed: u64) -> Result<Self> {
+        let mut model = Self::build(be, arch, capacity)?;
+        let values = model.store.init_values(seed);
+        model.set_values(be, &values);
+        Ok(model)
+    }
+
+    /// The model's buffers, with parameters at zero, running statistics at their initial
+    /// values (mean 0, var 1) and fresh Adam state.
+    pub fn build(be: &mut B, arch: &Arch, capacity: usize) -> Result<Self> {
+        assert!(capacity >= 1, "a model holds at least one sample");
+        let mut b = Builder::new(be, capacity);
+        let net = arch.spec.build(&mut b, "", arch.input)?;
+        let out = arch.spec.output("", arch.input)?;
+        anyhow::ensure!(out == Feat::flat(arch.classes), "{} ends in {out}, not [N, {}]", arch.name, arch.classes);
+        let (store, be) = b.finish();
+        let x = be.tensor(capacity * arch.input.len());
+        let y = be.index(capacity);
+        let (loss, dlogits) = (be.tensor(1), be.tensor(capacity * arch.classes));
+        let (correct, state) = (be.index(1), be.index(2));
+        Ok(Model { arch: arch.clone(), capacity, store, adam_step: 0, net, x, y, logits: None, loss, dlogits, correct, state })
+    }
+
+    /// Writes every parameter's values (in store order).
+    pub fn set_values(&mut self, be: &mut B, values: &[Vec<f32>]) {
+        assert_eq!(values.len(), self.store.params.len(), "one value vector per parameter");
+        for (id, v) in self.store.ids().zip(values) {
+            let p = &self.store.params[id.0];
+            assert_eq!(v.len(), p.len(), "{} has {} values, expected {}", p.name, v.len(), p.len());
+            be.write(self.store.value(id), v);
+        }
+    }
+
+    /// Sets the number of Adam steps taken (when loading optimizer state).
+    pub fn set_adam_step(&mut self, be: &mut B, step: u32) {
+        self.adam_step = step;
+        be.write_index(&self.state, &[step, 0]);
+    }
+
+    /// Puts a batch in place from host memory (tests, the `step` tool).
+    pub fn set_batch(&mut self, be: &mut B, x: &[f32], labels: &[u32]) {
+        assert_eq!(x.len(), labels.len() * self.arch.input.len());
+        assert!(labels.len() <= self.capacity);
+        be.write(&self.x, x);
+        be.write_index(&self.y, labels);
+    }
+
+    /// Gathers batch rows perm[offset..offset + n] of a device-resident dataset.
+    pub fn gather_batch(&mut self, be: &mut B, ds: &B::Dataset, perm: &B::Index, offset: usize, n: usize) {
+        assert!(n <= self.capacity);
+        be.scope("data.gather");
+        be.run(Op::Gather { ds, perm, offset, n, x: &self.x, y: &self.y });
+    }
+
+    /// Forward to the logits. In training mode BatchNorm uses batch statistics and updates
+    /// its running statistics (as PyTorch's forward does); in eval mode it uses the running
+    /// statistics.
+    pub fn forward(&mut self, be: &mut B, n: usize, train: bool) {
+        assert!(n >= 1 && n <= self.capacity, "batch of {n} with buffers for {}", self.capacity);
+        self.logits = Some(self.net.forward(be, &self.store, &self.x, n, train));
+    }
+
+    fn logits(&self) -> &B::Tensor {
+        self.logits.as_ref().expect("a forward ran")
+    }
+
+    /// Zeroes the gradients, then the mean cross-entropy of the last training forward and
+    /// the gradient of every parameter (summed over its uses).
+    pub fn backward(&mut self, be: &mut B, n: usize) {
+        be.scope("loss");
+        be.clear(&self.store.grad);
+        let (logits, labels, classes) = (self.logits().clone(), &self.y, self.arch.classes);
+        be.run(Op::SoftmaxCrossEntropy { n, classes, logits: &logits, labels, loss: &self.loss, dlogits: &self.dlogits, state: &self.state });
+        self.net.backward(be, &self.store, &self.dlogits, n, false);
+    }
+
+    /// One Adam step over the whole store with the current gradients (one op).
+    pub fn adam_update(&mut self, be: &mut B, cfg: &AdamConfig) {
+        self.adam_step += 1;
+        let s = &self.store;
+        be.scope("adam");
+        be.run(Op::Adam { cfg: *cfg, step: self.adam_step, len: s.len, state: &self.state, param: &s.value, grad: &s.grad, m: &s.m, v: &s.v });
+    }
+
+    /// Forward (training mode), loss, backward and Adam on the batch in place; a loss that
+    /// is not finite is recorded on the device (`first_nonfinite_step`); nothing is read back.
+    pub fn train_step(&mut self, be: &mut B, n: usize, cfg: &AdamConfig) {
+        self.forward(be, n, true);
+        self.backward(be, n);
+        self.adam_update(be, cfg);
+    }
+
+    /// Eval-mode forward of the batch in place, adding its correct predictions to the
+    /// device counter (see `take_correct`).
+    pub fn eval_batch(&mut self, be: &mut B, n: usize) {
+        self.forward(be, n, false);
+        be.scope("accuracy");
+        let logits = self.logits().clone();
+        be.run(Op::CountCorrect { n, classes: self.arch.classes, logits: &logits, labels: &self.y, correct: &self.correct });
+    }
+
+    /// Reads and resets the correct-prediction counter.
+    pub fn take_correct(&mut self, be: &mut B) -> u32 {
+        let c = be.read_index(&self.correct)[0];
+        be.write_index(&self.correct, &[0]);
+        c
+    }
+
+    /// The buffer holding the loss of the last `backward` (one element).
+    pub fn loss_tensor(&self) -> &B::Tensor {
+        &self.loss
+    }
+
+    /// The loss of the last `backward` (waits for the device).
+    pub fn read_loss(&mut self, be: &mut B) -> f32 {
+        be.read(&self.loss)[0]
+    }
+
+    /// The first step whose loss was not finite, if any (waits for the device).
+    pub fn first_nonfinite_step(&mut self, be: &mut B) -> Option<u32> {
+        Some(be.read_index(&self.state)[1]).filter(|&s| s != 0)
+    }
+
+    /// Logits of the last forward, [n, classes].
+    pub fn read_logits(&mut self, be: &mut B, n: usize) -> Vec<f32> {
+        let logits = self.logits().clone();
+        let mut l = be.read(&logits);
+        l.truncate(n * self.arch.classes);
+        l
+    }
+}
