@@ -3,7 +3,9 @@
 //! encoder and submits on `submit()`. The model never knows which one it talks to.
 //!
 //! Buffers are handles (cheap to clone). An op reads its input handles and overwrites every
-//! element of its output handles. Passing the same handle as an input and an output is not
+//! element of its output handles, except where its doc says it adds into them (parameter
+//! gradients accumulate: `conv2d_grad_weight`, `conv2d_grad_bias`, `matmul` with
+//! `accumulate`). Passing the same handle as an input and an output is not
 //! allowed (WebGPU forbids binding one buffer both read-only and writable in one dispatch).
 
 use crate::shapes::{AdamConfig, BatchNormShape, Conv2dShape, MatmulShape, PoolShape};
@@ -60,7 +62,9 @@ pub trait Backend {
         y: &Self::Tensor,
     );
     fn conv2d_grad_input(&mut self, s: &Conv2dShape, dy: &Self::Tensor, w: &Self::Tensor, dx: &Self::Tensor);
+    /// dw += ∂L/∂w for dy = ∂L/∂y: accumulates (zero dw first for this gradient alone).
     fn conv2d_grad_weight(&mut self, s: &Conv2dShape, x: &Self::Tensor, dy: &Self::Tensor, dw: &Self::Tensor);
+    /// db += Σ dy over batch and pixels: accumulates, as `conv2d_grad_weight`.
     fn conv2d_grad_bias(&mut self, s: &Conv2dShape, dy: &Self::Tensor, db: &Self::Tensor);
 
     // ---- maxpool ------------------------------------------------------------------------
@@ -116,7 +120,7 @@ pub trait Backend {
     fn relu_backward(&mut self, len: usize, y: &Self::Tensor, dy: &Self::Tensor, dx: &Self::Tensor);
 
     // ---- matmul -------------------------------------------------------------------------
-    /// C = op(A)·op(B) (+ bias broadcast over rows).
+    /// C = op(A)·op(B) (+ bias broadcast over rows); with `s.accumulate`, C += that.
     fn matmul(
         &mut self,
         s: &MatmulShape,

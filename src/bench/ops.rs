@@ -236,14 +236,14 @@ pub fn name_calls(calls: &[Op], n: usize) -> Vec<String> {
             None
         }
     };
-    let mm = |m, nn, k, ta, tb| MatmulShape { m, n: nn, k, trans_a: ta, trans_b: tb };
+    let mm = |m, nn, k, ta, tb, acc| MatmulShape { m, n: nn, k, trans_a: ta, trans_b: tb, accumulate: acc };
     let matmuls = [
         (fc1_shape(n), "fc1 forward"),
         (fc2_shape(n), "fc2 forward"),
-        (mm(CLASSES, 500, n, true, false), "fc2 grad_weight"),
-        (mm(n, 500, CLASSES, false, false), "fc2 grad_input"),
-        (mm(500, 800, n, true, false), "fc1 grad_weight"),
-        (mm(n, 800, 500, false, false), "fc1 grad_input"),
+        (mm(CLASSES, 500, n, true, false, true), "fc2 grad_weight"),
+        (mm(n, 500, CLASSES, false, false, false), "fc2 grad_input"),
+        (mm(500, 800, n, true, false, true), "fc1 grad_weight"),
+        (mm(n, 800, 500, false, false, false), "fc1 grad_input"),
     ];
     let with = |layer: Option<&str>, what: &str, op: &Op| match layer {
         Some(l) => format!("{l} {what}"),

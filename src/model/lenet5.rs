@@ -33,11 +33,11 @@ pub fn pool2_shape(n: usize) -> PoolShape {
 }
 /// fc1 forward: h1 = r2 · W1ᵀ + b1 with W1 stored [500, 800].
 pub fn fc1_shape(n: usize) -> MatmulShape {
-    MatmulShape { m: n, n: 500, k: 800, trans_a: false, trans_b: true }
+    MatmulShape { m: n, n: 500, k: 800, trans_a: false, trans_b: true, accumulate: false }
 }
 /// fc2 forward: logits = h1r · W2ᵀ + b2 with W2 stored [10, 500].
 pub fn fc2_shape(n: usize) -> MatmulShape {
-    MatmulShape { m: n, n: CLASSES, k: 500, trans_a: false, trans_b: true }
+    MatmulShape { m: n, n: CLASSES, k: 500, trans_a: false, trans_b: true, accumulate: false }
 }
 
 /// Activations and their gradients for one batch (the names follow the diagram above;
@@ -255,17 +255,18 @@ impl<B: Backend> Lenet5<B> {
 
     /// Loss of the last training forward and the gradient of every parameter.
     pub fn backward(&mut self, be: &mut B, n: usize) {
+        self.zero_accumulated_grads(be);
         self.loss(be, n);
         let (p, g, b) = (&self.params, &self.grads, &self.buf);
         // fc2: dW2 = dlogitsᵀ·h1r, db2 = Σ rows dlogits, dh1r = dlogits·W2.
-        be.matmul(&MatmulShape { m: CLASSES, n: 500, k: n, trans_a: true, trans_b: false }, &b.dlogits, &b.h1r, None, &g[idx::FC2_W]);
+        be.matmul(&MatmulShape { m: CLASSES, n: 500, k: n, trans_a: true, trans_b: false, accumulate: true }, &b.dlogits, &b.h1r, None, &g[idx::FC2_W]);
         be.sum_rows(n, CLASSES, &b.dlogits, &g[idx::FC2_B]);
-        be.matmul(&MatmulShape { m: n, n: 500, k: CLASSES, trans_a: false, trans_b: false }, &b.dlogits, &p[idx::FC2_W], None, &b.dh1r);
+        be.matmul(&MatmulShape { m: n, n: 500, k: CLASSES, trans_a: false, trans_b: false, accumulate: false }, &b.dlogits, &p[idx::FC2_W], None, &b.dh1r);
         be.relu_backward(n * 500, &b.h1r, &b.dh1r, &b.dh1);
         // fc1: dW1 = dh1ᵀ·r2, db1 = Σ rows dh1, dr2 = dh1·W1.
-        be.matmul(&MatmulShape { m: 500, n: 800, k: n, trans_a: true, trans_b: false }, &b.dh1, &b.r2, None, &g[idx::FC1_W]);
+        be.matmul(&MatmulShape { m: 500, n: 800, k: n, trans_a: true, trans_b: false, accumulate: true }, &b.dh1, &b.r2, None, &g[idx::FC1_W]);
         be.sum_rows(n, 500, &b.dh1, &g[idx::FC1_B]);
-        be.matmul(&MatmulShape { m: n, n: 800, k: 500, trans_a: false, trans_b: false }, &b.dh1, &p[idx::FC1_W], None, &b.dr2);
+        be.matmul(&MatmulShape { m: n, n: 800, k: 500, trans_a: false, trans_b: false, accumulate: false }, &b.dh1, &p[idx::FC1_W], None, &b.dr2);
         // relu → maxpool → batchnorm2 → conv2.
         be.relu_backward(pool2_shape(n).y_len(), &b.r2, &b.dr2, &b.dp2);
         be.maxpool_backward(&pool2_shape(n), &b.dp2, &b.arg2, &b.db2);
@@ -279,6 +280,19 @@ impl<B: Backend> Lenet5<B> {
         be.batchnorm_backward(&bn1_shape(n), &b.a1, &b.db1, &b.mean1, &b.var1, &p[idx::BN1_G], &b.da1, &g[idx::BN1_G], &g[idx::BN1_B]);
         be.conv2d_grad_weight(&conv1_shape(n), &b.x, &b.da1, &g[idx::CONV1_W]);
         be.conv2d_grad_bias(&conv1_shape(n), &b.da1, &g[idx::CONV1_B]);
+    }
+
+    /// Zeroes the gradients that backward's ops add into (conv weights and biases, fc
+    /// weights); the others are overwritten. `Backend::write` lands before the next submit,
+    /// not in op order, so the ops recorded so far (the last step's Adam reads these) are
+    /// submitted first.
+    fn zero_accumulated_grads(&self, be: &mut B) {
+        const ACCUMULATED: [usize; 6] = [idx::CONV1_W, idx::CONV1_B, idx::CONV2_W, idx::CONV2_B, idx::FC1_W, idx::FC2_W];
+        be.submit();
+        let zeros = vec![0.0f32; ACCUMULATED.iter().map(|&i| LENET5_PARAMS[i].len()).max().unwrap_or(0)];
+        for i in ACCUMULATED {
+            be.write(&self.grads[i], &zeros[..LENET5_PARAMS[i].len()]);
+        }
     }
 
     /// One Adam step over every parameter with the current gradients.
