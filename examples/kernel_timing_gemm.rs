@@ -62,7 +62,8 @@ fn main() {
     let ctx = GpuContext::new(&AdapterChoice::default()).unwrap_or_else(|e| panic!("{e:#}"));
     println!("adapter: {}", wgsl_cnn::gpu::context::describe(&ctx.info));
     let mut rng = Rng::new(1);
-    let mm = |m, n, k, trans_a, trans_b| MatmulShape { m, n, k, trans_a, trans_b };
+    // The weight gradients accumulate into dW, as the model runs them.
+    let mm = |m, n, k, trans_a, trans_b| MatmulShape { m, n, k, trans_a, trans_b, accumulate: trans_a };
     let products = [
         ("fc1 forward x·Wᵀ+b", mm(100, 500, 800, false, true), true),
         ("fc2 forward x·Wᵀ+b", mm(100, 10, 500, false, true), true),

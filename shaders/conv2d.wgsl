@@ -924,6 +924,9 @@ fn conv_grad_input_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wor
 }
 
 // ---- weight gradient: split-K partial sums, then a serial sum over the splits --------------
+// The weight and bias gradients add into dw / db (C += contribution, as PyTorch's .grad),
+// so that a weight used several times sums its gradients; forward and input gradient
+// overwrite.
 // part[s, co, (ci·k + kh)·k + kw] = Σ over the positions of split s of
 // dy[n, co, oh, ow]·x[n, ci, oh·stride + kh − pad, ow·stride + kw − pad]. Split s takes
 // output rows (image·h_out + oh) [s·R/S, (s+1)·R/S) (or flat positions for _direct).
@@ -1069,7 +1072,8 @@ fn conv_grad_weight_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wo
     }
 }
 
-// Bindings: 1 part [splits, len], 2 dw [len]. dw[i] = Σ_s part[s, i], summed in order.
+// Bindings: 1 part [splits, len], 2 dw [len]. dw[i] += Σ_s part[s, i], summed in order,
+// then added to dw (parameter gradients accumulate; the caller zeroes them per step).
 @compute @workgroup_size(64)
 fn conv_sum_splits(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) li: u32) {
@@ -1081,7 +1085,7 @@ fn conv_sum_splits(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     for (var s = 0u; s < p.splits; s++) {
         acc += in1[s * p.len + i];
     }
-    out2[i] = acc;
+    out2[i] = acc + out2[i];
 }
 
 // ---- bias gradient ------------------------------------------------------------------------
@@ -1089,7 +1093,8 @@ fn conv_sum_splits(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
 var<workgroup> tree: array<f32, 64>;
 
 // Bindings: 1 dy, 2 db. One workgroup per output channel: each invocation sums a strided
-// share of the channel's n·h_out·w_out values, then a fixed-shape tree adds the 64 sums.
+// share of the channel's n·h_out·w_out values, then a fixed-shape tree adds the 64 sums;
+// the total is added to db (it accumulates, as dw does).
 @compute @workgroup_size(64)
 fn conv_grad_bias(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) li: u32) {
@@ -1112,6 +1117,6 @@ fn conv_grad_bias(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
         }
     }
     if (li == 0u && co < p.c_out) {
-        out2[co] = tree[0];
+        out2[co] = tree[0] + out2[co];
     }
 }

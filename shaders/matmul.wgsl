@@ -18,6 +18,9 @@
 //   tile of C; each step stages a 64×16 slice of op(A) and a 16×64 slice of op(B) in
 //   workgroup memory (zero-filled past m, n, k: any shape), and each invocation accumulates
 //   a 4×4 block from it. Uses the strides of matmul_strided.
+//
+// Every kernel ends in `store_c`: C = acc (+ bias), or with p.accumulate C = (acc (+ bias))
+// + C, the contribution rounded first as the CPU reference does.
 
 struct MatmulParams {
     m: u32,
@@ -29,6 +32,12 @@ struct MatmulParams {
     a_k: u32,
     b_k: u32,
     b_col: u32,
+    // 1: C += product (+ bias), reading C only then (parameter gradients); 0: C = product.
+    accumulate: u32,
+    // Pads the block to 48 bytes, as the Rust twin (src/gpu/matmul.rs Params).
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
@@ -40,6 +49,16 @@ struct MatmulParams {
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 
 const WG: u32 = 64u;
+
+// Writes one element of C: the contribution v (product plus bias), or v + C where
+// accumulating (C is read only then).
+fn store_c(idx: u32, v: f32) {
+    if (p.accumulate != 0u) {
+        c[idx] = v + c[idx];
+    } else {
+        c[idx] = v;
+    }
+}
 
 // Rows r0..r0+3 and columns c0..c0+3 of a block `acc` (WGSL column j = output column
 // c0 + j, component i = row r0 + i), written where inside C, plus the bias.
@@ -53,7 +72,7 @@ fn store_block(acc: mat4x4<f32>, r0: u32, c0: u32) {
             }
             for (var i = 0u; i < 4u; i++) {
                 if (r0 + i < p.m) {
-                    c[(r0 + i) * p.n + col] = acc[j][i] + add;
+                    store_c((r0 + i) * p.n + col, acc[j][i] + add);
                 }
             }
         }
@@ -250,7 +269,7 @@ fn matmul_tiled(ta: bool, tb: bool, wg: vec3<u32>, nwg: vec3<u32>, li: u32) {
             for (var i = 0u; i < 4u; i++) {
                 let row = row0 + ty + 16u * i;
                 if (row < p.m) {
-                    c[row * p.n + col] = acc[i][j] + add;
+                    store_c(row * p.n + col, acc[i][j] + add);
                 }
             }
         }

@@ -102,6 +102,9 @@ pub struct MatmulShape {
     pub k: usize,
     pub trans_a: bool,
     pub trans_b: bool,
+    /// C += product (+ bias) instead of C = product (+ bias): GEMM's β = 1, used for
+    /// parameter gradients that several uses add into.
+    pub accumulate: bool,
 }
 
 /// Adam hyper-parameters (PyTorch defaults except lr, which the recipe sets).

@@ -4,6 +4,11 @@
 //! batch 1, odd sizes, stride 2 and padding 1–2, channel counts that are not multiples of
 //! the 4- or 8-channel blocks, and the seed's two convolutions. The input gradient also runs
 //! the scatter kernel where it fits (dy rows 4, 8, 12 long; pad 0, 1, 2).
+//!
+//! Forward and input gradient overwrite their output, which is NaN-poisoned first (an
+//! unwritten element fails). The weight and bias gradients add into theirs, which is filled
+//! with random values first: the result must be those values plus the reference's
+//! contribution (the reference accumulates the same way).
 
 mod common;
 use wgsl_cnn::compare::compare;
@@ -56,11 +61,15 @@ fn check_all(ctx: &GpuContext, s: Conv2dShape, seed: u64, with_grad_input: bool)
     ctx.write(&wb, &w);
     ctx.write(&bb, &b);
     ctx.write(&dyb, &dy);
-    let out = |len: usize| {
-        let o = ctx.buffer(len);
-        ctx.write(&o, &vec![f32::NAN; len]);
+    let out_with = |init: &[f32]| {
+        let o = ctx.buffer(init.len());
+        ctx.write(&o, init);
         o
     };
+    let out = |len: usize| out_with(&vec![f32::NAN; len]);
+    // Drawn after the inputs, so that these stay as before for a given seed.
+    let dw0 = rng.uniform_vec(s.w_len(), -1.0, 1.0);
+    let db0 = rng.uniform_vec(s.c_out, -1.0, 1.0);
     let positions = s.n * s.h_out() * s.w_out();
 
     let mut fw = vec![0.0f32; s.y_len()];
@@ -76,18 +85,18 @@ fn check_all(ctx: &GpuContext, s: Conv2dShape, seed: u64, with_grad_input: bool)
         assert_close(&what, &ctx.read::<f32>(&y), &fw, s.c_in * s.k * s.k);
     }
 
-    let mut gw = vec![0.0f32; s.w_len()];
+    let mut gw = dw0.clone();
     reference::conv2d::grad_weight(&s, &x, &dy, &mut gw);
     for &kern in &variants {
-        let dw = out(s.w_len());
+        let dw = out_with(&dw0);
         conv2d::grad_weight_with(ctx, kern, &s, &xb, &dyb, &dw);
         let what = format!("grad_weight {s:?} {kern:?} seed={seed:#x}");
         assert_close(&what, &ctx.read::<f32>(&dw), &gw, positions);
     }
 
-    let mut gb = vec![0.0f32; s.c_out];
+    let mut gb = db0.clone();
     reference::conv2d::grad_bias(&s, &dy, &mut gb);
-    let db = out(s.c_out);
+    let db = out_with(&db0);
     conv2d::grad_bias(ctx, &s, &dyb, &db);
     assert_close(&format!("grad_bias {s:?} seed={seed:#x}"), &ctx.read::<f32>(&db), &gb, positions);
 

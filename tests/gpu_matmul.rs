@@ -1,6 +1,8 @@
 //! matmul.wgsl vs the CPU reference (f64 accumulation, rounded to f32): every transpose
 //! combination, with and without bias, every kernel (vec4 where it fits, strided and tiled
-//! always), on odd shapes, batch 1, shapes larger than a block, and the seed's six Linear products.
+//! always), on odd shapes, batch 1, shapes larger than a block, and the seed's six Linear products;
+//! each overwriting C (NaN-poisoned first, so an unwritten element fails) and accumulating
+//! into it (C filled with random values first: the result must be C + the contribution).
 
 mod common;
 use wgsl_cnn::compare::compare;
@@ -25,19 +27,23 @@ fn tolerance(k: usize) -> (f64, f64) {
     (4.0 * eps * k.sqrt() * (k.sqrt() / 3.0), 1e-5)
 }
 
+/// Runs `s` (overwriting or, with `s.accumulate`, adding into C) against the reference.
 fn check(ctx: &GpuContext, s: MatmulShape, with_bias: bool, kernel: MatmulKernel, seed: u64) {
     let mut rng = Rng::new(seed);
     let a = rng.uniform_vec(s.m * s.k, -1.0, 1.0);
     let b = rng.uniform_vec(s.k * s.n, -1.0, 1.0);
     let bias = rng.uniform_vec(s.n, -1.0, 1.0);
-    let mut want = vec![0.0f32; s.m * s.n];
+    // Overwriting: NaN poison, which any unwritten element keeps. Accumulating: random
+    // values, and the reference adds its rounded contribution to them as the kernels do.
+    let initial = if s.accumulate { rng.uniform_vec(s.m * s.n, -1.0, 1.0) } else { vec![f32::NAN; s.m * s.n] };
+    let mut want = if s.accumulate { initial.clone() } else { vec![0.0f32; s.m * s.n] };
     reference::matmul::matmul(&s, &a, &b, with_bias.then_some(&bias[..]), &mut want);
 
     let (ab, bb, biasb, cb) = (ctx.buffer(a.len()), ctx.buffer(b.len()), ctx.buffer(s.n), ctx.buffer(s.m * s.n));
     ctx.write(&ab, &a);
     ctx.write(&bb, &b);
     ctx.write(&biasb, &bias);
-    ctx.write(&cb, &vec![f32::NAN; s.m * s.n]);
+    ctx.write(&cb, &initial);
     matmul_with(ctx, kernel, &s, &ab, &bb, with_bias.then_some(&*biasb), &cb);
     let got: Vec<f32> = ctx.read(&cb);
     ctx.clear_bind_groups();
@@ -51,7 +57,11 @@ fn check(ctx: &GpuContext, s: MatmulShape, with_bias: bool, kernel: MatmulKernel
 }
 
 fn shape(m: usize, n: usize, k: usize, trans_a: bool, trans_b: bool) -> MatmulShape {
-    MatmulShape { m, n, k, trans_a, trans_b }
+    MatmulShape { m, n, k, trans_a, trans_b, accumulate: false }
+}
+
+fn accumulating(s: MatmulShape) -> MatmulShape {
+    MatmulShape { accumulate: true, ..s }
 }
 
 /// Every kernel that can run `s`.
@@ -91,8 +101,10 @@ fn small_and_odd_shapes_every_transpose_and_kernel() {
                 let s = shape(m, n, k, ta, tb);
                 for kernel in kernels(&s) {
                     for bias in [false, true] {
-                        seed = seed.wrapping_add(1);
-                        check(&ctx, s, bias, kernel, seed);
+                        for s in [s, accumulating(s)] {
+                            seed = seed.wrapping_add(1);
+                            check(&ctx, s, bias, kernel, seed);
+                        }
                     }
                 }
             }
@@ -103,7 +115,8 @@ fn small_and_odd_shapes_every_transpose_and_kernel() {
 #[test]
 fn seed_linear_products() {
     let ctx = ctx();
-    // fc1/fc2 forward (x·Wᵀ + b), input gradients (dy·W), weight gradients (dyᵀ·x).
+    // fc1/fc2 forward (x·Wᵀ + b), input gradients (dy·W), weight gradients (dyᵀ·x), the
+    // latter also accumulating, as the model runs them.
     let cases = [
         (shape(100, 500, 800, false, true), true),
         (shape(100, 10, 500, false, true), true),
@@ -111,6 +124,8 @@ fn seed_linear_products() {
         (shape(100, 500, 10, false, false), false),
         (shape(500, 800, 100, true, false), false),
         (shape(10, 500, 100, true, false), false),
+        (accumulating(shape(500, 800, 100, true, false)), false),
+        (accumulating(shape(10, 500, 100, true, false)), false),
     ];
     let mut seed = common::base_seed() ^ 0x6d61_746d_1000u64;
     for (s, bias) in cases {

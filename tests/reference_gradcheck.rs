@@ -93,9 +93,10 @@ fn conv2d_gradients_match_finite_differences() {
             conv2d::forward(&s, x, w, b, &mut y);
             dot(&r, &y)
         };
+        // dx is overwritten; dw and db accumulate, so they start at zero.
         let mut dx = vec![f64::NAN; s.x_len()];
-        let mut dw = vec![f64::NAN; s.w_len()];
-        let mut db = vec![f64::NAN; s.c_out];
+        let mut dw = vec![0.0; s.w_len()];
+        let mut db = vec![0.0; s.c_out];
         conv2d::grad_input(&s, &r, &w, &mut dx);
         conv2d::grad_weight(&s, &x, &r, &mut dw);
         conv2d::grad_bias(&s, &r, &mut db);
@@ -172,21 +173,21 @@ fn matmul_grads(s: &MatmulShape, a: &[f64], b: &[f64], r: &[f64]) -> (Vec<f64>, 
     let mut da = vec![f64::NAN; m * k];
     if s.trans_a {
         // A stored [k, m]: dA = op(B)·Rᵀ.
-        let g = MatmulShape { m: k, n: m, k: n, trans_a: s.trans_b, trans_b: true };
+        let g = MatmulShape { m: k, n: m, k: n, trans_a: s.trans_b, trans_b: true, accumulate: false };
         matmul::matmul(&g, b, r, None, &mut da);
     } else {
         // A stored [m, k]: dA = R·op(B)ᵀ.
-        let g = MatmulShape { m, n: k, k: n, trans_a: false, trans_b: !s.trans_b };
+        let g = MatmulShape { m, n: k, k: n, trans_a: false, trans_b: !s.trans_b, accumulate: false };
         matmul::matmul(&g, r, b, None, &mut da);
     }
     let mut db = vec![f64::NAN; k * n];
     if s.trans_b {
         // B stored [n, k]: dB = Rᵀ·op(A).
-        let g = MatmulShape { m: n, n: k, k: m, trans_a: true, trans_b: s.trans_a };
+        let g = MatmulShape { m: n, n: k, k: m, trans_a: true, trans_b: s.trans_a, accumulate: false };
         matmul::matmul(&g, r, a, None, &mut db);
     } else {
         // B stored [k, n]: dB = op(A)ᵀ·R.
-        let g = MatmulShape { m: k, n, k: m, trans_a: !s.trans_a, trans_b: false };
+        let g = MatmulShape { m: k, n, k: m, trans_a: !s.trans_a, trans_b: false, accumulate: false };
         matmul::matmul(&g, a, r, None, &mut db);
     }
     let mut dbias = vec![f64::NAN; n];
@@ -200,7 +201,7 @@ fn matmul_gradients_match_finite_differences() {
     for (m, n, k) in [(5, 7, 3), (1, 4, 6), (6, 1, 5), (4, 3, 1)] {
         for trans_a in [false, true] {
             for trans_b in [false, true] {
-                let s = MatmulShape { m, n, k, trans_a, trans_b };
+                let s = MatmulShape { m, n, k, trans_a, trans_b, accumulate: false };
                 let a = rand(&mut rng, m * k);
                 let b = rand(&mut rng, k * n);
                 let bias = rand(&mut rng, n);

@@ -34,14 +34,20 @@ fn conv2d_tiny_by_hand() {
     // With dy = 1 everywhere: dx[i][j] = Σ of the taps that touch (i, j);
     //   dx = [[1, 1+2, 2], [1+3, 1+2+3+4, 2+4], [3, 3+4, 4]]
     // dw[ky][kx] = Σ x over the 2×2 block at (ky, kx): 1+2+4+5, 2+3+5+6, 4+5+7+8, 5+6+8+9; db = 4.
+    // dx is overwritten (poisoned first); dw and db accumulate, so they start at zero.
     let dy = vec![1.0; 4];
-    let (mut dx, mut dw, mut db) = (vec![f64::NAN; 9], vec![f64::NAN; 4], vec![f64::NAN; 1]);
+    let (mut dx, mut dw, mut db) = (vec![f64::NAN; 9], vec![0.0; 4], vec![0.0; 1]);
     conv2d::grad_input(&s, &dy, &w, &mut dx);
     conv2d::grad_weight(&s, &x, &dy, &mut dw);
     conv2d::grad_bias(&s, &dy, &mut db);
     assert_close("conv dx", &dx, &[1.0, 3.0, 2.0, 4.0, 10.0, 6.0, 3.0, 7.0, 4.0], 0.0);
     assert_close("conv dw", &dw, &[12.0, 16.0, 24.0, 28.0], 0.0);
     assert_close("conv db", &db, &[4.0], 0.0);
+    // A second use with dy = 2 adds twice as much again: dw = 3·(12, 16, 24, 28), db = 3·4.
+    conv2d::grad_weight(&s, &x, &[2.0; 4], &mut dw);
+    conv2d::grad_bias(&s, &[2.0; 4], &mut db);
+    assert_close("conv dw accumulated", &dw, &[36.0, 48.0, 72.0, 84.0], 0.0);
+    assert_close("conv db accumulated", &db, &[12.0], 0.0);
 
     // Stride 2, pad 1: h_out = (3 + 2 − 2)/2 + 1 = 2; output (oy, ox) reads input rows
     // 2·oy + ky − 1 and columns 2·ox + kx − 1, skipping −1 (padding).
@@ -95,7 +101,7 @@ fn conv2d_forward_equals_im2col_matmul() {
                 }
             }
             // [ho·wo, c_out] = cols · wᵀ + b, then transpose into y[n] = [c_out, ho·wo].
-            let ms = MatmulShape { m: (ho * wo) as usize, n: s.c_out, k: taps, trans_a: false, trans_b: true };
+            let ms = MatmulShape { m: (ho * wo) as usize, n: s.c_out, k: taps, trans_a: false, trans_b: true, accumulate: false };
             let mut c = vec![f64::NAN; ms.m * ms.n];
             matmul::matmul(&ms, &cols, &w, Some(&b), &mut c);
             for p in 0..ms.m {
@@ -113,7 +119,7 @@ fn conv2d_forward_equals_im2col_matmul() {
 fn matmul_by_hand_and_every_transpose_agrees() {
     // [[1,2],[3,4]]·[[5,6],[7,8]] = [[1·5+2·7, 1·6+2·8], [3·5+4·7, 3·6+4·8]] = [[19,22],[43,50]];
     // + bias [1, −1] on every row.
-    let s = MatmulShape { m: 2, n: 2, k: 2, trans_a: false, trans_b: false };
+    let s = MatmulShape { m: 2, n: 2, k: 2, trans_a: false, trans_b: false, accumulate: false };
     let mut c = vec![f64::NAN; 4];
     matmul::matmul(&s, &[1.0, 2.0, 3.0, 4.0], &[5.0, 6.0, 7.0, 8.0], None, &mut c);
     assert_close("matmul", &c, &[19.0, 22.0, 43.0, 50.0], 0.0);
@@ -136,10 +142,89 @@ fn matmul_by_hand_and_every_transpose_agrees() {
         }
     }
     for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
-        let s = MatmulShape { m, n, k, trans_a: ta, trans_b: tb };
+        let s = MatmulShape { m, n, k, trans_a: ta, trans_b: tb, accumulate: false };
         let mut c = vec![f64::NAN; m * n];
         matmul::matmul(&s, if ta { &at } else { &a }, if tb { &bt } else { &b }, None, &mut c);
         assert_close(&format!("matmul trans_a={ta} trans_b={tb}"), &c, &want, 1e-14);
+    }
+}
+
+fn bits(v: &[f32]) -> Vec<u32> {
+    v.iter().map(|x| x.to_bits()).collect()
+}
+
+/// With `accumulate`, matmul adds its contribution rounded to f32: into zeros it equals the
+/// overwriting product bit for bit, and two uses add up to the sum of the two products
+/// (c0 + p1 + p2, each rounded as f32 arithmetic rounds it).
+#[test]
+fn matmul_accumulate_adds_the_rounded_contribution() {
+    let mut rng = Rng::new(24);
+    for (m, n, k) in [(3, 4, 5), (1, 7, 2), (6, 1, 9), (5, 5, 1)] {
+        for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+            for with_bias in [false, true] {
+                let over = MatmulShape { m, n, k, trans_a: ta, trans_b: tb, accumulate: false };
+                let acc = MatmulShape { accumulate: true, ..over };
+                let what = format!("{over:?} bias={with_bias}");
+                let (a1, b1) = (rng.uniform_vec(m * k, -1.0, 1.0), rng.uniform_vec(k * n, -1.0, 1.0));
+                let (a2, b2) = (rng.uniform_vec(m * k, -1.0, 1.0), rng.uniform_vec(k * n, -1.0, 1.0));
+                let bias = rng.uniform_vec(n, -1.0, 1.0);
+                let bias = with_bias.then_some(&bias[..]);
+                let c0 = rng.uniform_vec(m * n, -1.0, 1.0);
+                let (mut p1, mut p2) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+                matmul::matmul(&over, &a1, &b1, bias, &mut p1);
+                matmul::matmul(&over, &a2, &b2, bias, &mut p2);
+
+                let mut z = vec![0.0f32; m * n];
+                matmul::matmul(&acc, &a1, &b1, bias, &mut z);
+                assert_eq!(bits(&z), bits(&p1), "{what}: accumulating into zeros differs from overwriting");
+
+                let mut c = c0.clone();
+                matmul::matmul(&acc, &a1, &b1, bias, &mut c);
+                matmul::matmul(&acc, &a2, &b2, bias, &mut c);
+                let want: Vec<f32> = (0..m * n).map(|i| c0[i] + p1[i] + p2[i]).collect();
+                assert_eq!(bits(&c), bits(&want), "{what}: two accumulations differ from c0 + p1 + p2");
+            }
+        }
+    }
+}
+
+/// The conv weight and bias gradients always accumulate, in the same way: into zeros they
+/// give the gradient alone, and two uses (say, one weight applied twice) add up to the sum
+/// of the two gradients taken separately, bit for bit.
+#[test]
+fn conv2d_parameter_gradients_accumulate() {
+    let mut rng = Rng::new(25);
+    let shapes = [
+        Conv2dShape { n: 2, c_in: 3, h: 9, w: 7, c_out: 4, k: 3, stride: 2, pad: 1 },
+        Conv2dShape { n: 3, c_in: 1, h: 12, w: 12, c_out: 5, k: 5, stride: 1, pad: 0 },
+    ];
+    for s in shapes {
+        let (x1, x2) = (rng.uniform_vec(s.x_len(), -1.0, 1.0), rng.uniform_vec(s.x_len(), -1.0, 1.0));
+        let (dy1, dy2) = (rng.uniform_vec(s.y_len(), -1.0, 1.0), rng.uniform_vec(s.y_len(), -1.0, 1.0));
+        let (dw0, db0) = (rng.uniform_vec(s.w_len(), -1.0, 1.0), rng.uniform_vec(s.c_out, -1.0, 1.0));
+        let grads = |x: &[f32], dy: &[f32], dw: &mut [f32], db: &mut [f32]| {
+            conv2d::grad_weight(&s, x, dy, dw);
+            conv2d::grad_bias(&s, dy, db);
+        };
+        let (mut w1, mut b1) = (vec![0.0f32; s.w_len()], vec![0.0f32; s.c_out]);
+        let (mut w2, mut b2) = (vec![0.0f32; s.w_len()], vec![0.0f32; s.c_out]);
+        grads(&x1, &dy1, &mut w1, &mut b1);
+        grads(&x2, &dy2, &mut w2, &mut b2);
+        // Into zeros: the f64 sums rounded once, as an independent f64 run rounded to f32 gives.
+        let f64s = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+        let (mut w64, mut b64) = (vec![0.0f64; s.w_len()], vec![0.0f64; s.c_out]);
+        conv2d::grad_weight(&s, &f64s(&x1), &f64s(&dy1), &mut w64);
+        conv2d::grad_bias(&s, &f64s(&dy1), &mut b64);
+        assert_eq!(bits(&w1), bits(&w64.iter().map(|&v| v as f32).collect::<Vec<_>>()), "{s:?}: dw into zeros");
+        assert_eq!(bits(&b1), bits(&b64.iter().map(|&v| v as f32).collect::<Vec<_>>()), "{s:?}: db into zeros");
+
+        let (mut dw, mut db) = (dw0.clone(), db0.clone());
+        grads(&x1, &dy1, &mut dw, &mut db);
+        grads(&x2, &dy2, &mut dw, &mut db);
+        let want_w: Vec<f32> = (0..s.w_len()).map(|i| dw0[i] + w1[i] + w2[i]).collect();
+        let want_b: Vec<f32> = (0..s.c_out).map(|i| db0[i] + b1[i] + b2[i]).collect();
+        assert_eq!(bits(&dw), bits(&want_w), "{s:?}: dw after two uses");
+        assert_eq!(bits(&db), bits(&want_b), "{s:?}: db after two uses");
     }
 }
 
@@ -315,7 +400,7 @@ fn cpu_backend_matches_the_free_functions() {
     // conv2d forward → maxpool → relu → matmul → softmax CE → count_correct → adam, through the trait.
     let cs = Conv2dShape { n: 2, c_in: 1, h: 6, w: 6, c_out: 3, k: 3, stride: 1, pad: 0 };
     let ps = PoolShape { n: 2, c: 3, h: 4, w: 4, k: 2 };
-    let ms = MatmulShape { m: 2, n: 5, k: 12, trans_a: false, trans_b: true };
+    let ms = MatmulShape { m: 2, n: 5, k: 12, trans_a: false, trans_b: true, accumulate: false };
     let (x, w, b) = (rng.uniform_vec(cs.x_len(), -1.0, 1.0), rng.uniform_vec(cs.w_len(), -1.0, 1.0), rng.uniform_vec(3, -1.0, 1.0));
     let (fw, fb) = (rng.uniform_vec(5 * 12, -1.0, 1.0), rng.uniform_vec(5, -1.0, 1.0));
     let labels = [3u32, 1];

@@ -13,6 +13,10 @@
 //! flipped into [rows, c4]), "conv2d.dy_padded" (dy padded for the input gradient) and
 //! "conv2d.partials" (split-K partial sums of the weight gradient, summed in a fixed order
 //! by a second pass, so results are deterministic).
+//!
+//! The weight and bias gradients accumulate into their output (dw += contribution, db +=
+//! contribution; parameter gradients that several uses add into); forward and input
+//! gradient overwrite theirs.
 
 use super::context::{Access, GpuContext, Kernel, RawBuffer};
 use crate::shapes::Conv2dShape;
@@ -268,7 +272,9 @@ pub fn grad_input_with(ctx: &GpuContext, kernel: ConvKernel, s: &Conv2dShape, dy
 /// small GPU) busy without making the second pass long.
 const SPLIT_TARGET: usize = 4096;
 
-/// dw = ∂(conv)/∂w applied to dy (sum over the batch); every element of dw is written.
+/// dw += ∂(conv)/∂w applied to dy (sum over the batch): every element of dw gets the
+/// contribution, rounded to f32, added to it (parameter gradients accumulate; zero dw first
+/// for the gradient alone). The split-K partials are summed first, then added to dw.
 pub fn grad_weight(ctx: &GpuContext, s: &Conv2dShape, x: &RawBuffer, dy: &RawBuffer, dw: &RawBuffer) {
     grad_weight_with(ctx, ConvKernel::Auto, s, x, dy, dw);
 }
@@ -296,7 +302,7 @@ pub fn grad_weight_with(ctx: &GpuContext, kernel: ConvKernel, s: &Conv2dShape, x
     ctx.dispatch(&SUM_SPLITS, &p, &[&part, dw], groups(ctx, len));
 }
 
-/// db[co] = Σ dy[·, co, ·, ·], one workgroup tree per channel.
+/// db[co] += Σ dy[·, co, ·, ·], one workgroup tree per channel; accumulates as `grad_weight`.
 pub fn grad_bias(ctx: &GpuContext, s: &Conv2dShape, dy: &RawBuffer, db: &RawBuffer) {
     assert!(dy.len >= s.y_len() && db.len >= s.c_out, "conv2d grad_bias {s:?}: buffer too small");
     ctx.dispatch(&GRAD_BIAS, &Params::of(s), &[dy, db], ctx.grid(s.c_out));

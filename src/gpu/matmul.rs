@@ -1,5 +1,6 @@
-//! C = op(A)·op(B) (+ bias): the Linear layer's forward and both backward products
-//! (shaders/matmul.wgsl, CPU twin src/reference/matmul.rs).
+//! C = op(A)·op(B) (+ bias), or C += that with `MatmulShape::accumulate`: the Linear
+//! layer's forward and both backward products (shaders/matmul.wgsl, CPU twin
+//! src/reference/matmul.rs).
 //!
 //! Two kernel families: register blocks without workgroup memory (`Vec4`, `Strided`), which
 //! CPU adapters such as lavapipe run fastest, and 64×64 tiles staged in workgroup memory
@@ -42,6 +43,9 @@ struct Params {
     a_k: u32,
     b_k: u32,
     b_col: u32,
+    accumulate: u32,
+    // Explicit padding to a multiple of 16 bytes, as in the WGSL struct.
+    _pad: [u32; 3],
 }
 
 /// Which kernel runs a product.
@@ -103,7 +107,8 @@ pub fn vec4_fits(s: &MatmulShape) -> bool {
 }
 
 /// C[m, n] = op(A)·op(B) (+ bias[n] broadcast over rows); see `MatmulShape` for layouts.
-/// Every element of `c` is written.
+/// Every element of `c` is written: overwritten, or with `s.accumulate` C += the product
+/// (+ bias), the contribution rounded to f32 before the add.
 pub fn matmul(ctx: &GpuContext, s: &MatmulShape, a: &RawBuffer, b: &RawBuffer, bias: Option<&RawBuffer>, c: &RawBuffer) {
     matmul_with(ctx, MatmulKernel::Auto, s, a, b, bias, c);
 }
@@ -145,6 +150,8 @@ pub fn matmul_with(
         a_k: a_k as u32,
         b_k: b_k as u32,
         b_col: b_col as u32,
+        accumulate: s.accumulate as u32,
+        _pad: [0; 3],
     };
     let pick = |k: [&'static Kernel; 4]| k[2 * s.trans_a as usize + s.trans_b as usize];
     let (k, groups) = match resolve(ctx, kernel, s) {

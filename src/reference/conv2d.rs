@@ -80,7 +80,9 @@ pub fn grad_input<T: Real>(s: &Conv2dShape, dy: &[T], w: &[T], dx: &mut [T]) {
     }
 }
 
-/// dw[co, ci, ky, kx] = Σ over (n, oy, ox) of dy[n, co, oy, ox]·x[n, ci, iy, ix].
+/// dw[co, ci, ky, kx] += Σ over (n, oy, ox) of dy[n, co, oy, ox]·x[n, ci, iy, ix].
+/// Accumulates, as a parameter gradient does (zero dw first for the gradient alone): the
+/// sum is rounded to T, then added to dw in T, as the GPU's final pass does.
 pub fn grad_weight<T: Real>(s: &Conv2dShape, x: &[T], dy: &[T], dw: &mut [T]) {
     check(s, x.len(), dw.len(), dy.len());
     let (ho, wo, k) = (s.h_out(), s.w_out(), s.k);
@@ -100,14 +102,15 @@ pub fn grad_weight<T: Real>(s: &Conv2dShape, x: &[T], dy: &[T], dw: &mut [T]) {
                             }
                         }
                     }
-                    dw[((co * s.c_in + ci) * k + ky) * k + kx] = T::from_f64(acc);
+                    let i = ((co * s.c_in + ci) * k + ky) * k + kx;
+                    dw[i] = T::from_f64(acc) + dw[i];
                 }
             }
         }
     }
 }
 
-/// db[co] = Σ over (n, oy, ox) of dy[n, co, oy, ox].
+/// db[co] += Σ over (n, oy, ox) of dy[n, co, oy, ox]; accumulates as `grad_weight` does.
 pub fn grad_bias<T: Real>(s: &Conv2dShape, dy: &[T], db: &mut [T]) {
     assert_eq!(dy.len(), s.y_len(), "conv2d: dy has the wrong length for {s:?}");
     assert_eq!(db.len(), s.c_out, "conv2d: db length");
@@ -118,6 +121,6 @@ pub fn grad_bias<T: Real>(s: &Conv2dShape, dy: &[T], db: &mut [T]) {
             let start = (n * s.c_out + co) * plane;
             acc += dy[start..start + plane].iter().map(|v| v.to_f64()).sum::<f64>();
         }
-        *d = T::from_f64(acc);
+        *d = T::from_f64(acc) + *d;
     }
 }

@@ -2,6 +2,8 @@
 //! op(A) is [m, k]: A is stored [m, k], or [k, m] with `trans_a`.
 //! op(B) is [k, n]: B is stored [k, n], or [n, k] with `trans_b`.
 //! The three Linear passes (y = x·Wᵀ + b, dx = dy·W, dW = dyᵀ·x) are all this one op.
+//! With `accumulate`, C += op(A)·op(B) (+ bias): the contribution is rounded to T first and
+//! then added to C in T, as the GPU kernels do, so adding into zeros equals overwriting.
 
 use super::Real;
 use crate::shapes::MatmulShape;
@@ -21,7 +23,8 @@ pub fn matmul<T: Real>(s: &MatmulShape, a: &[T], b: &[T], bias: Option<&[T]>, c:
             for p in 0..s.k {
                 acc += a_at(i, p).to_f64() * b_at(p, j).to_f64();
             }
-            c[i * s.n + j] = T::from_f64(acc);
+            let v = T::from_f64(acc);
+            c[i * s.n + j] = if s.accumulate { v + c[i * s.n + j] } else { v };
         }
     }
 }
