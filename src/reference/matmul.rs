@@ -3,7 +3,8 @@
 //! op(B) is [k, n]: B is stored [k, n], or [n, k] with `trans_b`.
 //! The three Linear passes (y = x·Wᵀ + b, dx = dy·W, dW = dyᵀ·x) are all this one op.
 //! With `accumulate`, C += op(A)·op(B) (+ bias): the contribution is rounded to T first and
-//! then added to C in T, as the GPU kernels do, so adding into zeros equals overwriting.
+//! then added to C in T, as the GPU kernels do, so adding into zeros equals overwriting
+//! (bit for bit, but for a −0 contribution, which becomes +0).
 
 use super::Real;
 use crate::shapes::MatmulShape;
