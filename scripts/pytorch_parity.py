@@ -1,16 +1,25 @@
 #!/usr/bin/env python3
-"""Parity of `wgsl-cnn step` with PyTorch: one training step of the seed's LeNet-5.
+"""Parity of `wgsl-cnn step` with PyTorch: one training step of one of the program's models.
+
+Models (`--model`, as `wgsl-cnn step --model`): lenet5 (the seed's LeNet-5, the default), mlp (the
+seed notebook's one-hidden-layer network) and tied (one Linear(784, 784) + ReLU applied 10 times,
+then Linear(784, 10)).
 
 Subcommands (see scripts/README.md):
-  make    --dir D [--batch-size N] [--seed S] [--mnist DIR] [--lr LR]
+  make    --dir D [--model M] [--batch-size N] [--seed S] [--mnist DIR] [--lr LR]
           writes D/init.safetensors (PyTorch state_dict), D/batch.safetensors (x, y) and
           D/pytorch.safetensors (logits, loss, grad.*, after.*) from one PyTorch step.
-  compare GOT.safetensors WANT.safetensors [--lr LR] [--eps EPS]
-          per-tensor errors of GOT against the reference WANT; exits 1 on any failure.
+  compare GOT.safetensors WANT.safetensors [--model M] [--lr LR] [--eps EPS]
+          per-tensor errors of GOT against the reference WANT; exits 1 on any failure. The model
+          (and so the bounds) is the one whose tensor names WANT holds, unless --model says.
   run     --dir D --bin PATH/wgsl-cnn [make's options]
-          make, then `wgsl-cnn step` on --backend cpu and --backend gpu, each compared.
+          make, then `wgsl-cnn --backend cpu|gpu step [--model M] …`, each compared.
+  selfcheck --dir D
+          on what make wrote: WANT against itself, the float64 step (and for mlp and tied a
+          sequential-sum fp32 step) against PyTorch's within the bounds, broken copies failing.
 
-`make` and `run` need torch, numpy and safetensors; `compare` needs only numpy and safetensors.
+`make`, `run` and `selfcheck` need torch, numpy and safetensors; `compare` needs only numpy and
+safetensors.
 """
 
 import argparse
@@ -25,25 +34,42 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file
 
-# The parameters of the model, in PyTorch's names (the Adam-updated entries of the state_dict).
-PARAMS = [
-    f"{layer}.{kind}"
-    for layer in ["conv1", "batchnorm1", "conv2", "batchnorm2", "fc1", "fc2"]
-    for kind in ["weight", "bias"]
-]
-# Conv biases feed BatchNorm, which subtracts the per-channel mean: their true gradient is 0.
-ZERO_GRAD_PARAMS = {"conv1.bias", "conv2.bias"}
-# The state_dict in PyTorch's order, and the order of the comparison table.
-STATE_KEYS = [
-    f"{layer}.{kind}"
-    for layer in ["conv1", "batchnorm1", "conv2", "batchnorm2", "fc1", "fc2"]
-    for kind in (
-        ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
-        if layer.startswith("batchnorm")
-        else ["weight", "bias"]
-    )
-]
-TABLE_ORDER = ["logits", "loss"] + [f"grad.{p}" for p in PARAMS] + [f"after.{k}" for k in STATE_KEYS]
+
+class Model:
+    """What the script needs to know of one model: its PyTorch names and its tolerances."""
+
+    def __init__(self, name, layers, batchnorm, n_params, zero_grad, rtol, atol_scale, build, diagnostics,
+                 chain=None, fragile_by="gradient"):
+        self.name = name
+        # The parameters, in PyTorch's names (the Adam-updated entries of the state_dict).
+        self.params = [f"{layer}.{kind}" for layer in layers for kind in ["weight", "bias"]]
+        # The state_dict in PyTorch's order, and the order of the comparison table.
+        self.state_keys = [
+            f"{layer}.{kind}"
+            for layer in layers
+            for kind in (
+                ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+                if layer in batchnorm
+                else ["weight", "bias"]
+            )
+        ]
+        self.n_params = n_params
+        # Parameters whose true gradient is exactly 0 (see ZERO_GRAD_META below).
+        self.zero_grad_params = set(zero_grad)
+        # Bound of logits, loss and grad.*: RTOL·|want| + ATOL_SCALE·max|want| (see Tolerances).
+        self.rtol, self.atol_scale = rtol, atol_scale
+        self.build = build  # () -> the nn.Module class
+        self.diagnostics = diagnostics  # (init, x, y) -> (zero-grad noise scale, fragile decisions)
+        # For a model that is a chain of Linear layers with a ReLU between each two: the layers in
+        # the order applied (a shared layer repeats), for selfcheck's sequential-sum fp32 step.
+        self.chain = chain
+        # How the fragile decisions are listed: "gradient" (largest first) or "risk" (see FRAGILE_ABS).
+        self.fragile_by = fragile_by
+        self.table_order = ["logits", "loss"] + [f"grad.{p}" for p in self.params] + [f"after.{k}" for k in self.state_keys]
+
+    def tensor_names(self):
+        return set(self.table_order)
+
 
 # ---------------------------------------------------------------------------------------------
 # Tolerances (fp32 on both sides; the two compute the same math with sums in different orders).
@@ -53,8 +79,39 @@ TABLE_ORDER = ["logits", "loss"] + [f"grad.{p}" for p in PARAMS] + [f"after.{k}"
 #   few 1e-7 relative; 1e-5 leaves margin without hiding a wrong index or a missing term
 #   (those show up at ≥ 1e-3). The floor scaled to the tensor's largest magnitude covers
 #   elements near zero, whose relative error is meaningless.
+#   How the bound of each model is checked (`selfcheck`): PyTorch's fp32 step against the same
+#   step in float64, and (for mlp and tied) against an independent fp32 step in numpy whose every
+#   sum is a naive sequential loop. Two fp32 implementations differ by up to about the sum of their
+#   errors, so the worst err/bound of these must stay far below 1. Worst over batches 7, 100 and
+#   256, seeds 0-3, MNIST and uniform random images, at 1e-5 (24 runs per model and check):
+#     mlp     float64 0.054, sequential fp32 0.080          — a margin of ~12
+#     tied    float64 0.051, sequential fp32 0.067          — a margin of ~15 (runs without a flip)
+#     lenet5  float64 0.46 on MNIST (grad.conv1.weight, batch 256), 0.56 on random images at
+#             batch 100, but 1.0–4.5 on random images at batch 256 (grad.conv1.weight, whose
+#             sums there have 147,456 terms, not the 57,600 above); lenet5's bounds are left as
+#             they were: check it on MNIST, or on random images at batch ≤ 100.
+#   mlp keeps lenet5's bound: its longest sums are 784 terms (forward) and N terms (a weight
+#   gradient), far shorter than lenet5's.
 RTOL = 1e-5
 ATOL_SCALE = 1e-5
+# tied: every gradient of the shared Linear(784, 784) goes through up to 10 chained products
+#   forward and 10 back, and sums the 10 passes' contributions, against mlp's one each way, so its
+#   rounding should grow with that depth (√10 ≈ 3 for random-walk rounding, 10 worst case). It
+#   grows less than that here: the relative L2 error of its gradients is 1–2× mlp's (2.2–5.5e-7
+#   against 1.1–6.2e-7 at the sizes above) and its worst err/bound is no higher, because the
+#   activations after the first passes are small and bias-dominated, so the chain barely
+#   amplifies rounding. The bound takes the measured factor 2 (not the √10 the depth argument
+#   allows): that keeps mlp's margin (the worst above becomes 0.034) for a GPU whose sums are
+#   ordered otherwise, and a wrong index or a missing term (≥ 1e-3 relative) still fails 25×
+#   over. What this bound cannot cover, and no smooth bound can, is a ReLU flip (see Fragile
+#   decisions): with 784·10·N ReLU inputs, mostly O(0.03), tied has hundreds of inputs within
+#   1e-5 of 0 per batch of 100, and PyTorch's own fp32 step took the other side of one (its
+#   input |x| < 6e-9) against float64 in 3 of 12 seeds at batch 256 — one, with a gradient of
+#   1e-8 through it, still within this bound (0.67), the other two at 6.5× and 594× it; each at
+#   ≤ 0.027 of it once that one decision was matched — and in none of 20 seeds at batch 100 nor
+#   of 20 at batch 7.
+TIED_RTOL = 2e-5
+TIED_ATOL_SCALE = 2e-5
 # grad.conv1.bias / grad.conv2.bias: the true value is exactly 0 and each side returns the rounding
 #   noise of an fp32 sum of the n = N·H·W terms t of BatchNorm's input gradient for that channel.
 #   Rounding model (Higham & Mary's probabilistic bound, λ = 1): |noise| ≲ √n·u·Σ|t|, u = 2⁻²⁴.
@@ -69,7 +126,10 @@ ZERO_GRAD_ATOL = 1e-6
 # Fragile decisions (not a tolerance: reported only). ReLU and max-pool are not differentiable at
 #   their thresholds; an activation (O(1) after BatchNorm) within FRAGILE_ABS of its threshold can
 #   land on the other side under fp32 rounding (the backends' logits differ by up to ~1e-6), and
-#   then the whole gradient through it goes elsewhere. `make` lists such points of the batch.
+#   then the whole gradient through it goes elsewhere. `make` lists such points of the batch:
+#   lenet5 with the largest gradients first (its lists are short); mlp and tied likeliest flip
+#   first, by |gradient| / |distance to the threshold| (tied lists hundreds per batch of 100, and
+#   the flips seen had inputs of |x| < 6e-9, whatever their gradient).
 FRAGILE_ABS = 1e-5
 FRAGILE_META = "fragile_decisions"
 # after.running_mean / after.running_var: 0.9·old + 0.1·(batch statistic over N×H×W elements).
@@ -135,7 +195,87 @@ def lenet5_class():
     return LeNet5
 
 
-def float64_diagnostics(init, x, y):
+def mlp_class():
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    class MLP(nn.Module):  # the seed notebook's "fully connected neural network with one hidden layer"
+        def __init__(self):
+            super().__init__()
+            self.fc1 = nn.Linear(784, 500)
+            self.fc2 = nn.Linear(500, 10)
+
+        def forward(self, x):
+            return self.fc2(F.relu(self.fc1(x.reshape(x.shape[0], 784))))
+
+    return MLP
+
+
+def tied_class():
+    import torch.nn as nn
+    import torch.nn.functional as F
+
+    # The seed's sketch of a block whose weights are shared by every application. The seed's
+    # sketch forgot `super().__init__()` in both __init__s (nn.Module then refuses the attribute
+    # assignment); this twin adds it and is otherwise the sketch, plus a head that maps the 784
+    # features to the 10 classes.
+    class NN_block(nn.Module):
+        def __init__(self, n):
+            super().__init__()
+            self.fc = nn.Linear(n, n)
+
+        def forward(self, x):
+            return F.relu(self.fc(x))
+
+    class NN(nn.Module):
+        def __init__(self, n):
+            super().__init__()
+            self.block = NN_block(n)
+
+        def forward(self, x):
+            for _ in range(TIED_PASSES):  # the same weights applied 10 times
+                x = self.block(x)
+            return x
+
+    class Tied(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body = NN(784)
+            self.head = nn.Linear(784, 10)
+
+        def forward(self, x):
+            return self.head(self.body(x.reshape(x.shape[0], 784)))
+
+    return Tied
+
+
+TIED_PASSES = 10
+
+
+def relu_fragile(where, pre, post):
+    """ReLU inputs within FRAGILE_ABS of 0, each with the gradient it gets when it counts as > 0
+    (post must have had retain_grad() before backward)."""
+    import torch
+
+    fragile = []
+    for i in torch.nonzero(pre.detach().abs().flatten() < FRAGILE_ABS).flatten().tolist():
+        g = post.grad.flatten()[i].item()  # the gradient this input gets when it counts as > 0
+        at = [int(v) for v in np.unravel_index(i, tuple(pre.shape))]
+        fragile.append({"where": where, "at": at, "value": pre.flatten()[i].item(), "grad": g})
+    return fragile
+
+
+def float64_model(spec, init):
+    """The model from init in float64, train mode, and a copy to check a written-out forward by."""
+    import copy
+
+    model = spec.build()()
+    model.load_state_dict(init)
+    model = model.double().train()
+    return model, copy.deepcopy(model)
+
+
+def lenet5_diagnostics(init, x, y):
     """The step once more in float64 (closest to exact), for two things the comparison needs:
 
     * for each conv bias (true gradient 0): n and Σ|t| per channel, t the gradient of the loss
@@ -144,15 +284,10 @@ def float64_diagnostics(init, x, y):
       largest inputs are within FRAGILE_ABS of each other, where an fp32 rounding difference can
       legitimately send the gradient another way (printed as a hint when a comparison fails).
     """
-    import copy
-
     import torch
     import torch.nn.functional as F
 
-    model = lenet5_class()()
-    model.load_state_dict(init)
-    model = model.double().train()
-    check = copy.deepcopy(model)
+    model, check = float64_model(MODELS["lenet5"], init)
     x = x.double()
     # The seed's forward, written out to keep the intermediates (checked against forward below).
     c1 = model.conv1(x)
@@ -178,10 +313,7 @@ def float64_diagnostics(init, x, y):
     }
     fragile = []
     for where, pre, post in (("relu after pool1", p1, r1), ("relu after pool2", p2, r2), ("relu after fc1", f1, a1)):
-        for i in torch.nonzero(pre.detach().abs().flatten() < FRAGILE_ABS).flatten().tolist():
-            g = post.grad.flatten()[i].item()  # the gradient this input gets when it counts as > 0
-            at = [int(v) for v in np.unravel_index(i, tuple(pre.shape))]
-            fragile.append({"where": where, "at": at, "value": pre.flatten()[i].item(), "grad": g})
+        fragile += relu_fragile(where, pre, post)
     for where, pre, pooled in (("max-pool 1", b1, p1), ("max-pool 2", b2, p2)):
         n, ch, h, w = pre.shape
         windows = pre.detach().reshape(n, ch, h // 2, 2, w // 2, 2).permute(0, 1, 2, 4, 3, 5).reshape(-1, 4)
@@ -197,6 +329,62 @@ def float64_diagnostics(init, x, y):
     return scale, fragile
 
 
+def mlp_diagnostics(init, x, y):
+    """As lenet5_diagnostics: no parameter of mlp has a zero true gradient; one ReLU to watch."""
+    import torch
+    import torch.nn.functional as F
+
+    model, check = float64_model(MODELS["mlp"], init)
+    x = x.double()
+    f1 = model.fc1(x.reshape(x.shape[0], 784))
+    a1 = F.relu(f1)
+    logits = model.fc2(a1)
+    if not torch.equal(logits, check(x)):
+        sys.exit("internal error: the written-out forward differs from MLP.forward")
+    a1.retain_grad()
+    F.cross_entropy(logits, y).backward()
+    return {}, relu_fragile("relu after fc1", f1, a1)
+
+
+def tied_diagnostics(init, x, y):
+    """As lenet5_diagnostics: no zero-gradient parameter; the ReLU of each of the 10 passes."""
+    import torch
+    import torch.nn.functional as F
+
+    model, check = float64_model(MODELS["tied"], init)
+    x = x.double()
+    h = x.reshape(x.shape[0], 784)
+    passes = []
+    for _ in range(TIED_PASSES):
+        pre = model.body.block.fc(h)
+        h = F.relu(pre)
+        h.retain_grad()
+        passes.append((pre, h))
+    logits = model.head(h)
+    if not torch.equal(logits, check(x)):
+        sys.exit("internal error: the written-out forward differs from Tied.forward")
+    F.cross_entropy(logits, y).backward()
+    fragile = []
+    for k, (pre, post) in enumerate(passes):
+        fragile += relu_fragile(f"relu of pass {k + 1}", pre, post)
+    return {}, fragile
+
+
+MODELS = {
+    m.name: m
+    for m in [
+        Model("lenet5", ["conv1", "batchnorm1", "conv2", "batchnorm2", "fc1", "fc2"], {"batchnorm1", "batchnorm2"},
+              431_220, {"conv1.bias", "conv2.bias"}, RTOL, ATOL_SCALE, lenet5_class, lenet5_diagnostics),
+        Model("mlp", ["fc1", "fc2"], set(), 397_510, set(), RTOL, ATOL_SCALE, mlp_class, mlp_diagnostics,
+              chain=["fc1", "fc2"], fragile_by="risk"),
+        Model("tied", ["body.block.fc", "head"], set(), 623_290, set(), TIED_RTOL, TIED_ATOL_SCALE,
+              tied_class, tied_diagnostics, chain=["body.block.fc"] * TIED_PASSES + ["head"],
+              fragile_by="risk"),
+    ]
+}
+DEFAULT_MODEL = "lenet5"
+
+
 def make(args):
     import torch
     from safetensors.torch import save_file
@@ -208,9 +396,17 @@ def make(args):
     if n < 1:
         sys.exit("--batch-size must be at least 1")
 
+    spec = MODELS[args.model]
     torch.manual_seed(args.seed)
-    model = lenet5_class()()
+    model = spec.build()()
     init = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    # The names and the size `wgsl-cnn step --model` expects (a slip here would make every
+    # comparison fail on names, far from its cause).
+    names = [name for name, _ in model.named_parameters()]
+    count = sum(p.numel() for p in model.parameters())
+    if names != spec.params or list(init) != spec.state_keys or count != spec.n_params:
+        sys.exit(f"internal error: {spec.name} built parameters {names} ({count}), state_dict {list(init)}; "
+                 f"expected {spec.params} ({spec.n_params}), {spec.state_keys}")
 
     if args.mnist:
         images = read_idx(find_idx(args.mnist, "train-images-idx3-ubyte"))
@@ -244,36 +440,53 @@ def make(args):
     for k, v in model.state_dict().items():
         result[f"after.{k}"] = v.detach().clone()
 
-    scale, fragile = float64_diagnostics(init, x, y)
+    scale, fragile = spec.diagnostics(init, x, y)
     meta = {"torch": torch.__version__, "seed": str(args.seed), "lr": str(args.lr), "batch": source,
             ZERO_GRAD_META: json.dumps(scale), FRAGILE_META: json.dumps(fragile)}
     save_file(init, os.path.join(args.dir, "init.safetensors"), metadata=meta)
     save_file({"x": x, "y": y}, os.path.join(args.dir, "batch.safetensors"), metadata=meta)
     save_file({k: v.contiguous() for k, v in result.items()}, os.path.join(args.dir, "pytorch.safetensors"), metadata=meta)
-    print(f"torch {torch.__version__}: batch {n} ({source}), seed {args.seed}, loss {loss.item():.6f}")
+    what = "" if spec.name == DEFAULT_MODEL else f"model {spec.name} ({spec.n_params:,} parameters), "
+    print(f"torch {torch.__version__}: {what}batch {n} ({source}), seed {args.seed}, loss {loss.item():.6f}")
     print(f"wrote {args.dir}/init.safetensors, batch.safetensors, pytorch.safetensors")
-    print_fragile(fragile)
+    print_fragile(fragile, spec.fragile_by)
 
 
-def print_fragile(fragile):
+def print_fragile(fragile, by="gradient"):
     if not fragile:
         print(f"fragile decisions: none (no ReLU input or max-pool tie within {FRAGILE_ABS:g}, float64)")
         return
     print(f"fragile decisions: {len(fragile)} within {FRAGILE_ABS:g} of their threshold (float64); a backend may")
     print("  take the other side under fp32 rounding and route this gradient differently:")
-    for f in sorted(fragile, key=lambda f: -abs(f["grad"]))[:12]:
+    if by == "risk":  # the likeliest to flip and the costliest first
+        order = sorted(fragile, key=lambda f: -abs(f["grad"]) / max(abs(f.get("value", f.get("gap", 0.0))), 1e-300))
+    else:
+        order = sorted(fragile, key=lambda f: -abs(f["grad"]))
+    for f in order[:12]:
         what = f"input {f['value']:+.3e}" if "value" in f else f"top-2 gap {f['gap']:.3e}"
         print(f"  {f['where']:<17} at {str(f['at']):<16} {what}  gradient {f['grad']:+.6e}")
     if len(fragile) > 12:
-        print(f"  ... and {len(fragile) - 12} more with smaller gradients")
+        print(f"  ... and {len(fragile) - 12} more " + ("less likely to matter" if by == "risk" else "with smaller gradients"))
 
 
 # ---------------------------------------------------------------------------------------------
 # compare
 
 
-def compare_files(got_path, want_path, lr, eps, label=None):
-    """Prints one row per tensor; returns True when every tensor passes."""
+def detect_model(names):
+    """The model whose tensor names a step file holds (exactly, or else the one sharing the most
+    names with it, the default on a tie); and whether the match is exact."""
+    names = set(names)
+    exact = [m for m in MODELS.values() if m.tensor_names() == names]
+    if exact:
+        return exact[0], True
+    best = max(MODELS.values(), key=lambda m: (len(m.tensor_names() & names), m.name == DEFAULT_MODEL))
+    return best, False
+
+
+def compare_files(got_path, want_path, lr, eps, label=None, model=None):
+    """Prints one row per tensor; returns True when every tensor passes. The bounds are model's
+    (a name in MODELS), or by default those of the model whose tensor names WANT holds."""
     for path in (got_path, want_path):
         if not os.path.isfile(path):
             sys.exit(f"{path}: no such file")
@@ -282,17 +495,25 @@ def compare_files(got_path, want_path, lr, eps, label=None):
         meta = f.metadata() or {}
     noise_scale = json.loads(meta.get(ZERO_GRAD_META, "{}"))
     fragile = json.loads(meta.get(FRAGILE_META, "[]"))
+    spec, exact = detect_model(want)
+    if model is not None and model != spec.name:
+        if exact:
+            sys.exit(f"{want_path} holds model {spec.name}'s tensors, not {model}'s")
+        spec = MODELS[model]
+    elif not exact:
+        print(f"note: the tensor names of {want_path} are not exactly those of any model; "
+              f"comparing with {spec.name}'s bounds")
     ok = True
     missing = sorted(set(want) - set(got))
     extra = sorted(set(got) - set(want))
     if missing or extra:
         print(f"tensor names differ: missing from {got_path}: {missing}; extra: {extra}")
         ok = False
-    print(f"\n{label or got_path} vs {want_path}")
+    print(f"\n{label or got_path} vs {want_path}" + ("" if spec.name == DEFAULT_MODEL else f" [model {spec.name}]"))
     header = f"{'tensor':<38} {'elements':>8} {'max abs err':>12} {'rel L2 err':>11} {'worst err/bound':>15}  result"
     print(header)
     print("-" * len(header))
-    names = sorted((k for k in want if k in got), key=lambda k: (TABLE_ORDER + [k]).index(k))
+    names = sorted((k for k in want if k in got), key=lambda k: (spec.table_order + [k]).index(k))
     for name in names:
         g, w = got[name], want[name]
         if g.shape != w.shape:
@@ -307,9 +528,15 @@ def compare_files(got_path, want_path, lr, eps, label=None):
         g64, w64 = g.astype(np.float64).ravel(), w.astype(np.float64).ravel()
         diff = np.abs(g64 - w64)
         param = name[len("after."):] if name.startswith("after.") else None
-        if param in PARAMS:
-            gg = got[f"grad.{param}"].astype(np.float64).ravel()
-            gw = want[f"grad.{param}"].astype(np.float64).ravel()
+        if param in spec.params:
+            # A gradient that is missing (or misshapen) on one side, already a failure above or in
+            # its own row, counts as equal to the other's: δ = 0, the strict bound.
+            gg, gw = got.get(f"grad.{param}"), want.get(f"grad.{param}")
+            if gg is None or gg.shape != w.shape:
+                gg = gw if gw is not None and gw.shape == w.shape else np.zeros(w.shape)
+            if gw is None or gw.shape != w.shape:
+                gw = gg
+            gg, gw = gg.astype(np.float64).ravel(), gw.astype(np.float64).ravel()
             delta = 2.0 * np.abs(gg - gw)
             # Gradients of opposite signs: the interval between them contains 0, where the slope
             # of g/(|g|+eps) is 1/eps, so the bound is lr·δ/eps (capped at 2·lr).
@@ -317,7 +544,7 @@ def compare_files(got_path, want_path, lr, eps, label=None):
             bound = ADAM_FLOOR + np.minimum(2.0 * lr, lr * eps * delta / (gmin + eps) ** 2)
         elif param is not None:  # running statistics
             bound = STAT_ATOL + STAT_RTOL * np.abs(w64)
-        elif name[len("grad."):] in ZERO_GRAD_PARAMS:
+        elif name[len("grad."):] in spec.zero_grad_params:
             scale = noise_scale.get(name[len("grad."):])
             if scale is None:
                 bound = np.full_like(w64, ZERO_GRAD_ATOL)
@@ -325,7 +552,7 @@ def compare_files(got_path, want_path, lr, eps, label=None):
                 bound = np.sqrt(scale["terms"]) * F32_U * np.asarray(scale["abs_sum"], dtype=np.float64)
         else:  # logits, loss, gradients
             scale = np.max(np.abs(w64)) if w64.size else 0.0
-            bound = ATOL_SCALE * scale + RTOL * np.abs(w64)
+            bound = spec.atol_scale * scale + spec.rtol * np.abs(w64)
         passed = bool(np.all(diff <= bound))  # False for any NaN
         ratio = float(np.max(diff / bound)) if diff.size else 0.0
         norm = np.linalg.norm(w64)
@@ -341,12 +568,206 @@ def compare_files(got_path, want_path, lr, eps, label=None):
     print(f"=> {'PASS' if ok else 'FAIL'} ({len(names)} tensors)")
     if not ok and fragile:
         print("hint: ", end="")
-        print_fragile(fragile)
+        print_fragile(fragile, spec.fragile_by)
     return ok
 
 
 def compare(args):
-    sys.exit(0 if compare_files(args.got, args.want, args.lr, args.eps) else 1)
+    sys.exit(0 if compare_files(args.got, args.want, args.lr, args.eps, model=args.model) else 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# selfcheck
+
+
+def float64_step(spec, init, x, y, lr):
+    """make's step once more in float64, rounded to float32 at the end: what an fp32
+    implementation would return if its only error were the final rounding."""
+    import torch
+
+    model = spec.build()()
+    model.load_state_dict(init)
+    model = model.double().train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt.zero_grad()
+    out = model(x.double())
+    loss = torch.nn.CrossEntropyLoss()(out, y)
+    loss.backward()
+    result = {"logits": out.detach(), "loss": loss.detach()}
+    for name, p in model.named_parameters():
+        result[f"grad.{name}"] = p.grad.detach()
+    opt.step()
+    for k, v in model.state_dict().items():
+        result[f"after.{k}"] = v.detach()
+    return {k: (v.float() if v.is_floating_point() else v).contiguous() for k, v in result.items()}
+
+
+def sequential_fp32_step(spec, init, x, y, lr, betas=(0.9, 0.999), eps=1e-8):
+    """The step of a Linear/ReLU chain (spec.chain) in plain numpy float32, every sum a sequential
+    loop of fp32 adds in the most naive order (as a simple shader or CPU loop would do it): an
+    independent fp32 implementation, to measure how far two such can honestly differ."""
+    f32 = np.float32
+    p = {k: v.numpy().astype(f32) for k, v in init.items()}
+    n = x.shape[0]
+    h = x.numpy().astype(f32).reshape(n, -1)
+    acts, pres = [h], []
+    for i, layer in enumerate(spec.chain):
+        w, b = p[f"{layer}.weight"], p[f"{layer}.bias"]
+        z = np.zeros((n, w.shape[0]), f32)
+        for k in range(w.shape[1]):  # z[n, o] = Σ_k h[n, k]·w[o, k], k in order
+            z += h[:, k : k + 1] * w[None, :, k]
+        z += b
+        pres.append(z)
+        h = np.maximum(z, f32(0)) if i + 1 < len(spec.chain) else z
+        acts.append(h)
+    logits = acts[-1]
+    labels = y.numpy()
+    m = logits.max(axis=1, keepdims=True)
+    e = np.exp(logits - m)
+    total = np.zeros((n, 1), f32)
+    for c in range(logits.shape[1]):
+        total += e[:, c : c + 1]
+    loss = f32(0)
+    for i in range(n):
+        loss += np.log(total[i, 0]) + m[i, 0] - logits[i, labels[i]]
+    loss = f32(loss / f32(n))
+    dz = (e / total).astype(f32)
+    dz[np.arange(n), labels] -= f32(1)
+    dz /= f32(n)
+    grads = {}
+    for i in reversed(range(len(spec.chain))):
+        layer = spec.chain[i]
+        w, h_in = p[f"{layer}.weight"], acts[i]
+        gw = np.zeros_like(w)
+        gb = np.zeros(w.shape[0], f32)
+        for j in range(n):  # Σ over the batch, in order
+            gw += dz[j][:, None] * h_in[j][None, :]
+            gb += dz[j]
+        for name, g in ((f"{layer}.weight", gw), (f"{layer}.bias", gb)):  # a shared layer adds up its uses
+            grads[name] = grads[name] + g if name in grads else g
+        if i > 0:
+            dh = np.zeros_like(h_in)
+            for o in range(w.shape[0]):  # dh[n, k] = Σ_o dz[n, o]·w[o, k], o in order
+                dh += dz[:, o : o + 1] * w[None, o, :]
+            dz = dh * (pres[i - 1] > 0)
+    result = {"logits": logits, "loss": np.asarray(loss, f32)}
+    for name in spec.params:
+        result[f"grad.{name}"] = grads[name]
+    b1, b2 = f32(betas[0]), f32(betas[1])
+    for name in spec.state_keys:  # Adam's first step: m̂ = g, v̂ = g² (up to rounding)
+        g = grads[name]
+        m_hat = ((f32(1) - b1) * g) / (f32(1) - b1)
+        v_hat = ((f32(1) - b2) * g * g) / (f32(1) - b2)
+        result[f"after.{name}"] = p[name] - f32(lr) * m_hat / (np.sqrt(v_hat) + f32(eps))
+    return {k: np.array(v, dtype=f32, order="C") for k, v in result.items()}
+
+
+def quietly(fn, *args, **kwargs):
+    import contextlib
+    import io
+
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        value = fn(*args, **kwargs)
+    return value, out.getvalue()
+
+
+def selfcheck(args):
+    """Checks `compare` and the bounds on a directory that `make` wrote:
+
+    1. pytorch.safetensors against itself passes (every error 0);
+    2. the same step in float64 (rounded to float32) against pytorch.safetensors passes: PyTorch's
+       own fp32 rounding must sit well inside the bounds, since another fp32 implementation's
+       differs from it by up to about twice that (the worst err/bound column shows the margin);
+    3. copies of pytorch.safetensors with one deliberate error each (a wrong element, a scaled
+       tensor, a moved parameter, a missing tensor) fail.
+    Exits 1 if any of these does not hold."""
+    import torch
+    from safetensors.torch import load_file as load_torch
+    from safetensors.torch import save_file
+
+    want = os.path.join(args.dir, "pytorch.safetensors")
+    for path in (want, os.path.join(args.dir, "init.safetensors"), os.path.join(args.dir, "batch.safetensors")):
+        if not os.path.isfile(path):
+            sys.exit(f"{path}: no such file (run make first)")
+    ref = load_torch(want)
+    spec, exact = detect_model(ref)
+    if not exact:
+        sys.exit(f"{want}: its tensor names are not those of any model")
+    with safe_open(want, framework="np") as f:
+        meta = f.metadata() or {}
+    lr = float(meta.get("lr", args.lr))
+    ok = True
+
+    print(f"1. {want} against itself (model {spec.name})")
+    passed, text = quietly(compare_files, want, want, lr, 1e-8)
+    print(text.rstrip().splitlines()[-1])
+    ok &= passed
+
+    print(f"\n2. the step in float64 (rounded to float32) against PyTorch's float32 step")
+    batch = load_torch(os.path.join(args.dir, "batch.safetensors"))
+    f64 = os.path.join(args.dir, "float64.safetensors")
+    save_file(float64_step(spec, load_torch(os.path.join(args.dir, "init.safetensors")), batch["x"], batch["y"], lr), f64)
+    ok &= compare_files(f64, want, lr, 1e-8, label="float64 step")
+
+    if spec.chain:
+        print(f"\n2b. the step in plain numpy float32 with sequential sums against PyTorch's float32 step")
+        from safetensors.numpy import save_file as save_np
+
+        seq = os.path.join(args.dir, "sequential-fp32.safetensors")
+        save_np(sequential_fp32_step(spec, load_torch(os.path.join(args.dir, "init.safetensors")), batch["x"], batch["y"], lr), seq)
+        ok &= compare_files(seq, want, lr, 1e-8, label="sequential fp32 step")
+
+    print("\n3. deliberate errors, each of which must fail:")
+    weight, bias = spec.params[0], spec.params[-1]
+    tol = spec.rtol + spec.atol_scale
+
+    def at_max(t):
+        return int(t.abs().flatten().argmax())
+
+    def bump(name, how):
+        def change(d):
+            t = d[name].clone()
+            flat = t.view(-1)
+            how(t, flat)
+            d[name] = t
+        return change
+
+    cases = [
+        ("logits: largest element + 1e-3·max|logits| (a wrong index or term)",
+         bump("logits", lambda t, f: f.__setitem__(at_max(t), f[at_max(t)] + 1e-3 * t.abs().max()))),
+        ("loss × (1 + 1e-4)", bump("loss", lambda t, f: f.mul_(1 + 1e-4))),
+        (f"grad.{weight} × (1 + 10·(rtol + atol_scale)) = × {1 + 10 * tol:g} (a scale slip)",
+         bump(f"grad.{weight}", lambda t, f: f.mul_(1 + 10 * tol))),
+        (f"grad.{bias}: largest element set to 0 (a missing term)",
+         bump(f"grad.{bias}", lambda t, f: f.__setitem__(at_max(t), 0.0))),
+        (f"after.{weight}: the element with the largest gradient moved by lr/10",
+         bump(f"after.{weight}", lambda t, f: f.__setitem__(at_max(ref[f"grad.{weight}"]),
+                                                            f[at_max(ref[f"grad.{weight}"])] + lr / 10))),
+        (f"grad.{weight} missing", lambda d: d.pop(f"grad.{weight}")),
+    ]
+    if spec.zero_grad_params:
+        zero = sorted(spec.zero_grad_params)[0]
+        # The bug this bound is there for (BatchNorm's mean subtraction missing) gives a bias
+        # gradient ~|grad.batchnorm.bias|; a tenth of that must fail already.
+        bn = zero.replace("conv", "batchnorm")
+        cases.append((f"grad.{zero} (true value 0) + 0.1·max|grad.{bn}| (mean not subtracted)",
+                      bump(f"grad.{zero}", lambda t, f: f.add_(0.1 * ref[f"grad.{bn}"].abs().max()))))
+    stats = [k for k in spec.state_keys if k.endswith("running_mean")]
+    if stats:
+        cases.append((f"after.{stats[0]}: first element + 1e-4", bump(f"after.{stats[0]}", lambda t, f: f.__setitem__(0, f[0] + 1e-4))))
+        tracked = stats[0].replace("running_mean", "num_batches_tracked")
+        cases.append((f"after.{tracked} + 1", bump(f"after.{tracked}", lambda t, f: f.add_(1))))
+    bad = os.path.join(args.dir, "perturbed.safetensors")
+    for what, change in cases:
+        d = dict(ref)
+        change(d)
+        save_file(d, bad)
+        passed, _ = quietly(compare_files, bad, want, lr, 1e-8)
+        print(f"  {what:<96} {'passed: WRONG' if passed else 'fails, as it must'}")
+        ok &= not passed
+    os.remove(bad)
+    print(f"\nselfcheck: {'PASS' if ok else 'FAIL'}")
+    sys.exit(0 if ok else 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -359,7 +780,10 @@ def run(args):
     ok = True
     for backend in ["cpu", "gpu"]:
         out = os.path.join(args.dir, f"wgsl-cnn-{backend}.safetensors")
-        cmd = [args.bin, "--backend", backend, "step",
+        # --model is an option of `step` (global flags such as --backend go before it). The
+        # default model goes without it, so lenet5 runs with binaries older than the option too.
+        model = [] if args.model == DEFAULT_MODEL else ["--model", args.model]
+        cmd = [args.bin, "--backend", backend, "step", *model,
                "--init", os.path.join(args.dir, "init.safetensors"),
                "--batch", os.path.join(args.dir, "batch.safetensors"),
                "--out", out, "--lr", str(args.lr)]
@@ -368,7 +792,8 @@ def run(args):
             print(f"wgsl-cnn step --backend {backend} failed")
             ok = False
             continue
-        ok &= compare_files(out, want, args.lr, 1e-8, label=f"wgsl-cnn --backend {backend}")
+        ok &= compare_files(out, want, args.lr, 1e-8, label=f"wgsl-cnn --backend {backend}",
+                            model=args.model)
     print(f"\nparity with PyTorch: {'PASS' if ok else 'FAIL'}")
     sys.exit(0 if ok else 1)
 
@@ -379,6 +804,8 @@ def main():
 
     def make_options(p):
         p.add_argument("--dir", required=True, help="output directory")
+        p.add_argument("--model", choices=list(MODELS), default=DEFAULT_MODEL,
+                       help="the model to build (as `wgsl-cnn step --model`) [default: %(default)s]")
         p.add_argument("--batch-size", type=int, default=100)
         p.add_argument("--seed", type=int, default=0, help="torch.manual_seed for the model; also picks the images")
         p.add_argument("--mnist", help="directory with train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]; random x if absent")
@@ -390,12 +817,18 @@ def main():
     p.add_argument("want")
     p.add_argument("--lr", type=float, default=1e-3, help="the step's learning rate (for the Adam bound)")
     p.add_argument("--eps", type=float, default=1e-8, help="Adam's eps (for the Adam bound)")
+    p.add_argument("--model", choices=list(MODELS),
+                   help="whose bounds to use [default: the model whose tensor names WANT holds]")
     p = sub.add_parser("run", help="make, then wgsl-cnn step on cpu and gpu, each compared")
     make_options(p)
     p.add_argument("--bin", required=True, help="path to the wgsl-cnn binary (target/release/wgsl-cnn)")
 
+    p = sub.add_parser("selfcheck", help="check compare and the bounds on a directory make wrote")
+    p.add_argument("--dir", required=True, help="a directory written by make")
+    p.add_argument("--lr", type=float, default=1e-3, help="the step's learning rate if the files do not say")
+
     args = ap.parse_args()
-    {"make": make, "compare": compare, "run": run}[args.command](args)
+    {"make": make, "compare": compare, "run": run, "selfcheck": selfcheck}[args.command](args)
 
 
 if __name__ == "__main__":
