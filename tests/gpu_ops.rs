@@ -79,6 +79,70 @@ fn relu_forward_and_backward_match_reference() {
     }
 }
 
+/// Bit patterns must agree exactly (NaN payloads included): `compare` fails on any NaN.
+#[track_caller]
+fn check_bits(what: &str, seed: u64, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len());
+    if let Some(i) = (0..got.len()).find(|&i| got[i].to_bits() != want[i].to_bits()) {
+        panic!("{what} (seed {seed}): [{i}] got {:e} ({:#010x}), want {:e} ({:#010x})", got[i], got[i].to_bits(), want[i], want[i].to_bits());
+    }
+}
+
+/// Non-finite values, signed zeros, subnormals and ties at the threshold: the GPU and the
+/// reference must agree bit for bit (the shader once turned NaN into 0 while the reference
+/// passed it through).
+#[test]
+fn relu_special_values_match_reference_bit_for_bit() {
+    let ctx = ctx();
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 10);
+    let specials = [
+        f32::NAN,
+        -f32::NAN,
+        f32::from_bits(0x7fc0_1234), // a NaN with a payload
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        0.0,
+        -0.0,
+        f32::MIN_POSITIVE / 4.0, // subnormal
+        -f32::MIN_POSITIVE / 4.0,
+        f32::MAX,
+        f32::MIN,
+        1.0, // ties: the same value many times
+        -1.0,
+    ];
+    // scalar only (< 256), vec4 + tails of 1..3, and whole vec4s
+    for len in [1, 2, 3, 5, 13, 255, 256, 257, 258, 259, 260, 1001, 4099] {
+        let pick = |rng: &mut Rng| if rng.below(3) == 0 { rng.uniform(-1.0, 1.0) as f32 } else { specials[rng.below(specials.len())] };
+        let mut x: Vec<f32> = (0..len).map(|_| pick(&mut rng)).collect();
+        for (i, v) in specials.iter().enumerate().take(len) {
+            x[i] = *v; // every special at least once where it fits
+        }
+        // the last elements (the scalar tail when there is one) hold specials too
+        if len > 4 {
+            x[len - 1] = f32::NAN;
+            x[len - 2] = -0.0;
+            x[len - 3] = f32::NEG_INFINITY;
+        }
+        let dy: Vec<f32> = (0..len).map(|_| pick(&mut rng)).collect();
+        let mut y = vec![0.0; len];
+        reference::activation::relu_forward(&x, &mut y);
+        assert!(y.iter().zip(&x).all(|(a, b)| !b.is_nan() || a.is_nan()), "reference relu must keep NaN");
+        let (xb, dyb, yb) = (upload(&ctx, &x), upload(&ctx, &dy), poisoned(&ctx, len));
+        activation::relu_forward(&ctx, len, &xb, &yb);
+        check_bits(&format!("relu_forward specials len {len}"), seed, &ctx.read::<f32>(&yb), &y);
+        // The backward on the forward's y, and on x itself (y ≤ 0 with −0, −inf, subnormals).
+        for (tag, yv) in [("y", &y), ("x", &x)] {
+            let mut dx = vec![0.0; len];
+            reference::activation::relu_backward(yv, &dy, &mut dx);
+            let (ybuf, dxb) = (upload(&ctx, yv), poisoned(&ctx, len));
+            activation::relu_backward(&ctx, len, &ybuf, &dyb, &dxb);
+            check_bits(&format!("relu_backward specials on {tag} len {len}"), seed, &ctx.read::<f32>(&dxb), &dx);
+        }
+        ctx.clear_bind_groups();
+    }
+}
+
 // ---- maxpool -------------------------------------------------------------------------
 
 /// Shapes for both the generic kernels and the k = 2, w % 4 == 0 vec4 ones.

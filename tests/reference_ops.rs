@@ -296,6 +296,14 @@ fn sum_rows_relu_and_gather_by_hand() {
     let mut y = vec![0.0; 2];
     activation::relu_forward(&[f64::NAN, -1.0], &mut y);
     assert!(y[0].is_nan() && y[1] == 0.0, "relu NaN: {y:?}");
+    // −0.0 and −inf give +0.0 (as the shader's select), +inf stays; a NaN y passes dy
+    // (threshold_backward zeroes only where y ≤ 0).
+    let mut y = vec![f64::NAN; 3];
+    activation::relu_forward(&[-0.0, f64::NEG_INFINITY, f64::INFINITY], &mut y);
+    assert_eq!(y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), [0.0f64.to_bits(), 0.0f64.to_bits(), f64::INFINITY.to_bits()]);
+    let mut dx = vec![f64::NAN; 2];
+    activation::relu_backward(&[f64::NAN, 0.0], &[7.0, 8.0], &mut dx);
+    assert_eq!(dx, [7.0, 0.0]);
 
     // Three 2-pixel images; perm [2, 0, 1], offset 1, n 2 → images 0 and 1.
     let images = [0u8, 255, 51, 102, 204, 153];
