@@ -3,8 +3,10 @@
 //! encoder and submits on `submit()`. The model never knows which one it talks to.
 //!
 //! Buffers are handles (cheap to clone). An op reads its input handles and overwrites every
-//! element of its output handles. Passing the same handle as an input and an output is not
-//! allowed (WebGPU forbids binding one buffer both read-only and writable in one dispatch).
+//! element of its output handles, except where its doc says it adds: the parameter-gradient
+//! outputs of `sum_rows` and `batchnorm_backward` accumulate (zero them with `clear` first),
+//! as do the counters. Passing the same handle as an input and an output is not allowed
+//! (WebGPU forbids binding one buffer both read-only and writable in one dispatch).
 
 use crate::shapes::{AdamConfig, BatchNormShape, Conv2dShape, MatmulShape, PoolShape};
 
@@ -26,6 +28,8 @@ pub trait Backend {
     fn index(&mut self, len: usize) -> Self::Index;
     fn write(&mut self, t: &Self::Tensor, data: &[f32]);
     fn write_index(&mut self, t: &Self::Index, data: &[u32]);
+    /// Sets every element of `t` to 0 (in recording order with the ops around it).
+    fn clear(&mut self, t: &Self::Tensor);
     /// Waits for all recorded work, then reads the buffer back.
     fn read(&mut self, t: &Self::Tensor) -> Vec<f32>;
     fn read_index(&mut self, t: &Self::Index) -> Vec<u32>;
@@ -71,8 +75,19 @@ pub trait Backend {
     fn maxpool_backward(&mut self, s: &PoolShape, dy: &Self::Tensor, argmax: &Self::Index, dx: &Self::Tensor);
 
     // ---- batchnorm ----------------------------------------------------------------------
-    /// Per-channel batch mean and biased variance.
-    fn batchnorm_stats(&mut self, s: &BatchNormShape, x: &Self::Tensor, mean: &Self::Tensor, var: &Self::Tensor);
+    /// Per-channel batch mean and biased variance, and the running statistics updated from
+    /// them: running = (1 − momentum)·running + momentum·batch, with the unbiased variance
+    /// (var·m/(m − 1), m = n·hw) going into running_var.
+    #[allow(clippy::too_many_arguments)]
+    fn batchnorm_stats(
+        &mut self,
+        s: &BatchNormShape,
+        x: &Self::Tensor,
+        mean: &Self::Tensor,
+        var: &Self::Tensor,
+        running_mean: &Self::Tensor,
+        running_var: &Self::Tensor,
+    );
     /// y = (x − mean)/√(var + eps)·gamma + beta. Training uses the batch stats, eval the running ones.
     #[allow(clippy::too_many_arguments)]
     fn batchnorm_normalize(
@@ -85,17 +100,8 @@ pub trait Backend {
         beta: &Self::Tensor,
         y: &Self::Tensor,
     );
-    /// running = (1 − momentum)·running + momentum·batch, with the unbiased variance
-    /// (var·m/(m − 1), m = n·hw) going into running_var.
-    fn batchnorm_update_running(
-        &mut self,
-        s: &BatchNormShape,
-        mean: &Self::Tensor,
-        var: &Self::Tensor,
-        running_mean: &Self::Tensor,
-        running_var: &Self::Tensor,
-    );
-    /// Gradients of the training forward wrt x, gamma and beta.
+    /// Gradients of the training forward wrt x (overwritten), gamma and beta (added into
+    /// dgamma and dbeta).
     #[allow(clippy::too_many_arguments)]
     fn batchnorm_backward(
         &mut self,
@@ -127,10 +133,12 @@ pub trait Backend {
     );
 
     // ---- reduce -------------------------------------------------------------------------
-    /// out[j] = Σ_i x[i, j] over `rows` rows of `cols` (a Linear layer's bias gradient).
+    /// out[j] += Σ_i x[i, j] over `rows` rows of `cols` (a Linear layer's bias gradient).
     fn sum_rows(&mut self, rows: usize, cols: usize, x: &Self::Tensor, out: &Self::Tensor);
     /// loss[0] = mean over the n rows of −log softmax(logits)[label];
-    /// dlogits = (softmax − onehot)/n.
+    /// dlogits = (softmax − onehot)/n. `state` (2 u32) counts the steps: state[0] += 1, and
+    /// if the loss is not finite and state[1] == 0, state[1] = state[0].
+    #[allow(clippy::too_many_arguments)]
     fn softmax_cross_entropy(
         &mut self,
         n: usize,
@@ -139,11 +147,10 @@ pub trait Backend {
         labels: &Self::Index,
         loss: &Self::Tensor,
         dlogits: &Self::Tensor,
+        state: &Self::Index,
     );
     /// correct[0] += number of rows whose argmax (first max on ties) equals the label.
     fn count_correct(&mut self, n: usize, classes: usize, logits: &Self::Tensor, labels: &Self::Index, correct: &Self::Index);
-    /// If loss[0] is not finite and flag[0] == 0, sets flag[0] = step (steps count from 1).
-    fn flag_nonfinite(&mut self, loss: &Self::Tensor, step: u32, flag: &Self::Index);
 
     // ---- adam ---------------------------------------------------------------------------
     /// One Adam step with bias correction; `step` counts from 1.

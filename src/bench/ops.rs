@@ -27,7 +27,6 @@ pub enum Op {
     MaxpoolBackward(PoolShape),
     BatchnormStats(BatchNormShape),
     BatchnormNormalize(BatchNormShape),
-    BatchnormUpdateRunning(BatchNormShape),
     BatchnormBackward(BatchNormShape),
     ReluForward { len: usize },
     ReluBackward { len: usize },
@@ -35,7 +34,6 @@ pub enum Op {
     SumRows { rows: usize, cols: usize },
     SoftmaxCrossEntropy { n: usize, classes: usize },
     CountCorrect { n: usize, classes: usize },
-    FlagNonfinite,
     Adam { len: usize },
 }
 
@@ -56,7 +54,6 @@ impl Op {
             Op::MaxpoolBackward(_) => "maxpool_backward",
             Op::BatchnormStats(_) => "batchnorm_stats",
             Op::BatchnormNormalize(_) => "batchnorm_normalize",
-            Op::BatchnormUpdateRunning(_) => "batchnorm_update_running",
             Op::BatchnormBackward(_) => "batchnorm_backward",
             Op::ReluForward { .. } => "relu_forward",
             Op::ReluBackward { .. } => "relu_backward",
@@ -64,7 +61,6 @@ impl Op {
             Op::SumRows { .. } => "sum_rows",
             Op::SoftmaxCrossEntropy { .. } => "softmax_cross_entropy",
             Op::CountCorrect { .. } => "count_correct",
-            Op::FlagNonfinite => "flag_nonfinite",
             Op::Adam { .. } => "adam",
         }
     }
@@ -91,10 +87,7 @@ impl Op {
             Op::Gather { n, pixels } => format!("{n}x{pixels} u8"),
             Op::Conv2dForward(s) | Op::Conv2dGradInput(s) | Op::Conv2dGradWeight(s) | Op::Conv2dGradBias(s) => conv(s),
             Op::MaxpoolForward(s) | Op::MaxpoolBackward(s) => pool(s),
-            Op::BatchnormStats(s)
-            | Op::BatchnormNormalize(s)
-            | Op::BatchnormUpdateRunning(s)
-            | Op::BatchnormBackward(s) => bn(s),
+            Op::BatchnormStats(s) | Op::BatchnormNormalize(s) | Op::BatchnormBackward(s) => bn(s),
             Op::ReluForward { len } | Op::ReluBackward { len } | Op::Adam { len } => format!("{len}"),
             Op::Matmul { s, bias } => format!(
                 "{}x{}{} . {}x{}{}{}",
@@ -108,7 +101,6 @@ impl Op {
             ),
             Op::SumRows { rows, cols } => format!("{rows}x{cols} -> {cols}"),
             Op::SoftmaxCrossEntropy { n, classes } | Op::CountCorrect { n, classes } => format!("{n}x{classes}"),
-            Op::FlagNonfinite => "1".into(),
         }
     }
 
@@ -125,12 +117,11 @@ impl Op {
             Op::MaxpoolForward(s) => (s.y_len() * (s.k * s.k - 1)) as u64,
             // routes values, no arithmetic
             Op::MaxpoolBackward(_) => 0,
-            // Σx (1 add) and Σx² (multiply-add) per element
-            Op::BatchnormStats(s) => 3 * s.len() as u64,
+            // Σx (1 add) and Σx² (multiply-add) per element; per channel, the running
+            // statistics: 2 blends of 3 flops each and the unbiased-variance scale
+            Op::BatchnormStats(s) => 3 * s.len() as u64 + 7 * s.c as u64,
             // (x − mean)·scale + beta per element (scale per channel: negligible)
             Op::BatchnormNormalize(s) => 3 * s.len() as u64,
-            // per channel: 2 blends of 3 flops each, and the unbiased-variance scale
-            Op::BatchnormUpdateRunning(s) => 7 * s.c as u64,
             // per element: x̂ = (x − mean)·istd (2), Σdy (1), Σdy·x̂ (2),
             // dx = istd·gamma·(dy − Σdy/m − x̂·Σdy·x̂/m) with per-channel factors (1 + 2 + 1 + 2)
             Op::BatchnormBackward(s) => 11 * s.len() as u64,
@@ -139,9 +130,9 @@ impl Op {
             Op::SumRows { rows, cols } => (rows * cols) as u64,
             // per logit: max (1), subtract max (1), exp (1), sum (1), normalise (1),
             // minus one-hot (1), divide by n (1)
+            // (the step count and the non-finite check of the loss: not floating point)
             Op::SoftmaxCrossEntropy { n, classes } => 7 * (n * classes) as u64,
             Op::CountCorrect { n, classes } => (n * classes) as u64,
-            Op::FlagNonfinite => 1,
             // m = β1·m + (1−β1)·g (3), v = β2·v + (1−β2)·g² (4),
             // p −= lr·(m/bc1)/(√(v/bc2) + eps) (7)
             Op::Adam { len } => 14 * *len as u64,
@@ -168,28 +159,25 @@ impl Op {
             Op::MaxpoolForward(s) => F32 * n(s.x_len() + 2 * s.y_len()),
             // dy and argmax in; dx out
             Op::MaxpoolBackward(s) => F32 * n(2 * s.y_len() + s.x_len()),
-            // x in; mean, var out
-            Op::BatchnormStats(s) => F32 * n(s.len() + 2 * s.c),
+            // x, running mean, running var in; mean, var, running mean, running var out
+            Op::BatchnormStats(s) => F32 * n(s.len() + 6 * s.c),
             // x, mean, var, gamma, beta in; y out
             Op::BatchnormNormalize(s) => F32 * n(2 * s.len() + 4 * s.c),
-            // mean, var, running mean, running var in; running mean, running var out
-            Op::BatchnormUpdateRunning(s) => F32 * n(6 * s.c),
-            // x, dy, mean, var, gamma in; dx, dgamma, dbeta out
-            Op::BatchnormBackward(s) => F32 * n(3 * s.len() + 5 * s.c),
+            // x, dy, mean, var, gamma, dgamma, dbeta in (the gradients accumulate); dx, dgamma,
+            // dbeta out
+            Op::BatchnormBackward(s) => F32 * n(3 * s.len() + 7 * s.c),
             // x in, y out
             Op::ReluForward { len } => F32 * n(2 * len),
             // y, dy in, dx out
             Op::ReluBackward { len } => F32 * n(3 * len),
             // A, B (and bias) in; C out
             Op::Matmul { s, bias } => F32 * n(s.m * s.k + s.k * s.n + s.m * s.n + if *bias { s.n } else { 0 }),
-            // x in, out out
-            Op::SumRows { rows, cols } => F32 * n(rows * cols + cols),
-            // logits, labels in; loss, dlogits out
-            Op::SoftmaxCrossEntropy { n: b, classes } => F32 * n(2 * b * classes + b + 1),
+            // x and out in (out accumulates), out out
+            Op::SumRows { rows, cols } => F32 * n(rows * cols + 2 * cols),
+            // logits, labels, step state (2 u32) in; loss, dlogits, step state out
+            Op::SoftmaxCrossEntropy { n: b, classes } => F32 * n(2 * b * classes + b + 1 + 4),
             // logits, labels, counter in; counter out
             Op::CountCorrect { n: b, classes } => F32 * n(b * classes + b + 2),
-            // loss, step, flag in; flag out
-            Op::FlagNonfinite => F32 * 4,
             // param, grad, m, v in; param, m, v out
             Op::Adam { len } => F32 * n(7 * len),
         }
@@ -262,7 +250,6 @@ pub fn name_calls(calls: &[Op], n: usize) -> Vec<String> {
             Op::MaxpoolBackward(s) => with(layer_pool(s), "backward", op),
             Op::BatchnormStats(s) => with(layer_bn(s), "stats", op),
             Op::BatchnormNormalize(s) => with(layer_bn(s), "normalize", op),
-            Op::BatchnormUpdateRunning(s) => with(layer_bn(s), "update_running", op),
             Op::BatchnormBackward(s) => with(layer_bn(s), "backward", op),
             Op::ReluForward { len } => layer_relu(*len).map_or_else(|| op.kind().to_string(), str::to_string),
             Op::ReluBackward { len } => with(layer_relu(*len), "backward", op),
@@ -274,7 +261,6 @@ pub fn name_calls(calls: &[Op], n: usize) -> Vec<String> {
             Op::SumRows { .. } => op.kind().to_string(),
             Op::SoftmaxCrossEntropy { .. } => "loss softmax_cross_entropy".into(),
             Op::CountCorrect { .. } => "count_correct".into(),
-            Op::FlagNonfinite => "flag_nonfinite".into(),
             Op::Adam { len } => {
                 let spec = LENET5_PARAMS.get(adam_calls % LENET5_PARAMS.len()).filter(|p| p.len() == *len);
                 adam_calls += 1;

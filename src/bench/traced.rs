@@ -112,6 +112,10 @@ impl<B: Backend + Device> Backend for Traced<B> {
     fn write_index(&mut self, t: &Self::Index, data: &[u32]) {
         self.inner.write_index(t, data)
     }
+    /// Not an op of the model's math: forwarded untraced.
+    fn clear(&mut self, t: &Self::Tensor) {
+        self.inner.clear(t)
+    }
     fn read(&mut self, t: &Self::Tensor) -> Vec<f32> {
         self.inner.read(t)
     }
@@ -162,8 +166,16 @@ impl<B: Backend + Device> Backend for Traced<B> {
     fn maxpool_backward(&mut self, s: &PoolShape, dy: &Self::Tensor, argmax: &Self::Index, dx: &Self::Tensor) {
         self.call(Op::MaxpoolBackward(*s), |b| b.maxpool_backward(s, dy, argmax, dx))
     }
-    fn batchnorm_stats(&mut self, s: &BatchNormShape, x: &Self::Tensor, mean: &Self::Tensor, var: &Self::Tensor) {
-        self.call(Op::BatchnormStats(*s), |b| b.batchnorm_stats(s, x, mean, var))
+    fn batchnorm_stats(
+        &mut self,
+        s: &BatchNormShape,
+        x: &Self::Tensor,
+        mean: &Self::Tensor,
+        var: &Self::Tensor,
+        running_mean: &Self::Tensor,
+        running_var: &Self::Tensor,
+    ) {
+        self.call(Op::BatchnormStats(*s), |b| b.batchnorm_stats(s, x, mean, var, running_mean, running_var))
     }
     fn batchnorm_normalize(
         &mut self,
@@ -176,18 +188,6 @@ impl<B: Backend + Device> Backend for Traced<B> {
         y: &Self::Tensor,
     ) {
         self.call(Op::BatchnormNormalize(*s), |b| b.batchnorm_normalize(s, x, mean, var, gamma, beta, y))
-    }
-    fn batchnorm_update_running(
-        &mut self,
-        s: &BatchNormShape,
-        mean: &Self::Tensor,
-        var: &Self::Tensor,
-        running_mean: &Self::Tensor,
-        running_var: &Self::Tensor,
-    ) {
-        self.call(Op::BatchnormUpdateRunning(*s), |b| {
-            b.batchnorm_update_running(s, mean, var, running_mean, running_var)
-        })
     }
     fn batchnorm_backward(
         &mut self,
@@ -230,9 +230,10 @@ impl<B: Backend + Device> Backend for Traced<B> {
         labels: &Self::Index,
         loss: &Self::Tensor,
         dlogits: &Self::Tensor,
+        state: &Self::Index,
     ) {
         self.call(Op::SoftmaxCrossEntropy { n, classes }, |b| {
-            b.softmax_cross_entropy(n, classes, logits, labels, loss, dlogits)
+            b.softmax_cross_entropy(n, classes, logits, labels, loss, dlogits, state)
         })
     }
     fn count_correct(
@@ -244,9 +245,6 @@ impl<B: Backend + Device> Backend for Traced<B> {
         correct: &Self::Index,
     ) {
         self.call(Op::CountCorrect { n, classes }, |b| b.count_correct(n, classes, logits, labels, correct))
-    }
-    fn flag_nonfinite(&mut self, loss: &Self::Tensor, step: u32, flag: &Self::Index) {
-        self.call(Op::FlagNonfinite, |b| b.flag_nonfinite(loss, step, flag))
     }
     fn adam(
         &mut self,

@@ -22,20 +22,21 @@ pub struct GpuDataset {
 
 pub struct Gpu {
     pub ctx: GpuContext,
-    /// Adam's bias corrections (`reference::adam::hyper`) and the step number.
-    adam_hyper: PerStep<[u32; 4]>,
-    step_number: PerStep<u32>,
+    /// For the per-tensor `adam` of the trait: the step number the Adam kernel reads as its
+    /// state[0], and a table (`adam::hyper_table`) covering that one step.
+    adam_step: PerStep<u32>,
+    adam_table: PerStep<[u32; 8]>,
 }
 
 impl Gpu {
     pub fn new(choice: &AdapterChoice) -> Result<Self> {
         let ctx = GpuContext::new(choice)?;
-        let (adam_hyper, step_number) = (PerStep::new(&ctx, 4), PerStep::new(&ctx, 1));
-        Ok(Gpu { ctx, adam_hyper, step_number })
+        let (adam_step, adam_table) = (PerStep::new(&ctx, 2), PerStep::new(&ctx, 8));
+        Ok(Gpu { ctx, adam_step, adam_table })
     }
 }
 
-/// A small buffer of per-step constants (Adam's bias corrections, the step number).
+/// A small buffer of per-step constants (the step number, Adam's bias corrections).
 /// Kernels read them from storage rather than uniforms because uniform bytes key the
 /// bind-group cache, so a per-step uniform would create a new bind group every step.
 struct PerStep<T> {
@@ -90,6 +91,9 @@ impl Backend for Gpu {
     fn write_index(&mut self, t: &GpuTensor, data: &[u32]) {
         self.ctx.write(t, data)
     }
+    fn clear(&mut self, t: &GpuTensor) {
+        self.ctx.with_encoder(|enc| enc.clear_buffer(&t.buffer, 0, None));
+    }
     fn read(&mut self, t: &GpuTensor) -> Vec<f32> {
         self.ctx.read(t)
     }
@@ -135,8 +139,16 @@ impl Backend for Gpu {
         maxpool::backward(&self.ctx, s, dy, argmax, dx)
     }
 
-    fn batchnorm_stats(&mut self, s: &BatchNormShape, x: &GpuTensor, mean: &GpuTensor, var: &GpuTensor) {
-        batchnorm::stats(&self.ctx, s, x, mean, var)
+    fn batchnorm_stats(
+        &mut self,
+        s: &BatchNormShape,
+        x: &GpuTensor,
+        mean: &GpuTensor,
+        var: &GpuTensor,
+        running_mean: &GpuTensor,
+        running_var: &GpuTensor,
+    ) {
+        batchnorm::stats(&self.ctx, s, x, mean, var, running_mean, running_var)
     }
     fn batchnorm_normalize(
         &mut self,
@@ -149,16 +161,6 @@ impl Backend for Gpu {
         y: &GpuTensor,
     ) {
         batchnorm::normalize(&self.ctx, s, x, mean, var, gamma, beta, y)
-    }
-    fn batchnorm_update_running(
-        &mut self,
-        s: &BatchNormShape,
-        mean: &GpuTensor,
-        var: &GpuTensor,
-        running_mean: &GpuTensor,
-        running_var: &GpuTensor,
-    ) {
-        batchnorm::update_running(&self.ctx, s, mean, var, running_mean, running_var)
     }
     fn batchnorm_backward(
         &mut self,
@@ -197,20 +199,20 @@ impl Backend for Gpu {
         labels: &GpuTensor,
         loss: &GpuTensor,
         dlogits: &GpuTensor,
+        state: &GpuTensor,
     ) {
-        reduce::softmax_cross_entropy(&self.ctx, n, classes, logits, labels, loss, dlogits)
+        reduce::softmax_cross_entropy(&self.ctx, n, classes, logits, labels, loss, dlogits, state)
     }
     fn count_correct(&mut self, n: usize, classes: usize, logits: &GpuTensor, labels: &GpuTensor, correct: &GpuTensor) {
         reduce::count_correct(&self.ctx, n, classes, logits, labels, correct)
     }
-    fn flag_nonfinite(&mut self, loss: &GpuTensor, step: u32, flag: &GpuTensor) {
-        let step_buf = self.step_number.set(&self.ctx, step, &[step]);
-        reduce::flag_nonfinite(&self.ctx, loss, step_buf, flag)
-    }
 
     fn adam(&mut self, cfg: &AdamConfig, step: u32, len: usize, param: &GpuTensor, grad: &GpuTensor, m: &GpuTensor, v: &GpuTensor) {
-        let hyper = crate::reference::adam::hyper(cfg, step);
-        let hyper_buf = self.adam_hyper.set(&self.ctx, hyper.map(f32::to_bits), &hyper);
-        adam::step(&self.ctx, cfg, len, hyper_buf, param, grad, m, v)
+        let table = adam::hyper_table(cfg, step, 1);
+        let key: [u32; 8] = std::array::from_fn(|i| table[i].to_bits());
+        // Both are always set together, so a submit that one needs covers the other too.
+        let step_buf = self.adam_step.set(&self.ctx, step, &[step, 0]);
+        let table_buf = self.adam_table.set(&self.ctx, key, &table);
+        adam::step(&self.ctx, cfg, len, step_buf, table_buf, param, grad, m, v)
     }
 }

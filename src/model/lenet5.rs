@@ -75,7 +75,8 @@ struct Buffers<B: Backend> {
     db1: B::Tensor,
     da1: B::Tensor,
     correct: B::Index,
-    nonfinite: B::Index,
+    /// The loss kernel's step state: [losses computed, first step with a non-finite loss or 0].
+    state: B::Index,
 }
 
 impl<B: Backend> Buffers<B> {
@@ -125,7 +126,7 @@ impl<B: Backend> Buffers<B> {
             db1,
             da1,
             correct: be.index(1),
-            nonfinite: be.index(1),
+            state: be.index(2),
         }
     }
 }
@@ -152,6 +153,9 @@ pub struct Lenet5<B: Backend> {
     pub adam_step: u32,
     pub running: RunningStats<B>,
     buf: Buffers<B>,
+    /// What the device's step counter (state[0]) holds once the recorded work has run: one
+    /// per `loss` call.
+    losses_counted: u32,
 }
 
 impl<B: Backend> Lenet5<B> {
@@ -185,7 +189,7 @@ impl<B: Backend> Lenet5<B> {
         be.write(&running.var1, &[1.0; 20]);
         be.write(&running.var2, &[1.0; 50]);
         let buf = Buffers::new(be, capacity);
-        Lenet5 { capacity, params, grads, adam_m, adam_v, adam_step: 0, running, buf }
+        Lenet5 { capacity, params, grads, adam_m, adam_v, adam_step: 0, running, buf, losses_counted: 0 }
     }
 
     /// Puts a batch in place from host memory (tests, the `step` tool).
@@ -239,22 +243,27 @@ impl<B: Backend> Lenet5<B> {
         y: &B::Tensor,
     ) {
         if train {
-            be.batchnorm_stats(s, x, mean, var);
-            be.batchnorm_update_running(s, mean, var, running_mean, running_var);
+            be.batchnorm_stats(s, x, mean, var, running_mean, running_var);
             be.batchnorm_normalize(s, x, mean, var, gamma, beta, y);
         } else {
             be.batchnorm_normalize(s, x, running_mean, running_var, gamma, beta, y);
         }
     }
 
-    /// The mean cross-entropy of the last forward's logits (and its gradient wrt them).
+    /// The mean cross-entropy of the last forward's logits (and its gradient wrt them); the
+    /// device's step counter advances by one (see `train_step`).
     pub fn loss(&mut self, be: &mut B, n: usize) {
         let b = &self.buf;
-        be.softmax_cross_entropy(n, CLASSES, &b.logits, &b.y, &b.loss, &b.dlogits);
+        be.softmax_cross_entropy(n, CLASSES, &b.logits, &b.y, &b.loss, &b.dlogits, &b.state);
+        self.losses_counted = self.losses_counted.wrapping_add(1);
     }
 
-    /// Loss of the last training forward and the gradient of every parameter.
+    /// Loss of the last training forward and the gradient of every parameter (the
+    /// gradients are zeroed first: the parameter-gradient ops accumulate).
     pub fn backward(&mut self, be: &mut B, n: usize) {
+        for g in &self.grads {
+            be.clear(g);
+        }
         self.loss(be, n);
         let (p, g, b) = (&self.params, &self.grads, &self.buf);
         // fc2: dW2 = dlogitsᵀ·h1r, db2 = Σ rows dlogits, dh1r = dlogits·W2.
@@ -291,10 +300,18 @@ impl<B: Backend> Lenet5<B> {
 
     /// Forward (training mode), loss, backward and Adam on the batch in place. `step`
     /// (from 1) is recorded on the device if the loss is not finite; nothing is read back.
+    /// The loss kernel numbers the steps itself (state[0] += 1); only when `step` is not
+    /// the next number it would give (a fresh model resuming, or loss calls outside
+    /// training) is the counter set from the host, after submitting the work that counts.
     pub fn train_step(&mut self, be: &mut B, n: usize, cfg: &AdamConfig, step: u32) {
+        assert!(step >= 1, "steps count from 1");
+        if self.losses_counted.wrapping_add(1) != step {
+            be.submit(); // a queued write lands before the next submit: count what is recorded first
+            be.write_index(&self.buf.state, &[step - 1]);
+            self.losses_counted = step - 1;
+        }
         self.forward(be, n, true);
         self.backward(be, n);
-        be.flag_nonfinite(&self.buf.loss, step, &self.buf.nonfinite);
         self.adam_update(be, cfg);
     }
 
@@ -324,7 +341,7 @@ impl<B: Backend> Lenet5<B> {
 
     /// The first step whose loss was not finite, if any (waits for the device).
     pub fn first_nonfinite_step(&mut self, be: &mut B) -> Option<u32> {
-        Some(be.read_index(&self.buf.nonfinite)[0]).filter(|&s| s != 0)
+        Some(be.read_index(&self.buf.state)[1]).filter(|&s| s != 0)
     }
 
     /// Logits of the last forward, [n, 10].

@@ -73,6 +73,9 @@ impl<T: Real> Backend for CpuBackend<T> {
     fn write_index(&mut self, t: &CpuIndex, data: &[u32]) {
         t.borrow_mut()[..data.len()].copy_from_slice(data);
     }
+    fn clear(&mut self, t: &CpuTensor<T>) {
+        t.borrow_mut().fill(T::zero());
+    }
     fn read(&mut self, t: &CpuTensor<T>) -> Vec<f32> {
         t.borrow().iter().map(|v| v.to_f64() as f32).collect()
     }
@@ -116,8 +119,26 @@ impl<T: Real> Backend for CpuBackend<T> {
         maxpool::backward(s, &dy.borrow()[..s.y_len()], &argmax.borrow()[..s.y_len()], &mut dx.borrow_mut()[..s.x_len()]);
     }
 
-    fn batchnorm_stats(&mut self, s: &BatchNormShape, x: &CpuTensor<T>, mean: &CpuTensor<T>, var: &CpuTensor<T>) {
-        batchnorm::stats(s, &x.borrow()[..s.len()], &mut mean.borrow_mut()[..s.c], &mut var.borrow_mut()[..s.c]);
+    /// The GPU's fused stats: `batchnorm::stats`, then `batchnorm::update_running`.
+    fn batchnorm_stats(
+        &mut self,
+        s: &BatchNormShape,
+        x: &CpuTensor<T>,
+        mean: &CpuTensor<T>,
+        var: &CpuTensor<T>,
+        running_mean: &CpuTensor<T>,
+        running_var: &CpuTensor<T>,
+    ) {
+        let c = s.c;
+        let (mut mean, mut var) = (mean.borrow_mut(), var.borrow_mut());
+        batchnorm::stats(s, &x.borrow()[..s.len()], &mut mean[..c], &mut var[..c]);
+        batchnorm::update_running(
+            s,
+            &mean[..c],
+            &var[..c],
+            &mut running_mean.borrow_mut()[..c],
+            &mut running_var.borrow_mut()[..c],
+        );
     }
     fn batchnorm_normalize(
         &mut self,
@@ -138,23 +159,6 @@ impl<T: Real> Backend for CpuBackend<T> {
             &gamma.borrow()[..c],
             &beta.borrow()[..c],
             &mut y.borrow_mut()[..s.len()],
-        );
-    }
-    fn batchnorm_update_running(
-        &mut self,
-        s: &BatchNormShape,
-        mean: &CpuTensor<T>,
-        var: &CpuTensor<T>,
-        running_mean: &CpuTensor<T>,
-        running_var: &CpuTensor<T>,
-    ) {
-        let c = s.c;
-        batchnorm::update_running(
-            s,
-            &mean.borrow()[..c],
-            &var.borrow()[..c],
-            &mut running_mean.borrow_mut()[..c],
-            &mut running_var.borrow_mut()[..c],
         );
     }
     fn batchnorm_backward(
@@ -212,6 +216,7 @@ impl<T: Real> Backend for CpuBackend<T> {
         labels: &CpuIndex,
         loss: &CpuTensor<T>,
         dlogits: &CpuTensor<T>,
+        state: &CpuIndex,
     ) {
         let len = n * classes;
         let l = reduce::softmax_cross_entropy(
@@ -222,18 +227,12 @@ impl<T: Real> Backend for CpuBackend<T> {
             &mut dlogits.borrow_mut()[..len],
         );
         loss.borrow_mut()[0] = l;
+        reduce::count_step(l.to_f64(), &mut state.borrow_mut());
     }
     fn count_correct(&mut self, n: usize, classes: usize, logits: &CpuTensor<T>, labels: &CpuIndex, correct: &CpuIndex) {
         let c = reduce::count_correct(n, classes, &logits.borrow()[..n * classes], &labels.borrow()[..n]);
         correct.borrow_mut()[0] += c;
     }
-    fn flag_nonfinite(&mut self, loss: &CpuTensor<T>, step: u32, flag: &CpuIndex) {
-        let mut flag = flag.borrow_mut();
-        if !loss.borrow()[0].to_f64().is_finite() && flag[0] == 0 {
-            flag[0] = step;
-        }
-    }
-
     fn adam(
         &mut self,
         cfg: &AdamConfig,
