@@ -53,18 +53,18 @@ fn main() {
         let (rm, rv, dg, db) = (ctx.buffer(s.c), ctx.buffer(s.c), ctx.buffer(s.c), ctx.buffer(s.c));
         ctx.write(&gamma, &vec![1.0f32; s.c]);
         let tag = format!("[{},{},{}]", s.n, s.c, s.hw);
-        total += time(&ctx, reps, &format!("batchnorm stats {tag}"), || batchnorm::stats(&ctx, &s, &x, &mean, &var));
+        let sums = ctx.buffer(2 * s.c);
+        total += time(&ctx, reps, &format!("batchnorm stats (+ running) {tag}"), || {
+            batchnorm::stats(&ctx, &s, &x, &mean, &var, &rm, &rv)
+        });
         total += time(&ctx, reps, &format!("batchnorm normalize {tag}"), || {
             batchnorm::normalize(&ctx, &s, &x, &mean, &var, &gamma, &beta, &y)
         });
-        total += time(&ctx, reps, &format!("batchnorm update_running {tag}"), || {
-            batchnorm::update_running(&ctx, &s, &mean, &var, &rm, &rv)
-        });
         total += time(&ctx, reps, &format!("batchnorm backward_reduce {tag}"), || {
-            batchnorm::backward_reduce(&ctx, &s, &x, &dy, &mean, &var, &dg, &db)
+            batchnorm::backward_reduce(&ctx, &s, &x, &dy, &mean, &var, &dg, &db, &sums)
         });
         total += time(&ctx, reps, &format!("batchnorm backward_dx {tag}"), || {
-            batchnorm::backward_dx(&ctx, &s, &x, &dy, &mean, &var, &gamma, &dg, &db, &dx)
+            batchnorm::backward_dx(&ctx, &s, &x, &dy, &mean, &var, &gamma, &sums, &dx)
         });
     }
 
@@ -82,23 +82,21 @@ fn main() {
     let logits = rand(&mut rng, n * classes);
     let labels = ctx.buffer(n);
     ctx.write(&labels, &(0..n as u32).map(|i| i % 10).collect::<Vec<_>>());
-    let (loss, dlogits, correct, step, flag) = (ctx.buffer(1), ctx.buffer(n * classes), ctx.buffer(1), ctx.buffer(1), ctx.buffer(1));
-    total += time(&ctx, reps, "softmax_cross_entropy 100×10", || {
-        reduce::softmax_cross_entropy(&ctx, n, classes, &logits, &labels, &loss, &dlogits)
+    let (loss, dlogits, correct, state) = (ctx.buffer(1), ctx.buffer(n * classes), ctx.buffer(1), ctx.buffer(2));
+    total += time(&ctx, reps, "softmax_cross_entropy 100×10 (+ step state)", || {
+        reduce::softmax_cross_entropy(&ctx, n, classes, &logits, &labels, &loss, &dlogits, &state)
     });
     total += time(&ctx, reps, "count_correct 100×10", || reduce::count_correct(&ctx, n, classes, &logits, &labels, &correct));
-    total += time(&ctx, reps, "flag_nonfinite", || reduce::flag_nonfinite(&ctx, &loss, &step, &flag));
 
+    // Adam over the whole parameter store in one dispatch (the seed's 12 tensors, each padded
+    // to 64 elements), its step read from `step` and covered by the table.
     let cfg = AdamConfig::default();
-    let hyper = ctx.buffer(4);
-    ctx.write(&hyper, &wgsl_cnn::reference::adam::hyper(&cfg, 1));
-    let mut adam_total = 0.0;
-    for len in [500, 20, 25_000, 50, 400_000, 500, 5_000, 10] {
-        let (p, g, m, v) = (rand(&mut rng, len), rand(&mut rng, len), ctx.buffer(len), ctx.buffer(len));
-        adam_total += time(&ctx, reps, &format!("adam step {len}"), || adam::step(&ctx, &cfg, len, &hyper, &p, &g, &m, &v));
-    }
-    println!("{:<44} {adam_total:8.3} ms", "adam, all 8 seed tensors");
-    total += adam_total;
+    let (step, table) = (ctx.buffer(2), ctx.buffer(4 + 4 * 1024));
+    ctx.write(&step, &[1u32, 0]);
+    ctx.write(&table, &adam::hyper_table(&cfg, 1, 1024));
+    let len: usize = [500, 20, 20, 20, 25_000, 50, 50, 50, 400_000, 500, 5_000, 10].iter().map(|l: &usize| l.div_ceil(64) * 64).sum();
+    let (p, g, m, v) = (rand(&mut rng, len), rand(&mut rng, len), ctx.buffer(len), ctx.buffer(len));
+    total += time(&ctx, reps, &format!("adam step, store of {len}"), || adam::step(&ctx, &cfg, len, &step, &table, &p, &g, &m, &v));
 
     // MNIST-sized dataset: 60,000 images of 784 pixels, one batch of 100.
     let (count, pixels) = (60_000, 784);

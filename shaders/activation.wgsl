@@ -2,7 +2,10 @@
 // The *4 entry points handle whole vec4s (one 16-byte load per operand, which llvmpipe
 // runs as one per-lane loop instead of four); the scalar ones handle elements
 // [start, end) — the tail len % 4, or everything for short buffers.
-// ReLU keeps x only where x > 0 (so NaN and -0.0 give 0, like `if x > 0 { x } else { 0 }`).
+// ReLU keeps x where x > 0 or x is NaN (NaN propagates, as PyTorch's relu), else gives +0.0
+// (so -0.0 and -inf give 0). The backward passes dy unless y <= 0 (PyTorch's
+// threshold_backward), i.e. exactly where the forward keeps: `keep` serves both. It tests the
+// bits, not `x > 0.0`, because WGSL lets implementations assume no NaN reaches a comparison.
 struct Params { start: u32, end: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -21,13 +24,23 @@ struct Params { start: u32, end: u32 }
 @group(0) @binding(2) var<storage, read> dy4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> dx4: array<vec4<f32>>;
 
+// sign bit clear and not +0 (positive, +inf, positive NaN), or any NaN
+fn keep(v: f32) -> bool {
+    let b = bitcast<u32>(v);
+    return bitcast<i32>(b) > 0 || (b & 0x7fffffffu) > 0x7f800000u;
+}
+fn keep4(v: vec4<f32>) -> vec4<bool> {
+    let b = bitcast<vec4<u32>>(v);
+    return (bitcast<vec4<i32>>(b) > vec4<i32>(0)) | ((b & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u));
+}
+
 @compute @workgroup_size(64)
 fn relu_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) li: u32) {
     let i = p.start + flat_group(wg, nwg) * 64u + li;
     if (i < p.end) {
         let v = x[i];
-        y[i] = select(0.0, v, v > 0.0);
+        y[i] = select(0.0, v, keep(v));
     }
 }
 
@@ -38,7 +51,7 @@ fn relu_forward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     let i = flat_group(wg, nwg) * 64u + li;
     if (i < p.end) {
         let v = x4[i];
-        y4[i] = select(vec4<f32>(0.0), v, v > vec4<f32>(0.0));
+        y4[i] = select(vec4<f32>(0.0), v, keep4(v));
     }
 }
 
@@ -47,7 +60,7 @@ fn relu_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
                  @builtin(local_invocation_index) li: u32) {
     let i = p.start + flat_group(wg, nwg) * 64u + li;
     if (i < p.end) {
-        dx[i] = select(0.0, dy[i], fy[i] > 0.0);
+        dx[i] = select(0.0, dy[i], keep(fy[i]));
     }
 }
 
@@ -56,6 +69,6 @@ fn relu_backward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
                   @builtin(local_invocation_index) li: u32) {
     let i = flat_group(wg, nwg) * 64u + li;
     if (i < p.end) {
-        dx4[i] = select(vec4<f32>(0.0), dy4[i], fy4[i] > vec4<f32>(0.0));
+        dx4[i] = select(vec4<f32>(0.0), dy4[i], keep4(fy4[i]));
     }
 }

@@ -20,11 +20,13 @@ struct Params {
 }
 @group(0) @binding(0) var<uniform> p: Params;
 
-// stats: x -> mean, var
+// stats: x -> mean, var; running_mean, running_var updated in place
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(1) var<storage, read> x4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read_write> mean: array<f32>;
 @group(0) @binding(3) var<storage, read_write> var_: array<f32>;
+@group(0) @binding(4) var<storage, read_write> running_mean: array<f32>;
+@group(0) @binding(5) var<storage, read_write> running_var: array<f32>;
 
 // normalize: x, mean, var, gamma, beta -> y
 @group(0) @binding(2) var<storage, read> n_mean: array<f32>;
@@ -34,26 +36,21 @@ struct Params {
 @group(0) @binding(6) var<storage, read_write> y: array<f32>;
 @group(0) @binding(6) var<storage, read_write> y4: array<vec4<f32>>;
 
-// update_running: mean, var -> running_mean, running_var
-@group(0) @binding(1) var<storage, read> u_mean: array<f32>;
-@group(0) @binding(2) var<storage, read> u_var: array<f32>;
-@group(0) @binding(3) var<storage, read_write> running_mean: array<f32>;
-@group(0) @binding(4) var<storage, read_write> running_var: array<f32>;
-
-// backward_reduce: x, dy, mean, var -> dgamma = Σ dy·x̂, dbeta = Σ dy
+// backward_reduce: x, dy, mean, var -> dgamma += Σ dy·x̂, dbeta += Σ dy; this call's sums
+// also go to sums = [Σ dy·x̂ (c) | Σ dy (c)] for backward_dx
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> dy4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> r_mean: array<f32>;
 @group(0) @binding(4) var<storage, read> r_var: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dgamma: array<f32>;
 @group(0) @binding(6) var<storage, read_write> dbeta: array<f32>;
+@group(0) @binding(7) var<storage, read_write> sums: array<f32>;
 
-// backward_dx: x, dy, mean, var, gamma, dgamma, dbeta -> dx
+// backward_dx: x, dy, mean, var, gamma, sums -> dx
 @group(0) @binding(5) var<storage, read> b_gamma: array<f32>;
-@group(0) @binding(6) var<storage, read> b_dgamma: array<f32>;
-@group(0) @binding(7) var<storage, read> b_dbeta: array<f32>;
-@group(0) @binding(8) var<storage, read_write> dx: array<f32>;
-@group(0) @binding(8) var<storage, read_write> dx4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> b_sums: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dx4: array<vec4<f32>>;
 
 const WG: u32 = 64u;
 const VPT: u32 = 8u;
@@ -95,13 +92,19 @@ fn hsum(v: vec4<f32>) -> f32 {
 }
 
 // ---- stats: two passes over the channel (mean, then Σ(x − mean)²) for accuracy; the second
-// pass finds the channel in cache. var is the biased variance (÷ m).
+// pass finds the channel in cache. var is the biased variance (÷ m). The running statistics
+// are updated from the same f32 mean and var, as a separate kernel reading them back would:
+// running = (1 − momentum)·running + momentum·batch, the batch variance made unbiased.
 fn stats_finish(li: u32, ch: u32, q: f32, mu: f32) {
     red_a[li] = q;
     tree_sum2(li);
     if (li == 0u) {
+        let v = red_a[0] / f32(p.m);
         mean[ch] = mu;
-        var_[ch] = red_a[0] / f32(p.m);
+        var_[ch] = v;
+        let unbias = f32(p.m) / f32(p.m - 1u);
+        running_mean[ch] = (1.0 - p.momentum) * running_mean[ch] + p.momentum * mu;
+        running_var[ch] = (1.0 - p.momentum) * running_var[ch] + p.momentum * (v * unbias);
     }
 }
 
@@ -187,26 +190,25 @@ fn normalize_apply4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
     }
 }
 
-// ---- running = (1 − momentum)·running + momentum·batch, the batch variance made unbiased.
-@compute @workgroup_size(64)
-fn update_running(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let ch = gid.x;
-    if (ch >= p.c) {
-        return;
-    }
-    let unbias = f32(p.m) / f32(p.m - 1u);
-    running_mean[ch] = (1.0 - p.momentum) * running_mean[ch] + p.momentum * u_mean[ch];
-    running_var[ch] = (1.0 - p.momentum) * running_var[ch] + p.momentum * (u_var[ch] * unbias);
-}
-
-// ---- backward_reduce: dbeta = Σ dy, dgamma = Σ dy·x̂ with x̂ = (x − mean)/√(var + eps) ----
+// ---- backward_reduce: dbeta += Σ dy, dgamma += Σ dy·x̂ with x̂ = (x − mean)/√(var + eps) --
+// Parameter gradients accumulate (weight tying). Invocation 0 rounds this call's sums to f32
+// and stores them; invocation 1 adds them to the old values after a barrier, so that no
+// compiler can fuse Σ·istd + old into one fma: the result is f32(sum) + old, which is
+// exactly the sum when old is 0.
 fn backward_reduce_finish(li: u32, ch: u32, sdy: f32, sdyx: f32) {
     red_a[li] = sdy;
     red_b[li] = sdyx;
     tree_sum2(li);
     if (li == 0u) {
-        dbeta[ch] = red_a[0];
-        dgamma[ch] = red_b[0] * inverseSqrt(r_var[ch] + p.eps);
+        let sg = red_b[0] * inverseSqrt(r_var[ch] + p.eps);
+        red_b[0] = sg;
+        sums[ch] = sg;
+        sums[p.c + ch] = red_a[0];
+    }
+    workgroupBarrier();
+    if (li == 1u) {
+        dgamma[ch] = red_b[0] + dgamma[ch];
+        dbeta[ch] = red_a[0] + dbeta[ch];
     }
 }
 
@@ -240,7 +242,8 @@ fn backward_reduce4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocat
     backward_reduce_finish(li, ch, hsum(sdy), hsum(sdyx));
 }
 
-// ---- backward_dx: dx = gamma·istd·(dy − dbeta/m − x̂·dgamma/m), through the batch stats ----
+// ---- backward_dx: dx = gamma·istd·(dy − Σdy/m − x̂·Σdy·x̂/m), through the batch stats, with
+// backward_reduce's sums of this call (not the accumulated dgamma, dbeta) ----
 @compute @workgroup_size(64)
 fn backward_dx(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) li: u32) {
@@ -253,8 +256,8 @@ fn backward_dx(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     let istd = inverseSqrt(r_var[r.x] + p.eps);
     let inv_m = 1.0 / f32(p.m);
     let k = b_gamma[r.x] * istd;
-    let mean_dy = b_dbeta[r.x] * inv_m;
-    let mean_dyx = b_dgamma[r.x] * inv_m;
+    let mean_dy = b_sums[p.c + r.x] * inv_m;
+    let mean_dyx = b_sums[r.x] * inv_m;
     for (var i = r.y; i < r.z; i++) {
         let xhat = (x[i] - mu) * istd;
         dx[i] = k * (dy[i] - mean_dy - xhat * mean_dyx);
@@ -273,8 +276,8 @@ fn backward_dx4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     let istd = inverseSqrt(r_var[r.x] + p.eps);
     let inv_m = 1.0 / f32(p.m);
     let k = vec4<f32>(b_gamma[r.x] * istd);
-    let mean_dy = vec4<f32>(b_dbeta[r.x] * inv_m);
-    let mean_dyx = vec4<f32>(b_dgamma[r.x] * inv_m);
+    let mean_dy = vec4<f32>(b_sums[p.c + r.x] * inv_m);
+    let mean_dyx = vec4<f32>(b_sums[r.x] * inv_m);
     for (var i = r.y; i < r.z; i++) {
         let xhat = (x4[i] - mu) * istd;
         dx4[i] = k * (dy4[i] - mean_dy - xhat * mean_dyx);

@@ -1,6 +1,6 @@
-// Small reductions of the classifier head: bias gradient of a Linear layer, softmax
-// cross-entropy with its gradient, the correct-prediction count, and the non-finite-loss
-// flag. Rows are samples, `cols`/`classes` the row length, row-major.
+// Small reductions of the classifier head: bias gradient of a Linear layer (accumulated),
+// softmax cross-entropy with its gradient and the training-step state, and the
+// correct-prediction count. Rows are samples, `cols`/`classes` the row length, row-major.
 struct Params { rows: u32, cols: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -13,19 +13,17 @@ struct Params { rows: u32, cols: u32 }
 @group(0) @binding(2) var<storage, read> labels: array<u32>;
 @group(0) @binding(3) var<storage, read_write> loss: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dlogits: array<f32>;
+// [steps taken (this step's t once the loss kernel ran), first step with a non-finite loss or 0]
+@group(0) @binding(5) var<storage, read_write> state: array<u32>;
 @group(0) @binding(3) var<storage, read_write> correct: array<u32>;
-
-// flag_nonfinite
-@group(0) @binding(1) var<storage, read> floss: array<f32>;
-@group(0) @binding(2) var<storage, read> step: array<u32>;
-@group(0) @binding(3) var<storage, read_write> flag: array<u32>;
 
 // One workgroup of WG; small, because each tree level is a barrier (costly on llvmpipe).
 const WG: u32 = 64u;
 var<workgroup> partial: array<f32, WG>;
 var<workgroup> partial_u: array<u32, WG>;
 
-// One invocation per column, a serial sum down the rows (deterministic; rows is the batch).
+// One invocation per column, a serial sum down the rows (deterministic; rows is the batch),
+// added to what out holds (parameter gradients accumulate): out = f32(Σ) + out.
 @compute @workgroup_size(64)
 fn sum_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) li: u32) {
@@ -37,13 +35,16 @@ fn sum_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: 
     for (var i = 0u; i < p.rows; i++) {
         s += x[i * p.cols + j];
     }
-    out[j] = s;
+    out[j] = s + out[j];
 }
 
 // A single workgroup; invocation li takes rows li, li + WG, …. Each row's loss is
-// logsumexp(row) − row[label]; an out-of-range label gives a NaN loss (so that
-// flag_nonfinite reports it) and no one-hot. loss[0] = (Σ row losses) / rows, summed by a
-// fixed tree, so the result is deterministic.
+// logsumexp(row) − row[label]; an out-of-range label gives a NaN loss (so that the state
+// records it) and no one-hot. loss[0] = (Σ row losses) / rows, summed by a fixed tree, so the
+// result is deterministic. Invocation 0 then counts the step, state[0] += 1, and if the loss
+// is NaN or ±inf and state[1] is still 0 sets state[1] = state[0] (the first bad step).
+// Non-finite is tested on the bits (exponent all ones), which no fast-math assumption can
+// fold away.
 @compute @workgroup_size(WG)
 fn softmax_cross_entropy(@builtin(local_invocation_index) li: u32) {
     let inv_n = 1.0 / f32(p.rows);
@@ -79,7 +80,13 @@ fn softmax_cross_entropy(@builtin(local_invocation_index) li: u32) {
         workgroupBarrier();
     }
     if (li == 0u) {
-        loss[0] = partial[0] * inv_n;
+        let l = partial[0] * inv_n;
+        loss[0] = l;
+        let t = state[0] + 1u;
+        state[0] = t;
+        if ((bitcast<u32>(l) & 0x7f800000u) == 0x7f800000u && state[1] == 0u) {
+            state[1] = t;
+        }
     }
 }
 
@@ -110,15 +117,5 @@ fn count_correct(@builtin(local_invocation_index) li: u32) {
     }
     if (li == 0u) {
         correct[0] += partial_u[0];
-    }
-}
-
-// flag[0] = step[0] if loss[0] is NaN or ±inf and flag[0] is still 0. Tested on the bits
-// (exponent all ones), which no fast-math assumption can fold away.
-@compute @workgroup_size(1)
-fn flag_nonfinite() {
-    let bits = bitcast<u32>(floss[0]);
-    if ((bits & 0x7f800000u) == 0x7f800000u && flag[0] == 0u) {
-        flag[0] = step[0];
     }
 }

@@ -157,7 +157,8 @@ fn batchnorm_backward_matches_finite_differences() {
         };
         let (mut mean, mut var) = (vec![0.0; s.c], vec![0.0; s.c]);
         batchnorm::stats(&s, &x, &mut mean, &mut var);
-        let (mut dx, mut dgamma, mut dbeta) = (vec![f64::NAN; s.len()], vec![f64::NAN; s.c], vec![f64::NAN; s.c]);
+        // dx is overwritten (NaN-poisoned); dgamma, dbeta accumulate, so they start at 0.
+        let (mut dx, mut dgamma, mut dbeta) = (vec![f64::NAN; s.len()], vec![0.0; s.c], vec![0.0; s.c]);
         batchnorm::backward(&s, &x, &r, &mean, &var, &gamma, &mut dx, &mut dgamma, &mut dbeta);
         assert_grad(&format!("batchnorm dx {s:?}"), &dx, &numeric_grad(&x, |x| loss(x, &gamma, &beta)));
         assert_grad(&format!("batchnorm dgamma {s:?}"), &dgamma, &numeric_grad(&gamma, |g| loss(&x, g, &beta)));
@@ -190,7 +191,7 @@ fn matmul_grads(s: &MatmulShape, a: &[f64], b: &[f64], r: &[f64]) -> (Vec<f64>, 
         let g = MatmulShape { m: k, n, k: m, trans_a: !s.trans_a, trans_b: false, accumulate: false };
         matmul::matmul(&g, a, r, None, &mut db);
     }
-    let mut dbias = vec![f64::NAN; n];
+    let mut dbias = vec![0.0; n]; // sum_rows accumulates
     reduce::sum_rows(m, n, r, &mut dbias);
     (da, db, dbias)
 }

@@ -355,6 +355,42 @@ fn softmax_cross_entropy_by_hand() {
 }
 
 #[test]
+fn count_step_counts_and_keeps_the_first_nonfinite_step() {
+    let mut state = [0u32, 0];
+    for (loss, want) in [(2.3, [1, 0]), (0.0, [2, 0]), (f64::NAN, [3, 3]), (f64::INFINITY, [4, 3]), (1.0, [5, 3])] {
+        reduce::count_step(loss, &mut state);
+        assert_eq!(state, want, "after loss {loss}");
+    }
+    let mut state = [u32::MAX, 0];
+    reduce::count_step(f64::NEG_INFINITY, &mut state);
+    assert_eq!(state, [0, 0], "the counter wraps as the shader's u32 does");
+}
+
+#[test]
+fn parameter_gradients_accumulate_by_hand() {
+    // sum_rows adds T(Σ) to what out holds.
+    let mut out = vec![100.0f64, -1.0];
+    reduce::sum_rows(3, 2, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &mut out);
+    assert_close("sum_rows +=", &out, &[109.0, 11.0], 0.0);
+    // batchnorm backward adds dgamma, dbeta; dx does not see what they held.
+    let s = BatchNormShape { n: 2, c: 2, hw: 2 };
+    let x = [1.0, 2.0, 10.0, 10.0, 3.0, 6.0, 10.0, 14.0];
+    let dy = [0.5, -1.0, 2.0, 0.25, 1.5, -0.5, 1.0, -2.0];
+    let (mut mean, mut var) = (vec![0.0; 2], vec![0.0; 2]);
+    batchnorm::stats(&s, &x, &mut mean, &mut var);
+    let gamma = [1.5, 0.5];
+    let (mut dx0, mut dg0, mut db0) = (vec![f64::NAN; 8], vec![0.0; 2], vec![0.0; 2]);
+    batchnorm::backward(&s, &x, &dy, &mean, &var, &gamma, &mut dx0, &mut dg0, &mut db0);
+    // dbeta = Σ dy per channel: ch0 {0.5, −1, 1.5, −0.5} = 0.5, ch1 {2, 0.25, 1, −2} = 1.25
+    assert_close("dbeta", &db0, &[0.5, 1.25], 1e-15);
+    let (mut dx, mut dg, mut db) = (vec![f64::NAN; 8], vec![10.0, 20.0], vec![-3.0, 7.0]);
+    batchnorm::backward(&s, &x, &dy, &mean, &var, &gamma, &mut dx, &mut dg, &mut db);
+    assert_eq!(dx, dx0);
+    assert_close("dgamma +=", &dg, &[10.0 + dg0[0], 20.0 + dg0[1]], 1e-15);
+    assert_close("dbeta +=", &db, &[-2.5, 8.25], 1e-15);
+}
+
+#[test]
 fn count_correct_ties_go_to_the_first_max() {
     // Rows: [1, 3, 3] → argmax 1; [2, 2, 2] → argmax 0; [0, 1, 5] → argmax 2.
     let logits = [1.0f32, 3.0, 3.0, 2.0, 2.0, 2.0, 0.0, 1.0, 5.0];
@@ -366,7 +402,7 @@ fn count_correct_ties_go_to_the_first_max() {
 #[test]
 fn sum_rows_relu_and_gather_by_hand() {
     // [[1, 2], [3, 4], [5, 6]] → column sums [1+3+5, 2+4+6] = [9, 12].
-    let mut out = vec![f64::NAN; 2];
+    let mut out = vec![0.0; 2]; // sum_rows accumulates
     reduce::sum_rows(3, 2, &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0], &mut out);
     assert_close("sum_rows", &out, &[9.0, 12.0], 0.0);
 
@@ -381,6 +417,14 @@ fn sum_rows_relu_and_gather_by_hand() {
     let mut y = vec![0.0; 2];
     activation::relu_forward(&[f64::NAN, -1.0], &mut y);
     assert!(y[0].is_nan() && y[1] == 0.0, "relu NaN: {y:?}");
+    // −0.0 and −inf give +0.0 (as the shader's select), +inf stays; a NaN y passes dy
+    // (threshold_backward zeroes only where y ≤ 0).
+    let mut y = vec![f64::NAN; 3];
+    activation::relu_forward(&[-0.0, f64::NEG_INFINITY, f64::INFINITY], &mut y);
+    assert_eq!(y.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), [0.0f64.to_bits(), 0.0f64.to_bits(), f64::INFINITY.to_bits()]);
+    let mut dx = vec![f64::NAN; 2];
+    activation::relu_backward(&[f64::NAN, 0.0], &[7.0, 8.0], &mut dx);
+    assert_eq!(dx, [7.0, 0.0]);
 
     // Three 2-pixel images; perm [2, 0, 1], offset 1, n 2 → images 0 and 1.
     let images = [0u8, 255, 51, 102, 204, 153];
@@ -413,13 +457,13 @@ fn cpu_backend_matches_the_free_functions() {
     let (tx, tw, tb, tfw, tfb) = (t(&mut cpu, &x), t(&mut cpu, &w), t(&mut cpu, &b), t(&mut cpu, &fw), t(&mut cpu, &fb));
     let (ty, tp, tr, tl) = (cpu.tensor(cs.y_len()), cpu.tensor(ps.y_len()), cpu.tensor(ps.y_len()), cpu.tensor(10));
     let (tloss, tdl) = (cpu.tensor(1), cpu.tensor(10));
-    let (tam, tlab, tcorrect) = (cpu.index(ps.y_len()), cpu.index(2), cpu.index(1));
+    let (tam, tlab, tcorrect, tstate) = (cpu.index(ps.y_len()), cpu.index(2), cpu.index(1), cpu.index(2));
     cpu.write_index(&tlab, &labels);
     cpu.conv2d_forward(&cs, &tx, &tw, &tb, &ty);
     cpu.maxpool_forward(&ps, &ty, &tp, &tam);
     cpu.relu_forward(ps.y_len(), &tp, &tr);
     cpu.matmul(&ms, &tr, &tfw, Some(&tfb), &tl);
-    cpu.softmax_cross_entropy(2, 5, &tl, &tlab, &tloss, &tdl);
+    cpu.softmax_cross_entropy(2, 5, &tl, &tlab, &tloss, &tdl, &tstate);
     cpu.count_correct(2, 5, &tl, &tlab, &tcorrect);
     cpu.count_correct(2, 5, &tl, &tlab, &tcorrect); // accumulates
     cpu.submit();
@@ -443,6 +487,7 @@ fn cpu_backend_matches_the_free_functions() {
     assert_eq!(cpu.read(&tloss), [loss]);
     assert_eq!(cpu.read(&tdl), dl);
     assert_eq!(cpu.read_index(&tcorrect), [2 * correct]);
+    assert_eq!(cpu.read_index(&tstate), [1, 0], "one finite step counted");
     assert!(r.iter().any(|&v| v > 0.0), "the chain is not trivially zero");
 
     // Adam through the trait (on fc weights with the CE gradient as a stand-in) equals the free function.
@@ -455,15 +500,16 @@ fn cpu_backend_matches_the_free_functions() {
     assert_eq!(cpu.read(&tm), m);
     assert_eq!(cpu.read(&tv), v);
 
-    // flag_nonfinite records the first non-finite step only.
-    let flag = cpu.index(1);
-    cpu.flag_nonfinite(&tloss, 1, &flag);
-    assert_eq!(cpu.read_index(&flag), [0]);
-    cpu.write(&tloss, &[f32::NAN]);
-    cpu.flag_nonfinite(&tloss, 5, &flag);
-    cpu.write(&tloss, &[f32::INFINITY]);
-    cpu.flag_nonfinite(&tloss, 6, &flag);
-    assert_eq!(cpu.read_index(&flag), [5]);
+    // The step state through the trait: NaN logits at step 2 are recorded, later ones not.
+    cpu.write(&tl, &[f32::NAN; 10]);
+    cpu.softmax_cross_entropy(2, 5, &tl, &tlab, &tloss, &tdl, &tstate);
+    assert!(cpu.read(&tloss)[0].is_nan());
+    assert_eq!(cpu.read_index(&tstate), [2, 2]);
+    cpu.softmax_cross_entropy(2, 5, &tl, &tlab, &tloss, &tdl, &tstate);
+    assert_eq!(cpu.read_index(&tstate), [3, 2]);
+    // clear zeroes a tensor.
+    cpu.clear(&tl);
+    assert_eq!(cpu.read(&tl), [0.0; 10]);
 
     // gather through a dataset handle.
     let ds = cpu.dataset(&[0, 255, 51, 102], &[4, 8], 2);

@@ -51,12 +51,13 @@ fn run(ctx: &GpuContext, k4: &'static Kernel, k1: &'static Kernel, len: usize, b
     }
 }
 
-/// y[i] = max(x[i], 0) for i < len (NaN gives 0).
+/// y[i] = x[i] where x[i] > 0 or x[i] is NaN (NaN propagates), else +0.0, for i < len.
 pub fn relu_forward(ctx: &GpuContext, len: usize, x: &RawBuffer, y: &RawBuffer) {
     run(ctx, &RELU_FORWARD4, &RELU_FORWARD, len, &[x, y]);
 }
 
-/// dx[i] = dy[i] where the forward output y[i] > 0, else 0, for i < len.
+/// dx[i] = 0 where the forward output y[i] ≤ 0, else dy[i] (so a NaN y passes dy, as
+/// PyTorch's threshold_backward), for i < len.
 pub fn relu_backward(ctx: &GpuContext, len: usize, y: &RawBuffer, dy: &RawBuffer, dx: &RawBuffer) {
     run(ctx, &RELU_BACKWARD4, &RELU_BACKWARD, len, &[y, dy, dx]);
 }

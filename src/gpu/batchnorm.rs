@@ -1,5 +1,6 @@
-//! BatchNorm2d: batch statistics, normalisation, running-statistics update and backward
-//! (shaders/batchnorm.wgsl; CPU twin src/reference/batchnorm.rs). x is laid out [n, c, hw].
+//! BatchNorm2d: batch statistics with the running-statistics update, normalisation, and
+//! backward (shaders/batchnorm.wgsl; CPU twin src/reference/batchnorm.rs). x is laid out
+//! [n, c, hw]. The backward adds into dgamma and dbeta (parameter gradients accumulate).
 
 use super::context::{Access, GpuContext, Kernel, RawBuffer};
 use crate::shapes::{BatchNormShape, BN_EPS, BN_MOMENTUM};
@@ -12,11 +13,10 @@ macro_rules! kernels {
         static $name4: Kernel = Kernel { file: "batchnorm", entry: concat!($entry, "4"), bindings: $bindings };
     };
 }
-kernels!(STATS, STATS4, "stats", &[R, W, W]);
+kernels!(STATS, STATS4, "stats", &[R, W, W, W, W]);
 kernels!(NORMALIZE, NORMALIZE4, "normalize_apply", &[R, R, R, R, R, W]);
-kernels!(BACKWARD_REDUCE, BACKWARD_REDUCE4, "backward_reduce", &[R, R, R, R, W, W]);
-kernels!(BACKWARD_DX, BACKWARD_DX4, "backward_dx", &[R, R, R, R, R, R, R, W]);
-static UPDATE_RUNNING: Kernel = Kernel { file: "batchnorm", entry: "update_running", bindings: &[R, R, W, W] };
+kernels!(BACKWARD_REDUCE, BACKWARD_REDUCE4, "backward_reduce", &[R, R, R, R, W, W, W]);
+kernels!(BACKWARD_DX, BACKWARD_DX4, "backward_dx", &[R, R, R, R, R, R, W]);
 
 /// Invocations per workgroup of the per-channel reductions (WG in the shader).
 const WG: usize = 64;
@@ -87,10 +87,24 @@ fn channel_groups(s: &BatchNormShape) -> [u32; 3] {
     [s.c as u32, 1, 1]
 }
 
-/// Per-channel batch mean and biased variance (two passes, one workgroup per channel).
-pub fn stats(ctx: &GpuContext, s: &BatchNormShape, x: &RawBuffer, mean: &RawBuffer, var: &RawBuffer) {
-    check("stats", s, &[x], &[mean, var]);
-    ctx.dispatch(pick(s, &STATS, &STATS4), &params(s), &[x, mean, var], channel_groups(s));
+/// Per-channel batch mean and biased variance (two passes, one workgroup per channel), and
+/// in the same dispatch the running statistics: running = (1 − momentum)·running +
+/// momentum·batch, with the unbiased variance var·m/(m − 1) going into running_var (m = n·hw,
+/// which must exceed 1, as PyTorch requires when training). The twin is
+/// `reference::batchnorm::stats` followed by `update_running`.
+pub fn stats(
+    ctx: &GpuContext,
+    s: &BatchNormShape,
+    x: &RawBuffer,
+    mean: &RawBuffer,
+    var: &RawBuffer,
+    running_mean: &RawBuffer,
+    running_var: &RawBuffer,
+) {
+    check("stats", s, &[x], &[mean, var, running_mean, running_var]);
+    assert!(s.per_channel() > 1, "batchnorm: expected more than 1 value per channel when training, got {s:?}");
+    let bufs = [x, mean, var, running_mean, running_var];
+    ctx.dispatch(pick(s, &STATS, &STATS4), &params(s), &bufs, channel_groups(s));
 }
 
 /// y = (x − mean)/√(var + eps)·gamma + beta; batch statistics in training, running ones in eval.
@@ -109,21 +123,9 @@ pub fn normalize(
     ctx.dispatch(pick(s, &NORMALIZE, &NORMALIZE4), &params(s), &[x, mean, var, gamma, beta, y], elementwise_groups(ctx, s));
 }
 
-/// running = (1 − momentum)·running + momentum·batch, with the unbiased variance
-/// var·m/(m − 1) going into running_var (m = n·hw).
-pub fn update_running(
-    ctx: &GpuContext,
-    s: &BatchNormShape,
-    mean: &RawBuffer,
-    var: &RawBuffer,
-    running_mean: &RawBuffer,
-    running_var: &RawBuffer,
-) {
-    check("update_running", s, &[], &[mean, var, running_mean, running_var]);
-    ctx.dispatch(&UPDATE_RUNNING, &params(s), &[mean, var, running_mean, running_var], [s.c.div_ceil(64) as u32, 1, 1]);
-}
-
-/// dbeta = Σ dy and dgamma = Σ dy·x̂ per channel (one workgroup per channel).
+/// This call's per-channel sums Σ dy·x̂ and Σ dy (one workgroup per channel), written to
+/// `sums` = [Σ dy·x̂ (c values) | Σ dy (c values)] and added into the gradients:
+/// dgamma = f32(Σ dy·x̂) + dgamma, dbeta = f32(Σ dy) + dbeta.
 #[allow(clippy::too_many_arguments)]
 pub fn backward_reduce(
     ctx: &GpuContext,
@@ -134,13 +136,16 @@ pub fn backward_reduce(
     var: &RawBuffer,
     dgamma: &RawBuffer,
     dbeta: &RawBuffer,
+    sums: &RawBuffer,
 ) {
     check("backward_reduce", s, &[x, dy], &[mean, var, dgamma, dbeta]);
+    assert!(sums.len >= 2 * s.c, "batchnorm backward_reduce: sums holds {} elements, needs 2·{}", sums.len, s.c);
     let k = pick(s, &BACKWARD_REDUCE, &BACKWARD_REDUCE4);
-    ctx.dispatch(k, &params(s), &[x, dy, mean, var, dgamma, dbeta], channel_groups(s));
+    ctx.dispatch(k, &params(s), &[x, dy, mean, var, dgamma, dbeta, sums], channel_groups(s));
 }
 
-/// dx = gamma/√(var + eps)·(dy − dbeta/m − x̂·dgamma/m), given backward_reduce's sums.
+/// dx = gamma/√(var + eps)·(dy − Σdy/m − x̂·Σdy·x̂/m), given backward_reduce's `sums` of the
+/// same call ([Σ dy·x̂ | Σ dy], 2·c values).
 #[allow(clippy::too_many_arguments)]
 pub fn backward_dx(
     ctx: &GpuContext,
@@ -150,16 +155,19 @@ pub fn backward_dx(
     mean: &RawBuffer,
     var: &RawBuffer,
     gamma: &RawBuffer,
-    dgamma: &RawBuffer,
-    dbeta: &RawBuffer,
+    sums: &RawBuffer,
     dx: &RawBuffer,
 ) {
-    check("backward_dx", s, &[x, dy, dx], &[mean, var, gamma, dgamma, dbeta]);
-    ctx.dispatch(pick(s, &BACKWARD_DX, &BACKWARD_DX4), &params(s), &[x, dy, mean, var, gamma, dgamma, dbeta, dx], elementwise_groups(ctx, s));
+    check("backward_dx", s, &[x, dy, dx], &[mean, var, gamma]);
+    assert!(sums.len >= 2 * s.c, "batchnorm backward_dx: sums holds {} elements, needs 2·{}", sums.len, s.c);
+    let k = pick(s, &BACKWARD_DX, &BACKWARD_DX4);
+    ctx.dispatch(k, &params(s), &[x, dy, mean, var, gamma, sums, dx], elementwise_groups(ctx, s));
 }
 
-/// Gradients of the training forward (batch statistics) wrt x, gamma and beta:
-/// backward_reduce then backward_dx.
+/// Gradients of the training forward (batch statistics): dx is overwritten, this call's
+/// dgamma and dbeta are added into `dgamma` and `dbeta`. backward_reduce then backward_dx,
+/// passing the sums through the scratch buffer "batchnorm.sums" (so dx never sees what
+/// `dgamma`/`dbeta` held before).
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     ctx: &GpuContext,
@@ -173,6 +181,7 @@ pub fn backward(
     dgamma: &RawBuffer,
     dbeta: &RawBuffer,
 ) {
-    backward_reduce(ctx, s, x, dy, mean, var, dgamma, dbeta);
-    backward_dx(ctx, s, x, dy, mean, var, gamma, dgamma, dbeta, dx);
+    let sums = ctx.scratch("batchnorm.sums", 2 * s.c);
+    backward_reduce(ctx, s, x, dy, mean, var, dgamma, dbeta, &sums);
+    backward_dx(ctx, s, x, dy, mean, var, gamma, &sums, dx);
 }

@@ -1,15 +1,14 @@
 //! Reductions of the classifier head (shaders/reduce.wgsl; CPU twin src/reference/reduce.rs):
-//! Linear bias gradient, softmax cross-entropy with its gradient, correct count, and the
-//! non-finite-loss flag.
+//! Linear bias gradient (accumulated), softmax cross-entropy with its gradient and the
+//! training-step state (step counter and first non-finite step), and the correct count.
 
 use super::context::{Access, GpuContext, Kernel, RawBuffer};
 
 use Access::{Read as R, ReadWrite as W};
 
 static SUM_ROWS: Kernel = Kernel { file: "reduce", entry: "sum_rows", bindings: &[R, W] };
-static SOFTMAX_CE: Kernel = Kernel { file: "reduce", entry: "softmax_cross_entropy", bindings: &[R, R, W, W] };
+static SOFTMAX_CE: Kernel = Kernel { file: "reduce", entry: "softmax_cross_entropy", bindings: &[R, R, W, W, W] };
 static COUNT_CORRECT: Kernel = Kernel { file: "reduce", entry: "count_correct", bindings: &[R, R, W] };
-static FLAG_NONFINITE: Kernel = Kernel { file: "reduce", entry: "flag_nonfinite", bindings: &[R, R, W] };
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -18,7 +17,8 @@ struct Params {
     cols: u32,
 }
 
-/// out[j] = Σ_i x[i, j] over `rows` rows of `cols` (a Linear layer's bias gradient).
+/// out[j] = f32(Σ_i x[i, j]) + out[j] over `rows` rows of `cols` (a Linear layer's bias
+/// gradient, accumulated: zero `out` first for a plain sum).
 pub fn sum_rows(ctx: &GpuContext, rows: usize, cols: usize, x: &RawBuffer, out: &RawBuffer) {
     assert!(x.len >= rows * cols && out.len >= cols, "sum_rows: buffers too small for {rows}×{cols}");
     let p = Params { rows: rows as u32, cols: cols as u32 };
@@ -27,7 +27,14 @@ pub fn sum_rows(ctx: &GpuContext, rows: usize, cols: usize, x: &RawBuffer, out: 
 
 /// loss[0] = mean over the n rows of −log softmax(logits)[label] and dlogits =
 /// (softmax − onehot)/n. One workgroup; the mean is a fixed-order tree sum. A label ≥
-/// `classes` makes the loss NaN (caught by [`flag_nonfinite`]).
+/// `classes` makes the loss NaN.
+///
+/// `state` (u32, 2 elements) is the training-step state, kept on the device so that no
+/// per-step value is written from the host: the kernel does state[0] += 1 (steps taken, so
+/// state[0] becomes this step's number t, counting from 1; Adam reads it), and if the loss is
+/// NaN or ±inf and state[1] == 0, sets state[1] = state[0] (the first bad step). The CPU twin
+/// is `reference::reduce::softmax_cross_entropy` followed by `reference::reduce::count_step`.
+#[allow(clippy::too_many_arguments)]
 pub fn softmax_cross_entropy(
     ctx: &GpuContext,
     n: usize,
@@ -36,11 +43,13 @@ pub fn softmax_cross_entropy(
     labels: &RawBuffer,
     loss: &RawBuffer,
     dlogits: &RawBuffer,
+    state: &RawBuffer,
 ) {
     assert!(classes > 0, "softmax_cross_entropy: no classes");
     assert!(logits.len >= n * classes && dlogits.len >= n * classes && labels.len >= n && loss.len >= 1, "softmax_cross_entropy: buffers too small");
+    assert!(state.len >= 2, "softmax_cross_entropy: state holds 2 u32");
     let p = Params { rows: n as u32, cols: classes as u32 };
-    ctx.dispatch(&SOFTMAX_CE, &p, &[logits, labels, loss, dlogits], [1, 1, 1]);
+    ctx.dispatch(&SOFTMAX_CE, &p, &[logits, labels, loss, dlogits, state], [1, 1, 1]);
 }
 
 /// correct[0] += number of rows whose argmax (first max on ties) equals the label.
@@ -49,15 +58,4 @@ pub fn count_correct(ctx: &GpuContext, n: usize, classes: usize, logits: &RawBuf
     assert!(logits.len >= n * classes && labels.len >= n && correct.len >= 1, "count_correct: buffers too small");
     let p = Params { rows: n as u32, cols: classes as u32 };
     ctx.dispatch(&COUNT_CORRECT, &p, &[logits, labels, correct], [1, 1, 1]);
-}
-
-/// If loss[0] is NaN or ±inf and flag[0] == 0, sets flag[0] = step[0].
-///
-/// The step comes from a u32 storage buffer, not a uniform: uniform bytes key the bind-group
-/// cache, so a per-step uniform would create (and keep) a new bind group every step. The
-/// caller writes `step` with `ctx.write(step, &[t])` before recording this dispatch and must
-/// submit before writing another step's value (queued writes all land before the next submit).
-pub fn flag_nonfinite(ctx: &GpuContext, loss: &RawBuffer, step: &RawBuffer, flag: &RawBuffer) {
-    assert!(loss.len >= 1 && step.len >= 1 && flag.len >= 1, "flag_nonfinite: empty buffer");
-    ctx.dispatch(&FLAG_NONFINITE, &Params { rows: 0, cols: 0 }, &[loss, step, flag], [1, 1, 1]);
 }

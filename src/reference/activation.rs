@@ -4,11 +4,13 @@
 
 use super::Real;
 
-/// y = max(x, 0) (−0.0 stays −0.0, which equals 0).
+/// y = x where x > 0 or x is NaN, else +0.0 (so −0.0 gives +0.0, as the shader does).
 pub fn relu_forward<T: Real>(x: &[T], y: &mut [T]) {
     assert_eq!(x.len(), y.len(), "relu: x and y differ in length");
     for (o, &v) in y.iter_mut().zip(x) {
-        *o = if v < T::zero() { T::zero() } else { v };
+        #[allow(clippy::eq_op)] // v != v: NaN (Real has no is_nan)
+        let keep = v > T::zero() || v != v;
+        *o = if keep { v } else { T::zero() };
     }
 }
 

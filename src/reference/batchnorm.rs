@@ -26,6 +26,8 @@ fn inv_std(var: f64) -> f64 {
 }
 
 /// Per-channel batch mean and biased variance (two passes: mean first, then squares).
+/// The GPU's `stats` also updates the running statistics: its twin is this followed by
+/// [`update_running`].
 pub fn stats<T: Real>(s: &BatchNormShape, x: &[T], mean: &mut [T], var: &mut [T]) {
     assert_eq!(x.len(), s.len(), "batchnorm: x has the wrong length for {s:?}");
     assert!(mean.len() == s.c && var.len() == s.c, "batchnorm: mean/var length");
@@ -73,8 +75,10 @@ pub fn update_running<T: Real>(s: &BatchNormShape, mean: &[T], var: &[T], runnin
     }
 }
 
-/// Gradients of the training forward (mean and var themselves depend on x):
-/// dbeta = Σ dy, dgamma = Σ dy·x̂, dx = gamma/√(var + eps)/m · (m·dy − dbeta − x̂·dgamma).
+/// Gradients of the training forward (mean and var themselves depend on x), with this
+/// call's sums Σdy and Σdy·x̂: dx = gamma/√(var + eps)/m · (m·dy − Σdy − x̂·Σdy·x̂) is
+/// overwritten, and the parameter gradients accumulate: dbeta = T(Σdy) + dbeta,
+/// dgamma = T(Σdy·x̂) + dgamma (zero them first for a plain gradient).
 #[allow(clippy::too_many_arguments)]
 pub fn backward<T: Real>(
     s: &BatchNormShape,
@@ -106,7 +110,7 @@ pub fn backward<T: Real>(
             let xhat = (v - mu) * is;
             dx[j] = T::from_f64(scale * (m * dy[j].to_f64() - sum_dy - xhat * sum_dy_xhat));
         }
-        dgamma[ch] = T::from_f64(sum_dy_xhat);
-        dbeta[ch] = T::from_f64(sum_dy);
+        dgamma[ch] = T::from_f64(sum_dy_xhat) + dgamma[ch];
+        dbeta[ch] = T::from_f64(sum_dy) + dbeta[ch];
     }
 }

@@ -1,14 +1,15 @@
-//! Reductions: column sums (Linear bias gradient), softmax cross-entropy with its gradient,
-//! and the count of correct predictions. Sums in f64.
+//! Reductions: column sums (Linear bias gradient, accumulated), softmax cross-entropy with
+//! its gradient and the training-step state, and the count of correct predictions. Sums in f64.
 
 use super::Real;
 
-/// out[j] = Σ_i x[i, j] over x [rows, cols].
+/// out[j] = T(Σ_i x[i, j]) + out[j] over x [rows, cols]: parameter gradients accumulate
+/// (zero `out` first for a plain sum).
 pub fn sum_rows<T: Real>(rows: usize, cols: usize, x: &[T], out: &mut [T]) {
     assert_eq!(x.len(), rows * cols, "sum_rows: x length");
     assert_eq!(out.len(), cols, "sum_rows: out length");
     for (j, o) in out.iter_mut().enumerate() {
-        *o = T::from_f64((0..rows).map(|i| x[i * cols + j].to_f64()).sum());
+        *o = T::from_f64((0..rows).map(|i| x[i * cols + j].to_f64()).sum()) + *o;
     }
 }
 
@@ -35,6 +36,18 @@ pub fn softmax_cross_entropy<T: Real>(n: usize, classes: usize, logits: &[T], la
         }
     }
     T::from_f64(loss / n as f64)
+}
+
+/// The training-step state the GPU's loss kernel keeps (see `gpu::reduce::softmax_cross_entropy`),
+/// updated after the loss of one step: state[0] += 1 (steps taken, so state[0] becomes this
+/// step's number, from 1), and if `loss` is not finite and state[1] == 0, state[1] = state[0]
+/// (the first step with a non-finite loss is kept, never overwritten).
+pub fn count_step(loss: f64, state: &mut [u32]) {
+    assert!(state.len() >= 2, "count_step: state holds 2 u32");
+    state[0] = state[0].wrapping_add(1); // the u32 counter wraps as the shader's does
+    if !loss.is_finite() && state[1] == 0 {
+        state[1] = state[0];
+    }
 }
 
 /// Rows whose argmax (first max on ties, as torch.argmax) equals the label.
