@@ -143,7 +143,9 @@ pub trait Backend {
     }
     /// Sets every element of `t` to zero (in recording order with the ops).
     fn clear(&mut self, t: &Self::Tensor);
-    /// Writes `data` to the first data.len() elements of `t`.
+    /// Writes `data` to the first data.len() elements of `t`. On the GPU a write lands before
+    /// all the work recorded since the last `submit` (as `queue.write_buffer`): submit first
+    /// when recorded work must see the old contents.
     fn write(&mut self, t: &Self::Tensor, data: &[f32]);
     fn write_index(&mut self, t: &Self::Index, data: &[u32]);
     /// Waits for all recorded work, then reads the tensor back.

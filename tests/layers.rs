@@ -13,8 +13,8 @@ use wgsl_cnn::nn::{Builder, Feat, Layer, Spec, Store};
 use wgsl_cnn::reference::Cpu;
 use wgsl_cnn::rng::Rng;
 
-/// What one backend computed for a layer: train output, input gradient, the whole gradient
-/// store, the buffers (running statistics), eval output.
+/// What one backend computed for a layer: train output, input gradient, every parameter's
+/// gradient, the buffers (running statistics), eval output.
 struct Outcome {
     y: Vec<f32>,
     dx: Option<Vec<f32>>,
@@ -46,25 +46,31 @@ fn run<B: Backend + 'static>(be: &mut B, case: &Case) -> Outcome {
     be.write(&x, &rng.uniform_vec(case.n * case.input.len(), -2.0, 2.0));
     let dy = be.tensor(case.capacity * out.len());
     be.write(&dy, &rng.uniform_vec(case.n * out.len(), -1.0, 1.0));
-    let grads0 = rng.uniform_vec(store.len, -0.5, 0.5);
+    let grads0: Vec<Vec<f32>> = store.params.iter().map(|p| rng.uniform_vec(p.len(), -0.5, 0.5)).collect();
     let nan = |len: usize| vec![f32::NAN; len];
 
     // Forward twice: the first call shows which buffer the output lands in, which is then
     // poisoned before the second.
     let y = layer.forward(be, &store, &x, case.n, true);
+    // A write lands before the work recorded since the last submit: submit first.
+    be.submit();
     be.write(&y, &nan(case.n * out.len()));
     let y = layer.forward(be, &store, &x, case.n, true);
     let y_host = be.read(&y)[..case.n * out.len()].to_vec();
     // Backward likewise (the first allocates the input-gradient buffer); the gradient store
     // is reset to the same random values before the one that counts.
     let dx = layer.backward(be, &store, &dy, case.n, true);
+    be.submit();
     if let Some(dx) = &dx {
         be.write(dx, &nan(case.n * case.input.len()));
     }
-    be.write(&store.grad, &grads0);
+    for (id, g) in store.ids().zip(&grads0) {
+        be.write(store.grad(id), g);
+    }
     let dx = layer.backward(be, &store, &dy, case.n, true);
     let dx_host = dx.map(|t| be.read(&t)[..case.n * case.input.len()].to_vec());
-    let grads = be.read(&store.grad);
+    // Per parameter: the stores' padding differs between backends (their view alignments).
+    let grads = store.ids().flat_map(|id| be.read(store.grad(id))).collect();
     let buffers = store
         .entries
         .iter()

@@ -2,7 +2,7 @@
 //! plus two independent re-derivations (conv2d as im2col + matmul; matmul transposes as
 //! explicitly transposed storage) and the `Cpu` backend against the free functions.
 
-use wgsl_cnn::backend::Backend;
+use wgsl_cnn::backend::{Backend, Op};
 use wgsl_cnn::reference::{activation, adam, batchnorm, conv2d, gather, matmul, maxpool, reduce, Cpu};
 use wgsl_cnn::rng::Rng;
 use wgsl_cnn::shapes::{AdamConfig, BatchNormShape, Conv2dShape, MatmulShape, PoolShape, BN_EPS};
@@ -459,13 +459,13 @@ fn cpu_backend_matches_the_free_functions() {
     let (tloss, tdl) = (cpu.tensor(1), cpu.tensor(10));
     let (tam, tlab, tcorrect, tstate) = (cpu.index(ps.y_len()), cpu.index(2), cpu.index(1), cpu.index(2));
     cpu.write_index(&tlab, &labels);
-    cpu.conv2d_forward(&cs, &tx, &tw, &tb, &ty);
-    cpu.maxpool_forward(&ps, &ty, &tp, &tam);
-    cpu.relu_forward(ps.y_len(), &tp, &tr);
-    cpu.matmul(&ms, &tr, &tfw, Some(&tfb), &tl);
-    cpu.softmax_cross_entropy(2, 5, &tl, &tlab, &tloss, &tdl, &tstate);
-    cpu.count_correct(2, 5, &tl, &tlab, &tcorrect);
-    cpu.count_correct(2, 5, &tl, &tlab, &tcorrect); // accumulates
+    cpu.run(Op::Conv2dForward { s: cs, x: &tx, w: &tw, b: &tb, y: &ty });
+    cpu.run(Op::MaxpoolForward { s: ps, x: &ty, y: &tp, argmax: &tam });
+    cpu.run(Op::ReluForward { len: ps.y_len(), x: &tp, y: &tr });
+    cpu.run(Op::Matmul { s: ms, a: &tr, b: &tfw, bias: Some(&tfb), c: &tl });
+    cpu.run(Op::SoftmaxCrossEntropy { n: 2, classes: 5, logits: &tl, labels: &tlab, loss: &tloss, dlogits: &tdl, state: &tstate });
+    cpu.run(Op::CountCorrect { n: 2, classes: 5, logits: &tl, labels: &tlab, correct: &tcorrect });
+    cpu.run(Op::CountCorrect { n: 2, classes: 5, logits: &tl, labels: &tlab, correct: &tcorrect }); // accumulates
     cpu.submit();
 
     let mut y = vec![0.0; cs.y_len()];
@@ -493,7 +493,7 @@ fn cpu_backend_matches_the_free_functions() {
     // Adam through the trait (on fc weights with the CE gradient as a stand-in) equals the free function.
     let (tm, tv) = (cpu.tensor(10), cpu.tensor(10));
     let cfg = AdamConfig::default();
-    cpu.adam(&cfg, 1, 10, &tl, &tdl, &tm, &tv);
+    cpu.run(Op::Adam { cfg, step: 1, len: 10, state: &tstate, param: &tl, grad: &tdl, m: &tm, v: &tv });
     let (mut m, mut v) = (vec![0.0; 10], vec![0.0; 10]);
     adam::step(&cfg, 1, &mut l, &dl, &mut m, &mut v);
     assert_eq!(cpu.read(&tl), l);
@@ -502,10 +502,10 @@ fn cpu_backend_matches_the_free_functions() {
 
     // The step state through the trait: NaN logits at step 2 are recorded, later ones not.
     cpu.write(&tl, &[f32::NAN; 10]);
-    cpu.softmax_cross_entropy(2, 5, &tl, &tlab, &tloss, &tdl, &tstate);
+    cpu.run(Op::SoftmaxCrossEntropy { n: 2, classes: 5, logits: &tl, labels: &tlab, loss: &tloss, dlogits: &tdl, state: &tstate });
     assert!(cpu.read(&tloss)[0].is_nan());
     assert_eq!(cpu.read_index(&tstate), [2, 2]);
-    cpu.softmax_cross_entropy(2, 5, &tl, &tlab, &tloss, &tdl, &tstate);
+    cpu.run(Op::SoftmaxCrossEntropy { n: 2, classes: 5, logits: &tl, labels: &tlab, loss: &tloss, dlogits: &tdl, state: &tstate });
     assert_eq!(cpu.read_index(&tstate), [3, 2]);
     // clear zeroes a tensor.
     cpu.clear(&tl);
@@ -516,7 +516,7 @@ fn cpu_backend_matches_the_free_functions() {
     let perm = cpu.index(2);
     cpu.write_index(&perm, &[1, 0]);
     let (gx, gy) = (cpu.tensor(4), cpu.index(2));
-    cpu.gather(&ds, &perm, 0, 2, &gx, &gy);
+    cpu.run(Op::Gather { ds: &ds, perm: &perm, offset: 0, n: 2, x: &gx, y: &gy });
     assert_eq!(cpu.read(&gx), [0.2, 0.4, 0.0, 1.0]);
     assert_eq!(cpu.read_index(&gy), [8, 4]);
 }
