@@ -277,12 +277,18 @@ fn tied_training_resumes_exactly_and_its_checkpoint_is_not_another_model() {
 #[test]
 fn gpu_training_learns_mlp_and_tied_on_the_subset() {
     let data = wgsl_cnn::data::load_assets_subset().unwrap();
-    for (arch, epochs, min) in [(zoo::mlp(), 2, 85.0), (zoo::tied(), 2, 50.0)] {
+    let mut results = Vec::new();
+    // Chance is 10 %. The weight-tied net learns slowly at first (PyTorch's first full epoch
+    // of the same recipe reaches 67.5 %), so it gets two passes over the subset.
+    for (arch, epochs, min) in [(zoo::mlp(), 1, 80.0), (zoo::tied(), 2, 40.0)] {
         let dir = temp_dir(&format!("learn-{}", arch.name));
-        let cfg = TrainConfig { model: Some(arch.clone()), ..subset_config(&dir, epochs) };
+        let cfg = TrainConfig { model: Some(arch.clone()), batch_size: 20, ..subset_config(&dir, epochs) };
         let acc = train::train(&mut gpu(), &data, &cfg).unwrap().last().unwrap().accuracy();
-        eprintln!("{}: {epochs} epochs of 2,000 images → {acc:.2} % on 1,000 test images", arch.name);
-        assert!(acc >= min, "{}: accuracy {acc:.2} % < {min} %", arch.name);
+        eprintln!("{}: {epochs} epoch(s) of 2,000 images at batch 20 → {acc:.2} % on 1,000 test images", arch.name);
+        results.push((arch.name, acc, min));
+    }
+    for (name, acc, min) in results {
+        assert!(acc >= min, "{name}: accuracy {acc:.2} % < {min} %");
     }
 }
 
