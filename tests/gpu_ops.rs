@@ -507,8 +507,8 @@ fn adam_over_a_store_matches_reference() {
     let len = offsets.last().unwrap() + lens.last().unwrap().div_ceil(64) * 64;
     let view = |k: usize| offsets[k]..offsets[k] + lens[k];
     let mut p0 = vec![0.0f32; len];
-    for k in 0..lens.len() {
-        p0[view(k)].copy_from_slice(&rng.uniform_vec(lens[k], -1.0, 1.0));
+    for (k, &l) in lens.iter().enumerate() {
+        p0[view(k)].copy_from_slice(&rng.uniform_vec(l, -1.0, 1.0));
     }
     let (pb, gb, mb, vb) = (upload(&ctx, &p0), ctx.buffer(len), ctx.buffer(len), ctx.buffer(len));
     // The loss kernel advances state[0] to each step's t; the table covers steps 1..=5.
@@ -520,9 +520,9 @@ fn adam_over_a_store_matches_reference() {
         let (mut p, mut m, mut v): (Vec<f32>, Vec<f32>, Vec<f32>) = (ctx.read(&pb), ctx.read(&mb), ctx.read(&vb));
         let before = p.clone();
         let mut g = vec![0.0f32; len]; // the padding's gradient is 0
-        for k in 0..lens.len() {
+        for (k, &l) in lens.iter().enumerate() {
             let r = view(k);
-            g[r.clone()].copy_from_slice(&rng.uniform_vec(lens[k], -1.0, 1.0));
+            g[r.clone()].copy_from_slice(&rng.uniform_vec(l, -1.0, 1.0));
             reference::adam::step(&cfg, t, &mut p[r.clone()], &g[r.clone()], &mut m[r.clone()], &mut v[r]);
         }
         ctx.write(&gb, &g);
