@@ -8,10 +8,9 @@ pub fn summary(arch: &Arch) -> String {
     s.push_str(&format!("  {:<16} {:<44} {}\n", "input", "pixels / 255", arch.input));
     let mut leaves = Vec::new();
     arch.spec.leaves("", arch.input, &mut leaves).expect("the zoo's models build");
-    for (path, spec, x, times) in leaves {
+    for (path, spec, x, _) in leaves {
         let y = spec.output(&path, x).expect("the zoo's models build");
-        let uses = if times > 1 { format!(" ×{times} (same weights)") } else { String::new() };
-        s.push_str(&format!("  {:<16} {:<44} {y}\n", path, format!("{}{uses}", spec.describe())));
+        s.push_str(&format!("  {:<16} {:<44} {y}\n", path, spec.describe()));
     }
     s.push_str(&format!("  {:<16} CrossEntropyLoss (mean over the batch)\n", "loss"));
     s.push('\n');

@@ -101,7 +101,7 @@ impl Spec {
             Spec::Flatten => "Flatten()".into(),
             Spec::Linear { d_in, d_out } => format!("Linear({d_in}, {d_out})"),
             Spec::Sequential(_) => "Sequential".into(),
-            Spec::Repeat { times, .. } => format!("applied {times} times with the same weights"),
+            Spec::Repeat { times, .. } => format!("applied {times} times, one set of weights:"),
         }
     }
 
@@ -186,7 +186,8 @@ impl Spec {
         })
     }
 
-    /// Every leaf layer with its path and input shape, in forward order (for `summary`).
+    /// Every leaf layer with its path, input shape and how many times a step applies it, in
+    /// forward order, each `Repeat` listed before its block (for `summary`).
     pub fn leaves(&self, path: &str, x: Feat, out: &mut Vec<(String, Spec, Feat, usize)>) -> Result<()> {
         self.leaves_repeated(path, x, 1, out)
     }
@@ -201,7 +202,10 @@ impl Spec {
                     x = child.output(&p, x)?;
                 }
             }
-            Spec::Repeat { times: k, name, block } => block.leaves_repeated(&join(path, name), x, times * k, out)?,
+            Spec::Repeat { times: k, name, block } => {
+                out.push((join(path, name), self.clone(), x, times));
+                block.leaves_repeated(&join(path, name), x, times * k, out)?
+            }
             leaf => out.push((path.to_string(), leaf.clone(), x, times)),
         }
         Ok(())
