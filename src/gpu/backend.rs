@@ -49,11 +49,6 @@ impl Gpu {
         let ctx = GpuContext::new(choice)?;
         Ok(Gpu { ctx, adam_table: AdamTable::default(), scope: String::new(), observer: None })
     }
-
-    /// The scope set last (`Backend::scope`).
-    pub fn current_scope(&self) -> &str {
-        &self.scope
-    }
 }
 
 /// Adam's per-step constants for a range of steps, computed on the host in f64 as PyTorch

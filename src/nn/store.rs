@@ -57,15 +57,6 @@ pub enum Entry<B: Backend> {
     Counter { name: String, count: Rc<Cell<i64>> },
 }
 
-impl<B: Backend> Entry<B> {
-    pub fn name<'a>(&'a self, store: &'a Store<B>) -> &'a str {
-        match self {
-            Entry::Param(id) => &store.params[id.0].name,
-            Entry::Buffer { name, .. } | Entry::Counter { name, .. } => name,
-        }
-    }
-}
-
 /// What layers declare while a model is built; `finish` turns it into a `Store`.
 pub struct Builder<'b, B: Backend> {
     pub be: &'b mut B,
