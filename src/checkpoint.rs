@@ -525,10 +525,13 @@ pub fn load_strict(
     path: &Path,
     expected: &[Spec],
 ) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
-    let bytes = read_file(path, spec_bytes(expected))?;
-    let (st, metadata) = parse(path, &bytes)?;
-
-    let present: BTreeSet<&str> = st.names().into_iter().collect();
+    // Names, dtypes and shapes from the header first: clear errors, and only then a read
+    // bounded by the expected tensors.
+    let (_, _, _, header, _) = read_header(path)?;
+    let json: serde_json::Value = serde_json::from_slice(&header)
+        .with_context(|| format!("{}: not a valid safetensors file", path.display()))?;
+    let entries = json.as_object().cloned().unwrap_or_default();
+    let present: BTreeSet<&str> = entries.keys().map(String::as_str).filter(|n| *n != "__metadata__").collect();
     let wanted: BTreeSet<&str> = expected.iter().map(|s| s.name.as_str()).collect();
     let missing: Vec<String> = expected
         .iter()
@@ -551,6 +554,22 @@ pub fn load_strict(
     if !problems.is_empty() {
         bail!("{}: {}", path.display(), problems.join("; "));
     }
+    for spec in expected {
+        let e = &entries[&spec.name];
+        let dtype = e.get("dtype").and_then(|d| d.as_str()).unwrap_or("?");
+        if dtype != spec.dtype.to_string() {
+            bail!("{}: tensor `{}` has dtype {dtype}, expected {}", path.display(), spec.name, spec.dtype);
+        }
+        let shape: Option<Vec<usize>> =
+            e.get("shape").and_then(|s| s.as_array()).and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect());
+        match shape {
+            Some(shape) if shape == spec.shape => {}
+            Some(shape) => bail!("{}: tensor `{}` has shape {:?}, expected {:?}", path.display(), spec.name, shape, spec.shape),
+            None => bail!("{}: not a valid safetensors file: tensor `{}` has no valid shape", path.display(), spec.name),
+        }
+    }
+    let bytes = read_file(path, spec_bytes(expected))?;
+    let (st, metadata) = parse(path, &bytes)?;
 
     let mut out = Vec::with_capacity(expected.len());
     for spec in expected {
