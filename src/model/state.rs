@@ -189,11 +189,12 @@ fn new_save_id() -> String {
     format!("{:016x}", rng.next_u64())
 }
 
-/// Test hook: `WGSL_CNN_FAULT_SAVE=k` aborts the process at step k (1–4) of a save, as a
+/// Test hook: `WGSL_CNN_FAULT_SAVE=k` ends the process (exit 137) at step k (1–4) of a save, as a
 /// kill at that instant would (tests/resume_faults.rs).
 fn fault_point(k: u32) {
     if std::env::var("WGSL_CNN_FAULT_SAVE").ok().and_then(|v| v.parse::<u32>().ok()) == Some(k) {
-        std::process::abort();
+        // exit, not abort: no destructors run (as with a kill) and no core file is written.
+        std::process::exit(137);
     }
 }
 
