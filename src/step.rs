@@ -87,7 +87,7 @@ pub fn run<B: Backend + 'static>(be: &mut B, arch: Option<&Arch>, init: &Path, b
         crate::nn::sizer::check_batch(&arch, y.len(), &budget, &[], "the batch size")
             .with_context(|| format!("{}", batch.display()))?;
     }
-    let tensors = one_step(be, &arch, &init_tensors, &x, &y, lr)?;
+    let tensors = one_step(be, &arch, &init_tensors, &x, &y, lr).with_context(|| format!("{}", init.display()))?;
     let mut meta = BTreeMap::new();
     meta.insert("backend".to_string(), be.name());
     meta.insert("model".to_string(), arch.name.to_string());

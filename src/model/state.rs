@@ -150,8 +150,9 @@ pub fn model_from_state_dict<B: Backend + 'static>(be: &mut B, arch: &Arch, tens
                 be.write(tensor, v)
             }
             Entry::Counter { name, count } => match &get(name)?.data {
-                TensorData::I64(v) if v[0] >= 0 => count.set(v[0]),
-                TensorData::I64(v) => bail!("tensor `{name}` holds {}; a count must be at least 0", v[0]),
+                // Far below i64::MAX, so that counting on cannot overflow.
+                TensorData::I64(v) if (0..=1 << 53).contains(&v[0]) => count.set(v[0]),
+                TensorData::I64(v) => bail!("tensor `{name}` holds {}; a count must be from 0 to 2^53", v[0]),
                 TensorData::F32(_) => bail!("`{name}` must be int64"),
             },
         }
