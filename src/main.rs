@@ -29,6 +29,9 @@ struct Cli {
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
+    /// Without a subcommand, `train`'s options (`wgsl-cnn --epochs 1` trains one epoch).
+    #[command(flatten)]
+    train: TrainArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -139,7 +142,7 @@ enum TimerArg {
     Wall,
 }
 
-#[derive(Parser, Clone)]
+#[derive(Parser, Clone, PartialEq)]
 struct TrainArgs {
     /// The network [default: lenet5, or with --resume the checkpoint's].
     #[arg(long, value_parser = model_names())]
@@ -206,7 +209,10 @@ macro_rules! with_backend {
 
 fn run(mut cli: Cli) -> Result<()> {
     // No subcommand means `train` with its defaults.
-    let command = cli.command.take().unwrap_or_else(|| Command::Train(TrainArgs::default()));
+    if cli.command.is_some() && cli.train != TrainArgs::default() {
+        bail!("training options before a subcommand are not used by it; put them after `train`, or leave the subcommand out");
+    }
+    let command = cli.command.take().unwrap_or_else(|| Command::Train(cli.train.clone()));
     match command {
         Command::Train(args) => with_backend!(cli, be => train(be, &cli.data_dir, &args)),
         Command::Eval { checkpoint, model, batch_size } => {

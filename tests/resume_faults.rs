@@ -73,3 +73,19 @@ fn nonsense_on_the_command_line_fails_before_any_work() {
     let o = train(Path::new("/"), &["--epochs", "1"], None);
     assert!(!o.status.success() && text(&o).contains("not a file name"), "{}", text(&o));
 }
+
+#[test]
+fn the_shipped_subset_trains_without_a_subcommand() {
+    // `cargo run --release -- --data-dir assets/mnist-subset --epochs 1`, on the CPU reference.
+    let dir = temp_dir("resume-faults", "first-run");
+    let o = Command::new(env!("CARGO_BIN_EXE_wgsl-cnn"))
+        .args(["--backend", "cpu", "--model", "mlp", "--limit-train", "200", "--epochs", "1", "--no-progress", "--data-dir"])
+        .arg(assets_subset_dir())
+        .arg("--save")
+        .arg(dir.join("m.safetensors"))
+        .output()
+        .unwrap();
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("Accuracy of the network on the 1000 test images") && dir.join("m.safetensors").exists(), "{out}");
+}

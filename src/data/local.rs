@@ -59,6 +59,11 @@ pub fn checksum_list(dir: &Path) -> Result<Option<Vec<(String, String)>>> {
 /// md5 wherever a file has the official count, the directory's own list elsewhere.
 pub fn load_dir(dir: &Path, spec: &DatasetSpec) -> Result<Mnist> {
     let mut mnist = load_with(dir, &spec.unchecked())?;
+    for (what, n, f) in [("training", mnist.train.count, 0), ("test", mnist.test.count, 2)] {
+        if n == 0 {
+            bail!("{}: holds no {what} examples (the IDX header's count is 0)", mnist.report.files[f].path.display());
+        }
+    }
     let list = checksum_list(dir)?;
     let splits: [(&SplitSpec, usize); 2] = [(&spec.train, mnist.train.count), (&spec.test, mnist.test.count)];
     let mut official = true;
