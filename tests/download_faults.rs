@@ -74,7 +74,7 @@ fn a_trickling_mirror_hits_the_deadline_and_the_next_mirror_is_used() {
     let slow = mirror(Some(Duration::from_millis(100)), 4);
     let dir = temp_dir("download-faults", "trickle");
     let started = Instant::now();
-    let msg = match download_file(&dir, &MNIST_SUBSET.test.labels, Some(1000), &[slow.clone()], &opts(Duration::from_secs(1))) {
+    let msg = match download_file(&dir, &MNIST_SUBSET.test.labels, Some(1000), std::slice::from_ref(&slow), &opts(Duration::from_secs(1))) {
         Ok(_) => panic!("a trickling mirror must fail"),
         Err(e) => format!("{e:#}"),
     };
@@ -117,7 +117,7 @@ fn repair_moves_a_damaged_file_aside_and_downloads_it_again() {
     std::fs::write(&stale, b"partial").unwrap();
     std::fs::write(&live, b"partial").unwrap();
     let server = mirror(None, 4);
-    let err = ensure_with(&dir, &MNIST_SUBSET, &[server.clone()], &opts(Duration::from_secs(20))).map(|_| ()).unwrap_err();
+    let err = ensure_with(&dir, &MNIST_SUBSET, std::slice::from_ref(&server), &opts(Duration::from_secs(20))).map(|_| ()).unwrap_err();
     assert!(format!("{err:#}").contains("--repair"), "{err:#}");
     let moved = wgsl_cnn::data::local::move_bad_files_aside(&dir, &MNIST_SUBSET).unwrap();
     assert_eq!(moved.len(), 1, "{moved:?}");

@@ -178,7 +178,12 @@ fn read_file(dir: &Path, spec: &FileSpec, count: Option<usize>) -> Result<(PathB
         bail!("{} has no {} or {}.gz", dir.display(), spec.stem, spec.stem);
     };
     let decoded = idx::decode_file(&path, spec, count)
-        .map_err(|e| anyhow::anyhow!("{}: {e:#}; {}", path.display(), super::local::repair_hint(dir)))?;
+        .map_err(|e| {
+            // Open errors already start with the path.
+            let msg = format!("{e:#}");
+            let named = if msg.starts_with(&path.display().to_string()) { msg } else { format!("{}: {msg}", path.display()) };
+            anyhow::anyhow!("{named}; {}", super::local::repair_hint(dir))
+        })?;
     Ok((path, decoded))
 }
 

@@ -116,7 +116,7 @@ impl Backend for Gpu {
     fn memory_budget(&self) -> Option<crate::nn::sizer::Budget> {
         Some(crate::nn::sizer::Budget::Device {
             name: self.ctx.info.name.clone(),
-            binding: self.ctx.limits.max_storage_buffer_binding_size as u64,
+            binding: self.ctx.limits.max_storage_buffer_binding_size,
             buffer: self.ctx.limits.max_buffer_size,
             align: self.ctx.view_alignment(),
         })
