@@ -19,10 +19,16 @@ const STEMS: [&str; 4] = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS];
 /// Serves the subset's files on 127.0.0.1, sending each byte after `delay` when set; at most
 /// `connections` requests, 60 s, so nothing outlives a test for long. Returns the base URL.
 fn mirror(delay: Option<Duration>, connections: usize) -> String {
+    mirror_serving(delay, connections, None)
+}
+
+/// [`mirror`], serving `body` (when given) under every name.
+fn mirror_serving(delay: Option<Duration>, connections: usize, body: Option<Vec<u8>>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}/", listener.local_addr().unwrap());
     std::thread::spawn(move || {
         for stream in listener.incoming().take(connections).flatten() {
+            let fixed = body.clone();
             std::thread::spawn(move || {
                 let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
                 let mut reader = BufReader::new(&stream);
@@ -37,7 +43,7 @@ fn mirror(delay: Option<Duration>, connections: usize) -> String {
                     }
                 }
                 let path = line.split_whitespace().nth(1).unwrap_or("").trim_start_matches('/').to_string();
-                let body = std::fs::read(assets_subset_dir().join(&path)).unwrap_or_default();
+                let body = fixed.unwrap_or_else(|| std::fs::read(assets_subset_dir().join(&path)).unwrap_or_default());
                 let mut out = &stream;
                 let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
                 if out.write_all(head.as_bytes()).is_err() {
@@ -127,4 +133,27 @@ fn repair_moves_a_damaged_file_aside_and_downloads_it_again() {
     assert!(moved[0].exists(), "the damaged file is kept aside");
     assert!(!stale.exists(), "a dead process's partial file is removed");
     assert!(live.exists(), "a live process's partial file is kept");
+}
+
+#[test]
+fn a_gzip_bomb_from_a_mirror_is_refused_early() {
+    // 5 MB of gzip that would be 1 GiB: a labels header for 1,000 labels, then zeros.
+    let gz = |b: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b).unwrap();
+        e.finish().unwrap()
+    };
+    let mut bomb = gz(&[0, 0, 8, 1, 0, 0, 3, 232]);
+    let member = gz(&vec![0u8; 16 << 20]);
+    for _ in 0..64 {
+        bomb.extend_from_slice(&member);
+    }
+    let server = mirror_serving(None, 2, Some(bomb));
+    let dir = temp_dir("download-faults", "bomb");
+    let started = Instant::now();
+    let err = download_file(&dir, &MNIST_SUBSET.test.labels, Some(1000), &[server], &opts(Duration::from_secs(20))).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("failed verification") && msg.contains("wrong length"), "{msg}");
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert_eq!(std::fs::read_dir(&*dir).unwrap().count(), 0, "nothing is left");
 }
