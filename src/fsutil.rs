@@ -14,7 +14,7 @@ pub fn open_regular(path: &Path, what: &str) -> Result<(File, u64)> {
     // stat first: opening a FIFO blocks until a writer appears.
     let meta = fs::metadata(path).with_context(|| format!("{}: cannot read {what}", path.display()))?;
     if !meta.is_file() {
-        bail!("{}: cannot read {what}: {} is not a regular file", path.display(), kind(&meta.file_type()));
+        bail!("{}: cannot read {what}: {}, not a regular file", path.display(), kind(&meta.file_type()));
     }
     let file = File::open(path).with_context(|| format!("{}: cannot open {what}", path.display()))?;
     // The name may have been swapped between stat and open.
@@ -42,7 +42,7 @@ fn kind(t: &fs::FileType) -> &'static str {
     if t.is_dir() {
         "it is a directory"
     } else {
-        "it is not a plain file"
+        "it is a special file"
     }
 }
 
