@@ -158,6 +158,11 @@ pub trait Backend {
         None
     }
 
+    /// What a model's buffers must fit in (`nn::sizer::check_batch`), where known.
+    fn memory_budget(&self) -> Option<crate::nn::sizer::Budget> {
+        None
+    }
+
     /// Uploads `count` images of `pixels` u8 each, and their labels.
     fn dataset(&mut self, images: &[u8], labels: &[u8], pixels: usize) -> Self::Dataset;
 

@@ -14,12 +14,14 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::{SafeTensors, View};
+
+mod files;
+use files::{read_file, read_header, spec_bytes, write_temp, MAX_ANY_DATA};
+pub use files::{sync_dir, temp_path, Prepared};
 
 /// Element type of a checkpoint tensor (the two PyTorch uses for this model).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -258,6 +260,11 @@ pub fn save(
     tensors: &[NamedTensor],
     metadata: &BTreeMap<String, String>,
 ) -> Result<()> {
+    prepare(path, tensors, metadata)?.commit()
+}
+
+/// Serializes and writes `tensors` to the temporary file of `path` without replacing `path`.
+pub fn prepare(path: &Path, tensors: &[NamedTensor], metadata: &BTreeMap<String, String>) -> Result<Prepared> {
     let mut seen = BTreeSet::new();
     for t in tensors {
         check_tensor_to_save(path, t)?;
@@ -288,71 +295,7 @@ pub fn save(
         info,
     )
     .with_context(|| format!("{}: cannot serialize checkpoint", path.display()))?;
-    write_atomically(path, &bytes)
-}
-
-/// The temporary file `save` writes before renaming: `.<file name>.tmp-<pid>` in the same
-/// directory (same filesystem, so the rename is atomic).
-pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    if path.file_name().is_none() {
-        bail!("{}: not a file path", path.display());
-    }
-    let tmp = temp_path(path);
-    let result = (|| -> Result<()> {
-        let mut f = fs::File::create(&tmp).with_context(|| {
-            format!(
-                "{}: cannot create temporary file {}",
-                path.display(),
-                tmp.display()
-            )
-        })?;
-        f.write_all(bytes)
-            .and_then(|_| f.sync_all())
-            .with_context(|| {
-                format!(
-                    "{}: cannot write temporary file {}",
-                    path.display(),
-                    tmp.display()
-                )
-            })?;
-        drop(f);
-        fs::rename(&tmp, path).with_context(|| {
-            format!(
-                "{}: cannot move {} into place",
-                path.display(),
-                tmp.display()
-            )
-        })
-    })();
-    if let Err(e) = result {
-        // Only remove what we created: a directory squatting on the temp name stays.
-        if tmp.is_file() {
-            let _ = fs::remove_file(&tmp);
-        }
-        return Err(e);
-    }
-    // Persist the rename itself. Best effort: not every platform can open a directory.
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-/// Reads and parses a whole safetensors file, with errors naming the file.
-fn read_file(path: &Path) -> Result<Vec<u8>> {
-    fs::read(path).with_context(|| format!("{}: cannot read checkpoint", path.display()))
+    write_temp(path, &bytes)
 }
 
 /// Parses (and validates: header, offsets, total length) a safetensors buffer; also returns the
@@ -411,10 +354,13 @@ pub fn load_strict(
     path: &Path,
     expected: &[Spec],
 ) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
-    let bytes = read_file(path)?;
-    let (st, metadata) = parse(path, &bytes)?;
-
-    let present: BTreeSet<&str> = st.names().into_iter().collect();
+    // Names, dtypes and shapes from the header first: clear errors, and only then a read
+    // bounded by the expected tensors.
+    let (_, _, _, header, _) = read_header(path)?;
+    let json: serde_json::Value = serde_json::from_slice(&header)
+        .with_context(|| format!("{}: not a valid safetensors file", path.display()))?;
+    let entries = json.as_object().cloned().unwrap_or_default();
+    let present: BTreeSet<&str> = entries.keys().map(String::as_str).filter(|n| *n != "__metadata__").collect();
     let wanted: BTreeSet<&str> = expected.iter().map(|s| s.name.as_str()).collect();
     let missing: Vec<String> = expected
         .iter()
@@ -437,6 +383,22 @@ pub fn load_strict(
     if !problems.is_empty() {
         bail!("{}: {}", path.display(), problems.join("; "));
     }
+    for spec in expected {
+        let e = &entries[&spec.name];
+        let dtype = e.get("dtype").and_then(|d| d.as_str()).unwrap_or("?");
+        if dtype != spec.dtype.to_string() {
+            bail!("{}: tensor `{}` has dtype {dtype}, expected {}", path.display(), spec.name, spec.dtype);
+        }
+        let shape: Option<Vec<usize>> =
+            e.get("shape").and_then(|s| s.as_array()).and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect());
+        match shape {
+            Some(shape) if shape == spec.shape => {}
+            Some(shape) => bail!("{}: tensor `{}` has shape {:?}, expected {:?}", path.display(), spec.name, shape, spec.shape),
+            None => bail!("{}: not a valid safetensors file: tensor `{}` has no valid shape", path.display(), spec.name),
+        }
+    }
+    let bytes = read_file(path, spec_bytes(expected))?;
+    let (st, metadata) = parse(path, &bytes)?;
 
     let mut out = Vec::with_capacity(expected.len());
     for spec in expected {
@@ -477,7 +439,7 @@ pub fn load_strict(
 /// reference dumps. Values are returned as stored: non-finite floats are not rejected here.
 /// Dtypes other than F32 and I64 are an error naming the tensor and the file.
 pub fn load_any(path: &Path) -> Result<Vec<NamedTensor>> {
-    let bytes = read_file(path)?;
+    let bytes = read_file(path, MAX_ANY_DATA)?;
     let (st, _) = parse(path, &bytes)?;
     let mut names = st.names();
     names.sort_unstable();
@@ -493,7 +455,22 @@ pub fn load_any(path: &Path) -> Result<Vec<NamedTensor>> {
 }
 
 /// The string metadata (`__metadata__`) of a safetensors file, without decoding tensors.
+/// Reads only the header (bounded by its own limit).
 pub fn load_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
-    let bytes = read_file(path)?;
-    Ok(parse(path, &bytes)?.1)
+    let (_, _, _, header, _) = read_header(path)?;
+    let json: serde_json::Value = serde_json::from_slice(&header)
+        .with_context(|| format!("{}: not a valid safetensors file", path.display()))?;
+    let mut out = BTreeMap::new();
+    if let Some(meta) = json.get("__metadata__") {
+        let Some(meta) = meta.as_object() else {
+            bail!("{}: not a valid safetensors file: `__metadata__` is not an object", path.display());
+        };
+        for (k, v) in meta {
+            let Some(v) = v.as_str() else {
+                bail!("{}: not a valid safetensors file: metadata `{k}` is not a string", path.display());
+            };
+            out.insert(k.clone(), v.to_string());
+        }
+    }
+    Ok(out)
 }

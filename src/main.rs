@@ -29,6 +29,9 @@ struct Cli {
     data_dir: PathBuf,
     #[command(subcommand)]
     command: Option<Command>,
+    /// Without a subcommand, `train`'s options (`wgsl-cnn --epochs 1` trains one epoch).
+    #[command(flatten)]
+    train: TrainArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -65,7 +68,7 @@ enum Command {
         batch: PathBuf,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = 1e-3)]
+        #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
         lr: f32,
     },
     /// The architecture and the parameter table.
@@ -79,6 +82,9 @@ enum Command {
         /// Never download: fail if a file is missing.
         #[arg(long)]
         offline: bool,
+        /// Move damaged files aside (NAME.bad-TIME) first, so that they are downloaded again.
+        #[arg(long)]
+        repair: bool,
     },
     /// List the GPU adapters wgpu can see and run a tiny compute shader on the chosen one.
     Adapters,
@@ -136,7 +142,7 @@ enum TimerArg {
     Wall,
 }
 
-#[derive(Parser, Clone)]
+#[derive(Parser, Clone, PartialEq)]
 struct TrainArgs {
     /// The network [default: lenet5, or with --resume the checkpoint's].
     #[arg(long, value_parser = model_names())]
@@ -145,7 +151,7 @@ struct TrainArgs {
     epochs: usize,
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
     lr: f32,
     /// Seeds the initialisation and the shuffling.
     #[arg(long, default_value_t = 0)]
@@ -159,8 +165,8 @@ struct TrainArgs {
     /// Continue from a checkpoint saved by `train` (up to --epochs in total).
     #[arg(long)]
     resume: Option<PathBuf>,
-    /// Exit with an error if the last epoch's test accuracy (%) is below this.
-    #[arg(long)]
+    /// Exit with an error if the last epoch's test accuracy (%) is below this (0 to 100).
+    #[arg(long, allow_negative_numbers = true)]
     min_accuracy: Option<f64>,
     /// Print the loss line every this many steps.
     #[arg(long, default_value_t = 100)]
@@ -203,7 +209,10 @@ macro_rules! with_backend {
 
 fn run(mut cli: Cli) -> Result<()> {
     // No subcommand means `train` with its defaults.
-    let command = cli.command.take().unwrap_or_else(|| Command::Train(TrainArgs::default()));
+    if cli.command.is_some() && cli.train != TrainArgs::default() {
+        bail!("training options before a subcommand are not used by it; put them after `train`, or leave the subcommand out");
+    }
+    let command = cli.command.take().unwrap_or_else(|| Command::Train(cli.train.clone()));
     match command {
         Command::Train(args) => with_backend!(cli, be => train(be, &cli.data_dir, &args)),
         Command::Eval { checkpoint, model, batch_size } => {
@@ -211,6 +220,9 @@ fn run(mut cli: Cli) -> Result<()> {
             with_backend!(cli, be => eval(be, &cli.data_dir, &checkpoint, arch.as_ref(), batch_size))
         }
         Command::Step { model, init, batch, out, lr } => {
+            if !(lr.is_finite() && lr > 0.0) {
+                bail!("--lr {lr} is not allowed: the learning rate must be a finite number above 0");
+            }
             let arch = arch(model.as_deref())?;
             with_backend!(cli, be => wgsl_cnn::step::run(be, arch.as_ref(), &init, &batch, &out, lr))
         }
@@ -218,7 +230,7 @@ fn run(mut cli: Cli) -> Result<()> {
             print!("{}", wgsl_cnn::model::summary::summary(&wgsl_cnn::model::zoo::arch(&model)?));
             Ok(())
         }
-        Command::Data { offline } => wgsl_cnn::data::data_command(&cli.data_dir, offline),
+        Command::Data { offline, repair } => wgsl_cnn::data::data_command(&cli.data_dir, offline, repair),
         Command::Adapters => adapters(&AdapterChoice { name: cli.adapter.clone() }),
         Command::Bench(args) => bench(&cli, &args),
     }
@@ -229,6 +241,14 @@ fn load_data(dir: &Path) -> Result<wgsl_cnn::data::Mnist> {
 }
 
 fn train<B: Backend + 'static>(be: &mut B, data_dir: &Path, args: &TrainArgs) -> Result<()> {
+    if let Some(min) = args.min_accuracy {
+        if !(0.0..=100.0).contains(&min) {
+            bail!("--min-accuracy {min} is not allowed: it is a test accuracy in percent, from 0 to 100");
+        }
+    }
+    if args.log_every == 0 {
+        bail!("--log-every must be at least 1");
+    }
     let data = load_data(data_dir)?;
     let cfg = TrainConfig {
         model: arch(args.model.as_deref())?,
@@ -239,7 +259,7 @@ fn train<B: Backend + 'static>(be: &mut B, data_dir: &Path, args: &TrainArgs) ->
         limit_train: args.limit_train,
         save: Some(args.save.clone()),
         resume: args.resume.clone(),
-        log_every: args.log_every.max(1),
+        log_every: args.log_every,
         progress: !args.no_progress,
     };
     let reports = wgsl_cnn::train::train(be, &data, &cfg)?;
@@ -257,6 +277,12 @@ fn eval<B: Backend + 'static>(be: &mut B, data_dir: &Path, checkpoint: &Path, ar
         bail!("--batch-size must be at least 1");
     }
     let data = load_data(data_dir)?;
+    if let Some(budget) = be.memory_budget() {
+        let n = data.test.count as u64;
+        let arch = wgsl_cnn::model::state::arch_for(checkpoint, arch)?;
+        let test_buffers = [n * wgsl_cnn::model::IMAGE_PIXELS as u64, n * 4, n * 4];
+        wgsl_cnn::nn::sizer::check_batch(&arch, batch_size, &budget, &test_buffers, "--batch-size")?;
+    }
     let mut model = wgsl_cnn::model::state::load_model(be, checkpoint, arch, batch_size)?;
     eprintln!("model: {}", model.arch.name);
     let (correct, n) = wgsl_cnn::train::evaluate_split(be, &mut model, &data.test);

@@ -83,7 +83,11 @@ pub fn run<B: Backend + 'static>(be: &mut B, arch: Option<&Arch>, init: &Path, b
     let arch = crate::model::state::arch_for(init, arch)?;
     let (init_tensors, _) = checkpoint::load_strict(init, &state_dict_specs(&arch))?;
     let (x, y) = load_batch(batch)?;
-    let tensors = one_step(be, &arch, &init_tensors, &x, &y, lr)?;
+    if let Some(budget) = be.memory_budget() {
+        crate::nn::sizer::check_batch(&arch, y.len(), &budget, &[], "the batch size")
+            .with_context(|| format!("{}", batch.display()))?;
+    }
+    let tensors = one_step(be, &arch, &init_tensors, &x, &y, lr).with_context(|| format!("{}", init.display()))?;
     let mut meta = BTreeMap::new();
     meta.insert("backend".to_string(), be.name());
     meta.insert("model".to_string(), arch.name.to_string());

@@ -121,13 +121,19 @@ pub fn evaluate_split<B: Backend + 'static>(be: &mut B, model: &mut Model<B>, sp
 
 /// Trains from scratch or from `cfg.resume`, printing the seed's log lines.
 pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) -> Result<Vec<EpochReport>> {
-    if cfg.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
+    validate(cfg)?;
+    if let Some(path) = &cfg.save {
+        check_save_target(path)?;
     }
-    // Make sure the checkpoint can be written before spending an epoch on it.
-    if let Some(dir) = cfg.save.as_deref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}, where the checkpoint is to be saved", dir.display()))?;
+    if let Some(budget) = be.memory_budget() {
+        let arch = match &cfg.resume {
+            Some(path) => state::arch_for(path, cfg.model.as_ref())?,
+            None => cfg.model.clone().unwrap_or_else(zoo::lenet5),
+        };
+        let n_train = cfg.limit_train.map_or(data.train.count, |l| l.min(data.train.count));
+        let data_buffers = [n_train * IMAGE_PIXELS, n_train * 4, data.test.count * IMAGE_PIXELS, data.test.count * 4, n_train * 4, data.test.count * 4];
+        let data_buffers: Vec<u64> = data_buffers.iter().map(|&b| b as u64).collect();
+        crate::nn::sizer::check_batch(&arch, cfg.batch_size, &budget, &data_buffers, "--batch-size")?;
     }
     let adam = AdamConfig { lr: cfg.lr, ..AdamConfig::default() };
     let (mut model, start_epoch) = match &cfg.resume {
@@ -217,6 +223,53 @@ pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) 
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// Refuses settings that cannot train, with what is allowed.
+pub fn validate(cfg: &TrainConfig) -> Result<()> {
+    if cfg.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    if cfg.epochs == 0 {
+        bail!("--epochs must be at least 1 (it counts all epochs, those of a resumed checkpoint included)");
+    }
+    if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
+        bail!("--lr {} is not allowed: the learning rate must be a finite number above 0 (the recipe uses 0.001)", cfg.lr);
+    }
+    if cfg.limit_train == Some(0) {
+        bail!("--limit-train must be at least 1");
+    }
+    if cfg.log_every == 0 {
+        bail!("--log-every must be at least 1");
+    }
+    Ok(())
+}
+
+/// Checks that the checkpoint and its optimizer file can be written, before an epoch is
+/// spent: a file name (not `/`, not a directory) in a directory we may create files in.
+pub fn check_save_target(path: &std::path::Path) -> Result<()> {
+    let Some(name) = path.file_name() else {
+        bail!("--save {}: not a file name; give a path such as model.safetensors", path.display());
+    };
+    for p in [path.to_path_buf(), crate::checkpoint::optimizer_path(path)] {
+        if p.is_dir() {
+            bail!("--save {}: {} is a directory; give a file path such as {}", path.display(), p.display(), p.join("model.safetensors").display());
+        }
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create {}, where the checkpoint is to be saved", dir.display()))?;
+    let probe = dir.join(format!(".{}.probe-{}", name.to_string_lossy(), std::process::id()));
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+        .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"));
+    let _ = std::fs::remove_file(&probe);
+    written.with_context(|| format!("--save {}: cannot write files in {}", path.display(), dir.display()))
 }
 
 fn nonfinite_message(step: u32, steps: usize, cfg: &TrainConfig) -> String {

@@ -153,6 +153,7 @@ fn opts() -> DownloadOptions {
         connect_timeout: Duration::from_secs(3),
         io_timeout: Duration::from_secs(10),
         progress: false,
+        deadline: Duration::from_secs(30),
     }
 }
 

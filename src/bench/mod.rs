@@ -136,7 +136,15 @@ struct Workload<B: Backend> {
 
 impl<B: Backend + 'static> Workload<B> {
     fn new(be: &mut B, arch: &Arch, batch: usize) -> Result<Self> {
-        let count = batch * BATCHES;
+        let count = batch.checked_mul(BATCHES).context("--batch is too large")?;
+        if let Some(budget) = be.memory_budget() {
+            // The synthetic data set (u8 pixels, labels, order) and the model, before allocating.
+            let data = |n: usize| {
+                let count = (n * BATCHES) as u64;
+                vec![count * IMAGE_PIXELS as u64, count * 4, count * 4]
+            };
+            crate::nn::sizer::check_batch_with(arch, batch, &budget, &data, "--batch")?;
+        }
         let mut rng = Rng::new(0x5EED_BE9C);
         let images: Vec<u8> = (0..count * IMAGE_PIXELS).map(|_| rng.below(256) as u8).collect();
         let labels: Vec<u8> = (0..count).map(|_| rng.below(arch.classes) as u8).collect();

@@ -14,7 +14,7 @@ use std::fs;
 use std::io::{BufWriter, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Well-known MNIST mirrors, tried in order. Each serves `<base><stem>.gz`.
 pub const DEFAULT_MIRRORS: [&str; 3] = [
@@ -52,15 +52,47 @@ pub struct DownloadOptions {
     pub io_timeout: Duration,
     /// Show a progress bar (it is hidden anyway when stderr is not a terminal).
     pub progress: bool,
+    /// Limit for a whole file from one mirror (a mirror trickling bytes never trips
+    /// `io_timeout`); then the next mirror is tried. Default 10 minutes (9.9 MB at
+    /// 17 kB/s), or `WGSL_CNN_DOWNLOAD_TIMEOUT` seconds.
+    pub deadline: Duration,
 }
+
+/// Environment variable: seconds one file may take from one mirror.
+pub const DEADLINE_ENV: &str = "WGSL_CNN_DOWNLOAD_TIMEOUT";
 
 impl Default for DownloadOptions {
     fn default() -> Self {
+        let deadline = std::env::var(DEADLINE_ENV)
+            .ok()
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+            .map_or(Duration::from_secs(600), Duration::from_secs_f64);
         DownloadOptions {
             connect_timeout: Duration::from_secs(15),
             io_timeout: Duration::from_secs(60),
             progress: true,
+            deadline,
         }
+    }
+}
+
+/// A body reader that fails once the download's deadline has passed.
+struct Deadline<R> {
+    inner: R,
+    until: Instant,
+    limit: Duration,
+}
+
+impl<R: Read> Read for Deadline<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if Instant::now() >= self.until {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the file did not arrive within {:.0} s ({DEADLINE_ENV} sets the limit)", self.limit.as_secs_f64()),
+            ));
+        }
+        self.inner.read(buf)
     }
 }
 
@@ -90,7 +122,8 @@ fn is_loopback(url: &str) -> bool {
 fn client(opts: &DownloadOptions, direct: bool) -> Result<reqwest::blocking::Client> {
     let mut builder = reqwest::blocking::Client::builder()
         .connect_timeout(opts.connect_timeout)
-        .timeout(opts.io_timeout)
+        // reqwest's blocking timeout applies to each read; `Deadline` bounds the whole body.
+        .timeout(opts.io_timeout.min(opts.deadline))
         .user_agent(concat!("wgsl-cnn/", env!("CARGO_PKG_VERSION")));
     if direct {
         builder = builder.no_proxy();
@@ -126,6 +159,7 @@ fn temp_path(dir: &Path, file_name: &str) -> PathBuf {
 
 /// Streams `url` into `tmp`, returning the number of bytes written.
 fn fetch_to(url: &str, tmp: &Path, opts: &DownloadOptions, name: &str) -> Result<u64> {
+    let started = Instant::now();
     let client = client(opts, is_loopback(url))?;
     let response = client
         .get(url)
@@ -144,7 +178,8 @@ fn fetch_to(url: &str, tmp: &Path, opts: &DownloadOptions, name: &str) -> Result
     let bar = progress_bar(expected, name, opts.progress);
     let file = fs::File::create(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut writer = BufWriter::new(file);
-    let mut reader = bar.wrap_read(response).take(MAX_DOWNLOAD_BYTES + 1);
+    let body = Deadline { inner: response, until: started + opts.deadline, limit: opts.deadline };
+    let mut reader = bar.wrap_read(body).take(MAX_DOWNLOAD_BYTES + 1);
     let written = std::io::copy(&mut reader, &mut writer)
         .map_err(|e| anyhow!("download interrupted: {}", error_chain(&e)));
     bar.finish_and_clear();
@@ -225,14 +260,15 @@ pub fn download_file(
             dir.display()
         )
     })?;
+    // Partial files of killed downloads: `.NAME.part-PID-N` of processes no longer running.
+    crate::fsutil::remove_stale_temps(dir, &file_name, ".part-");
     let mut failures = Vec::new();
     for (i, base) in mirrors.iter().enumerate() {
         let url = url_for(base, &file_name);
         let tmp = temp_path(dir, &file_name);
         let attempt = fetch_to(&url, &tmp, opts, &file_name).and_then(|bytes| {
-            let on_disk =
-                fs::read(&tmp).with_context(|| format!("cannot read back {}", tmp.display()))?;
-            idx::decode(on_disk, spec, expected_count)
+            // Streamed and bounded by the IDX header: a gzip bomb stops early.
+            idx::decode_file(&tmp, spec, expected_count)
                 .context("the downloaded file failed verification")?;
             Ok(bytes)
         });

@@ -1,4 +1,5 @@
-//! IDX files (the MNIST format): gunzip, md5 and parsing with full validation.
+//! IDX files (the MNIST format): gunzip, md5 and parsing with full validation, streamed
+//! and bounded by what the header promises.
 //!
 //! Layout (big-endian): images = magic 2051, count, rows, cols, then count·rows·cols
 //! pixel bytes; labels = magic 2049, count, then count label bytes. Functions here know
@@ -22,20 +23,6 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// True when the bytes start with the gzip magic (IDX data starts with 0x00 0x00).
 pub fn is_gzip(bytes: &[u8]) -> bool {
     bytes.starts_with(&GZIP_MAGIC)
-}
-
-/// Decompresses gzip data (all members). Says whether it is truncated or corrupt.
-pub fn gunzip(gz: &[u8]) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(gz.len().saturating_mul(5));
-    match flate2::read::MultiGzDecoder::new(gz).read_to_end(&mut out) {
-        Ok(_) => Ok(out),
-        Err(e) if e.kind() == ErrorKind::UnexpectedEof => bail!(
-            "gzip data is truncated: the {} compressed bytes end before the gzip stream does \
-             (an interrupted download or copy?)",
-            gz.len()
-        ),
-        Err(e) => bail!("gzip data is corrupt ({e})"),
-    }
 }
 
 /// Lower-case hex md5 of the bytes.
@@ -85,42 +72,6 @@ fn check_length(got: usize, header: usize, count: usize, item: usize, what: &str
     )
 }
 
-/// Parses IDX images: magic 2051, 28×28, exact length. Returns (count, pixels).
-pub fn parse_images(mut idx: Vec<u8>) -> Result<(usize, Vec<u8>)> {
-    ensure!(
-        idx.len() >= IMAGE_HEADER,
-        "too short for IDX images: {} bytes, the header alone is {IMAGE_HEADER} bytes",
-        idx.len()
-    );
-    check_magic(be_u32(&idx, 0), FileKind::Images)?;
-    let count = be_u32(&idx, 4) as usize;
-    let (rows, cols) = (be_u32(&idx, 8), be_u32(&idx, 12));
-    ensure!(
-        rows as usize == ROWS && cols as usize == COLS,
-        "images are {rows}×{cols}, expected {ROWS}×{COLS}"
-    );
-    check_length(idx.len(), IMAGE_HEADER, count, PIXELS, "images of 28×28")?;
-    idx.drain(..IMAGE_HEADER);
-    Ok((count, idx))
-}
-
-/// Parses IDX labels: magic 2049, exact length, every label in 0..=9.
-pub fn parse_labels(mut idx: Vec<u8>) -> Result<Vec<u8>> {
-    ensure!(
-        idx.len() >= LABEL_HEADER,
-        "too short for IDX labels: {} bytes, the header alone is {LABEL_HEADER} bytes",
-        idx.len()
-    );
-    check_magic(be_u32(&idx, 0), FileKind::Labels)?;
-    let count = be_u32(&idx, 4) as usize;
-    check_length(idx.len(), LABEL_HEADER, count, 1, "labels")?;
-    idx.drain(..LABEL_HEADER);
-    if let Some((i, &label)) = idx.iter().enumerate().find(|&(_, &l)| l > 9) {
-        bail!("label {label} at index {i} is out of range (labels are 0–9)");
-    }
-    Ok(idx)
-}
-
 /// One file's content after every check passed.
 #[derive(Clone, Debug)]
 pub struct Decoded {
@@ -134,27 +85,124 @@ pub struct Decoded {
     pub was_gzip: bool,
 }
 
+/// The most examples an IDX file may hold (EMNIST's largest split has 0.7 M): bounds the
+/// memory a hostile header can ask for (784 MB of images).
+pub const MAX_COUNT: usize = 1_000_000;
+/// How far past the promised length a gzip stream is read to say how many bytes too many.
+const MAX_EXCESS_COUNTED: u64 = 64 << 20;
+
 /// Checks the bytes of one file as found on disk (gzip or raw IDX) against its spec:
 /// gunzip, IDX structure, the expected count (if given), then the md5 (if the spec has one).
 pub fn decode(on_disk: Vec<u8>, spec: &FileSpec, expected_count: Option<usize>) -> Result<Decoded> {
-    ensure!(!on_disk.is_empty(), "the file is empty");
-    let was_gzip = is_gzip(&on_disk);
-    let idx = if was_gzip { gunzip(&on_disk)? } else { on_disk };
-    let md5 = md5_hex(&idx);
-    let (count, data) = match spec.kind {
-        FileKind::Images => parse_images(idx)?,
-        FileKind::Labels => {
-            let labels = parse_labels(idx)?;
-            (labels.len(), labels)
+    let len = on_disk.len() as u64;
+    decode_from(&mut on_disk.as_slice(), len, spec, expected_count)
+}
+
+/// [`decode`] of a file, streamed: never holds more than the header promises (at most
+/// [`MAX_COUNT`] examples), so a gzip bomb or a huge sparse file stops at that bound.
+pub fn decode_file(path: &std::path::Path, spec: &FileSpec, expected_count: Option<usize>) -> Result<Decoded> {
+    let (file, len) = crate::fsutil::open_regular(path, "data file")?;
+    decode_from(&mut std::io::BufReader::new(file), len, spec, expected_count)
+}
+
+/// Reads exactly `buf.len()` bytes; Ok(false) at a clean or early end of data.
+fn fill(r: &mut dyn Read, buf: &mut [u8], gz: bool, on_disk: u64) -> Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(read_error(e, gz, on_disk)),
         }
+    }
+    Ok(got)
+}
+
+fn read_error(e: std::io::Error, gz: bool, on_disk: u64) -> anyhow::Error {
+    match (gz, e.kind()) {
+        (true, ErrorKind::UnexpectedEof) => anyhow::anyhow!(
+            "gzip data is truncated: the {on_disk} compressed bytes end before the gzip stream does \
+             (an interrupted download or copy?)"
+        ),
+        (true, _) => anyhow::anyhow!("gzip data is corrupt ({e})"),
+        (false, _) => anyhow::anyhow!("cannot read the file ({e})"),
+    }
+}
+
+fn decode_from(src: &mut dyn Read, on_disk: u64, spec: &FileSpec, expected_count: Option<usize>) -> Result<Decoded> {
+    ensure!(on_disk > 0, "the file is empty");
+    let mut magic = [0u8; 2];
+    let n = fill(src, &mut magic, false, on_disk)?;
+    let was_gzip = n == 2 && is_gzip(&magic);
+    let mut chained = magic[..n].chain(src);
+    let mut gz_reader;
+    let r: &mut dyn Read = if was_gzip {
+        gz_reader = flate2::read::MultiGzDecoder::new(chained);
+        &mut gz_reader
+    } else {
+        &mut chained
     };
+    let (header_len, item, what) = match spec.kind {
+        FileKind::Images => (IMAGE_HEADER, PIXELS, "images of 28×28"),
+        FileKind::Labels => (LABEL_HEADER, 1, "labels"),
+    };
+    let mut header = vec![0u8; header_len];
+    let got = fill(r, &mut header, was_gzip, on_disk)?;
+    let kind = if spec.kind == FileKind::Images { "images" } else { "labels" };
+    ensure!(
+        got == header_len,
+        "too short for IDX {kind}: {got} bytes, the header alone is {header_len} bytes"
+    );
+    check_magic(be_u32(&header, 0), spec.kind)?;
+    let count = be_u32(&header, 4) as usize;
+    if spec.kind == FileKind::Images {
+        let (rows, cols) = (be_u32(&header, 8), be_u32(&header, 12));
+        ensure!(
+            rows as usize == ROWS && cols as usize == COLS,
+            "images are {rows}×{cols}, expected {ROWS}×{COLS}"
+        );
+    }
+    ensure!(
+        count <= MAX_COUNT,
+        "the header claims {count} {what}, more than the {MAX_COUNT} this program accepts"
+    );
+    let payload = count * item;
+    let want = (header_len + payload) as u64;
+    if !was_gzip && on_disk != want {
+        // The length is known without reading: refuse a wrong one before reading it.
+        check_length(on_disk as usize, header_len, count, item, what)?;
+    }
+    let mut data = Vec::with_capacity(payload.min(64 << 20));
+    r.take(payload as u64)
+        .read_to_end(&mut data)
+        .map_err(|e| read_error(e, was_gzip, on_disk))?;
+    if data.len() < payload {
+        check_length(header_len + data.len(), header_len, count, item, what)?;
+    }
+    // Anything after the promised bytes: count it (up to a bound) for the message.
+    let extra = std::io::copy(&mut r.take(MAX_EXCESS_COUNTED), &mut std::io::sink())
+        .map_err(|e| read_error(e, was_gzip, on_disk))?;
+    if extra >= MAX_EXCESS_COUNTED {
+        bail!(
+            "wrong length: the header says {count} {what}, so the IDX data should be {want} bytes, \
+             but it goes on for more than {MAX_EXCESS_COUNTED} bytes after that"
+        );
+    }
+    if extra > 0 {
+        check_length(header_len + payload + extra as usize, header_len, count, item, what)?;
+    }
+    let mut hasher = Md5::new();
+    hasher.update(&header);
+    hasher.update(&data);
+    let md5: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    if spec.kind == FileKind::Labels {
+        if let Some((i, &label)) = data.iter().enumerate().find(|&(_, &l)| l > 9) {
+            bail!("label {label} at index {i} is out of range (labels are 0–9)");
+        }
+    }
     if let Some(want) = expected_count {
-        let what = if spec.kind == FileKind::Images {
-            "images"
-        } else {
-            "labels"
-        };
-        ensure!(count == want, "holds {count} {what}, expected {want}");
+        ensure!(count == want, "holds {count} {kind}, expected {want}");
     }
     if let Some(want) = spec.md5 {
         ensure!(

@@ -4,7 +4,8 @@
 use super::download::{self, DownloadOptions};
 use super::idx::{self, Decoded, PIXELS};
 use super::spec::{DatasetSpec, FileKind, FileSpec, SplitSpec, MNIST, MNIST_SUBSET};
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, ensure, Result};
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -56,6 +57,8 @@ pub struct LoadReport {
     pub test_count: usize,
     /// Train images, train labels, test images, test labels.
     pub files: Vec<FileReport>,
+    /// One-line remarks, e.g. that the files are not the official MNIST.
+    pub notes: Vec<String>,
 }
 
 /// The default data directory when neither `--data-dir` nor `WGSL_CNN_DATA` is given.
@@ -69,15 +72,18 @@ pub fn assets_subset_dir() -> PathBuf {
 }
 
 /// Where `stem` is in `dir`: the raw IDX file if present, else `<stem>.gz`, else `None`.
+/// Anything under the name counts as present (a FIFO or directory is then refused by the
+/// reader, never mistaken for a missing file).
 pub fn locate(dir: &Path, stem: &str) -> Option<PathBuf> {
     [dir.join(stem), dir.join(format!("{stem}.gz"))]
         .into_iter()
-        .find(|p| p.is_file())
+        .find(|p| std::fs::symlink_metadata(p).is_ok())
 }
 
-/// Loads and verifies the full MNIST from `dir`. Never touches the network.
+/// Loads and verifies MNIST from `dir` (any consistent size, see [`super::local::load_dir`]).
+/// Never touches the network.
 pub fn load(dir: &Path) -> Result<Mnist> {
-    load_with(dir, &MNIST)
+    super::local::load_dir(dir, &MNIST)
 }
 
 /// Downloads whatever full-MNIST file is missing from `dir` (trying `mirrors` in order),
@@ -91,7 +97,8 @@ pub fn load_assets_subset() -> Result<Mnist> {
     load_with(&assets_subset_dir(), &MNIST_SUBSET)
 }
 
-/// [`ensure`] for any data set spec and download options.
+/// [`ensure`] for any data set spec and download options: files with the spec's counts must
+/// have its md5s, other consistent sizes load with a note (see [`super::local::load_dir`]).
 pub fn ensure_with(
     dir: &Path,
     spec: &DatasetSpec,
@@ -110,7 +117,7 @@ pub fn ensure_with(
             )?);
         }
     }
-    let mut mnist = load_with(dir, spec)?;
+    let mut mnist = super::local::load_dir(dir, spec)?;
     for f in &mut mnist.report.files {
         f.downloaded = downloaded.contains(&f.path);
     }
@@ -157,6 +164,7 @@ pub fn load_with(dir: &Path, spec: &DatasetSpec) -> Result<Mnist> {
         train_count: train.count,
         test_count: test.count,
         files,
+        notes: Vec::new(),
     };
     Ok(Mnist {
         train,
@@ -169,8 +177,13 @@ fn read_file(dir: &Path, spec: &FileSpec, count: Option<usize>) -> Result<(PathB
     let Some(path) = locate(dir, spec.stem) else {
         bail!("{} has no {} or {}.gz", dir.display(), spec.stem, spec.stem);
     };
-    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let decoded = idx::decode(bytes, spec, count).with_context(|| path.display().to_string())?;
+    let decoded = idx::decode_file(&path, spec, count)
+        .map_err(|e| {
+            // Open errors already start with the path.
+            let msg = format!("{e:#}");
+            let named = if msg.starts_with(&path.display().to_string()) { msg } else { format!("{}: {msg}", path.display()) };
+            anyhow::anyhow!("{named}; {}", super::local::repair_hint(dir))
+        })?;
     Ok((path, decoded))
 }
 
@@ -243,7 +256,7 @@ impl fmt::Display for LoadReport {
             let check = if file.md5_checked {
                 "verified"
             } else {
-                "not checked (no md5 in spec)"
+                "not checked (no md5 known for this size)"
             };
             let how = if file.downloaded {
                 ", downloaded now"
@@ -251,6 +264,9 @@ impl fmt::Display for LoadReport {
                 ""
             };
             writeln!(f, "  {name:<28} md5 {} {check}{how}", file.md5)?;
+        }
+        for note in &self.notes {
+            writeln!(f, "note: {note}")?;
         }
         let checked = self.files.iter().filter(|f| f.md5_checked).count();
         if checked == self.files.len() {

@@ -6,9 +6,11 @@
 //! - [`idx`]: gunzip + IDX parsing with full validation.
 //! - [`download`]: mirrors, temp file + verify + rename.
 //! - [`mnist`]: `load`, `ensure`, `load_assets_subset`, and the report the CLI prints.
+//! - [`local`]: data directories of any consistent size, their own md5 lists, `--repair`.
 
 pub mod download;
 pub mod idx;
+pub mod local;
 pub mod mnist;
 pub mod spec;
 
@@ -26,9 +28,15 @@ pub const DATA_DIR_ENV: &str = "WGSL_CNN_DATA";
 
 /// The `wgsl-cnn data` command: load MNIST from `dir` (downloading missing files from
 /// the mirrors in `WGSL_CNN_MNIST_MIRRORS` or the defaults, unless `offline`) and print
-/// what was loaded.
-pub fn data_command(dir: &Path, offline: bool) -> Result<()> {
+/// what was loaded. With `repair`, damaged files are first moved aside (and so fetched again).
+pub fn data_command(dir: &Path, offline: bool, repair: bool) -> Result<()> {
     let start = std::time::Instant::now();
+    if repair {
+        let moved = local::move_bad_files_aside(dir, &spec::MNIST)?;
+        if moved.is_empty() {
+            eprintln!("no damaged files in {}", dir.display());
+        }
+    }
     let mnist = if offline {
         load(dir)?
     } else {

@@ -108,6 +108,14 @@ impl Backend for Gpu {
     fn view_alignment(&self) -> usize {
         self.ctx.view_alignment()
     }
+    fn memory_budget(&self) -> Option<crate::nn::sizer::Budget> {
+        Some(crate::nn::sizer::Budget::Device {
+            name: self.ctx.info.name.clone(),
+            binding: self.ctx.limits.max_storage_buffer_binding_size,
+            buffer: self.ctx.limits.max_buffer_size,
+            align: self.ctx.view_alignment(),
+        })
+    }
     fn clear(&mut self, t: &GpuTensor) {
         self.ctx.clear(t)
     }

@@ -268,6 +268,32 @@ pub fn grad_input_with(ctx: &GpuContext, kernel: ConvKernel, s: &Conv2dShape, dy
     }
 }
 
+/// (invocations per split, splits) of the weight gradient: the most splits that still give
+/// each one some work.
+fn weight_splits(s: &Conv2dShape, rows: bool) -> (usize, usize) {
+    let (base, most) = if rows {
+        (s.c_out.div_ceil(4) * s.c_in * s.k.div_ceil(2), s.n * s.h_out())
+    } else {
+        (s.c_out.div_ceil(4) * (s.c_in * s.k * s.k).div_ceil(4), s.n * s.h_out() * s.w_out())
+    };
+    (base, SPLIT_TARGET.div_ceil(base).clamp(1, most.max(1)))
+}
+
+/// The batch-dependent scratch buffer (tag, elements) the automatic kernel choice of
+/// `grad_input` allocates for shape `s`, if any, so that a batch can be checked against the
+/// device's limits before anything is allocated (`nn::sizer`).
+pub fn grad_input_scratch(s: &Conv2dShape) -> Option<(&'static str, usize)> {
+    (!grad_input_scatter_fit(s) && grad_input_rows_fit(s)).then(|| {
+        let wp = round4(s.w_out() + 2 * (s.k - 1 - s.pad));
+        ("conv2d.dy_padded", s.n * s.c_out * s.h_out() * wp)
+    })
+}
+
+/// The split-K partials buffer (tag, elements) of `grad_weight` for shape `s`.
+pub fn grad_weight_scratch(s: &Conv2dShape) -> (&'static str, usize) {
+    ("conv2d.partials", weight_splits(s, rows_fit(s)).1 * s.w_len())
+}
+
 /// Invocations a split-K pass aims for: enough to keep every core of a CPU adapter (and a
 /// small GPU) busy without making the second pass long.
 const SPLIT_TARGET: usize = 4096;
@@ -287,13 +313,7 @@ pub fn grad_weight_with(ctx: &GpuContext, kernel: ConvKernel, s: &Conv2dShape, x
     }
     let mut p = Params::of(s);
     let rows = pick(kernel, rows_fit(s), "grad_weight", s);
-    // Invocations per split, and the most splits that still give each one some work.
-    let (base, most) = if rows {
-        (s.c_out.div_ceil(4) * s.c_in * s.k.div_ceil(2), s.n * s.h_out())
-    } else {
-        (s.c_out.div_ceil(4) * (s.c_in * s.k * s.k).div_ceil(4), s.n * s.h_out() * s.w_out())
-    };
-    let splits = SPLIT_TARGET.div_ceil(base).clamp(1, most.max(1));
+    let (base, splits) = weight_splits(s, rows);
     p.splits = splits as u32;
     p.len = len as u32;
     let part = ctx.scratch("conv2d.partials", splits * len);

@@ -139,9 +139,20 @@ pub fn model_from_state_dict<B: Backend + 'static>(be: &mut B, arch: &Arch, tens
     for e in &model.store.entries {
         match e {
             Entry::Param(id) => be.write(model.store.value(*id), f32_of(get(&model.store.params[id.0].name)?)),
-            Entry::Buffer { name, tensor, .. } => be.write(tensor, f32_of(get(name)?)),
+            Entry::Buffer { name, tensor, .. } => {
+                let v = f32_of(get(name)?);
+                // A variance below zero makes BatchNorm divide by the root of a negative number.
+                if name.ends_with("running_var") {
+                    if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| **x < 0.0) {
+                        bail!("tensor `{name}` holds {x} at index {i}; a variance must be at least 0");
+                    }
+                }
+                be.write(tensor, v)
+            }
             Entry::Counter { name, count } => match &get(name)?.data {
-                TensorData::I64(v) => count.set(v[0]),
+                // Far below i64::MAX, so that counting on cannot overflow.
+                TensorData::I64(v) if (0..=1 << 53).contains(&v[0]) => count.set(v[0]),
+                TensorData::I64(v) => bail!("tensor `{name}` holds {}; a count must be from 0 to 2^53", v[0]),
                 TensorData::F32(_) => bail!("`{name}` must be int64"),
             },
         }
@@ -163,10 +174,38 @@ fn optimizer_specs<B: Backend>(model: &Model<B>) -> Vec<Spec> {
     specs
 }
 
-/// Writes the model (state_dict) and, next to it, Adam's state and the epoch count. The
-/// optimizer file is written first; both carry the model, the epoch and the Adam step, and
-/// resuming checks that they agree, so a run killed between the two writes is detected,
-/// not mixed. `extra` adds metadata such as the recipe (seed, lr, batch size).
+/// Where the previous optimizer file is kept while a save is in progress.
+pub fn previous_optimizer_path(path: &Path) -> std::path::PathBuf {
+    let o = checkpoint::optimizer_path(path);
+    let name = o.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    o.with_file_name(format!(".{name}.prev"))
+}
+
+/// A fresh identity for one save, written into both files of the pair.
+fn new_save_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let mut rng = crate::rng::Rng::new(t ^ ((std::process::id() as u64) << 32) ^ N.fetch_add(1, Ordering::Relaxed));
+    format!("{:016x}", rng.next_u64())
+}
+
+/// Test hook: `WGSL_CNN_FAULT_SAVE=k` ends the process (exit 137) at step k (1–4) of a save, as a
+/// kill at that instant would (tests/resume_faults.rs).
+fn fault_point(k: u32) {
+    if std::env::var("WGSL_CNN_FAULT_SAVE").ok().and_then(|v| v.parse::<u32>().ok()) == Some(k) {
+        // exit, not abort: no destructors run (as with a kill) and no core file is written.
+        std::process::exit(137);
+    }
+}
+
+/// Writes the model (state_dict) and, next to it, Adam's state and the epoch count, so that
+/// the files at `path` are a resumable pair at every instant: both files are written to
+/// temporary files first (a full disk fails here, leaving the old save), the current
+/// optimizer file is kept as `.<name>.prev`, then the optimizer file and last the model
+/// file are renamed into place. Both carry one `save_id`; resuming pairs the model with the
+/// optimizer file (or the kept previous one) of the same id. `extra` adds metadata such as
+/// the recipe (seed, lr, batch size).
 pub fn save_training<B: Backend + 'static>(
     be: &mut B,
     model: &Model<B>,
@@ -179,6 +218,7 @@ pub fn save_training<B: Backend + 'static>(
     meta.insert("model".to_string(), model.arch.name.to_string());
     meta.insert("epoch".to_string(), epoch.to_string());
     meta.insert("adam_step".to_string(), model.adam_step.to_string());
+    meta.insert("save_id".to_string(), new_save_id());
     for (k, v) in extra {
         meta.insert(k.to_string(), v.clone());
     }
@@ -190,9 +230,39 @@ pub fn save_training<B: Backend + 'static>(
             moments.push(NamedTensor { name: format!("adam.{which}.{}", p.name), shape: p.shape.clone(), data: TensorData::F32(be.read(t)) });
         }
     }
-    checkpoint::save(&checkpoint::optimizer_path(path), &moments, &meta)?;
-    save_model(be, model, path, &meta)
+    let opath = checkpoint::optimizer_path(path);
+    let optim = checkpoint::prepare(&opath, &moments, &meta)?;
+    let weights = checkpoint::prepare(path, &state_dict(be, model), &meta)?;
+    fault_point(1);
+    let prev = previous_optimizer_path(path);
+    if opath.is_file() {
+        keep_copy(&opath, &prev)?;
+    }
+    fault_point(2);
+    optim.commit()?;
+    fault_point(3);
+    weights.commit()?;
+    fault_point(4);
+    let _ = std::fs::remove_file(&prev);
+    Ok(())
 }
+
+/// Atomically makes `to` a copy of `from` (a hard link where possible).
+fn keep_copy(from: &Path, to: &Path) -> Result<()> {
+    let tmp = checkpoint::temp_path(to);
+    let _ = std::fs::remove_file(&tmp);
+    if std::fs::hard_link(from, &tmp).is_err() {
+        std::fs::copy(from, &tmp).with_context(|| format!("cannot keep a copy of {} as {}", from.display(), tmp.display()))?;
+    }
+    std::fs::rename(&tmp, to).with_context(|| format!("cannot keep a copy of {} as {}", from.display(), to.display()))?;
+    checkpoint::sync_dir(to);
+    Ok(())
+}
+
+/// The most epochs and Adam steps a training file may record (far beyond any real run, and
+/// far from where the u32 step counter would wrap).
+pub const MAX_EPOCH: u64 = 1_000_000;
+pub const MAX_ADAM_STEP: u64 = 1 << 31;
 
 /// Loads a model and its optimizer state for resuming; returns the epochs already trained
 /// and the checkpoint's metadata (the recipe it was trained with).
@@ -203,12 +273,23 @@ pub fn load_training<B: Backend + 'static>(
     capacity: usize,
 ) -> Result<(Model<B>, usize, BTreeMap<String, String>)> {
     let (mut model, meta) = load_with_metadata(be, path, wanted, capacity)?;
-    let opath = checkpoint::optimizer_path(path);
-    if !opath.exists() {
+    let mut opath = checkpoint::optimizer_path(path);
+    if std::fs::symlink_metadata(&opath).is_err() {
         bail!("{}: no optimizer state next to it ({} is missing), so training cannot resume", path.display(), opath.display());
     }
-    let (moments, ometa) = checkpoint::load_strict(&opath, &optimizer_specs(&model))?;
-    for key in ["epoch", "adam_step", "model"] {
+    let specs = optimizer_specs(&model);
+    let (mut moments, mut ometa) = checkpoint::load_strict(&opath, &specs)?;
+    let prev = previous_optimizer_path(path);
+    if meta.get("save_id") != ometa.get("save_id") && prev.is_file() {
+        // A save was interrupted after the optimizer file was replaced: the model is the
+        // previous save's, and so is the optimizer file kept beside it.
+        let (m, om) = checkpoint::load_strict(&prev, &specs)?;
+        if om.get("save_id") == meta.get("save_id") {
+            eprintln!("note: the last save to {} was interrupted; resuming from the save before it", path.display());
+            (moments, ometa, opath) = (m, om, prev);
+        }
+    }
+    for key in ["save_id", "epoch", "adam_step", "model"] {
         if meta.get(key) != ometa.get(key) {
             bail!(
                 "{} and {} disagree on {key} ({:?} vs {:?}): they come from different saves",
@@ -219,25 +300,30 @@ pub fn load_training<B: Backend + 'static>(
             );
         }
     }
-    let parse = |key: &str| -> Result<u64> {
-        ometa
+    let parse = |key: &str, max: u64| -> Result<u64> {
+        let v: u64 = ometa
             .get(key)
             .with_context(|| format!("{}: metadata has no `{key}`", opath.display()))?
             .parse()
-            .with_context(|| format!("{}: metadata `{key}` is not a number", opath.display()))
+            .with_context(|| format!("{}: metadata `{key}` is not a number", opath.display()))?;
+        anyhow::ensure!(v <= max, "{}: metadata `{key}` {v} is out of range (0 to {max})", opath.display());
+        Ok(v)
     };
-    let epoch = parse("epoch")? as usize;
-    let step = parse("adam_step")?;
-    let step = u32::try_from(step)
-        .ok()
-        .filter(|s| *s < u32::MAX)
-        .with_context(|| format!("{}: metadata `adam_step` {step} is out of range", opath.display()))?;
+    let epoch = parse("epoch", MAX_EPOCH)? as usize;
+    let step = parse("adam_step", MAX_ADAM_STEP)? as u32;
     model.set_adam_step(be, step);
     let n = model.store.params.len();
     for (i, t) in moments.iter().enumerate() {
         let id = crate::nn::ParamId(i % n);
         let dst = if i < n { model.store.adam_m(id) } else { model.store.adam_v(id) };
-        be.write(dst, f32_of(t));
+        let v = f32_of(t);
+        // Adam's second moment is a running mean of squares: negative is impossible.
+        if i >= n {
+            if let Some((j, x)) = v.iter().enumerate().find(|(_, x)| **x < 0.0) {
+                bail!("{}: tensor `{}` holds {x} at index {j}; Adam's v must be at least 0", opath.display(), t.name);
+            }
+        }
+        be.write(dst, v);
     }
     Ok((model, epoch, meta))
 }

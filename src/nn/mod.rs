@@ -13,6 +13,7 @@
 
 pub mod layers;
 pub mod model;
+pub mod sizer;
 pub mod store;
 
 pub use model::Model;

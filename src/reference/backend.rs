@@ -135,6 +135,10 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
     fn submit(&mut self) {}
 
+    fn memory_budget(&self) -> Option<crate::nn::sizer::Budget> {
+        crate::nn::sizer::Budget::host()
+    }
+
     fn dataset(&mut self, images: &[u8], labels: &[u8], pixels: usize) -> CpuDataset {
         CpuDataset { images: images.to_vec(), labels: labels.to_vec(), pixels }
     }
