@@ -8,6 +8,7 @@
 //! - [`mnist`]: `load`, `ensure`, `load_assets_subset`, and the report the CLI prints.
 
 pub mod download;
+pub mod fashion;
 pub mod idx;
 pub mod mnist;
 pub mod spec;
