@@ -43,7 +43,9 @@ impl Confusion {
         for c in 0..self.classes {
             let (ok, all) = (self.get(c, c), self.class_total(c));
             let acc = if all == 0 { 0.0 } else { 100.0 * ok as f64 / all as f64 };
-            let _ = writeln!(s, "  {c} {:<12} {acc:6.2} % ({ok}/{all})", name(c));
+            // Digits need no name beside their label.
+            let label = if name(c) == c.to_string() { String::new() } else { format!(" {:<12}", name(c)) };
+            let _ = writeln!(s, "  {c}{label} {acc:6.2} % ({ok}/{all})");
         }
         s.push_str("Confusion matrix (rows: true class, columns: predicted class):\n     ");
         let width = self.counts.iter().map(|c| c.to_string().len()).max().unwrap_or(1).max(3);
