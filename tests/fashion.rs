@@ -99,7 +99,7 @@ fn downloads_through_the_local_server_with_the_md5_table_checked() {
     let table: Vec<(&str, String)> = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS].iter().zip(&files).map(|(s, (_, b))| (*s, md5_hex(b))).collect();
     let table: Vec<(&str, &str)> = table.iter().map(|(s, m)| (*s, m.as_str())).collect();
     let spec = FASHION_MNIST.unchecked(); // the made files hold 30 and 12 examples
-    let data = ensure_fashion_with(&dir, &spec, &table, &[server.base.clone()], &opts()).unwrap();
+    let data = ensure_fashion_with(&dir, &spec, &table, std::slice::from_ref(&server.base), &opts()).unwrap();
     assert_eq!((data.train.count, data.test.count), (30, 12), "seed {seed}");
     assert_eq!(data.report.dataset, "Fashion-MNIST");
     for (name, bytes) in &files {
@@ -116,7 +116,7 @@ fn a_checksum_mismatch_is_an_error_and_the_download_is_removed() {
     let server = Server::start(made_files(seed));
     let dir = common::temp_dir("fashion", "mismatch");
     // The published table: the made files cannot match it.
-    let err = ensure_fashion_with(&dir, &FASHION_MNIST.unchecked(), &FASHION_GZ_MD5, &[server.base.clone()], &opts()).unwrap_err();
+    let err = ensure_fashion_with(&dir, &FASHION_MNIST.unchecked(), &FASHION_GZ_MD5, std::slice::from_ref(&server.base), &opts()).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains("checksum mismatch") && msg.contains(FASHION_GZ_MD5[0].1), "{msg}");
     assert!(!dir.join(format!("{TRAIN_IMAGES}.gz")).exists(), "the bad download is removed");

@@ -94,7 +94,7 @@ fn predict_matches_eval_survives_enlargement_and_isolates_bad_files() {
     // 28×28 PNGs: taken as they are, so exactly eval's classes.
     let plain = dir.join("plain");
     write_digits(&plain, &first, 1, false);
-    let files = collect_inputs(&[plain.clone()]);
+    let files = collect_inputs(std::slice::from_ref(&plain));
     assert_eq!(files.len(), N);
     let got = classes_of(&predict_files(be, &mut model, &files));
     assert_eq!(got, want, "predict on 28×28 PNGs vs eval's forward (seed {seed})");
