@@ -1,13 +1,13 @@
 //! A user's picture made into an MNIST digit, the way MNIST's were made: grayscale, white
 //! ink on black, cropped to the ink, the longer side scaled to 20 px (antialiased, aspect
-//! kept), pasted into 28×28 with the centre of mass at the centre. A 28×28 grayscale picture
-//! is taken as it is (it is already in that form, like a digit written out from the data set).
+//! kept, averaged by area), pasted into 28×28 with the centre of mass at the centre. A 28×28 picture is taken
+//! as it is (it is already in that form, like a digit written out from the data set), only
+//! inverted when its border is light.
 
 use std::io::Cursor;
 use std::path::Path;
 
 use anyhow::{bail, ensure, Context, Result};
-use image::imageops::FilterType;
 use image::{GrayImage, ImageReader, Limits, Luma};
 
 /// Pictures larger than this on either side are refused before decoding (decompression bombs).
@@ -17,8 +17,11 @@ pub const MAX_ALLOC: u64 = 256 << 20;
 /// Side of the ink's box after scaling, and of the output.
 const BOX: u32 = 20;
 const SIDE: u32 = 28;
-/// After the background is taken out and the contrast stretched, pixels above this are ink.
+/// The strongest ink must stand this far above the background, or there is none.
 const INK: u8 = 40;
+/// After the background is taken out and the contrast stretched, pixels above this count
+/// for the ink's bounding box (low, so that antialiased edges are not cropped off).
+const EDGE: u8 = 8;
 
 /// Decodes a picture file (PNG, JPEG or BMP) to 8-bit grayscale; transparency is laid over white.
 pub fn decode(path: &Path) -> Result<GrayImage> {
@@ -53,9 +56,6 @@ pub fn decode_bytes(bytes: &[u8]) -> Result<GrayImage> {
 
 /// The 784 pixels (row-major, 0 = background) the model takes.
 pub fn prepare(img: &GrayImage) -> Result<Vec<u8>> {
-    if img.dimensions() == (SIDE, SIDE) {
-        return Ok(img.as_raw().clone());
-    }
     let (w, h) = img.dimensions();
     // The background is what the border mostly is; light means dark ink: invert.
     let mut border: Vec<u8> = (0..w).flat_map(|x| [img.get_pixel(x, 0).0[0], img.get_pixel(x, h - 1).0[0]]).collect();
@@ -63,6 +63,10 @@ pub fn prepare(img: &GrayImage) -> Result<Vec<u8>> {
     border.sort_unstable();
     let median = border[border.len() / 2];
     let invert = median > 127;
+    if (w, h) == (SIDE, SIDE) {
+        // Already a digit's size: as it is (only inverted if it is dark on light).
+        return Ok(img.as_raw().iter().map(|&v| if invert { 255 - v } else { v }).collect());
+    }
     let ink_of = |v: u8| if invert { 255 - v } else { v };
     let bg = ink_of(median);
     let top = img.pixels().map(|p| ink_of(p.0[0])).max().unwrap_or(0);
@@ -75,7 +79,7 @@ pub fn prepare(img: &GrayImage) -> Result<Vec<u8>> {
     let mut ink = GrayImage::from_fn(w, h, |x, y| Luma([level(img.get_pixel(x, y).0[0])]));
     let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
     for (x, y, p) in ink.enumerate_pixels() {
-        if p.0[0] > INK {
+        if p.0[0] > EDGE {
             (x0, y0, x1, y1) = (x0.min(x), y0.min(y), x1.max(x), y1.max(y));
         }
     }
@@ -89,8 +93,7 @@ pub fn prepare(img: &GrayImage) -> Result<Vec<u8>> {
     } else {
         (((cw as f32 * BOX as f32 / ch as f32).round() as u32).max(1), BOX)
     };
-    // Triangle widens its support when shrinking: an area-like antialiased filter.
-    let small = image::imageops::resize(&crop, sw, sh, FilterType::Triangle);
+    let small = area_resize(&crop, sw, sh);
     let (mut mass, mut mx, mut my) = (0.0f64, 0.0f64, 0.0f64);
     for (x, y, p) in small.enumerate_pixels() {
         let v = p.0[0] as f64;
@@ -109,4 +112,38 @@ pub fn prepare(img: &GrayImage) -> Result<Vec<u8>> {
         }
     }
     Ok(out)
+}
+
+/// Resamples by area: each output pixel is the mean of the source area it covers (pixels
+/// partly covered count by their share). Antialiased when shrinking, and an exact inverse
+/// of an integer nearest-neighbour enlargement.
+fn area_resize(src: &GrayImage, w: u32, h: u32) -> GrayImage {
+    let (sw, sh) = src.dimensions();
+    let (wx, wy) = (area_weights(sw, w), area_weights(sh, h));
+    let mut rows = vec![0f32; (w * sh) as usize];
+    for y in 0..sh as usize {
+        for (ox, ws) in wx.iter().enumerate() {
+            rows[y * w as usize + ox] = ws.iter().map(|&(i, f)| f * src.as_raw()[y * sw as usize + i] as f32).sum();
+        }
+    }
+    GrayImage::from_fn(w, h, |ox, oy| {
+        let v: f32 = wy[oy as usize].iter().map(|&(i, f)| f * rows[i * w as usize + ox as usize]).sum();
+        Luma([v.round().clamp(0.0, 255.0) as u8])
+    })
+}
+
+/// For each of `dst` output pixels, the source pixels it covers and their weights (sum 1).
+fn area_weights(src: u32, dst: u32) -> Vec<Vec<(usize, f32)>> {
+    let scale = src as f64 / dst as f64;
+    (0..dst)
+        .map(|o| {
+            let (a, b) = (o as f64 * scale, (o + 1) as f64 * scale);
+            (a.floor() as usize..(b.ceil() as usize).min(src as usize))
+                .filter_map(|i| {
+                    let cover = b.min(i as f64 + 1.0) - a.max(i as f64);
+                    (cover > 1e-9).then_some((i, (cover / scale) as f32))
+                })
+                .collect()
+        })
+        .collect()
 }

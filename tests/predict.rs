@@ -160,3 +160,28 @@ fn predict_matches_eval_survives_enlargement_and_isolates_bad_files() {
     assert_eq!(stderr.lines().filter(|l| l.contains(": error: ")).count(), 5, "five bad files: {stderr}");
     assert!(stderr.contains("5 of 7 files could not be predicted"), "{stderr}");
 }
+
+/// Preparation without a model: a 28×28 digit is taken as it is, and inverted back when it
+/// is dark on light; pictures of other sizes come out 28×28 with the ink centred.
+#[test]
+fn preparation_keeps_28_by_28_digits_and_centres_larger_ones() {
+    let data = wgsl_cnn::data::load_assets_subset().unwrap();
+    for i in 0..20 {
+        let digit = data.test.image(i).to_vec();
+        let img = GrayImage::from_raw(28, 28, digit.clone()).unwrap();
+        assert_eq!(wgsl_cnn::prepare::prepare(&img).unwrap(), digit, "test digit {i} as it is");
+        let light = GrayImage::from_raw(28, 28, digit.iter().map(|v| 255 - v).collect()).unwrap();
+        assert_eq!(wgsl_cnn::prepare::prepare(&light).unwrap(), digit, "test digit {i} dark on light");
+    }
+    // A dark square off-centre on white paper: 20 px wide, centred at (14, 14).
+    let img = GrayImage::from_fn(90, 60, |x, y| Luma([if (10..30).contains(&x) && (5..25).contains(&y) { 0 } else { 255 }]));
+    let out = wgsl_cnn::prepare::prepare(&img).unwrap();
+    let (mut m, mut mx, mut my) = (0.0, 0.0, 0.0);
+    for (q, &v) in out.iter().enumerate() {
+        let v = v as f64;
+        (m, mx, my) = (m + v, mx + v * ((q % 28) as f64 + 0.5), my + v * ((q / 28) as f64 + 0.5));
+    }
+    assert!((mx / m - 14.0).abs() <= 0.5 && (my / m - 14.0).abs() <= 0.5, "centre of mass ({}, {})", mx / m, my / m);
+    let cols = (0..28).filter(|x| (0..28).any(|y| out[y * 28 + x] > 128)).count();
+    assert!((19..=21).contains(&cols), "the square is {cols} px wide after scaling");
+}
