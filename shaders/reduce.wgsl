@@ -1,6 +1,6 @@
 // Small reductions of the classifier head: bias gradient of a Linear layer (accumulated),
 // softmax cross-entropy with its gradient and the training-step state, and the
-// correct-prediction count. Rows are samples, `cols`/`classes` the row length, row-major.
+// correct-prediction count and the confusion matrix. Rows are samples, `cols`/`classes` the row length, row-major.
 struct Params { rows: u32, cols: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -16,6 +16,8 @@ struct Params { rows: u32, cols: u32 }
 // [steps taken (this step's t once the loss kernel ran), first step with a non-finite loss or 0]
 @group(0) @binding(5) var<storage, read_write> state: array<u32>;
 @group(0) @binding(3) var<storage, read_write> correct: array<u32>;
+// confusion: counts [cols, cols], row = true label, column = prediction
+@group(0) @binding(3) var<storage, read_write> confusion: array<atomic<u32>>;
 
 // One workgroup of WG; small, because each tree level is a barrier (costly on llvmpipe).
 const WG: u32 = 64u;
@@ -117,5 +119,30 @@ fn count_correct(@builtin(local_invocation_index) li: u32) {
     }
     if (li == 0u) {
         correct[0] += partial_u[0];
+    }
+}
+
+// One invocation per row: counts[label · cols + first argmax] += 1. Integer atomics, so
+// the counts do not depend on the order the rows land in. A label ≥ cols counts nowhere.
+@compute @workgroup_size(64)
+fn confusion_count(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) li: u32) {
+    let r = flat_group(wg, nwg) * 64u + li;
+    if (r >= p.rows) {
+        return;
+    }
+    let base = r * p.cols;
+    var best = logits[base];
+    var best_c = 0u;
+    for (var c = 1u; c < p.cols; c++) {
+        let v = logits[base + c];
+        if (v > best) {
+            best = v;
+            best_c = c;
+        }
+    }
+    let label = labels[r];
+    if (label < p.cols) {
+        atomicAdd(&confusion[label * p.cols + best_c], 1u);
     }
 }

@@ -75,6 +75,10 @@ pub enum Op<'a, T, I, D> {
     SoftmaxCrossEntropy { n: usize, classes: usize, logits: &'a T, labels: &'a I, loss: &'a T, dlogits: &'a T, state: &'a I },
     /// correct[0] += number of rows whose argmax (first max on ties) equals the label.
     CountCorrect { n: usize, classes: usize, logits: &'a T, labels: &'a I, correct: &'a I },
+    /// counts[label · classes + argmax] += 1 per row (first max on ties): the confusion
+    /// matrix [classes, classes], true label by row, prediction by column (accumulates).
+    /// A label ≥ classes counts nowhere.
+    Confusion { n: usize, classes: usize, logits: &'a T, labels: &'a I, counts: &'a I },
 
     /// One Adam step with bias correction over the first `len` elements of param, m and v
     /// (a whole parameter store: one op for the whole model). The step number t is state[0]
@@ -106,6 +110,7 @@ impl<T, I, D> Op<'_, T, I, D> {
             Op::SumRows { .. } => "sum_rows",
             Op::SoftmaxCrossEntropy { .. } => "softmax_cross_entropy",
             Op::CountCorrect { .. } => "count_correct",
+            Op::Confusion { .. } => "confusion",
             Op::Adam { .. } => "adam",
         }
     }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use wgsl_cnn::backend::Backend;
+use wgsl_cnn::dataset::Dataset;
 use wgsl_cnn::gpu::{AdapterChoice, Gpu};
 use wgsl_cnn::model::Arch;
 use wgsl_cnn::reference::Cpu;
@@ -24,9 +25,13 @@ struct Cli {
     /// else wgpu's default choice, honouring WGPU_BACKEND and WGPU_POWER_PREF).
     #[arg(long, global = true)]
     adapter: Option<String>,
-    /// Directory holding the four MNIST IDX files (gzip'd or raw); missing ones are downloaded there.
-    #[arg(long, global = true, env = "WGSL_CNN_DATA", default_value = wgsl_cnn::data::DEFAULT_DATA_DIR)]
-    data_dir: PathBuf,
+    /// Directory holding the data set's four IDX files (gzip'd or raw); missing ones are
+    /// downloaded there [default: data/mnist, or data/fashion-mnist].
+    #[arg(long, global = true, env = "WGSL_CNN_DATA")]
+    data_dir: Option<PathBuf>,
+    /// The data set: MNIST digits or Zalando's Fashion-MNIST (same format and sizes).
+    #[arg(long, global = true, value_enum, default_value_t = DatasetArg::Mnist)]
+    dataset: DatasetArg,
     #[command(subcommand)]
     command: Option<Command>,
     /// Without a subcommand, `train`'s options (`wgsl-cnn --epochs 1` trains one epoch).
@@ -38,6 +43,24 @@ struct Cli {
 enum BackendKind {
     Gpu,
     Cpu,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DatasetArg {
+    Mnist,
+    FashionMnist,
+}
+
+impl Cli {
+    fn dataset(&self) -> Dataset {
+        match self.dataset {
+            DatasetArg::Mnist => Dataset::Mnist,
+            DatasetArg::FashionMnist => Dataset::FashionMnist,
+        }
+    }
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| self.dataset().default_dir())
+    }
 }
 
 #[derive(Subcommand)]
@@ -53,6 +76,29 @@ enum Command {
         model: Option<String>,
         #[arg(long, default_value_t = 100)]
         batch_size: usize,
+        /// Also write each wrongly classified test image here as a PNG
+        /// (`<index>-true<t>-pred<p>.png`), and `overview.png` with the first 100.
+        #[arg(long)]
+        misclassified: Option<PathBuf>,
+    },
+    /// Classify picture files (PNG, JPEG, BMP) or directories of them: each is made into an
+    /// MNIST-style 28×28 digit (a 28×28 picture is taken as it is); prints the class and the
+    /// top 3 probabilities. Files that fail get an error line, and the exit code is 1.
+    Predict {
+        /// Picture files, or directories (their .png/.jpg/.jpeg/.bmp files).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[arg(long, default_value = "model.safetensors")]
+        checkpoint: PathBuf,
+        /// The checkpoint's model [default: the one it records].
+        #[arg(long, value_parser = model_names())]
+        model: Option<String>,
+        /// Files per forward pass.
+        #[arg(long, default_value_t = 100)]
+        batch_size: usize,
+        /// One JSON record per file on stdout.
+        #[arg(long)]
+        json: bool,
     },
     /// One training step from a PyTorch state_dict and batch, writing logits, loss,
     /// gradients and the state after Adam (see the README for the PyTorch side).
@@ -174,6 +220,9 @@ struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     no_progress: bool,
+    /// Do not draw the curves picture (the metrics file is still written).
+    #[arg(long)]
+    no_plots: bool,
 }
 
 impl Default for TrainArgs {
@@ -214,10 +263,15 @@ fn run(mut cli: Cli) -> Result<()> {
     }
     let command = cli.command.take().unwrap_or_else(|| Command::Train(cli.train.clone()));
     match command {
-        Command::Train(args) => with_backend!(cli, be => train(be, &cli.data_dir, &args)),
-        Command::Eval { checkpoint, model, batch_size } => {
+        Command::Train(args) => with_backend!(cli, be => train(be, &cli, &args)),
+        Command::Eval { checkpoint, model, batch_size, misclassified } => {
             let arch = arch(model.as_deref())?;
-            with_backend!(cli, be => eval(be, &cli.data_dir, &checkpoint, arch.as_ref(), batch_size))
+            with_backend!(cli, be => eval(be, &cli, &checkpoint, arch.as_ref(), batch_size, misclassified.as_deref()))
+        }
+        Command::Predict { inputs, checkpoint, model, batch_size, json } => {
+            let arch = arch(model.as_deref())?;
+            let names = cli.dataset().class_names();
+            with_backend!(cli, be => predict(be, &inputs, &checkpoint, arch.as_ref(), batch_size, json, &names))
         }
         Command::Step { model, init, batch, out, lr } => {
             if !(lr.is_finite() && lr > 0.0) {
@@ -230,17 +284,22 @@ fn run(mut cli: Cli) -> Result<()> {
             print!("{}", wgsl_cnn::model::summary::summary(&wgsl_cnn::model::zoo::arch(&model)?));
             Ok(())
         }
-        Command::Data { offline, repair } => wgsl_cnn::data::data_command(&cli.data_dir, offline, repair),
+        Command::Data { offline, repair } if cli.dataset() == Dataset::Mnist => wgsl_cnn::data::data_command(&cli.data_dir(), offline, repair),
+        Command::Data { offline, .. } => {
+            let data = cli.dataset().load(&cli.data_dir(), offline)?;
+            println!("{}", data.report);
+            Ok(())
+        }
         Command::Adapters => adapters(&AdapterChoice { name: cli.adapter.clone() }),
         Command::Bench(args) => bench(&cli, &args),
     }
 }
 
-fn load_data(dir: &Path) -> Result<wgsl_cnn::data::Mnist> {
-    wgsl_cnn::data::ensure(dir, &wgsl_cnn::data::mirrors_from_env())
+fn load_data(cli: &Cli) -> Result<wgsl_cnn::data::Mnist> {
+    cli.dataset().load(&cli.data_dir(), false)
 }
 
-fn train<B: Backend + 'static>(be: &mut B, data_dir: &Path, args: &TrainArgs) -> Result<()> {
+fn train<B: Backend + 'static>(be: &mut B, cli: &Cli, args: &TrainArgs) -> Result<()> {
     if let Some(min) = args.min_accuracy {
         if !(0.0..=100.0).contains(&min) {
             bail!("--min-accuracy {min} is not allowed: it is a test accuracy in percent, from 0 to 100");
@@ -249,7 +308,7 @@ fn train<B: Backend + 'static>(be: &mut B, data_dir: &Path, args: &TrainArgs) ->
     if args.log_every == 0 {
         bail!("--log-every must be at least 1");
     }
-    let data = load_data(data_dir)?;
+    let data = load_data(cli)?;
     let cfg = TrainConfig {
         model: arch(args.model.as_deref())?,
         epochs: args.epochs,
@@ -261,6 +320,7 @@ fn train<B: Backend + 'static>(be: &mut B, data_dir: &Path, args: &TrainArgs) ->
         resume: args.resume.clone(),
         log_every: args.log_every,
         progress: !args.no_progress,
+        plots: !args.no_plots,
     };
     let reports = wgsl_cnn::train::train(be, &data, &cfg)?;
     println!("saved {}", args.save.display());
@@ -272,11 +332,19 @@ fn train<B: Backend + 'static>(be: &mut B, data_dir: &Path, args: &TrainArgs) ->
     Ok(())
 }
 
-fn eval<B: Backend + 'static>(be: &mut B, data_dir: &Path, checkpoint: &Path, arch: Option<&Arch>, batch_size: usize) -> Result<()> {
+fn eval<B: Backend + 'static>(
+    be: &mut B,
+    cli: &Cli,
+    checkpoint: &Path,
+    arch: Option<&Arch>,
+    batch_size: usize,
+    misclassified: Option<&Path>,
+) -> Result<()> {
+    use wgsl_cnn::mistakes::{evaluate_split_detailed, write_mistakes};
     if batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
-    let data = load_data(data_dir)?;
+    let data = load_data(cli)?;
     if let Some(budget) = be.memory_budget() {
         let n = data.test.count as u64;
         let arch = wgsl_cnn::model::state::arch_for(checkpoint, arch)?;
@@ -285,9 +353,57 @@ fn eval<B: Backend + 'static>(be: &mut B, data_dir: &Path, checkpoint: &Path, ar
     }
     let mut model = wgsl_cnn::model::state::load_model(be, checkpoint, arch, batch_size)?;
     eprintln!("model: {}", model.arch.name);
-    let (correct, n) = wgsl_cnn::train::evaluate_split(be, &mut model, &data.test);
-    let acc = 100.0 * correct as f64 / n as f64;
-    println!("Accuracy of the network on the {n} test images: {} %", wgsl_cnn::train::python_float(acc));
+    let d = evaluate_split_detailed(be, &mut model, &data.test, misclassified.is_some());
+    let acc = 100.0 * d.correct as f64 / d.n as f64;
+    println!("Accuracy of the network on the {} test images: {} %", d.n, wgsl_cnn::train::python_float(acc));
+    anyhow::ensure!(
+        d.confusion.total() == d.n as u64 && d.confusion.correct() == d.correct as u64,
+        "the confusion matrix counts {} images and {} correct, the accuracy count {} and {}",
+        d.confusion.total(),
+        d.confusion.correct(),
+        d.n,
+        d.correct
+    );
+    print!("{}", d.confusion.format(&cli.dataset().class_names()));
+    if let Some(dir) = misclassified {
+        let files = write_mistakes(dir, &data.test, &d.mistakes)?;
+        println!("wrote {} misclassified images and overview.png ({files} files) to {}", d.mistakes.len(), dir.display());
+    }
+    Ok(())
+}
+
+fn predict<B: Backend + 'static>(
+    be: &mut B,
+    inputs: &[PathBuf],
+    checkpoint: &Path,
+    arch: Option<&Arch>,
+    batch_size: usize,
+    json: bool,
+    names: &[&str],
+) -> Result<()> {
+    use wgsl_cnn::predict::{collect_inputs, format_line, json_record, predict_files, Outcome};
+    if batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let files = collect_inputs(inputs);
+    if files.is_empty() {
+        bail!("no picture files found in {}", inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    let mut model = wgsl_cnn::model::state::load_model(be, checkpoint, arch, batch_size.min(files.len()))?;
+    eprintln!("model: {}", model.arch.name);
+    let outcomes = predict_files(be, &mut model, &files);
+    let mut failed = 0;
+    for ((path, _), outcome) in files.iter().zip(&outcomes) {
+        failed += matches!(outcome, Outcome::Failed(_)) as usize;
+        match (json, outcome) {
+            (true, _) => println!("{}", json_record(path, outcome, names)),
+            (false, Outcome::Failed(_)) => eprintln!("{}", format_line(path, outcome, names)),
+            (false, _) => println!("{}", format_line(path, outcome, names)),
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} files could not be predicted", files.len());
+    }
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::backend::Backend;
 use crate::data::{Mnist, Split};
+use crate::metrics::{Metrics, Record};
 use crate::model::{state, zoo, Arch, Model, IMAGE_PIXELS};
 use crate::rng::Rng;
 use crate::shapes::AdamConfig;
@@ -31,6 +32,9 @@ pub struct TrainConfig {
     /// Print the seed's loss line every this many steps.
     pub log_every: usize,
     pub progress: bool,
+    /// Redraw the curves picture next to the checkpoint after each epoch (the metrics file
+    /// is written whenever a checkpoint is).
+    pub plots: bool,
 }
 
 impl Default for TrainConfig {
@@ -46,6 +50,7 @@ impl Default for TrainConfig {
             resume: None,
             log_every: 100,
             progress: true,
+            plots: true,
         }
     }
 }
@@ -176,6 +181,10 @@ pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) 
             mib(all - model)
         );
     }
+    let mut metrics = match &cfg.save {
+        Some(save) => Some(Metrics::start(save, cfg.resume.as_deref().map(|r| (r, start_epoch)))?),
+        None => None,
+    };
     let mut reports = Vec::new();
     for epoch in start_epoch..cfg.epochs {
         let started = Instant::now();
@@ -198,6 +207,9 @@ pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) 
                 bar.set_message(format!("loss {loss:.4}"));
                 if (s + 1) % cfg.log_every == 0 {
                     losses.push(loss);
+                    if let Some(m) = metrics.as_mut() {
+                        m.push(record(epoch, s, steps, started.elapsed().as_secs_f64(), offset + nb, Some(loss), None))?;
+                    }
                     bar.suspend(|| {
                         println!("Epoch [{}/{}], Step [{}/{}], Loss: {loss:.4}", epoch + 1, cfg.epochs, s + 1, steps)
                     });
@@ -219,6 +231,15 @@ pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) 
         if let Some(path) = &cfg.save {
             let recipe = [("seed", cfg.seed.to_string()), ("lr", cfg.lr.to_string()), ("batch_size", cfg.batch_size.to_string())];
             state::save_training(be, &model, path, epoch + 1, &recipe)?;
+        }
+        if let (Some(m), Some(save)) = (metrics.as_mut(), &cfg.save) {
+            m.push(record(epoch, steps - 1, steps, train_seconds, n_train, None, Some(report.accuracy())))?;
+            if cfg.plots {
+                let svg = crate::metrics::paths_for(save).1;
+                if let Err(e) = crate::plot::draw_curves(&m.records, &svg) {
+                    eprintln!("warning: {e:#}");
+                }
+            }
         }
         reports.push(report);
     }
@@ -270,6 +291,20 @@ pub fn check_save_target(path: &std::path::Path) -> Result<()> {
         .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"));
     let _ = std::fs::remove_file(&probe);
     written.with_context(|| format!("--save {}: cannot write files in {}", path.display(), dir.display()))
+}
+
+/// A metrics line with the numbers as printed: the loss to 4 decimals, the accuracy as
+/// `python_float` prints it (the shortest repr of the f64), time to 1 ms.
+fn record(epoch: usize, s: usize, steps: usize, seconds: f64, images: usize, loss: Option<f32>, acc: Option<f64>) -> Record {
+    Record {
+        epoch: epoch + 1,
+        step: s + 1,
+        global_step: epoch * steps + s + 1,
+        loss: loss.map(|l| format!("{l:.4}").parse().expect("a formatted number parses")),
+        test_accuracy: acc,
+        seconds: (seconds * 1000.0).round() / 1000.0,
+        images_per_s: (images as f64 / seconds).round(),
+    }
 }
 
 fn nonfinite_message(step: u32, steps: usize, cfg: &TrainConfig) -> String {

@@ -101,6 +101,8 @@ fn hand_counted() -> Vec<(Op, u64, u64)> {
         (Op::SoftmaxCrossEntropy { n: N, classes: 10 }, 7_000, 8_420),
         // 1,000 compares; 4·(1,000 + 100 + counter in and out 2) = 4,408
         (Op::CountCorrect { n: N, classes: 10 }, 1_000, 4_408),
+        // 1,000 compares; 4·(1,000 + 100 + one counter in and out per row 200) = 5,200
+        (Op::Confusion { n: N, classes: 10 }, 1_000, 5_200),
         // fc1.weight: 14·400,000 = 5,600,000; 4·(7·400,000) = 11,200,000
         (Op::Adam { len: 400_000 }, 5_600_000, 11_200_000),
     ]

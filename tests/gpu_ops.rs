@@ -436,6 +436,35 @@ fn count_correct_matches_reference_exactly_and_accumulates() {
     }
 }
 
+/// The confusion matrix: random start counts (it accumulates), ties, out-of-range labels
+/// (counted nowhere), batches not a multiple of the workgroup; counted twice.
+#[test]
+fn confusion_matches_reference_exactly_and_accumulates() {
+    let ctx = ctx();
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 8);
+    for (n, classes) in CE_SHAPES {
+        for ties in [false, true] {
+            let l = logits(&mut rng, n, classes, ties);
+            // Mostly valid labels, a few out of range.
+            let labels: Vec<u32> = (0..n).map(|_| if rng.below(20) == 0 { classes as u32 + rng.below(3) as u32 } else { rng.below(classes) as u32 }).collect();
+            let start: Vec<u32> = (0..classes * classes).map(|_| rng.below(1000) as u32).collect();
+            let mut want = start.clone();
+            reference::reduce::confusion(n, classes, &l, &labels, &mut want);
+            let (lb, yb, cb) = (upload(&ctx, &l), upload_u32(&ctx, &labels), upload_u32(&ctx, &start));
+            reduce::confusion(&ctx, n, classes, &lb, &yb, &cb);
+            assert_eq!(ctx.read::<u32>(&cb), want, "confusion {n}×{classes} ties {ties} (seed {seed})");
+            let valid = labels.iter().filter(|&&y| (y as usize) < classes).count() as u32;
+            let added: u32 = want.iter().zip(&start).map(|(w, s)| w - s).sum();
+            assert_eq!(added, valid, "confusion {n}×{classes}: one count per valid label (seed {seed})");
+            reference::reduce::confusion(n, classes, &l, &labels, &mut want);
+            reduce::confusion(&ctx, n, classes, &lb, &yb, &cb);
+            assert_eq!(ctx.read::<u32>(&cb), want, "confusion twice {n}×{classes} ties {ties} (seed {seed})");
+            ctx.clear_bind_groups();
+        }
+    }
+}
+
 /// The step state of the loss kernel: state[0] counts the calls (this step's t), state[1]
 /// keeps the first step whose loss was NaN or ±inf, never overwritten; the reference's
 /// count_step does the same to the same state.

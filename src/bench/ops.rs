@@ -34,6 +34,7 @@ pub enum Call {
     SumRows { rows: usize, cols: usize },
     SoftmaxCrossEntropy { n: usize, classes: usize },
     CountCorrect { n: usize, classes: usize },
+    Confusion { n: usize, classes: usize },
     Adam { len: usize },
 }
 
@@ -61,6 +62,7 @@ impl Call {
             Op::SumRows { rows, cols, .. } => Call::SumRows { rows, cols },
             Op::SoftmaxCrossEntropy { n, classes, .. } => Call::SoftmaxCrossEntropy { n, classes },
             Op::CountCorrect { n, classes, .. } => Call::CountCorrect { n, classes },
+            Op::Confusion { n, classes, .. } => Call::Confusion { n, classes },
             Op::Adam { len, .. } => Call::Adam { len },
         }
     }
@@ -84,6 +86,7 @@ impl Call {
             Call::SumRows { .. } => "sum_rows",
             Call::SoftmaxCrossEntropy { .. } => "softmax_cross_entropy",
             Call::CountCorrect { .. } => "count_correct",
+            Call::Confusion { .. } => "confusion",
             Call::Adam { .. } => "adam",
         }
     }
@@ -123,7 +126,9 @@ impl Call {
                 if *bias { " +bias" } else { "" }
             ),
             Call::SumRows { rows, cols } => format!("{rows}x{cols} -> {cols}"),
-            Call::SoftmaxCrossEntropy { n, classes } | Call::CountCorrect { n, classes } => format!("{n}x{classes}"),
+            Call::SoftmaxCrossEntropy { n, classes } | Call::CountCorrect { n, classes } | Call::Confusion { n, classes } => {
+                format!("{n}x{classes}")
+            }
         }
     }
 
@@ -154,7 +159,7 @@ impl Call {
             // per logit: max (1), subtract max (1), exp (1), sum (1), normalise (1),
             // minus one-hot (1), divide by n (1)
             Call::SoftmaxCrossEntropy { n, classes } => 7 * (n * classes) as u64,
-            Call::CountCorrect { n, classes } => (n * classes) as u64,
+            Call::CountCorrect { n, classes } | Call::Confusion { n, classes } => (n * classes) as u64,
             // m = β1·m + (1−β1)·g (3), v = β2·v + (1−β2)·g² (4),
             // p −= lr·(m/bc1)/(√(v/bc2) + eps) (7)
             Call::Adam { len } => 14 * *len as u64,
@@ -199,6 +204,8 @@ impl Call {
             Call::SoftmaxCrossEntropy { n: b, classes } => F32 * n(2 * b * classes + b + 1 + 4),
             // logits, labels, counter in; counter out
             Call::CountCorrect { n: b, classes } => F32 * n(b * classes + b + 2),
+            // logits, labels in; one counter read and written per row
+            Call::Confusion { n: b, classes } => F32 * n(b * classes + b + 2 * b),
             // param, grad, m, v in; param, m, v out
             Call::Adam { len } => F32 * n(7 * len),
         }

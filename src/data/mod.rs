@@ -9,6 +9,7 @@
 //! - [`local`]: data directories of any consistent size, their own md5 lists, `--repair`.
 
 pub mod download;
+pub mod fashion;
 pub mod idx;
 pub mod local;
 pub mod mnist;

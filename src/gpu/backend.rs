@@ -197,6 +197,7 @@ impl Gpu {
             Op::CountCorrect { n, classes, logits, labels, correct } => {
                 reduce::count_correct(ctx, n, classes, logits, labels, correct)
             }
+            Op::Confusion { n, classes, logits, labels, counts } => reduce::confusion(ctx, n, classes, logits, labels, counts),
             Op::Adam { cfg, step, len, state, param, grad, m, v } => {
                 let table = self.adam_table.covering(ctx, &cfg, step);
                 adam::step(ctx, &cfg, len, state, &table, param, grad, m, v)

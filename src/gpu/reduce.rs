@@ -1,6 +1,7 @@
 //! Reductions of the classifier head (shaders/reduce.wgsl; CPU twin src/reference/reduce.rs):
 //! Linear bias gradient (accumulated), softmax cross-entropy with its gradient and the
-//! training-step state (step counter and first non-finite step), and the correct count.
+//! training-step state (step counter and first non-finite step), the correct count and the
+//! confusion matrix.
 
 use super::context::{Access, GpuContext, Kernel, RawBuffer};
 
@@ -9,6 +10,7 @@ use Access::{Read as R, ReadWrite as W};
 static SUM_ROWS: Kernel = Kernel { file: "reduce", entry: "sum_rows", bindings: &[R, W] };
 static SOFTMAX_CE: Kernel = Kernel { file: "reduce", entry: "softmax_cross_entropy", bindings: &[R, R, W, W, W] };
 static COUNT_CORRECT: Kernel = Kernel { file: "reduce", entry: "count_correct", bindings: &[R, R, W] };
+static CONFUSION: Kernel = Kernel { file: "reduce", entry: "confusion_count", bindings: &[R, R, W] };
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -58,4 +60,13 @@ pub fn count_correct(ctx: &GpuContext, n: usize, classes: usize, logits: &RawBuf
     assert!(logits.len >= n * classes && labels.len >= n && correct.len >= 1, "count_correct: buffers too small");
     let p = Params { rows: n as u32, cols: classes as u32 };
     ctx.dispatch(&COUNT_CORRECT, &p, &[logits, labels, correct], [1, 1, 1]);
+}
+
+/// counts[label · classes + argmax] += 1 for each of the n rows (first max on ties); a
+/// label ≥ `classes` counts nowhere. `counts` is [classes, classes], true label by row.
+pub fn confusion(ctx: &GpuContext, n: usize, classes: usize, logits: &RawBuffer, labels: &RawBuffer, counts: &RawBuffer) {
+    assert!(classes > 0, "confusion: no classes");
+    assert!(logits.len >= n * classes && labels.len >= n && counts.len >= classes * classes, "confusion: buffers too small");
+    let p = Params { rows: n as u32, cols: classes as u32 };
+    ctx.dispatch(&CONFUSION, &p, &[logits, labels, counts], ctx.grid(n.div_ceil(64)));
 }

@@ -144,6 +144,14 @@ impl<B: Backend + 'static> Model<B> {
         be.run(Op::CountCorrect { n, classes: self.arch.classes, logits: &logits, labels: &self.y, correct: &self.correct });
     }
 
+    /// Adds the last forward's predictions to `counts`, a [classes, classes] confusion
+    /// matrix on the device (true label by row, prediction by column).
+    pub fn count_confusion(&mut self, be: &mut B, n: usize, counts: &B::Index) {
+        be.scope("confusion");
+        let logits = self.logits().clone();
+        be.run(Op::Confusion { n, classes: self.arch.classes, logits: &logits, labels: &self.y, counts });
+    }
+
     /// Reads and resets the correct-prediction counter.
     pub fn take_correct(&mut self, be: &mut B) -> u32 {
         let c = be.read_index(&self.correct)[0];

@@ -249,6 +249,9 @@ impl<T: Real> Backend for CpuBackend<T> {
                 let c = reduce::count_correct(n, classes, &logits.get(n * classes), &labels.borrow()[..n]);
                 correct.borrow_mut()[0] += c;
             }
+            Op::Confusion { n, classes, logits, labels, counts } => {
+                reduce::confusion(n, classes, &logits.get(n * classes), &labels.borrow()[..n], &mut counts.borrow_mut()[..classes * classes]);
+            }
             Op::Adam { cfg, step, len, state, param, grad, m, v } => {
                 check_aliasing(kind, &[grad], &[param, m, v]);
                 let t = state.borrow()[0];

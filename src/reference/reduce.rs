@@ -1,5 +1,6 @@
 //! Reductions: column sums (Linear bias gradient, accumulated), softmax cross-entropy with
-//! its gradient and the training-step state, and the count of correct predictions. Sums in f64.
+//! its gradient and the training-step state, the count of correct predictions and the
+//! confusion matrix. Sums in f64.
 
 use super::Real;
 
@@ -50,22 +51,34 @@ pub fn count_step(loss: f64, state: &mut [u32]) {
     }
 }
 
+/// The first index of the maximum of `row` (as torch.argmax); NaN never wins a compare.
+pub fn argmax<T: Real>(row: &[T]) -> usize {
+    let mut best = 0;
+    for j in 1..row.len() {
+        if row[j] > row[best] {
+            best = j;
+        }
+    }
+    best
+}
+
 /// Rows whose argmax (first max on ties, as torch.argmax) equals the label.
 pub fn count_correct<T: Real>(n: usize, classes: usize, logits: &[T], labels: &[u32]) -> u32 {
     assert_eq!(logits.len(), n * classes, "count_correct: logits length");
     assert_eq!(labels.len(), n, "count_correct: labels length");
-    let mut correct = 0;
+    (0..n).filter(|&i| argmax(&logits[i * classes..(i + 1) * classes]) as u32 == labels[i]).count() as u32
+}
+
+/// counts[label · classes + argmax] += 1 for each row (counts is [classes, classes], true
+/// label by row, prediction by column); a label ≥ classes counts nowhere, as on the GPU.
+pub fn confusion<T: Real>(n: usize, classes: usize, logits: &[T], labels: &[u32], counts: &mut [u32]) {
+    assert_eq!(logits.len(), n * classes, "confusion: logits length");
+    assert_eq!(labels.len(), n, "confusion: labels length");
+    assert_eq!(counts.len(), classes * classes, "confusion: counts length");
     for i in 0..n {
-        let row = &logits[i * classes..(i + 1) * classes];
-        let mut best = 0;
-        for j in 1..classes {
-            if row[j] > row[best] {
-                best = j;
-            }
-        }
-        if best as u32 == labels[i] {
-            correct += 1;
+        let label = labels[i] as usize;
+        if label < classes {
+            counts[label * classes + argmax(&logits[i * classes..(i + 1) * classes])] += 1;
         }
     }
-    correct
 }

@@ -1,0 +1,64 @@
+//! The data sets the commands read (`--dataset`): MNIST and Fashion-MNIST share the IDX
+//! format, sizes and models; they differ in where they come from, what checks them and
+//! what their classes are called.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Result};
+
+use crate::data::fashion::{ensure_fashion, fashion_mirrors_from_env, FASHION_CLASSES, FASHION_MNIST};
+use crate::data::{load, load_with, mirrors_from_env, DownloadOptions, Mnist};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Dataset {
+    #[default]
+    Mnist,
+    FashionMnist,
+}
+
+const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+
+impl Dataset {
+    pub const ALL: [Dataset; 2] = [Dataset::Mnist, Dataset::FashionMnist];
+
+    /// The `--dataset` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dataset::Mnist => "mnist",
+            Dataset::FashionMnist => "fashion-mnist",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Self> {
+        match Self::ALL.into_iter().find(|d| d.name() == name) {
+            Some(d) => Ok(d),
+            None => bail!("unknown data set {name:?} (mnist or fashion-mnist)"),
+        }
+    }
+
+    /// What label c means.
+    pub fn class_names(self) -> [&'static str; 10] {
+        match self {
+            Dataset::Mnist => DIGITS,
+            Dataset::FashionMnist => FASHION_CLASSES,
+        }
+    }
+
+    /// The data directory when none is given.
+    pub fn default_dir(self) -> PathBuf {
+        PathBuf::from(match self {
+            Dataset::Mnist => crate::data::DEFAULT_DATA_DIR,
+            Dataset::FashionMnist => "data/fashion-mnist",
+        })
+    }
+
+    /// Loads the data set from `dir`, downloading missing files unless `offline`.
+    pub fn load(self, dir: &Path, offline: bool) -> Result<Mnist> {
+        match (self, offline) {
+            (Dataset::Mnist, true) => load(dir),
+            (Dataset::Mnist, false) => crate::data::ensure(dir, &mirrors_from_env()),
+            (Dataset::FashionMnist, true) => load_with(dir, &FASHION_MNIST),
+            (Dataset::FashionMnist, false) => ensure_fashion(dir, &fashion_mirrors_from_env(), &DownloadOptions::default()),
+        }
+    }
+}
