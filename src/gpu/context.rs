@@ -201,13 +201,19 @@ impl GpuContext {
         let adapter = choose_adapter(&inst, choice)?;
         let info = adapter.get_info();
         let alimits = adapter.limits();
-        // WebGPU's defaults, raised only to what the adapter offers where it helps.
+        // WebGPU's defaults, raised only to what the adapter offers where it helps, lowered
+        // to what it offers where it has less; then every kernel must fit (or fall back).
         let limits = wgpu::Limits {
             max_storage_buffer_binding_size: alimits.max_storage_buffer_binding_size,
             max_buffer_size: alimits.max_buffer_size,
             max_storage_buffers_per_shader_stage: alimits.max_storage_buffers_per_shader_stage.min(16),
             ..wgpu::Limits::default()
-        };
+        }
+        .or_worse_values_from(&alimits);
+        let (misfits, _) = super::kernels::check(&limits);
+        if !misfits.is_empty() {
+            return Err(anyhow!("{} cannot run every kernel:\n  {}", describe(&info), misfits.join("\n  ")));
+        }
         let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
         let features = adapter.features() & wanted;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -420,7 +426,13 @@ impl GpuContext {
             layout: Some(&layout),
             module: &module,
             entry_point: Some(k.entry),
-            compilation_options: Default::default(),
+            // Every kernel writes the workgroup memory it reads first (checked per kernel; see
+            // tests/portability.rs), and the zeroing costs: on GL it becomes an array
+            // constructor that Mesa took over 400 s to compile for the tiled matmul.
+            compilation_options: wgpu::PipelineCompilationOptions {
+                zero_initialize_workgroup_memory: false,
+                ..Default::default()
+            },
             cache: None,
         });
         let p = Rc::new((pipeline, bgl));

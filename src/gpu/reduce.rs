@@ -9,6 +9,8 @@ use Access::{Read as R, ReadWrite as W};
 static SUM_ROWS: Kernel = Kernel { file: "reduce", entry: "sum_rows", bindings: &[R, W] };
 static SOFTMAX_CE: Kernel = Kernel { file: "reduce", entry: "softmax_cross_entropy", bindings: &[R, R, W, W, W] };
 static COUNT_CORRECT: Kernel = Kernel { file: "reduce", entry: "count_correct", bindings: &[R, R, W] };
+/// Every kernel of this file, for `kernels::all_kernels`.
+pub(crate) static KERNELS: &[&Kernel] = &[&SUM_ROWS, &SOFTMAX_CE, &COUNT_CORRECT];
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
