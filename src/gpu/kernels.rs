@@ -147,3 +147,16 @@ pub fn check(limits: &wgpu::Limits) -> (Vec<String>, Vec<&'static str>) {
     }
     (fatal, fallback)
 }
+
+/// One line on whether every kernel fits an adapter offering `adapter` (see `adapters`).
+pub fn fit_report(adapter: &wgpu::Limits) -> String {
+    let (fatal, fallback) = check(&super::context::device_limits(adapter));
+    let n = all_kernels().len();
+    if !fatal.is_empty() {
+        format!("kernels: NOT all fit its limits:\n    {}", fatal.join("\n    "))
+    } else if fallback.is_empty() {
+        format!("kernels: all {n} fit its limits")
+    } else {
+        format!("kernels: all {n} needed fit its limits; {} fall back to the register-blocked matmul", fallback.join(", "))
+    }
+}
