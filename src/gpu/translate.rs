@@ -49,6 +49,14 @@ pub enum Output {
     Text(String),
 }
 
+/// A translation and the name its entry point got: naga's HLSL and MSL writers rename
+/// names ending in a digit (`relu_forward4` becomes `relu_forward4_`), and wgpu passes the
+/// renamed one to FXC/DXC; GLSL's is `main`.
+pub struct Translation {
+    pub output: Output,
+    pub entry: String,
+}
+
 impl Output {
     pub fn bytes(&self) -> Vec<u8> {
         match self {
@@ -81,7 +89,7 @@ pub fn single_entry(p: &Parsed, entry: &str) -> Result<Parsed> {
 }
 
 /// Translates entry point `entry` of `p` to `t`.
-pub fn translate(p: &Parsed, entry: &str, t: Target) -> Result<Output> {
+pub fn translate(p: &Parsed, entry: &str, t: Target) -> Result<Translation> {
     let one = single_entry(p, entry)?;
     let (m, info) = (&one.module, &one.info);
     let stage = naga::ShaderStage::Compute;
@@ -95,7 +103,8 @@ pub fn translate(p: &Parsed, entry: &str, t: Target) -> Result<Output> {
                 ..Default::default()
             };
             let po = spv::PipelineOptions { shader_stage: stage, entry_point: entry.into() };
-            spv::write_vec(m, info, &opts, Some(&po)).map(Output::Words).map_err(|e| err(&e))
+            let words = spv::write_vec(m, info, &opts, Some(&po)).map_err(|e| err(&e))?;
+            Ok(Translation { output: Output::Words(words), entry: entry.into() })
         }
         Target::Msl(major, minor) => {
             let opts = msl::Options {
@@ -105,7 +114,9 @@ pub fn translate(p: &Parsed, entry: &str, t: Target) -> Result<Output> {
                 ..Default::default()
             };
             let po = msl::PipelineOptions { entry_point: Some((stage, entry.into())), ..Default::default() };
-            msl::write_string(m, info, &opts, &po).map(|(s, _)| Output::Text(s)).map_err(|e| err(&e))
+            let (s, ti) = msl::write_string(m, info, &opts, &po).map_err(|e| err(&e))?;
+            let name = ti.entry_point_names.into_iter().next().ok_or_else(|| err(&"no entry point written"))?;
+            Ok(Translation { output: Output::Text(s), entry: name.map_err(|e| err(&e))? })
         }
         Target::Hlsl51 | Target::Hlsl60 => {
             let opts = hlsl::Options {
@@ -119,8 +130,9 @@ pub fn translate(p: &Parsed, entry: &str, t: Target) -> Result<Output> {
             };
             let po = hlsl::PipelineOptions { entry_point: Some((stage, entry.into())) };
             let mut s = String::new();
-            hlsl::Writer::new(&mut s, &opts, &po).write(m, info, None).map_err(|e| err(&e))?;
-            Ok(Output::Text(s))
+            let ri = hlsl::Writer::new(&mut s, &opts, &po).write(m, info, None).map_err(|e| err(&e))?;
+            let name = ri.entry_point_names.into_iter().next().ok_or_else(|| err(&"no entry point written"))?;
+            Ok(Translation { output: Output::Text(s), entry: name.map_err(|e| err(&e))? })
         }
         Target::GlslEs310 | Target::Glsl430 => {
             let version = if t == Target::GlslEs310 {
@@ -132,7 +144,7 @@ pub fn translate(p: &Parsed, entry: &str, t: Target) -> Result<Output> {
             let po = glsl::PipelineOptions { shader_stage: stage, entry_point: entry.into(), multiview: None };
             let mut s = String::new();
             glsl::Writer::new(&mut s, m, info, &opts, &po, policies()).and_then(|mut w| w.write()).map_err(|e| err(&e))?;
-            Ok(Output::Text(s))
+            Ok(Translation { output: Output::Text(s), entry: "main".into() })
         }
     }
 }
