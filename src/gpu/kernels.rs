@@ -108,7 +108,6 @@ pub fn all_needs() -> &'static [(&'static Kernel, Needs)] {
 /// Why kernel `k` with needs `n` does not fit `limits`: one line per limit it exceeds, each
 /// naming the limit as wgpu::Limits spells it.
 pub fn misfits(k: &Kernel, n: &Needs, limits: &wgpu::Limits) -> Vec<String> {
-    let name = format!("{}.wgsl {}", k.file, k.entry);
     let checks: [(&str, u64, u64); 7] = [
         ("max_storage_buffers_per_shader_stage", n.storage_buffers.into(), limits.max_storage_buffers_per_shader_stage.into()),
         ("max_bindings_per_bind_group", (n.storage_buffers + 1).into(), limits.max_bindings_per_bind_group.into()),
@@ -121,7 +120,7 @@ pub fn misfits(k: &Kernel, n: &Needs, limits: &wgpu::Limits) -> Vec<String> {
     checks
         .iter()
         .filter(|(_, need, have)| need > have)
-        .map(|(limit, need, have)| format!("{name} needs {limit} ≥ {need}, the adapter offers {have}"))
+        .map(|(limit, need, have)| format!("{}.wgsl {} needs {limit} ≥ {need}, the adapter offers {have}", k.file, k.entry))
         .collect()
 }
 
