@@ -21,6 +21,7 @@ typedef struct { const void *ptr; SIZE_T size; UINT encoding; } DxcBuffer;
 
 static const GUID CLSID_DxcCompiler = {0x73e22d93, 0xe6ce, 0x47f3, {0xb5, 0xbf, 0xf0, 0x66, 0x4f, 0x39, 0xc1, 0xb0}};
 static const GUID IID_IDxcCompiler3 = {0x228b4687, 0x5a6a, 0x4730, {0x90, 0x0c, 0x97, 0x02, 0xb2, 0x20, 0x3f, 0x54}};
+static const GUID IID_IDxcBlobUtf8 = {0x3da636c9, 0xba71, 0x4024, {0xa3, 0x01, 0x30, 0xcb, 0xf1, 0x25, 0x30, 0x5b}};
 static const GUID IID_IDxcResult = {0x58346cda, 0xdde7, 0x4497, {0x94, 0x61, 0x6f, 0x87, 0xaf, 0x5e, 0x06, 0x59}};
 
 static char *read_file(const char *path, long *len) {
@@ -75,8 +76,10 @@ static int dxc(Com *compiler, const char *src, long len, const char *entry) {
     VCALL(result, 3, HRESULT(WINAPI *)(void *, HRESULT *))(result, &status);
     int ok = SUCCEEDED(status);
     if (!ok) {
+        /* IDxcResult: 7 GetOutput(DXC_OUT_ERRORS = 2, IID_IDxcBlobUtf8, ...); GetErrorBuffer
+         * (5) comes back empty from this DLL */
         void *errors = NULL;
-        VCALL(result, 5, HRESULT(WINAPI *)(void *, void **))(result, &errors);
+        VCALL(result, 7, HRESULT(WINAPI *)(void *, int, REFIID, void **, void **))(result, 2, &IID_IDxcBlobUtf8, &errors, NULL);
         print_blob(errors);
     }
     VCALL(result, 2, ULONG(WINAPI *)(void *))(result);
