@@ -18,7 +18,7 @@ struct Params { start: u32, end: u32 }
 // backward: (y, dy) -> dx
 @group(0) @binding(1) var<storage, read> fy: array<f32>;
 @group(0) @binding(2) var<storage, read> dy: array<f32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(3) var<storage, read_write> grad_x: array<f32>; // dx; not `dx`, a namespace in DXC that naga does not rename
 
 @group(0) @binding(1) var<storage, read> fy4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> dy4: array<vec4<f32>>;
@@ -60,7 +60,7 @@ fn relu_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
                  @builtin(local_invocation_index) li: u32) {
     let i = p.start + flat_group(wg, nwg) * 64u + li;
     if (i < p.end) {
-        dx[i] = select(0.0, dy[i], keep(fy[i]));
+        grad_x[i] = select(0.0, dy[i], keep(fy[i]));
     }
 }
 

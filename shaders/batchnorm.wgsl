@@ -49,7 +49,7 @@ struct Params {
 // backward_dx: x, dy, mean, var, gamma, sums -> dx
 @group(0) @binding(5) var<storage, read> b_gamma: array<f32>;
 @group(0) @binding(6) var<storage, read> b_sums: array<f32>;
-@group(0) @binding(7) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(7) var<storage, read_write> grad_x: array<f32>; // dx; not `dx`, a namespace in DXC that naga does not rename
 @group(0) @binding(7) var<storage, read_write> dx4: array<vec4<f32>>;
 
 const WG: u32 = 64u;
@@ -260,7 +260,7 @@ fn backward_dx(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     let mean_dyx = b_sums[r.x] * inv_m;
     for (var i = r.y; i < r.z; i++) {
         let xhat = (x[i] - mu) * istd;
-        dx[i] = k * (dy[i] - mean_dy - xhat * mean_dyx);
+        grad_x[i] = k * (dy[i] - mean_dy - xhat * mean_dyx);
     }
 }
 

@@ -65,6 +65,32 @@ fn outer(a: vec4<f32>, x: vec4<f32>) -> mat4x4<f32> {
     return mat4x4<f32>(a * x.x, a * x.y, a * x.z, a * x.w);
 }
 
+// The *_direct kernels keep their 4 lanes in vectors and load each lane with a call below,
+// not with local arrays written at a loop index: FXC cannot unroll such loops inside loops
+// with run-time bounds (error X3511), and wgpu falls back to FXC without dxcompiler.dll.
+
+// in1[base + ih·w + iw] (base: the start of one input plane), 0 outside the plane (padding).
+fn x_tap(base: u32, ih: i32, iw: i32) -> f32 {
+    let inside = ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w);
+    let idx = base + u32(max(ih, 0)) * p.w + u32(max(iw, 0));
+    return select(0.0, in1[min(idx, arrayLength(&in1) - 1u)], inside);
+}
+
+// dy[img, co, oh, ow] with oh·stride = a, ow·stride = b, or 0 where no such output exists.
+fn dy_tap(img: u32, co: u32, a: i32, b: i32) -> f32 {
+    let s = i32(p.stride);
+    let oh = a / s;
+    let ow = b / s;
+    let ok = a >= 0 && b >= 0 && a % s == 0 && b % s == 0 && oh < i32(p.h_out) && ow < i32(p.w_out);
+    let idx = ((img * p.c_out + co) * p.h_out + u32(max(oh, 0))) * p.w_out + u32(max(ow, 0));
+    return select(0.0, in1[min(idx, arrayLength(&in1) - 1u)], ok);
+}
+
+// pos0 + (0, 1, 2, 3), clamped to the last position.
+fn lanes(pos0: u32, total: u32) -> vec4<u32> {
+    return min(vec4<u32>(pos0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(total - 1u));
+}
+
 // ---- forward ---------------------------------------------------------------------------
 
 // Bindings: 1 x, 2 w, 3 bias, 4 y. Block: 4 consecutive output positions (flat over
@@ -83,31 +109,27 @@ fn conv_forward_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     }
     // Per position (clamped into range; only real ones are stored): image, first input row
     // and column of its window (may be negative with padding).
-    var img: array<u32, 4>;
-    var q: array<u32, 4>;
-    var ih0: array<i32, 4>;
-    var iw0: array<i32, 4>;
-    for (var i = 0u; i < 4u; i++) {
-        let pos = min(pos0 + i, total - 1u);
-        img[i] = pos / plane;
-        q[i] = pos % plane;
-        ih0[i] = i32((q[i] / p.w_out) * p.stride) - i32(p.pad);
-        iw0[i] = i32((q[i] % p.w_out) * p.stride) - i32(p.pad);
-    }
+    let pos = lanes(pos0, total);
+    let img = pos / plane;
+    let q = pos % plane;
+    let ih0 = vec4<i32>((q / p.w_out) * p.stride) - vec4<i32>(i32(p.pad));
+    let iw0 = vec4<i32>((q % p.w_out) * p.stride) - vec4<i32>(i32(p.pad));
+    let hw = p.h * p.w;
     let kk = p.k * p.k;
     let wco = min(vec4<u32>(co0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.c_out - 1u)) * (p.c_in * kk);
     var acc = mat4x4<f32>(); // column j: channel co0 + j; component i: position pos0 + i
     for (var ci = 0u; ci < p.c_in; ci++) {
         for (var kh = 0u; kh < p.k; kh++) {
             for (var kw = 0u; kw < p.k; kw++) {
-                var xv = vec4<f32>();
-                for (var i = 0u; i < 4u; i++) {
-                    let ih = ih0[i] + i32(kh);
-                    let iw = iw0[i] + i32(kw);
-                    let inside = ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w);
-                    let idx = ((img[i] * p.c_in + ci) * p.h + u32(max(ih, 0))) * p.w + u32(max(iw, 0));
-                    xv[i] = select(0.0, in1[min(idx, arrayLength(&in1) - 1u)], inside);
-                }
+                let ih = ih0 + vec4<i32>(i32(kh));
+                let iw = iw0 + vec4<i32>(i32(kw));
+                let base = (img * p.c_in + vec4<u32>(ci)) * hw;
+                let xv = vec4<f32>(
+                    x_tap(base.x, ih.x, iw.x),
+                    x_tap(base.y, ih.y, iw.y),
+                    x_tap(base.z, ih.z, iw.z),
+                    x_tap(base.w, ih.w, iw.w),
+                );
                 let wi = (ci * p.k + kh) * p.k + kw;
                 acc[0] += xv * in2[wco.x + wi];
                 acc[1] += xv * in2[wco.y + wi];
@@ -875,34 +897,25 @@ fn conv_grad_input_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wor
     if (pos0 >= total) {
         return;
     }
-    var img: array<u32, 4>;
-    var q: array<u32, 4>;
-    var th: array<i32, 4>; // ih + pad
-    var tw: array<i32, 4>;
-    for (var i = 0u; i < 4u; i++) {
-        let pos = min(pos0 + i, total - 1u);
-        img[i] = pos / plane;
-        q[i] = pos % plane;
-        th[i] = i32(q[i] / p.w + p.pad);
-        tw[i] = i32(q[i] % p.w + p.pad);
-    }
+    let pos = lanes(pos0, total);
+    let img = pos / plane;
+    let q = pos % plane;
+    let th = vec4<i32>(q / p.w + vec4<u32>(p.pad)); // ih + pad
+    let tw = vec4<i32>(q % p.w + vec4<u32>(p.pad));
     let kk = p.k * p.k;
     let wci = min(vec4<u32>(ci0) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(p.c_in - 1u)) * kk;
-    let s = i32(p.stride);
     var acc = mat4x4<f32>(); // column j: channel ci0 + j; component i: position pos0 + i
     for (var co = 0u; co < p.c_out; co++) {
         for (var kh = 0u; kh < p.k; kh++) {
             for (var kw = 0u; kw < p.k; kw++) {
-                var dv = vec4<f32>();
-                for (var i = 0u; i < 4u; i++) {
-                    let a = th[i] - i32(kh);
-                    let b = tw[i] - i32(kw);
-                    let oh = a / s;
-                    let ow = b / s;
-                    let ok = a >= 0 && b >= 0 && a % s == 0 && b % s == 0 && oh < i32(p.h_out) && ow < i32(p.w_out);
-                    let idx = ((img[i] * p.c_out + co) * p.h_out + u32(max(oh, 0))) * p.w_out + u32(max(ow, 0));
-                    dv[i] = select(0.0, in1[min(idx, arrayLength(&in1) - 1u)], ok);
-                }
+                let a = th - vec4<i32>(i32(kh));
+                let b = tw - vec4<i32>(i32(kw));
+                let dv = vec4<f32>(
+                    dy_tap(img.x, co, a.x, b.x),
+                    dy_tap(img.y, co, a.y, b.y),
+                    dy_tap(img.z, co, a.z, b.z),
+                    dy_tap(img.w, co, a.w, b.w),
+                );
                 let wi = co * p.c_in * kk + kh * p.k + kw;
                 acc[0] += dv * in2[wi + wci.x];
                 acc[1] += dv * in2[wi + wci.y];
@@ -1019,15 +1032,10 @@ fn conv_grad_weight_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wo
     if (s >= p.splits) {
         return;
     }
-    var xoff: array<u32, 4>; // ci·h·w of each weight column
-    var kh: array<i32, 4>;
-    var kw: array<i32, 4>;
-    for (var j = 0u; j < 4u; j++) {
-        let kc = min(kc0 + j, kcols - 1u);
-        xoff[j] = (kc / kk) * p.h * p.w;
-        kh[j] = i32((kc % kk) / p.k) - i32(p.pad);
-        kw[j] = i32(kc % p.k) - i32(p.pad);
-    }
+    let kcs = lanes(kc0, kcols);
+    let xoff = (kcs / kk) * p.h * p.w; // ci·h·w of each weight column
+    let kh = vec4<i32>((kcs % kk) / p.k) - vec4<i32>(i32(p.pad));
+    let kw = vec4<i32>(kcs % p.k) - vec4<i32>(i32(p.pad));
     let plane = p.h_out * p.w_out;
     let total = p.n * plane;
     let t_begin = s * total / p.splits;
@@ -1041,15 +1049,13 @@ fn conv_grad_weight_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wo
         let db = img * p.c_out * plane + oh * p.w_out + ow;
         let dv = vec4<f32>(in2[db + cos.x], in2[db + cos.y], in2[db + cos.z], in2[db + cos.w]);
         let xb = img * p.c_in * p.h * p.w;
-        let ih0 = i32(oh * p.stride);
-        let iw0 = i32(ow * p.stride);
-        for (var j = 0u; j < 4u; j++) {
-            let ih = ih0 + kh[j];
-            let iw = iw0 + kw[j];
-            let inside = ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w);
-            let idx = xb + xoff[j] + u32(max(ih, 0)) * p.w + u32(max(iw, 0));
-            acc[j] += dv * select(0.0, in1[min(idx, arrayLength(&in1) - 1u)], inside);
-        }
+        let ih = vec4<i32>(i32(oh * p.stride)) + kh;
+        let iw = vec4<i32>(i32(ow * p.stride)) + kw;
+        let base = vec4<u32>(xb) + xoff;
+        acc[0] += dv * x_tap(base.x, ih.x, iw.x);
+        acc[1] += dv * x_tap(base.y, ih.y, iw.y);
+        acc[2] += dv * x_tap(base.z, ih.z, iw.z);
+        acc[3] += dv * x_tap(base.w, ih.w, iw.w);
         ow += 1u;
         if (ow == p.w_out) {
             ow = 0u;

@@ -20,7 +20,7 @@ struct Params { planes: u32, h: u32, w: u32, k: u32, ho: u32, wo: u32, hb: u32, 
 
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> bargmax: array<u32>;
-@group(0) @binding(3) var<storage, read_write> dx: array<f32>;
+@group(0) @binding(3) var<storage, read_write> grad_x: array<f32>; // dx; not `dx`, a namespace in DXC that naga does not rename
 
 // One invocation per output element.
 @compute @workgroup_size(64)
@@ -82,7 +82,7 @@ fn maxpool_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroup
     for (var iy = by * p.k; iy < y_end; iy++) {
         for (var ix = bx * p.k; ix < x_end; ix++) {
             let i = iy * p.w + ix;
-            dx[base + i] = select(0.0, g, i == a);
+            grad_x[base + i] = select(0.0, g, i == a);
         }
     }
 }

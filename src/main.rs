@@ -408,9 +408,10 @@ fn predict<B: Backend + 'static>(
 }
 
 fn adapters(choice: &AdapterChoice) -> Result<()> {
-    use wgsl_cnn::gpu::{context::describe, list_adapters, smoke, GpuContext};
-    for info in list_adapters() {
+    use wgsl_cnn::gpu::{context::describe, context::list_adapters_with_limits, kernels, smoke, GpuContext};
+    for (info, limits) in list_adapters_with_limits() {
         println!("found: {}", describe(&info));
+        println!("  {}", kernels::fit_report(&limits));
     }
     let ctx = GpuContext::new(choice)?;
     let a = ctx.buffer(4);

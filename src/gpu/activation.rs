@@ -17,6 +17,8 @@ static RELU_BACKWARD4: Kernel = Kernel {
     entry: "relu_backward4",
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
 };
+/// Every kernel of this file, for `kernels::all_kernels`.
+pub(crate) static KERNELS: &[&Kernel] = &[&RELU_FORWARD, &RELU_FORWARD4, &RELU_BACKWARD, &RELU_BACKWARD4];
 
 /// Below this many elements one scalar dispatch is cheaper than a vec4 one plus a tail.
 pub const VEC4_MIN: usize = 256;

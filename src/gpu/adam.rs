@@ -10,6 +10,8 @@ use Access::{Read as R, ReadWrite as W};
 
 static STEP: Kernel = Kernel { file: "adam", entry: "adam_step", bindings: &[R, R, W, R, W, W] };
 static STEP4: Kernel = Kernel { file: "adam", entry: "adam_step4", bindings: &[R, R, W, R, W, W] };
+/// Every kernel of this file, for `kernels::all_kernels`.
+pub(crate) static KERNELS: &[&Kernel] = &[&STEP, &STEP4];
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

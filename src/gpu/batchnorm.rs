@@ -17,6 +17,8 @@ kernels!(STATS, STATS4, "stats", &[R, W, W, W, W]);
 kernels!(NORMALIZE, NORMALIZE4, "normalize_apply", &[R, R, R, R, R, W]);
 kernels!(BACKWARD_REDUCE, BACKWARD_REDUCE4, "backward_reduce", &[R, R, R, R, W, W, W]);
 kernels!(BACKWARD_DX, BACKWARD_DX4, "backward_dx", &[R, R, R, R, R, R, W]);
+/// Every kernel of this file, for `kernels::all_kernels`.
+pub(crate) static KERNELS: &[&Kernel] = &[&STATS, &STATS4, &NORMALIZE, &NORMALIZE4, &BACKWARD_REDUCE, &BACKWARD_REDUCE4, &BACKWARD_DX, &BACKWARD_DX4];
 
 /// Invocations per workgroup of the per-channel reductions (WG in the shader).
 const WG: usize = 64;

@@ -101,6 +101,28 @@ fn choose_adapter(inst: &wgpu::Instance, choice: &AdapterChoice) -> Result<wgpu:
     }
 }
 
+/// Every adapter wgpu can see with its limits.
+pub fn list_adapters_with_limits() -> Vec<(wgpu::AdapterInfo, wgpu::Limits)> {
+    let inst = instance();
+    pollster::block_on(inst.enumerate_adapters(wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all())))
+        .into_iter()
+        .map(|a| (a.get_info(), a.limits()))
+        .collect()
+}
+
+/// The limits a device is opened with on an adapter offering `adapter`: WebGPU's defaults,
+/// raised to what the adapter offers where it helps, lowered to it where it has less. Every
+/// kernel must then fit them, or fall back (`kernels::check`).
+pub fn device_limits(adapter: &wgpu::Limits) -> wgpu::Limits {
+    wgpu::Limits {
+        max_storage_buffer_binding_size: adapter.max_storage_buffer_binding_size,
+        max_buffer_size: adapter.max_buffer_size,
+        max_storage_buffers_per_shader_stage: adapter.max_storage_buffers_per_shader_stage.min(16),
+        ..wgpu::Limits::default()
+    }
+    .or_worse_values_from(adapter)
+}
+
 /// "name (backend, device type, driver)".
 pub fn describe(info: &wgpu::AdapterInfo) -> String {
     format!(
@@ -201,13 +223,11 @@ impl GpuContext {
         let adapter = choose_adapter(&inst, choice)?;
         let info = adapter.get_info();
         let alimits = adapter.limits();
-        // WebGPU's defaults, raised only to what the adapter offers where it helps.
-        let limits = wgpu::Limits {
-            max_storage_buffer_binding_size: alimits.max_storage_buffer_binding_size,
-            max_buffer_size: alimits.max_buffer_size,
-            max_storage_buffers_per_shader_stage: alimits.max_storage_buffers_per_shader_stage.min(16),
-            ..wgpu::Limits::default()
-        };
+        let limits = device_limits(&alimits);
+        let (misfits, _) = super::kernels::check(&limits);
+        if !misfits.is_empty() {
+            return Err(anyhow!("{} cannot run every kernel:\n  {}", describe(&info), misfits.join("\n  ")));
+        }
         let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
         let features = adapter.features() & wanted;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -420,7 +440,13 @@ impl GpuContext {
             layout: Some(&layout),
             module: &module,
             entry_point: Some(k.entry),
-            compilation_options: Default::default(),
+            // Every kernel writes the workgroup memory it reads first (checked per kernel; see
+            // tests/portability.rs), and the zeroing costs: on GL it becomes an array
+            // constructor that Mesa took over 400 s to compile for the tiled matmul.
+            compilation_options: wgpu::PipelineCompilationOptions {
+                zero_initialize_workgroup_memory: false,
+                ..Default::default()
+            },
             cache: None,
         });
         let p = Rc::new((pipeline, bgl));

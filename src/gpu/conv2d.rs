@@ -45,6 +45,8 @@ static GRAD_WEIGHT_DIRECT: Kernel =
     Kernel { file: "conv2d", entry: "conv_grad_weight_direct", bindings: &[Read, Read, ReadWrite] };
 static SUM_SPLITS: Kernel = Kernel { file: "conv2d", entry: "conv_sum_splits", bindings: &[Read, ReadWrite] };
 static GRAD_BIAS: Kernel = Kernel { file: "conv2d", entry: "conv_grad_bias", bindings: &[Read, ReadWrite] };
+/// Every kernel of this file, for `kernels::all_kernels`.
+pub(crate) static KERNELS: &[&Kernel] = &[&FORWARD_DIRECT, &FORWARD_ROWS4, &FORWARD_ROWS8, &FORWARD_ROWS12, &WEIGHT_KC, &PAD_COLUMNS, &GRAD_INPUT_DIRECT, &GRAD_INPUT_SCATTER4, &GRAD_INPUT_SCATTER8, &GRAD_INPUT_SCATTER12, &GRAD_WEIGHT_ROWS, &GRAD_WEIGHT_DIRECT, &SUM_SPLITS, &GRAD_BIAS];
 
 /// Mirrors `ConvParams` in shaders/conv2d.wgsl (field meanings documented there).
 #[repr(C)]

@@ -25,6 +25,14 @@ static TILED_NN: Kernel = Kernel { file: "matmul", entry: "matmul_tiled_nn", bin
 static TILED_NT: Kernel = Kernel { file: "matmul", entry: "matmul_tiled_nt", bindings: BINDINGS };
 static TILED_TN: Kernel = Kernel { file: "matmul", entry: "matmul_tiled_tn", bindings: BINDINGS };
 static TILED_TT: Kernel = Kernel { file: "matmul", entry: "matmul_tiled_tt", bindings: BINDINGS };
+/// Every kernel of this file, for `kernels::all_kernels`.
+pub(crate) static KERNELS: &[&Kernel] = &[&V4_NN, &V4_NT, &V4_TN, &V4_TT, &STRIDED, &TILED_NN, &TILED_NT, &TILED_TN, &TILED_TT];
+
+/// The tiled kernels (256 invocations, 8.5 KiB of workgroup memory) are a choice, not a need:
+/// where an adapter's limits refuse them, `resolve` takes the register-blocked ones.
+pub(crate) fn has_fallback(k: &Kernel) -> bool {
+    [&TILED_NN, &TILED_NT, &TILED_TN, &TILED_TT].iter().any(|t| std::ptr::eq(*t, k))
+}
 
 /// Output tile of one `Tiled` workgroup (shaders/matmul.wgsl: TM × TN).
 const TILE: usize = 64;
@@ -175,7 +183,8 @@ pub fn resolve(ctx: &GpuContext, kernel: MatmulKernel, s: &MatmulShape) -> Matmu
             Some(MatmulKernel::Vec4) => register_blocked,
             Some(k) => k,
             None if ctx.is_cpu() => register_blocked,
-            None => MatmulKernel::Tiled,
+            None if super::kernels::fits(&TILED_NN, &ctx.limits) => MatmulKernel::Tiled,
+            None => register_blocked,
         },
         MatmulKernel::Vec4 => {
             assert!(vec4_fits(s), "matmul {s:?}: the vec4 kernel needs multiples of 4");

@@ -25,6 +25,8 @@ static BACKWARD_K2: Kernel = Kernel {
     entry: "maxpool_backward_k2",
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
 };
+/// Every kernel of this file, for `kernels::all_kernels`.
+pub(crate) static KERNELS: &[&Kernel] = &[&FORWARD, &BACKWARD, &FORWARD_K2, &BACKWARD_K2];
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]

@@ -8,6 +8,8 @@ pub mod batchnorm;
 pub mod context;
 pub mod conv2d;
 pub mod gather;
+pub mod kernels;
+pub mod translate;
 pub mod matmul;
 pub mod maxpool;
 pub mod reduce;

@@ -12,6 +12,9 @@ static SOFTMAX_CE: Kernel = Kernel { file: "reduce", entry: "softmax_cross_entro
 static COUNT_CORRECT: Kernel = Kernel { file: "reduce", entry: "count_correct", bindings: &[R, R, W] };
 static CONFUSION: Kernel = Kernel { file: "reduce", entry: "confusion_count", bindings: &[R, R, W] };
 
+/// Every kernel of this file, for `kernels::all_kernels`.
+pub(crate) static KERNELS: &[&Kernel] = &[&SUM_ROWS, &SOFTMAX_CE, &COUNT_CORRECT, &CONFUSION];
+
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {

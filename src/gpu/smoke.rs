@@ -8,6 +8,8 @@ static SCALE_ADD_INDEX: Kernel = Kernel {
     entry: "scale_add_index",
     bindings: &[Access::Read, Access::ReadWrite],
 };
+/// Every kernel of this file, for `kernels::all_kernels`.
+pub(crate) static KERNELS: &[&Kernel] = &[&SCALE_ADD_INDEX];
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
