@@ -47,7 +47,9 @@ fn a_save_killed_at_any_step_leaves_a_resumable_save() {
         assert!(out.contains(&format!("after epoch {from} ")), "step {step}: {out}");
         // The killed process's temporary files are gone.
         let left: Vec<String> = std::fs::read_dir(&*dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        let mut want = vec!["m.optim.safetensors".to_string(), "m.safetensors".to_string()];
+        // (Besides the save, train writes its metrics file and curves next to it.)
+        let mut want: Vec<String> =
+            ["m.curves.svg", "m.metrics.jsonl", "m.optim.safetensors", "m.safetensors"].map(String::from).to_vec();
         let mut left_sorted = left.clone();
         left_sorted.sort();
         want.sort();
