@@ -92,22 +92,27 @@ fn softmax_cross_entropy(@builtin(local_invocation_index) li: u32) {
     }
 }
 
+// The class of row r's first maximum (strict >, so ties go to the lowest class).
+fn row_argmax(r: u32) -> u32 {
+    let base = r * p.cols;
+    var best = logits[base];
+    var best_c = 0u;
+    for (var c = 1u; c < p.cols; c++) {
+        let v = logits[base + c];
+        if (v > best) {
+            best = v;
+            best_c = c;
+        }
+    }
+    return best_c;
+}
+
 // A single workgroup; correct[0] += rows whose first maximum (strict >) sits at the label.
 @compute @workgroup_size(WG)
 fn count_correct(@builtin(local_invocation_index) li: u32) {
     var n = 0u;
     for (var r = li; r < p.rows; r += WG) {
-        let base = r * p.cols;
-        var best = logits[base];
-        var best_c = 0u;
-        for (var c = 1u; c < p.cols; c++) {
-            let v = logits[base + c];
-            if (v > best) {
-                best = v;
-                best_c = c;
-            }
-        }
-        n += select(0u, 1u, best_c == labels[r]);
+        n += select(0u, 1u, row_argmax(r) == labels[r]);
     }
     partial_u[li] = n;
     workgroupBarrier();
@@ -131,16 +136,7 @@ fn confusion_count(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     if (r >= p.rows) {
         return;
     }
-    let base = r * p.cols;
-    var best = logits[base];
-    var best_c = 0u;
-    for (var c = 1u; c < p.cols; c++) {
-        let v = logits[base + c];
-        if (v > best) {
-            best = v;
-            best_c = c;
-        }
-    }
+    let best_c = row_argmax(r);
     let label = labels[r];
     if (label < p.cols) {
         atomicAdd(&confusion[label * p.cols + best_c], 1u);
