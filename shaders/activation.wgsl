@@ -24,15 +24,6 @@ struct Params { start: u32, end: u32 }
 @group(0) @binding(2) var<storage, read> dy4: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> dx4: array<vec4<f32>>;
 
-// sign bit clear and not +0 (positive, +inf, positive NaN), or any NaN
-fn keep(v: f32) -> bool {
-    let b = bitcast<u32>(v);
-    return bitcast<i32>(b) > 0 || (b & 0x7fffffffu) > 0x7f800000u;
-}
-fn keep4(v: vec4<f32>) -> vec4<bool> {
-    let b = bitcast<vec4<u32>>(v);
-    return (bitcast<vec4<i32>>(b) > vec4<i32>(0)) | ((b & vec4<u32>(0x7fffffffu)) > vec4<u32>(0x7f800000u));
-}
 
 @compute @workgroup_size(64)
 fn relu_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -40,7 +31,7 @@ fn relu_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     let i = p.start + flat_group(wg, nwg) * 64u + li;
     if (i < p.end) {
         let v = x[i];
-        y[i] = select(0.0, v, keep(v));
+        y[i] = select(0.0, v, relu_keeps(v));
     }
 }
 
@@ -51,7 +42,7 @@ fn relu_forward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
     let i = flat_group(wg, nwg) * 64u + li;
     if (i < p.end) {
         let v = x4[i];
-        y4[i] = select(vec4<f32>(0.0), v, keep4(v));
+        y4[i] = select(vec4<f32>(0.0), v, relu_keeps4(v));
     }
 }
 
@@ -60,7 +51,7 @@ fn relu_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) 
                  @builtin(local_invocation_index) li: u32) {
     let i = p.start + flat_group(wg, nwg) * 64u + li;
     if (i < p.end) {
-        grad_x[i] = select(0.0, dy[i], keep(fy[i]));
+        grad_x[i] = select(0.0, dy[i], relu_keeps(fy[i]));
     }
 }
 
@@ -69,6 +60,6 @@ fn relu_backward4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
                   @builtin(local_invocation_index) li: u32) {
     let i = flat_group(wg, nwg) * 64u + li;
     if (i < p.end) {
-        dx4[i] = select(vec4<f32>(0.0), dy4[i], keep4(fy4[i]));
+        dx4[i] = select(vec4<f32>(0.0), dy4[i], relu_keeps4(fy4[i]));
     }
 }

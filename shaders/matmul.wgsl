@@ -19,8 +19,15 @@
 //   workgroup memory (zero-filled past m, n, k: any shape), and each invocation accumulates
 //   a 4×4 block from it. Uses the strides of matmul_strided.
 //
-// Every kernel ends in `store_c`: C = acc (+ bias), or with p.accumulate C = (acc (+ bias))
-// + C, the contribution rounded first as the CPU reference does.
+// Every kernel ends in `store_c`: C = epilogue(acc (+ bias)), or with p.accumulate
+// C = epilogue(acc (+ bias)) + C, the contribution rounded first as the CPU reference does.
+// The epilogues fuse a ReLU into the product: EPI_RELU applies it (a Linear followed by a
+// ReLU), EPI_MASK zeroes C where the forward's ReLU output, bound in place of the bias as
+// an [m, n] matrix, was cut (ReLU's backward folded into the next Linear's input gradient).
+//
+// With p.bias_groups > 0 the grid has that many extra workgroups after the product's
+// p.main_groups, and they add the row sums of op(A) into bias_grad (a Linear's bias
+// gradient, Σ over the batch of dy, in the dispatch of its weight gradient dyᵀ·x).
 
 struct MatmulParams {
     m: u32,
@@ -34,30 +41,64 @@ struct MatmulParams {
     b_col: u32,
     // 1: C += product (+ bias), reading C only then (parameter gradients); 0: C = product.
     accumulate: u32,
-    // Pads the block to 48 bytes, as the Rust twin (src/gpu/matmul.rs Params).
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // EPI_NONE, EPI_RELU or EPI_MASK.
+    epilogue: u32,
+    // Workgroups of the product, then workgroups of the row sums (0: none).
+    main_groups: u32,
+    bias_groups: u32,
 }
+
+const EPI_NONE: u32 = 0u;
+const EPI_RELU: u32 = 1u;
+const EPI_MASK: u32 = 2u;
 
 @group(0) @binding(0) var<uniform> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(1) var<storage, read> a4: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b4: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;  // bias[n], or with EPI_MASK the mask [m, n]
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
+@group(0) @binding(5) var<storage, read_write> bias_grad: array<f32>;
 
 const WG: u32 = 64u;
 
 // Writes one element of C: the contribution v (product plus bias), or v + C where
 // accumulating (C is read only then).
 fn store_c(idx: u32, v: f32) {
-    if (p.accumulate != 0u) {
-        c[idx] = v + c[idx];
-    } else {
-        c[idx] = v;
+    var out = v;
+    if (p.epilogue == EPI_RELU) {
+        out = select(0.0, v, relu_keeps(v));
+    } else if (p.epilogue == EPI_MASK) {
+        out = select(0.0, v, relu_keeps(bias[idx]));
     }
+    if (p.accumulate != 0u) {
+        c[idx] = out + c[idx];
+    } else {
+        c[idx] = out;
+    }
+}
+
+// The row-sum workgroups: invocation li of extra group `group` (counted from 0) adds
+// Σ_kk op(A)[i, kk] into bias_grad[i], i = group · size + li. Two loaders, because an
+// entry point may use only one of the views a, a4 of binding 1.
+fn bias_row(group: u32, li: u32, size: u32) -> u32 {
+    return group * size + li;
+}
+fn add_row_sum(i: u32) {
+    var s = 0.0;
+    for (var kk = 0u; kk < p.k; kk++) {
+        s += a[i * p.a_row + kk * p.a_k];
+    }
+    bias_grad[i] = s + bias_grad[i];
+}
+fn add_row_sum4(i: u32) {
+    var s = 0.0;
+    for (var kk = 0u; kk < p.k; kk++) {
+        let e = i * p.a_row + kk * p.a_k;
+        s += a4[e / 4u][e % 4u];
+    }
+    bias_grad[i] = s + bias_grad[i];
 }
 
 // Rows r0..r0+3 and columns c0..c0+3 of a block `acc` (WGSL column j = output column
@@ -121,7 +162,15 @@ fn b_tile(tb: bool, kk: u32, c0: u32) -> mat4x4<f32> {
 }
 
 fn matmul_v4(ta: bool, tb: bool, wg: vec3<u32>, nwg: vec3<u32>, li: u32) {
-    let g = flat_group(wg, nwg) * WG + li;
+    let group = flat_group(wg, nwg);
+    if (group >= p.main_groups) {
+        let i = bias_row(group - p.main_groups, li, WG);
+        if (group - p.main_groups < p.bias_groups && i < p.m) {
+            add_row_sum4(i);
+        }
+        return;
+    }
+    let g = group * WG + li;
     let nbn = (p.n + 7u) / 8u;
     let r0 = (g / nbn) * 4u;
     let c0 = (g % nbn) * 8u;
@@ -168,7 +217,15 @@ fn matmul_v4_tt(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
 @compute @workgroup_size(64)
 fn matmul_strided(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) li: u32) {
-    let g = flat_group(wg, nwg) * WG + li;
+    let group = flat_group(wg, nwg);
+    if (group >= p.main_groups) {
+        let i = bias_row(group - p.main_groups, li, WG);
+        if (group - p.main_groups < p.bias_groups && i < p.m) {
+            add_row_sum(i);
+        }
+        return;
+    }
+    let g = group * WG + li;
     let nbn = (p.n + 3u) / 4u;
     let r0 = (g / nbn) * 4u;
     let c0 = (g % nbn) * 4u;
@@ -208,7 +265,11 @@ fn matmul_tiled(ta: bool, tb: bool, wg: vec3<u32>, nwg: vec3<u32>, li: u32) {
     // early return below keeps control flow uniform (WGSL requires it around barriers).
     let tiles_n = (p.n + TN - 1u) / TN;
     let tile = flat_group(wg, nwg);
-    if (tile >= tiles_n * ((p.m + TM - 1u) / TM)) {
+    if (tile >= p.main_groups) {
+        let i = bias_row(tile - p.main_groups, li, 256u);
+        if (tile - p.main_groups < p.bias_groups && i < p.m) {
+            add_row_sum(i);
+        }
         return;
     }
     let row0 = (tile / tiles_n) * TM;

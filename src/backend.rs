@@ -17,6 +17,32 @@
 
 use crate::shapes::{AdamConfig, BatchNormShape, Conv2dShape, MatmulShape, PoolShape};
 
+/// The element-wise work a matrix product does in its own pass (layers fuse what would
+/// otherwise be separate ops, see src/nn/fuse.rs):
+/// - `relu`: C = relu(product + bias), as `ReluForward` (a Linear followed by a ReLU);
+/// - `mask`: C = product where the [m, n] matrix `mask`, a ReLU's output, is kept by the
+///   ReLU (`ReluBackward`'s rule), else 0 (that ReLU's backward folded into the input
+///   gradient of the Linear after it); it excludes a bias and `relu`;
+/// - `bias_grad`: bias_grad[i] += Σ_k op(A)[i, k] (accumulates), a Linear's bias gradient
+///   Σ_batch dy computed with its weight gradient dyᵀ·x (the `SumRows` of op(A)ᵀ).
+pub struct Fused<'a, T> {
+    pub relu: bool,
+    pub mask: Option<&'a T>,
+    pub bias_grad: Option<&'a T>,
+}
+
+impl<T> Fused<'_, T> {
+    /// A plain product.
+    pub const NONE: Self = Fused { relu: false, mask: None, bias_grad: None };
+}
+
+impl<T> Clone for Fused<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Fused<'_, T> {}
+
 /// One op call. `T` is the backend's f32 tensor handle, `I` its u32 buffer handle, `D` its
 /// data set; `OpFor<'a, B>` spells it for a backend `B`.
 pub enum Op<'a, T, I, D> {
@@ -63,8 +89,9 @@ pub enum Op<'a, T, I, D> {
     /// dx = dy where the forward output y > 0, else 0.
     ReluBackward { len: usize, y: &'a T, dy: &'a T, dx: &'a T },
 
-    /// C = op(A)·op(B) (+ bias broadcast over rows), or C += that with `s.accumulate`.
-    Matmul { s: MatmulShape, a: &'a T, b: &'a T, bias: Option<&'a T>, c: &'a T },
+    /// C = op(A)·op(B) (+ bias broadcast over rows), or C += that with `s.accumulate`, with
+    /// what `fused` adds in the same pass (see `Fused`).
+    Matmul { s: MatmulShape, a: &'a T, b: &'a T, bias: Option<&'a T>, fused: Fused<'a, T>, c: &'a T },
     /// out[j] += Σ_i x[i, j] over `rows` rows of `cols` (a Linear layer's bias gradient).
     SumRows { rows: usize, cols: usize, x: &'a T, out: &'a T },
 

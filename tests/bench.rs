@@ -85,15 +85,15 @@ fn hand_counted() -> Vec<(Op, u64, u64)> {
         // 288,000; 4·(3·288,000) = 3,456,000
         (Op::ReluBackward { len: 288_000 }, 288_000, 3_456_000),
         // fc1 forward: 2·100·500·800 = 80,000,000; 4·(80,000 + 400,000 + 50,000 + bias 500) = 2,122,000
-        (Op::Matmul { s: fc1_shape(N), bias: true }, 80_000_000, 2_122_000),
+        (Op::Matmul { s: fc1_shape(N), bias: true, relu: false, mask: false, bias_grad: false }, 80_000_000, 2_122_000),
         // fc2 forward: 2·100·10·500 = 1,000,000; 4·(50,000 + 5,000 + 1,000 + 10) = 224,040
-        (Op::Matmul { s: fc2_shape(N), bias: true }, 1_000_000, 224_040),
+        (Op::Matmul { s: fc2_shape(N), bias: true, relu: false, mask: false, bias_grad: false }, 1_000_000, 224_040),
         // fc1 grad_weight [500×100]·[100×800]: 80,000,000; 4·(50,000 + 80,000 + 400,000) = 2,120,000
-        (Op::Matmul { s: mm(500, 800, N, true, false), bias: false }, 80_000_000, 2_120_000),
+        (Op::Matmul { s: mm(500, 800, N, true, false), bias: false, relu: false, mask: false, bias_grad: false }, 80_000_000, 2_120_000),
         // fc1 grad_input [100×500]·[500×800]: 80,000,000; 4·(50,000 + 400,000 + 80,000) = 2,120,000
-        (Op::Matmul { s: mm(N, 800, 500, false, false), bias: false }, 80_000_000, 2_120_000),
+        (Op::Matmul { s: mm(N, 800, 500, false, false), bias: false, relu: false, mask: false, bias_grad: false }, 80_000_000, 2_120_000),
         // fc2 grad_weight [10×100]·[100×500]: 1,000,000; 4·(1,000 + 50,000 + 5,000) = 224,000
-        (Op::Matmul { s: mm(10, 500, N, true, false), bias: false }, 1_000_000, 224_000),
+        (Op::Matmul { s: mm(10, 500, N, true, false), bias: false, relu: false, mask: false, bias_grad: false }, 1_000_000, 224_000),
         // fc1 bias grad: 100·500 = 50,000 adds; 4·(50,000 + 500) = 202,000
         (Op::SumRows { rows: N, cols: 500 }, 50_000, 202_000),
         // 7·100·10 = 7,000; 4·(logits 1,000 + labels 100 + loss 1 + dlogits 1,000

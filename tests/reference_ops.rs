@@ -2,7 +2,7 @@
 //! plus two independent re-derivations (conv2d as im2col + matmul; matmul transposes as
 //! explicitly transposed storage) and the `Cpu` backend against the free functions.
 
-use wgsl_cnn::backend::{Backend, Op};
+use wgsl_cnn::backend::{Backend, Fused, Op};
 use wgsl_cnn::reference::{activation, adam, batchnorm, conv2d, gather, matmul, maxpool, reduce, Cpu};
 use wgsl_cnn::rng::Rng;
 use wgsl_cnn::shapes::{AdamConfig, BatchNormShape, Conv2dShape, MatmulShape, PoolShape, BN_EPS};
@@ -462,7 +462,7 @@ fn cpu_backend_matches_the_free_functions() {
     cpu.run(Op::Conv2dForward { s: cs, x: &tx, w: &tw, b: &tb, y: &ty });
     cpu.run(Op::MaxpoolForward { s: ps, x: &ty, y: &tp, argmax: &tam });
     cpu.run(Op::ReluForward { len: ps.y_len(), x: &tp, y: &tr });
-    cpu.run(Op::Matmul { s: ms, a: &tr, b: &tfw, bias: Some(&tfb), c: &tl });
+    cpu.run(Op::Matmul { s: ms, a: &tr, b: &tfw, bias: Some(&tfb), fused: Fused::NONE, c: &tl });
     cpu.run(Op::SoftmaxCrossEntropy { n: 2, classes: 5, logits: &tl, labels: &tlab, loss: &tloss, dlogits: &tdl, state: &tstate });
     cpu.run(Op::CountCorrect { n: 2, classes: 5, logits: &tl, labels: &tlab, correct: &tcorrect });
     cpu.run(Op::CountCorrect { n: 2, classes: 5, logits: &tl, labels: &tlab, correct: &tcorrect }); // accumulates

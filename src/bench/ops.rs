@@ -30,7 +30,8 @@ pub enum Call {
     BatchnormBackward(BatchNormShape),
     ReluForward { len: usize },
     ReluBackward { len: usize },
-    Matmul { s: MatmulShape, bias: bool },
+    /// `relu`, `mask`, `bias_grad`: what the product fuses (`backend::Fused`).
+    Matmul { s: MatmulShape, bias: bool, relu: bool, mask: bool, bias_grad: bool },
     SumRows { rows: usize, cols: usize },
     SoftmaxCrossEntropy { n: usize, classes: usize },
     CountCorrect { n: usize, classes: usize },
@@ -58,7 +59,13 @@ impl Call {
             Op::BatchnormBackward { s, .. } => Call::BatchnormBackward(s),
             Op::ReluForward { len, .. } => Call::ReluForward { len },
             Op::ReluBackward { len, .. } => Call::ReluBackward { len },
-            Op::Matmul { s, bias, .. } => Call::Matmul { s, bias: bias.is_some() },
+            Op::Matmul { s, bias, fused, .. } => Call::Matmul {
+                s,
+                bias: bias.is_some(),
+                relu: fused.relu,
+                mask: fused.mask.is_some(),
+                bias_grad: fused.bias_grad.is_some(),
+            },
             Op::SumRows { rows, cols, .. } => Call::SumRows { rows, cols },
             Op::SoftmaxCrossEntropy { n, classes, .. } => Call::SoftmaxCrossEntropy { n, classes },
             Op::CountCorrect { n, classes, .. } => Call::CountCorrect { n, classes },
@@ -115,15 +122,18 @@ impl Call {
             Call::MaxpoolForward(s) | Call::MaxpoolBackward(s) => pool(s),
             Call::BatchnormStats(s) | Call::BatchnormNormalize(s) | Call::BatchnormBackward(s) => bn(s),
             Call::ReluForward { len } | Call::ReluBackward { len } | Call::Adam { len } => format!("{len}"),
-            Call::Matmul { s, bias } => format!(
-                "{}x{}{} . {}x{}{}{}",
+            Call::Matmul { s, bias, relu, mask, bias_grad } => format!(
+                "{}x{}{} . {}x{}{}{}{}{}{}",
                 s.m,
                 s.k,
                 if s.trans_a { "^T" } else { "" },
                 s.k,
                 s.n,
                 if s.trans_b { "^T" } else { "" },
-                if *bias { " +bias" } else { "" }
+                if *bias { " +bias" } else { "" },
+                if *relu { " relu" } else { "" },
+                if *mask { " *relu'" } else { "" },
+                if *bias_grad { " +db" } else { "" }
             ),
             Call::SumRows { rows, cols } => format!("{rows}x{cols} -> {cols}"),
             Call::SoftmaxCrossEntropy { n, classes } | Call::CountCorrect { n, classes } | Call::Confusion { n, classes } => {
@@ -154,7 +164,7 @@ impl Call {
             // dx = istd·gamma·(dy − Σdy/m − x̂·Σdy·x̂/m) with per-channel factors (1 + 2 + 1 + 2)
             Call::BatchnormBackward(s) => 11 * s.len() as u64,
             Call::ReluForward { len } | Call::ReluBackward { len } => *len as u64,
-            Call::Matmul { s, .. } => 2 * (s.m * s.n * s.k) as u64,
+            Call::Matmul { s, bias_grad, .. } => 2 * (s.m * s.n * s.k) as u64 + if *bias_grad { (s.m * s.k) as u64 } else { 0 },
             Call::SumRows { rows, cols } => (rows * cols) as u64,
             // per logit: max (1), subtract max (1), exp (1), sum (1), normalise (1),
             // minus one-hot (1), divide by n (1)
@@ -196,8 +206,14 @@ impl Call {
             Call::ReluForward { len } => F32 * n(2 * len),
             // y, dy in, dx out
             Call::ReluBackward { len } => F32 * n(3 * len),
-            // A, B (and bias) in; C out
-            Call::Matmul { s, bias } => F32 * n(s.m * s.k + s.k * s.n + s.m * s.n + if *bias { s.n } else { 0 }),
+            // A, B (and bias, mask) in; C (and the bias gradient, read and written) out
+            Call::Matmul { s, bias, mask, bias_grad, .. } => F32
+                * n(s.m * s.k
+                    + s.k * s.n
+                    + s.m * s.n
+                    + if *bias { s.n } else { 0 }
+                    + if *mask { s.m * s.n } else { 0 }
+                    + if *bias_grad { 2 * s.m } else { 0 }),
             // x in, out out
             Call::SumRows { rows, cols } => F32 * n(rows * cols + cols),
             // logits, labels, step state (2) in; loss, dlogits, step state out

@@ -189,7 +189,14 @@ impl Gpu {
             }
             Op::ReluForward { len, x, y } => activation::relu_forward(ctx, len, x, y),
             Op::ReluBackward { len, y, dy, dx } => activation::relu_backward(ctx, len, y, dy, dx),
-            Op::Matmul { s, a, b, bias, c } => matmul::matmul(ctx, &s, a, b, bias.map(|b| &**b), c),
+            Op::Matmul { s, a, b, bias, fused, c } => {
+                let fused = matmul::Fused {
+                    relu: fused.relu,
+                    mask: fused.mask.map(|m| &**m),
+                    bias_grad: fused.bias_grad.map(|g| &**g),
+                };
+                matmul::matmul_fused(ctx, matmul::MatmulKernel::Auto, &s, a, b, bias.map(|b| &**b), fused, c)
+            }
             Op::SumRows { rows, cols, x, out } => reduce::sum_rows(ctx, rows, cols, x, out),
             Op::SoftmaxCrossEntropy { n, classes, logits, labels, loss, dlogits, state } => {
                 reduce::softmax_cross_entropy(ctx, n, classes, logits, labels, loss, dlogits, state)

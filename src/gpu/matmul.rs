@@ -14,7 +14,7 @@
 use super::context::{Access, GpuContext, Kernel, RawBuffer};
 use crate::shapes::MatmulShape;
 
-const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::ReadWrite];
+const BINDINGS: &[Access] = &[Access::Read, Access::Read, Access::Read, Access::ReadWrite, Access::ReadWrite];
 
 static V4_NN: Kernel = Kernel { file: "matmul", entry: "matmul_v4_nn", bindings: BINDINGS };
 static V4_NT: Kernel = Kernel { file: "matmul", entry: "matmul_v4_nt", bindings: BINDINGS };
@@ -52,8 +52,21 @@ struct Params {
     b_k: u32,
     b_col: u32,
     accumulate: u32,
-    // Explicit padding to a multiple of 16 bytes, as in the WGSL struct.
-    _pad: [u32; 3],
+    epilogue: u32,
+    main_groups: u32,
+    bias_groups: u32,
+}
+
+/// What the product does to each element before storing it, and an optional bias gradient
+/// computed in the same dispatch (see shaders/matmul.wgsl).
+#[derive(Clone, Copy, Default)]
+pub struct Fused<'a> {
+    /// C = relu(product + bias), ReLU's NaN rule.
+    pub relu: bool,
+    /// C = product where `mask` [m, n] (a ReLU's output) was kept by the ReLU, else 0.
+    pub mask: Option<&'a RawBuffer>,
+    /// bias_grad[i] += Σ_k op(A)[i, k] (always accumulates).
+    pub bias_grad: Option<&'a RawBuffer>,
 }
 
 /// Which kernel runs a product.
@@ -131,20 +144,50 @@ pub fn matmul_with(
     bias: Option<&RawBuffer>,
     c: &RawBuffer,
 ) {
+    matmul_fused(ctx, kernel, s, a, b, bias, Fused::default(), c)
+}
+
+/// `matmul_with` plus the fused epilogue and bias gradient of `fused`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_fused(
+    ctx: &GpuContext,
+    kernel: MatmulKernel,
+    s: &MatmulShape,
+    a: &RawBuffer,
+    b: &RawBuffer,
+    bias: Option<&RawBuffer>,
+    fused: Fused<'_>,
+    c: &RawBuffer,
+) {
+    assert!(!(fused.relu && fused.mask.is_some()), "matmul {s:?}: relu and mask epilogues are exclusive");
+    assert!(bias.is_none() || fused.mask.is_none(), "matmul {s:?}: the mask takes the bias binding");
+    if let Some(mask) = fused.mask {
+        assert!(mask.len >= s.m * s.n, "matmul {s:?}: mask shorter than m·n");
+    }
+    if let Some(db) = fused.bias_grad {
+        assert!(db.len >= s.m, "matmul {s:?}: bias gradient shorter than m");
+    }
     assert!(a.len >= s.m * s.k && b.len >= s.k * s.n && c.len >= s.m * s.n, "matmul {s:?}: buffer too small");
     if let Some(bias) = bias {
         assert!(bias.len >= s.n, "matmul {s:?}: bias shorter than n");
     }
-    if s.m == 0 || s.n == 0 {
+    if s.m == 0 || (s.n == 0 && fused.bias_grad.is_none()) {
         return;
     }
-    // Without a bias the binding still needs a buffer: a one-element scratch one.
-    let dummy;
-    let bias_buf = match bias {
+    // Unused bindings still need a buffer: one-element scratch ones.
+    let (no_bias, no_grad);
+    let bias_buf = match bias.or(fused.mask) {
         Some(b) => b,
         None => {
-            dummy = ctx.scratch("matmul.no_bias", 1);
-            &dummy
+            no_bias = ctx.scratch("matmul.no_bias", 1);
+            &no_bias
+        }
+    };
+    let grad_buf = match fused.bias_grad {
+        Some(b) => b,
+        None => {
+            no_grad = ctx.scratch("matmul.no_bias_grad", 1);
+            &no_grad
         }
     };
     let (a_row, a_k) = if s.trans_a { (1, s.m) } else { (s.k, 1) };
@@ -159,15 +202,19 @@ pub fn matmul_with(
         b_k: b_k as u32,
         b_col: b_col as u32,
         accumulate: s.accumulate as u32,
-        _pad: [0; 3],
+        epilogue: if fused.relu { 1 } else if fused.mask.is_some() { 2 } else { 0 },
+        main_groups: 0,
+        bias_groups: 0,
     };
     let pick = |k: [&'static Kernel; 4]| k[2 * s.trans_a as usize + s.trans_b as usize];
-    let (k, groups) = match resolve(ctx, kernel, s) {
-        MatmulKernel::Tiled => (pick([&TILED_NN, &TILED_NT, &TILED_TN, &TILED_TT]), s.m.div_ceil(TILE) * s.n.div_ceil(TILE)),
-        MatmulKernel::Vec4 => (pick([&V4_NN, &V4_NT, &V4_TN, &V4_TT]), (s.m.div_ceil(4) * s.n.div_ceil(8)).div_ceil(64)),
-        _ => (&STRIDED, (s.m.div_ceil(4) * s.n.div_ceil(4)).div_ceil(64)),
+    let (k, groups, group_size) = match resolve(ctx, kernel, s) {
+        MatmulKernel::Tiled => (pick([&TILED_NN, &TILED_NT, &TILED_TN, &TILED_TT]), s.m.div_ceil(TILE) * s.n.div_ceil(TILE), 256),
+        MatmulKernel::Vec4 => (pick([&V4_NN, &V4_NT, &V4_TN, &V4_TT]), (s.m.div_ceil(4) * s.n.div_ceil(8)).div_ceil(64), 64),
+        _ => (&STRIDED, (s.m.div_ceil(4) * s.n.div_ceil(4)).div_ceil(64), 64),
     };
-    ctx.dispatch(k, &params, &[a, b, bias_buf, c], ctx.grid(groups));
+    let bias_groups = if fused.bias_grad.is_some() { s.m.div_ceil(group_size) } else { 0 };
+    let params = Params { main_groups: groups as u32, bias_groups: bias_groups as u32, ..params };
+    ctx.dispatch(k, &params, &[a, b, bias_buf, c, grad_buf], ctx.grid(groups + bias_groups));
 }
 
 /// The concrete kernel (`Vec4`, `Strided` or `Tiled`) that `kernel` runs `s` with on `ctx`.

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use super::store::{Builder, Init, ParamId, Store};
 use super::{Feat, Layer};
-use crate::backend::{Backend, Op};
+use crate::backend::{Backend, Fused, Op};
 use crate::shapes::{BatchNormShape, Conv2dShape, MatmulShape, PoolShape};
 
 /// The profile scopes of a layer ("conv2.forward", "conv2.backward").
@@ -201,12 +201,14 @@ pub struct Relu<B: Backend> {
     capacity: usize,
     y: B::Tensor,
     dx: Option<B::Tensor>,
+    /// The next layer applies this backward (in its input-gradient pass).
+    done_by_next: bool,
 }
 
 impl<B: Backend> Relu<B> {
     pub fn new(b: &mut Builder<B>, path: &str, x: Feat) -> Self {
         let y = b.activation(x.len());
-        Relu { scopes: Scopes::new(path), per_sample: x.len(), capacity: b.capacity, y, dx: None }
+        Relu { scopes: Scopes::new(path), per_sample: x.len(), capacity: b.capacity, y, dx: None, done_by_next: false }
     }
 }
 
@@ -221,6 +223,9 @@ impl<B: Backend> Layer<B> for Relu<B> {
         if !need_dx {
             return None;
         }
+        if self.done_by_next {
+            return Some(dy.clone());
+        }
         be.scope(&self.scopes.backward);
         let dx = grad_buffer(be, &mut self.dx, self.capacity * self.per_sample);
         // The backward reads the forward's output, which it owns.
@@ -230,6 +235,13 @@ impl<B: Backend> Layer<B> for Relu<B> {
 
     fn has_params(&self) -> bool {
         false
+    }
+
+    fn ends_in_relu(&self) -> bool {
+        true
+    }
+    fn relu_backward_done_by_next(&mut self) {
+        self.done_by_next = true;
     }
 }
 
@@ -248,7 +260,8 @@ impl<B: Backend> Layer<B> for Flatten {
     }
 }
 
-/// y = x·Wᵀ + b with W stored [d_out, d_in], as PyTorch's Linear.
+/// y = x·Wᵀ + b with W stored [d_out, d_in], as PyTorch's Linear; with `with_relu`,
+/// y = relu(x·Wᵀ + b) in the same pass (a Linear and the ReLU after it, fused).
 pub struct Linear<B: Backend> {
     scopes: Scopes,
     d_in: usize,
@@ -256,7 +269,15 @@ pub struct Linear<B: Backend> {
     capacity: usize,
     w: ParamId,
     b: ParamId,
+    /// The output is relu(product + b).
+    relu: bool,
+    /// The next layer applies our ReLU's backward (dy arrives as the product's gradient).
+    relu_done_by_next: bool,
+    /// Our input is a ReLU's output: dx is masked by it in the product's epilogue.
+    mask_dx: bool,
     y: B::Tensor,
+    /// The product's gradient, where our own ReLU's backward runs here.
+    dz: Option<B::Tensor>,
     dx: Option<B::Tensor>,
     x: Option<B::Tensor>,
 }
@@ -266,7 +287,14 @@ impl<B: Backend> Linear<B> {
         let w = b.param(format!("{path}.weight"), &[d_out, d_in], Init::Uniform { fan_in: d_in });
         let bias = b.param(format!("{path}.bias"), &[d_out], Init::Uniform { fan_in: d_in });
         let y = b.activation(d_out);
-        Linear { scopes: Scopes::new(path), d_in, d_out, capacity: b.capacity, w, b: bias, y, dx: None, x: None }
+        let (relu, relu_done_by_next, mask_dx) = (false, false, false);
+        Linear { scopes: Scopes::new(path), d_in, d_out, capacity: b.capacity, w, b: bias, relu, relu_done_by_next, mask_dx, y, dz: None, dx: None, x: None }
+    }
+
+    /// Fuses the ReLU `relu_name` (its sibling) after it; profile scopes read "fc1+relu3".
+    pub fn with_relu(self, relu_name: &str) -> Self {
+        let path = self.scopes.forward.trim_end_matches(".forward");
+        Linear { scopes: Scopes::new(&format!("{path}+{relu_name}")), relu: true, ..self }
     }
 }
 
@@ -274,7 +302,8 @@ impl<B: Backend> Layer<B> for Linear<B> {
     fn forward(&mut self, be: &mut B, store: &Store<B>, x: &B::Tensor, n: usize, train: bool) -> B::Tensor {
         be.scope(&self.scopes.forward);
         let s = MatmulShape { m: n, n: self.d_out, k: self.d_in, trans_a: false, trans_b: true, accumulate: false };
-        be.run(Op::Matmul { s, a: x, b: store.value(self.w), bias: Some(store.value(self.b)), c: &self.y });
+        let fused = Fused { relu: self.relu, ..Fused::NONE };
+        be.run(Op::Matmul { s, a: x, b: store.value(self.w), bias: Some(store.value(self.b)), fused, c: &self.y });
         if train {
             self.x = Some(x.clone());
         }
@@ -285,20 +314,41 @@ impl<B: Backend> Layer<B> for Linear<B> {
         be.scope(&self.scopes.backward);
         let (d_in, d_out) = (self.d_in, self.d_out);
         let x = saved(&self.x);
-        // dW += dyᵀ·x, db += Σ rows dy, dx = dy·W.
+        let dy = if self.relu && !self.relu_done_by_next {
+            let dz = grad_buffer(be, &mut self.dz, self.capacity * d_out);
+            be.run(Op::ReluBackward { len: n * d_out, y: &self.y, dy, dx: &dz });
+            dz
+        } else {
+            dy.clone()
+        };
+        // dW += dyᵀ·x with db += Σ rows dy in the same pass, then dx = dy·W.
         let s = MatmulShape { m: d_out, n: d_in, k: n, trans_a: true, trans_b: false, accumulate: true };
-        be.run(Op::Matmul { s, a: dy, b: &x, bias: None, c: store.grad(self.w) });
-        be.run(Op::SumRows { rows: n, cols: d_out, x: dy, out: store.grad(self.b) });
+        let fused = Fused { bias_grad: Some(store.grad(self.b)), ..Fused::NONE };
+        be.run(Op::Matmul { s, a: &dy, b: &x, bias: None, fused, c: store.grad(self.w) });
         if !need_dx {
             return None;
         }
         let dx = grad_buffer(be, &mut self.dx, self.capacity * d_in);
         let s = MatmulShape { m: n, n: d_in, k: d_out, trans_a: false, trans_b: false, accumulate: false };
-        be.run(Op::Matmul { s, a: dy, b: store.value(self.w), bias: None, c: &dx });
+        let fused = Fused { mask: self.mask_dx.then_some(&x), ..Fused::NONE };
+        be.run(Op::Matmul { s, a: &dy, b: store.value(self.w), bias: None, fused, c: &dx });
         Some(dx)
     }
 
     fn has_params(&self) -> bool {
         true
+    }
+
+    fn ends_in_relu(&self) -> bool {
+        self.relu
+    }
+    fn can_mask_input_grad(&self) -> bool {
+        true
+    }
+    fn mask_input_grad(&mut self) {
+        self.mask_dx = true;
+    }
+    fn relu_backward_done_by_next(&mut self) {
+        self.relu_done_by_next = true;
     }
 }

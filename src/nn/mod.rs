@@ -72,6 +72,23 @@ pub trait Layer<B: Backend> {
     /// Whether it (or a layer inside it) has parameters: layers before the first such one
     /// need not compute input gradients.
     fn has_params(&self) -> bool;
+
+    // Fusion across neighbours (see `Sequential::new`): a layer whose output is a ReLU's
+    // output hands that ReLU's backward to a next layer that can do it inside its own
+    // input-gradient pass (a Linear, in its product's epilogue).
+
+    /// Whether its output is the output of a ReLU (its last step).
+    fn ends_in_relu(&self) -> bool {
+        false
+    }
+    /// Whether it can apply its input's ReLU mask to the input gradient it returns.
+    fn can_mask_input_grad(&self) -> bool {
+        false
+    }
+    /// From now on, mask the input gradient by the input's ReLU (`ReluBackward`'s rule).
+    fn mask_input_grad(&mut self) {}
+    /// From now on, the `dy` given to backward already has the final ReLU's backward applied.
+    fn relu_backward_done_by_next(&mut self) {}
 }
 
 /// A model or a part of one, as data.
@@ -165,13 +182,24 @@ impl Spec {
             Spec::Sequential(ref children) => {
                 let mut built = Vec::new();
                 let mut x = x;
-                for (name, child) in children {
+                let mut i = 0;
+                while i < children.len() {
+                    let (name, child) = &children[i];
                     let p = join(path, name);
+                    // A Linear followed by a ReLU is one layer: the ReLU is the product's epilogue.
+                    if let (Spec::Linear { d_in, d_out }, Some((relu_name, Spec::ReLU))) = (child, children.get(i + 1)) {
+                        child.output(&p, x)?;
+                        built.push(Box::new(layers::Linear::new(b, &p, *d_in, *d_out).with_relu(relu_name)) as Box<dyn Layer<B>>);
+                        x = Feat::flat(*d_out);
+                        i += 2;
+                        continue;
+                    }
                     built.push(child.build(b, &p, x)?);
                     x = child.output(&p, x)?;
+                    i += 1;
                 }
                 debug_assert_eq!(x, y);
-                Box::new(Sequential(built))
+                Box::new(Sequential::new(built))
             }
             Spec::Repeat { times, name, ref block } => {
                 let p = join(path, name);
@@ -182,7 +210,7 @@ impl Spec {
                     copies.push(block.build(b, &p, x)?);
                 }
                 b.tying = was_tying;
-                Box::new(Sequential(copies))
+                Box::new(Sequential::new(copies))
             }
         })
     }
@@ -225,6 +253,20 @@ pub fn join(path: &str, name: &str) -> String {
 /// Children applied in order (also the copies of a `Repeat`).
 pub struct Sequential<B: Backend>(Vec<Box<dyn Layer<B>>>);
 
+impl<B: Backend> Sequential<B> {
+    /// Wherever a child ends in a ReLU and the next can mask its input gradient, the next
+    /// one does that ReLU's backward (one dispatch fewer per pair).
+    pub fn new(mut children: Vec<Box<dyn Layer<B>>>) -> Self {
+        for i in 1..children.len() {
+            if children[i - 1].ends_in_relu() && children[i].can_mask_input_grad() {
+                children[i].mask_input_grad();
+                children[i - 1].relu_backward_done_by_next();
+            }
+        }
+        Sequential(children)
+    }
+}
+
 impl<B: Backend> Layer<B> for Sequential<B> {
     fn forward(&mut self, be: &mut B, store: &Store<B>, x: &B::Tensor, n: usize, train: bool) -> B::Tensor {
         let mut x = x.clone();
@@ -248,5 +290,22 @@ impl<B: Backend> Layer<B> for Sequential<B> {
 
     fn has_params(&self) -> bool {
         self.0.iter().any(|l| l.has_params())
+    }
+
+    fn ends_in_relu(&self) -> bool {
+        self.0.last().is_some_and(|l| l.ends_in_relu())
+    }
+    fn can_mask_input_grad(&self) -> bool {
+        self.0.first().is_some_and(|l| l.can_mask_input_grad())
+    }
+    fn mask_input_grad(&mut self) {
+        if let Some(l) = self.0.first_mut() {
+            l.mask_input_grad()
+        }
+    }
+    fn relu_backward_done_by_next(&mut self) {
+        if let Some(l) = self.0.last_mut() {
+            l.relu_backward_done_by_next()
+        }
     }
 }

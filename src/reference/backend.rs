@@ -227,12 +227,26 @@ impl<T: Real> Backend for CpuBackend<T> {
                 check_aliasing(kind, &[y, dy], &[dx]);
                 activation::relu_backward(&y.get(len), &dy.get(len), &mut dx.get_mut(len));
             }
-            Op::Matmul { s, a, b, bias, c } => {
+            Op::Matmul { s, a, b, bias, fused, c } => {
                 let mut inputs = vec![a, b];
                 inputs.extend(bias);
-                check_aliasing(kind, &inputs, &[c]);
+                inputs.extend(fused.mask);
+                let mut outputs = vec![c];
+                outputs.extend(fused.bias_grad);
+                check_aliasing(kind, &inputs, &outputs);
+                assert!(!(fused.relu && fused.mask.is_some()) && !(bias.is_some() && fused.mask.is_some()), "{kind}: {s:?}: exclusive options");
+                let (a, b) = (a.get(s.m * s.k), b.get(s.k * s.n));
                 let bias = bias.map(|t| t.get(s.n));
-                matmul::matmul(&s, &a.get(s.m * s.k), &b.get(s.k * s.n), bias.as_deref(), &mut c.get_mut(s.m * s.n));
+                let mask = fused.mask.map(|t| t.get(s.m * s.n));
+                let epilogue = match (fused.relu, mask.as_deref()) {
+                    (true, _) => matmul::Epilogue::Relu,
+                    (false, Some(mask)) => matmul::Epilogue::Mask(mask),
+                    (false, None) => matmul::Epilogue::None,
+                };
+                matmul::matmul_fused(&s, &a, &b, bias.as_deref(), epilogue, &mut c.get_mut(s.m * s.n));
+                if let Some(db) = fused.bias_grad {
+                    matmul::add_row_sums(&s, &a, &mut db.get_mut(s.m));
+                }
             }
             Op::SumRows { rows, cols, x, out } => {
                 check_aliasing(kind, &[x], &[out]);

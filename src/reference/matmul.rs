@@ -6,10 +6,30 @@
 //! then added to C in T, as the GPU kernels do, so adding into zeros equals overwriting
 //! (bit for bit, but for a −0 contribution, which becomes +0).
 
+//!
+//! `matmul_fused` is the twin of the GPU's fused epilogues: the product (+ bias) rounded to
+//! T, then ReLU (`activation::relu_forward`'s rule) or ReLU's backward mask
+//! (`activation::relu_backward`'s rule), then the accumulate. `add_row_sums` is the fused
+//! bias gradient, `reduce::sum_rows` of op(A)ᵀ.
+
+use super::activation::keeps;
 use super::Real;
 use crate::shapes::MatmulShape;
 
+/// What `matmul_fused` does to each element of the product before storing it.
+#[derive(Clone, Copy)]
+pub enum Epilogue<'a, T> {
+    None,
+    Relu,
+    /// Zero where ReLU cut the matching element of this [m, n] output of a ReLU.
+    Mask(&'a [T]),
+}
+
 pub fn matmul<T: Real>(s: &MatmulShape, a: &[T], b: &[T], bias: Option<&[T]>, c: &mut [T]) {
+    matmul_fused(s, a, b, bias, Epilogue::None, c)
+}
+
+pub fn matmul_fused<T: Real>(s: &MatmulShape, a: &[T], b: &[T], bias: Option<&[T]>, epilogue: Epilogue<'_, T>, c: &mut [T]) {
     assert_eq!(a.len(), s.m * s.k, "matmul: A has the wrong length for {s:?}");
     assert_eq!(b.len(), s.k * s.n, "matmul: B has the wrong length for {s:?}");
     assert_eq!(c.len(), s.m * s.n, "matmul: C has the wrong length for {s:?}");
@@ -25,7 +45,25 @@ pub fn matmul<T: Real>(s: &MatmulShape, a: &[T], b: &[T], bias: Option<&[T]>, c:
                 acc += a_at(i, p).to_f64() * b_at(p, j).to_f64();
             }
             let v = T::from_f64(acc);
+            let v = match epilogue {
+                Epilogue::None => v,
+                Epilogue::Relu => if keeps(v) { v } else { T::zero() },
+                Epilogue::Mask(mask) => if keeps(mask[i * s.n + j]) { v } else { T::zero() },
+            };
             c[i * s.n + j] = if s.accumulate { v + c[i * s.n + j] } else { v };
         }
+    }
+}
+
+/// out[i] += Σ_k op(A)[i, k], summed in f64 (a Linear's bias gradient, fused into its weight
+/// gradient's product).
+pub fn add_row_sums<T: Real>(s: &MatmulShape, a: &[T], out: &mut [T]) {
+    assert_eq!(a.len(), s.m * s.k, "matmul: A has the wrong length for {s:?}");
+    for (i, o) in out.iter_mut().enumerate().take(s.m) {
+        let mut acc = 0.0;
+        for p in 0..s.k {
+            acc += if s.trans_a { a[p * s.m + i] } else { a[i * s.k + p] }.to_f64();
+        }
+        *o = T::from_f64(acc) + *o;
     }
 }
