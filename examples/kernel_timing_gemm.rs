@@ -113,9 +113,11 @@ fn main() {
                 });
             }
             time(&ctx, reps, &format!("{name} grad_weight {kern:?}"), flops, &|| {
-                conv2d::grad_weight_with(&ctx, kern, &s, &x, &dy, &dw)
+                conv2d::grad_weight_with(&ctx, kern, &s, &x, &dy, &dw, None)
+            });
+            time(&ctx, reps, &format!("{name} grad_weight+bias {kern:?}"), flops, &|| {
+                conv2d::grad_weight_with(&ctx, kern, &s, &x, &dy, &dw, Some(&db))
             });
         }
-        time(&ctx, reps, &format!("{name} grad_bias"), s.y_len() as f64, &|| conv2d::grad_bias(&ctx, &s, &dy, &db));
     }
 }

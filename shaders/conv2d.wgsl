@@ -2,8 +2,8 @@
 // [c_out, c_in, k, k] and bias [c_out], giving y [n, c_out, h_out, w_out]; its input, weight
 // and bias gradients. CPU twin: src/reference/conv2d.rs.
 //
-// As in matmul.wgsl every invocation computes a register block and no kernel uses
-// workgroup memory except the bias-gradient tree. Two families:
+// As in matmul.wgsl's v4 and strided families every invocation computes a register block
+// and no kernel uses workgroup memory. Two families:
 // - *_direct: any stride and padding; 4×4 blocks with scalar loads (index arithmetic with
 //   bounds checks per element). Correct everywhere, not fast.
 // - *_rows: stride 1, no padding, rows of x a multiple of 4 long, w_out % 4 == 0, k ≤ 5
@@ -40,8 +40,10 @@ struct ConvParams {
     co4: u32,
     // conv_weight_kc: 1 = flip the kernel and swap c_in/c_out (for the input gradient)
     flip: u32,
-    // conv_sum_splits: elements of one split's partial sums
+    // split-K passes: elements of one split's weight partial sums (c_out·c_in·k·k)
     len: u32,
+    // weight-gradient pass: the first invocation that computes bias partials (none: u32 max)
+    bias_from: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
@@ -943,6 +945,44 @@ fn conv_grad_input_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wor
 // part[s, co, (ci·k + kh)·k + kw] = Σ over the positions of split s of
 // dy[n, co, oh, ow]·x[n, ci, oh·stride + kh − pad, ow·stride + kw − pad]. Split s takes
 // output rows (image·h_out + oh) [s·R/S, (s+1)·R/S) (or flat positions for _direct).
+// With a bias gradient, the invocations from p.bias_from on add its split partials (the
+// weight gradient of an input that is 1 everywhere) after the weights' S·len:
+// part[S·len + s·c_out + co] = Σ over the same positions of split s of dy[n, co, oh, ow].
+
+// Bias partial b = s·c_out + co over the output rows of split s (vec4 view: w_out % 4 == 0).
+fn bias_partial_rows(b: u32) {
+    let co = b % p.c_out;
+    let s = b / p.c_out;
+    if (s >= p.splits) {
+        return;
+    }
+    let rows = p.n * p.h_out;
+    let quads = p.w_out / 4u;
+    var acc = vec4<f32>();
+    for (var r = s * rows / p.splits; r < (s + 1u) * rows / p.splits; r++) {
+        let base = (((r / p.h_out) * p.c_out + co) * p.h_out + r % p.h_out) * quads;
+        for (var t = 0u; t < quads; t++) {
+            acc += in2v[base + t];
+        }
+    }
+    out3[p.splits * p.len + b] = (acc.x + acc.y) + (acc.z + acc.w);
+}
+
+// Bias partial b = s·c_out + co over the flat output positions of split s.
+fn bias_partial_flat(b: u32) {
+    let co = b % p.c_out;
+    let s = b / p.c_out;
+    if (s >= p.splits) {
+        return;
+    }
+    let plane = p.h_out * p.w_out;
+    let total = p.n * plane;
+    var acc = 0.0;
+    for (var t = s * total / p.splits; t < (s + 1u) * total / p.splits; t++) {
+        acc += in2[((t / plane) * p.c_out + co) * plane + t % plane];
+    }
+    out3[p.splits * p.len + b] = acc;
+}
 
 // Bindings: 1 x (vec4 view, rows p.w long), 2 dy (vec4 view), 3 part. Block: 4 output
 // channels × one input channel × two kernel rows (kh0, kh0 + 1; the second is clamped to
@@ -953,6 +993,10 @@ fn conv_grad_input_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wor
 fn conv_grad_weight_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) li: u32) {
     let g = global_index(wg, nwg, li);
+    if (g >= p.bias_from) {
+        bias_partial_rows(g - p.bias_from);
+        return;
+    }
     let ncb = (p.c_out + 3u) / 4u;
     let co0 = (g % ncb) * 4u;
     let rest = g / ncb;
@@ -1021,6 +1065,10 @@ fn conv_grad_weight_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
 fn conv_grad_weight_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                            @builtin(local_invocation_index) li: u32) {
     let g = global_index(wg, nwg, li);
+    if (g >= p.bias_from) {
+        bias_partial_flat(g - p.bias_from);
+        return;
+    }
     let kk = p.k * p.k;
     let kcols = p.c_in * kk;
     let ncb = (p.c_out + 3u) / 4u;
@@ -1078,51 +1126,36 @@ fn conv_grad_weight_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wo
     }
 }
 
+// Σ_s in1[first + s·stride + i], summed in split order.
+fn split_sum(i: u32, first: u32, stride: u32) -> f32 {
+    var acc = 0.0;
+    for (var s = 0u; s < p.splits; s++) {
+        acc += in1[first + s * stride + i];
+    }
+    return acc;
+}
+
 // Bindings: 1 part [splits, len], 2 dw [len]. dw[i] += Σ_s part[s, i], summed in order,
 // then added to dw (parameter gradients accumulate; the caller zeroes them per step).
 @compute @workgroup_size(64)
 fn conv_sum_splits(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) li: u32) {
     let i = global_index(wg, nwg, li);
-    if (i >= p.len) {
-        return;
+    if (i < p.len) {
+        out2[i] = split_sum(i, 0u, p.len) + out2[i];
     }
-    var acc = 0.0;
-    for (var s = 0u; s < p.splits; s++) {
-        acc += in1[s * p.len + i];
-    }
-    out2[i] = acc + out2[i];
 }
 
-// ---- bias gradient ------------------------------------------------------------------------
-
-var<workgroup> tree: array<f32, 64>;
-
-// Bindings: 1 dy, 2 db. One workgroup per output channel: each invocation sums a strided
-// share of the channel's n·h_out·w_out values, then a fixed-shape tree adds the 64 sums;
-// the total is added to db (it accumulates, as dw does).
+// Bindings: 1 part [splits·len + splits·c_out], 2 dw [len], 3 db [c_out]: as conv_sum_splits
+// for i < len, and db[co] += Σ_s part[splits·len + s·c_out + co] for i = len + co.
 @compute @workgroup_size(64)
-fn conv_grad_bias(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-                  @builtin(local_invocation_index) li: u32) {
-    let co = flat_group(wg, nwg);
-    let plane = p.h_out * p.w_out;
-    var acc = 0.0;
-    if (co < p.c_out) {
-        for (var img = 0u; img < p.n; img++) {
-            let base = (img * p.c_out + co) * plane;
-            for (var q = li; q < plane; q += WG) {
-                acc += in1[base + q];
-            }
-        }
-    }
-    tree[li] = acc;
-    for (var half = WG / 2u; half > 0u; half /= 2u) {
-        workgroupBarrier();
-        if (li < half) {
-            tree[li] += tree[li + half];
-        }
-    }
-    if (li == 0u && co < p.c_out) {
-        out2[co] = tree[0] + out2[co];
+fn conv_sum_splits_bias(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) li: u32) {
+    let i = global_index(wg, nwg, li);
+    if (i < p.len) {
+        out2[i] = split_sum(i, 0u, p.len) + out2[i];
+    } else if (i - p.len < p.c_out) {
+        let co = i - p.len;
+        out3[co] = split_sum(co, p.splits * p.len, p.c_out) + out3[co];
     }
 }

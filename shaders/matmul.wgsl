@@ -80,25 +80,36 @@ fn store_c(idx: u32, v: f32) {
 }
 
 // The row-sum workgroups: invocation li of extra group `group` (counted from 0) adds
-// Σ_kk op(A)[i, kk] into bias_grad[i], i = group · size + li. Two loaders, because an
-// entry point may use only one of the views a, a4 of binding 1.
-fn bias_row(group: u32, li: u32, size: u32) -> u32 {
-    return group * size + li;
-}
-fn add_row_sum(i: u32) {
+// Σ_kk op(A)[i, kk] into bias_grad[i], i = group · size + li. The loop runs in uniform
+// control flow and idle invocations only skip the loads: FXC rejects a kernel with
+// barriers when this branch holds a loop under a per-invocation condition. Two loaders,
+// because an entry point may use only one of the views a, a4 of binding 1.
+fn add_row_sum(group: u32, li: u32, size: u32) {
+    let i = group * size + li;
+    let live = group < p.bias_groups && i < p.m;
     var s = 0.0;
     for (var kk = 0u; kk < p.k; kk++) {
-        s += a[i * p.a_row + kk * p.a_k];
+        if (live) {
+            s += a[i * p.a_row + kk * p.a_k];
+        }
     }
-    bias_grad[i] = s + bias_grad[i];
+    if (live) {
+        bias_grad[i] = s + bias_grad[i];
+    }
 }
-fn add_row_sum4(i: u32) {
+fn add_row_sum4(group: u32, li: u32, size: u32) {
+    let i = group * size + li;
+    let live = group < p.bias_groups && i < p.m;
     var s = 0.0;
     for (var kk = 0u; kk < p.k; kk++) {
-        let e = i * p.a_row + kk * p.a_k;
-        s += a4[e / 4u][e % 4u];
+        if (live) {
+            let e = i * p.a_row + kk * p.a_k;
+            s += a4[e / 4u][e % 4u];
+        }
     }
-    bias_grad[i] = s + bias_grad[i];
+    if (live) {
+        bias_grad[i] = s + bias_grad[i];
+    }
 }
 
 // Rows r0..r0+3 and columns c0..c0+3 of a block `acc` (WGSL column j = output column
@@ -164,10 +175,7 @@ fn b_tile(tb: bool, kk: u32, c0: u32) -> mat4x4<f32> {
 fn matmul_v4(ta: bool, tb: bool, wg: vec3<u32>, nwg: vec3<u32>, li: u32) {
     let group = flat_group(wg, nwg);
     if (group >= p.main_groups) {
-        let i = bias_row(group - p.main_groups, li, WG);
-        if (group - p.main_groups < p.bias_groups && i < p.m) {
-            add_row_sum4(i);
-        }
+        add_row_sum4(group - p.main_groups, li, WG);
         return;
     }
     let g = group * WG + li;
@@ -219,10 +227,7 @@ fn matmul_strided(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups)
                   @builtin(local_invocation_index) li: u32) {
     let group = flat_group(wg, nwg);
     if (group >= p.main_groups) {
-        let i = bias_row(group - p.main_groups, li, WG);
-        if (group - p.main_groups < p.bias_groups && i < p.m) {
-            add_row_sum(i);
-        }
+        add_row_sum(group - p.main_groups, li, WG);
         return;
     }
     let g = group * WG + li;
@@ -266,10 +271,7 @@ fn matmul_tiled(ta: bool, tb: bool, wg: vec3<u32>, nwg: vec3<u32>, li: u32) {
     let tiles_n = (p.n + TN - 1u) / TN;
     let tile = flat_group(wg, nwg);
     if (tile >= p.main_groups) {
-        let i = bias_row(tile - p.main_groups, li, 256u);
-        if (tile - p.main_groups < p.bias_groups && i < p.m) {
-            add_row_sum(i);
-        }
+        add_row_sum(tile - p.main_groups, li, 256u);
         return;
     }
     let row0 = (tile / tiles_n) * TM;

@@ -1,7 +1,10 @@
 // MaxPool2d, square window k, stride k, over x [planes = n·c, h, w] → y [planes, ho, wo]
 // (ho = h / k, wo = w / k, floor). argmax holds the index within the input's h·w plane of
 // each window's maximum: the first one in row-major window order on ties (strict >).
-struct Params { planes: u32, h: u32, w: u32, k: u32, ho: u32, wo: u32, hb: u32, wb: u32 }
+// With p.relu = 1 a ReLU follows in the same pass: y = relu(max), and where the ReLU zeroes
+// a window's output its argmax is NO_ARGMAX, so the backward routes that window nothing
+// (the ReLU's backward done for free).
+struct Params { planes: u32, h: u32, w: u32, k: u32, ho: u32, wo: u32, hb: u32, wb: u32, relu: u32 }
 @group(0) @binding(0) var<uniform> p: Params;
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
@@ -21,6 +24,18 @@ struct Params { planes: u32, h: u32, w: u32, k: u32, ho: u32, wo: u32, hb: u32, 
 @group(0) @binding(1) var<storage, read> dy: array<f32>;
 @group(0) @binding(2) var<storage, read> bargmax: array<u32>;
 @group(0) @binding(3) var<storage, read_write> grad_x: array<f32>; // dx; not `dx`, a namespace in DXC that naga does not rename
+
+const NO_ARGMAX: u32 = 0xffffffffu;
+
+struct Pooled { y: f32, argmax: u32 }
+
+// The output and argmax of one window whose maximum is m at plane index i.
+fn pooled(m: f32, i: u32) -> Pooled {
+    if (p.relu != 0u && !relu_keeps(m)) {
+        return Pooled(0.0, NO_ARGMAX);  // +0.0, as ReluForward writes
+    }
+    return Pooled(m, i);
+}
 
 // One invocation per output element.
 @compute @workgroup_size(64)
@@ -49,8 +64,9 @@ fn maxpool_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
             }
         }
     }
-    y[o] = best;
-    argmax[o] = best_i;
+    let out = pooled(best, best_i);
+    y[o] = out.y;
+    argmax[o] = out.argmax;
 }
 
 // One invocation per k×k block of the input, hb = ceil(h / k) by wb = ceil(w / k) blocks
@@ -117,8 +133,10 @@ fn maxpool_forward_k2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     if (a.w > m1) { m1 = a.w; j1 = i0 + 3u; }
     if (b.z > m1) { m1 = b.z; j1 = i0 + p.w + 2u; }
     if (b.w > m1) { m1 = b.w; j1 = i0 + p.w + 3u; }
-    y2[t] = vec2<f32>(m0, m1);
-    argmax2[t] = vec2<u32>(j0, j1);
+    let r0 = pooled(m0, j0);
+    let r1 = pooled(m1, j1);
+    y2[t] = vec2<f32>(r0.y, r1.y);
+    argmax2[t] = vec2<u32>(r0.argmax, r1.argmax);
 }
 
 // k = 2, w % 4 == 0, h even (every input element lies in a window). Invocation t takes the

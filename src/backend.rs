@@ -53,14 +53,16 @@ pub enum Op<'a, T, I, D> {
     Conv2dForward { s: Conv2dShape, x: &'a T, w: &'a T, b: &'a T, y: &'a T },
     /// dx = the input gradient of the forward for output gradient dy.
     Conv2dGradInput { s: Conv2dShape, dy: &'a T, w: &'a T, dx: &'a T },
-    /// dw += the weight gradient (accumulates).
-    Conv2dGradWeight { s: Conv2dShape, x: &'a T, dy: &'a T, dw: &'a T },
-    /// db += Σ dy over images and pixels, per channel (accumulates).
-    Conv2dGradBias { s: Conv2dShape, dy: &'a T, db: &'a T },
+    /// dw += the weight gradient; with `db`, also db += Σ dy over images and pixels, per
+    /// channel, in the same dispatches (both accumulate).
+    Conv2dGradWeight { s: Conv2dShape, x: &'a T, dy: &'a T, dw: &'a T, db: Option<&'a T> },
 
     /// `argmax[o]` is the index within the input's h·w plane of the maximum of window o
-    /// (the first one on ties), as PyTorch's `return_indices`.
-    MaxpoolForward { s: PoolShape, x: &'a T, y: &'a T, argmax: &'a I },
+    /// (the first one on ties), as PyTorch's `return_indices`. With `relu`, a ReLU follows
+    /// in the same pass (a MaxPool2d followed by a ReLU): y = relu(max), and argmax =
+    /// `NO_ARGMAX` (u32::MAX) where the ReLU zeroes the output, so the backward below is
+    /// also that ReLU's backward.
+    MaxpoolForward { s: PoolShape, relu: bool, x: &'a T, y: &'a T, argmax: &'a I },
     /// dx is fully written: dy routed to each window's argmax, zero elsewhere.
     MaxpoolBackward { s: PoolShape, dy: &'a T, argmax: &'a I, dx: &'a T },
 
@@ -125,7 +127,6 @@ impl<T, I, D> Op<'_, T, I, D> {
             Op::Conv2dForward { .. } => "conv2d_forward",
             Op::Conv2dGradInput { .. } => "conv2d_grad_input",
             Op::Conv2dGradWeight { .. } => "conv2d_grad_weight",
-            Op::Conv2dGradBias { .. } => "conv2d_grad_bias",
             Op::MaxpoolForward { .. } => "maxpool_forward",
             Op::MaxpoolBackward { .. } => "maxpool_backward",
             Op::BatchnormStats { .. } => "batchnorm_stats",

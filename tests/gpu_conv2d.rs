@@ -85,20 +85,27 @@ fn check_all(ctx: &GpuContext, s: Conv2dShape, seed: u64, with_grad_input: bool)
         assert_close(&what, &ctx.read::<f32>(&y), &fw, s.c_in * s.k * s.k);
     }
 
+    // The weight gradient alone and with the bias gradient (the same dispatches), each
+    // added into prefilled gradients (they accumulate).
     let mut gw = dw0.clone();
     reference::conv2d::grad_weight(&s, &x, &dy, &mut gw);
-    for &kern in &variants {
-        let dw = out_with(&dw0);
-        conv2d::grad_weight_with(ctx, kern, &s, &xb, &dyb, &dw);
-        let what = format!("grad_weight {s:?} {kern:?} seed={seed:#x}");
-        assert_close(&what, &ctx.read::<f32>(&dw), &gw, positions);
-    }
-
     let mut gb = db0.clone();
     reference::conv2d::grad_bias(&s, &dy, &mut gb);
-    let db = out_with(&db0);
-    conv2d::grad_bias(ctx, &s, &dyb, &db);
-    assert_close(&format!("grad_bias {s:?} seed={seed:#x}"), &ctx.read::<f32>(&db), &gb, positions);
+    for &kern in &variants {
+        for with_bias in [false, true] {
+            let dw = out_with(&dw0);
+            let db = out_with(&db0);
+            conv2d::grad_weight_with(ctx, kern, &s, &xb, &dyb, &dw, with_bias.then_some(&db));
+            let what = format!("grad_weight {s:?} {kern:?} bias {with_bias} seed={seed:#x}");
+            assert_close(&what, &ctx.read::<f32>(&dw), &gw, positions);
+            let db_got = ctx.read::<f32>(&db);
+            if with_bias {
+                assert_close(&format!("grad_bias {s:?} {kern:?} seed={seed:#x}"), &db_got, &gb, positions);
+            } else {
+                assert_eq!(db_got, db0, "{what}: touched the bias gradient it was not given");
+            }
+        }
+    }
 
     if with_grad_input {
         let mut gi = vec![0.0f32; s.x_len()];

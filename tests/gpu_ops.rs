@@ -165,36 +165,44 @@ fn maxpool_forward_and_backward_match_reference() {
     let ctx = ctx();
     let seed = seed();
     let mut rng = Rng::new(seed ^ 2);
+    let (mut zeroed, mut kept) = (0, 0); // windows the fused ReLU zeroed and kept
     for s in pool_shapes() {
-        for ties in [false, true] {
+        for (ties, relu) in [(false, false), (true, false), (false, true), (true, true)] {
             // With ties, values come from {0, 1, 2}: most windows hold repeated maxima and
             // the argmax must be the first one, as the reference's.
+            // With the fused ReLU, values from {-1, 0, 1}: windows whose max is 0 are zeroed.
             let x: Vec<f32> = if ties {
-                (0..s.x_len()).map(|_| rng.below(3) as f32).collect()
+                (0..s.x_len()).map(|_| rng.below(3) as f32 - relu as u8 as f32).collect()
             } else {
                 rng.uniform_vec(s.x_len(), -1.0, 1.0)
             };
             let dy = rng.uniform_vec(s.y_len(), -1.0, 1.0);
             let (mut y, mut am, mut dx) = (vec![0.0; s.y_len()], vec![0u32; s.y_len()], vec![0.0; s.x_len()]);
-            reference::maxpool::forward(&s, &x, &mut y, &mut am);
+            reference::maxpool::forward_fused(&s, relu, &x, &mut y, &mut am);
             reference::maxpool::backward(&s, &dy, &am, &mut dx);
+            if relu {
+                zeroed += am.iter().filter(|&&a| a == maxpool::NO_ARGMAX).count();
+                kept += am.iter().filter(|&&a| a != maxpool::NO_ARGMAX).count();
+            }
 
             let xb = upload(&ctx, &x);
             let (yb, amb) = (poisoned(&ctx, s.y_len()), poisoned_u32(&ctx, s.y_len()));
-            maxpool::forward(&ctx, &s, &xb, &yb, &amb);
+            maxpool::forward_fused(&ctx, &s, relu, &xb, &yb, &amb);
             let (dyb, amref, dxb) = (upload(&ctx, &dy), upload_u32(&ctx, &am), poisoned(&ctx, s.x_len()));
             maxpool::backward(&ctx, &s, &dyb, &amref, &dxb);
 
             // Max and routing move values without arithmetic: bit-exact.
-            check(&format!("maxpool forward y {s:?} ties {ties}"), seed, &ctx.read::<f32>(&yb), &y, 0.0, 0.0);
+            check(&format!("maxpool forward y {s:?} ties {ties} relu {relu}"), seed, &ctx.read::<f32>(&yb), &y, 0.0, 0.0);
             let am_gpu: Vec<u32> = ctx.read(&amb);
             if let Some(o) = (0..am.len()).find(|&o| am_gpu[o] != am[o]) {
-                panic!("maxpool forward argmax {s:?} ties {ties} (seed {seed}): [{o}] got {}, want {}", am_gpu[o], am[o]);
+                panic!("maxpool forward argmax {s:?} ties {ties} relu {relu} (seed {seed}): [{o}] got {}, want {}", am_gpu[o], am[o]);
             }
-            check(&format!("maxpool backward {s:?} ties {ties}"), seed, &ctx.read::<f32>(&dxb), &dx, 0.0, 0.0);
+            check(&format!("maxpool backward {s:?} ties {ties} relu {relu}"), seed, &ctx.read::<f32>(&dxb), &dx, 0.0, 0.0);
             ctx.clear_bind_groups();
         }
     }
+    // Both sides of the fused ReLU were exercised.
+    assert!(zeroed > 0 && kept > 0, "fused ReLU: {zeroed} windows zeroed, {kept} kept");
 }
 
 // ---- batchnorm -----------------------------------------------------------------------

@@ -114,22 +114,28 @@ fn maxpool_backward_matches_finite_differences() {
         PoolShape { n: 1, c: 2, h: 7, w: 5, k: 2 }, // odd: last row/column belong to no window
         PoolShape { n: 3, c: 1, h: 9, w: 7, k: 3 },
     ];
-    for s in shapes {
-        // Distinct values 1/len apart (shuffled), so no window has a tie within ±h.
+    // With the fused ReLU (forward_fused), the same backward must be that of pool then ReLU.
+    for (s, relu) in shapes.iter().flat_map(|&s| [(s, false), (s, true)]) {
+        // Distinct values 1/len apart (shuffled), so no window has a tie within ±h; with the
+        // ReLU, centred on 0 but none within 0.5/len of it (the ReLU's kink).
         let len = s.x_len();
-        let mut x: Vec<f64> = (0..len).map(|i| i as f64 / len as f64).collect();
+        let shift = if relu { 0.5 } else { 0.0 };
+        let mut x: Vec<f64> = (0..len).map(|i| (i as f64 + 0.5) / len as f64 - shift).collect();
         rng.shuffle(&mut x);
         let r = rand(&mut rng, s.y_len());
         let loss = |x: &[f64]| {
             let (mut y, mut am) = (vec![0.0; s.y_len()], vec![0u32; s.y_len()]);
-            maxpool::forward(&s, x, &mut y, &mut am);
+            maxpool::forward_fused(&s, relu, x, &mut y, &mut am);
             dot(&r, &y)
         };
         let (mut y, mut am) = (vec![0.0; s.y_len()], vec![0u32; s.y_len()]);
-        maxpool::forward(&s, &x, &mut y, &mut am);
+        maxpool::forward_fused(&s, relu, &x, &mut y, &mut am);
+        if relu {
+            assert!(am.contains(&maxpool::NO_ARGMAX), "{s:?}: the ReLU zeroed no window");
+        }
         let mut dx = vec![f64::NAN; len];
         maxpool::backward(&s, &r, &am, &mut dx);
-        assert_grad(&format!("maxpool dx {s:?}"), &dx, &numeric_grad(&x, loss));
+        assert_grad(&format!("maxpool dx {s:?} relu {relu}"), &dx, &numeric_grad(&x, loss));
     }
 }
 

@@ -259,6 +259,39 @@ fn maxpool_ties_go_to_the_first_max() {
 }
 
 #[test]
+fn maxpool_with_relu_is_pool_then_relu() {
+    // Planes 2×4, k = 2 (two windows each), over edge cases: a negative window, a window
+    // whose max is −0.0, one whose max is 0 on a tie, a NaN window, positive ties.
+    let s = PoolShape { n: 2, c: 1, h: 2, w: 4, k: 2 };
+    let nan = f64::NAN;
+    let x = [-3.0, -1.0, -0.0, 0.0, -2.0, -5.0, -4.0, 0.0, /* plane 2 */ 2.0, nan, 1.0, 1.0, -1.0, 7.0, 0.5, 1.0];
+    let dy = [10.0, 20.0, 30.0, nan];
+    // The composition: pool, ReLU, ReLU backward, pool backward.
+    let (mut p, mut am) = (vec![0.0; 4], vec![0u32; 4]);
+    maxpool::forward(&s, &x, &mut p, &mut am);
+    let mut want_y = vec![0.0; 4];
+    activation::relu_forward(&p, &mut want_y);
+    let mut dp = vec![0.0; 4];
+    activation::relu_backward(&want_y, &dy, &mut dp);
+    let mut want_dx = vec![nan; 16];
+    maxpool::backward(&s, &dp, &am, &mut want_dx);
+    // The fused one: its argmax carries the ReLU's backward.
+    let (mut y, mut fam) = (vec![nan; 4], vec![0u32; 4]);
+    maxpool::forward_fused(&s, true, &x, &mut y, &mut fam);
+    let mut dx = vec![nan; 16];
+    maxpool::backward(&s, &dy, &fam, &mut dx);
+    assert_eq!(fam, [maxpool::NO_ARGMAX, maxpool::NO_ARGMAX, 1, 2]);
+    assert!(y[0] == 0.0 && y[1] == 0.0 && y[1].is_sign_positive() && y[2].is_nan() && y[3] == 1.0, "{y:?}");
+    for (i, (g, w)) in dx.iter().zip(&want_dx).enumerate() {
+        assert!(g == w || (g.is_nan() && w.is_nan()), "dx[{i}]: fused {g}, composed {w}");
+    }
+    // The NaN window's gradient flows to the NaN; the zeroed windows get nothing even
+    // where dy is NaN.
+    assert_eq!(dx[9], 30.0);
+    assert!(dx[10].is_nan());
+}
+
+#[test]
 fn batchnorm_stats_normalize_and_running_by_hand() {
     // x [n=2, c=2, hw=2]: channel 0 holds {1, 2, 3, 6}, channel 1 holds {10, 10, 10, 14}.
     let s = BatchNormShape { n: 2, c: 2, hw: 2 };
@@ -460,7 +493,7 @@ fn cpu_backend_matches_the_free_functions() {
     let (tam, tlab, tcorrect, tstate) = (cpu.index(ps.y_len()), cpu.index(2), cpu.index(1), cpu.index(2));
     cpu.write_index(&tlab, &labels);
     cpu.run(Op::Conv2dForward { s: cs, x: &tx, w: &tw, b: &tb, y: &ty });
-    cpu.run(Op::MaxpoolForward { s: ps, x: &ty, y: &tp, argmax: &tam });
+    cpu.run(Op::MaxpoolForward { s: ps, relu: false, x: &ty, y: &tp, argmax: &tam });
     cpu.run(Op::ReluForward { len: ps.y_len(), x: &tp, y: &tr });
     cpu.run(Op::Matmul { s: ms, a: &tr, b: &tfw, bias: Some(&tfb), fused: Fused::NONE, c: &tl });
     cpu.run(Op::SoftmaxCrossEntropy { n: 2, classes: 5, logits: &tl, labels: &tlab, loss: &tloss, dlogits: &tdl, state: &tstate });

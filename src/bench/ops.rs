@@ -21,9 +21,10 @@ pub enum Call {
     Gather { n: usize, pixels: usize },
     Conv2dForward(Conv2dShape),
     Conv2dGradInput(Conv2dShape),
-    Conv2dGradWeight(Conv2dShape),
-    Conv2dGradBias(Conv2dShape),
-    MaxpoolForward(PoolShape),
+    /// `bias`: the bias gradient too (`Op::Conv2dGradWeight`'s `db`).
+    Conv2dGradWeight { s: Conv2dShape, bias: bool },
+    /// `relu`: a ReLU fused after the pool (`Op::MaxpoolForward`).
+    MaxpoolForward { s: PoolShape, relu: bool },
     MaxpoolBackward(PoolShape),
     BatchnormStats(BatchNormShape),
     BatchnormNormalize(BatchNormShape),
@@ -50,9 +51,8 @@ impl Call {
             Op::Gather { n, ds, .. } => Call::Gather { n, pixels: ds.pixels() },
             Op::Conv2dForward { s, .. } => Call::Conv2dForward(s),
             Op::Conv2dGradInput { s, .. } => Call::Conv2dGradInput(s),
-            Op::Conv2dGradWeight { s, .. } => Call::Conv2dGradWeight(s),
-            Op::Conv2dGradBias { s, .. } => Call::Conv2dGradBias(s),
-            Op::MaxpoolForward { s, .. } => Call::MaxpoolForward(s),
+            Op::Conv2dGradWeight { s, db, .. } => Call::Conv2dGradWeight { s, bias: db.is_some() },
+            Op::MaxpoolForward { s, relu, .. } => Call::MaxpoolForward { s, relu },
             Op::MaxpoolBackward { s, .. } => Call::MaxpoolBackward(s),
             Op::BatchnormStats { s, .. } => Call::BatchnormStats(s),
             Op::BatchnormNormalize { s, .. } => Call::BatchnormNormalize(s),
@@ -80,9 +80,8 @@ impl Call {
             Call::Gather { .. } => "gather",
             Call::Conv2dForward(_) => "conv2d_forward",
             Call::Conv2dGradInput(_) => "conv2d_grad_input",
-            Call::Conv2dGradWeight(_) => "conv2d_grad_weight",
-            Call::Conv2dGradBias(_) => "conv2d_grad_bias",
-            Call::MaxpoolForward(_) => "maxpool_forward",
+            Call::Conv2dGradWeight { .. } => "conv2d_grad_weight",
+            Call::MaxpoolForward { .. } => "maxpool_forward",
             Call::MaxpoolBackward(_) => "maxpool_backward",
             Call::BatchnormStats(_) => "batchnorm_stats",
             Call::BatchnormNormalize(_) => "batchnorm_normalize",
@@ -118,8 +117,10 @@ impl Call {
         let bn = |s: &BatchNormShape| format!("{}x{}x{}", s.n, s.c, s.hw);
         match self {
             Call::Gather { n, pixels } => format!("{n}x{pixels} u8"),
-            Call::Conv2dForward(s) | Call::Conv2dGradInput(s) | Call::Conv2dGradWeight(s) | Call::Conv2dGradBias(s) => conv(s),
-            Call::MaxpoolForward(s) | Call::MaxpoolBackward(s) => pool(s),
+            Call::Conv2dForward(s) | Call::Conv2dGradInput(s) => conv(s),
+            Call::Conv2dGradWeight { s, bias } => format!("{}{}", conv(s), if *bias { " +bias" } else { "" }),
+            Call::MaxpoolForward { s, relu } => format!("{}{}", pool(s), if *relu { " relu" } else { "" }),
+            Call::MaxpoolBackward(s) => pool(s),
             Call::BatchnormStats(s) | Call::BatchnormNormalize(s) | Call::BatchnormBackward(s) => bn(s),
             Call::ReluForward { len } | Call::ReluBackward { len } | Call::Adam { len } => format!("{len}"),
             Call::Matmul { s, bias, relu, mask, bias_grad } => format!(
@@ -148,11 +149,11 @@ impl Call {
             // one u8 → f32 scale per pixel
             Call::Gather { n, pixels } => (n * pixels) as u64,
             // every product is a multiply-add over Cin·K·K for each output element
-            Call::Conv2dForward(s) | Call::Conv2dGradInput(s) | Call::Conv2dGradWeight(s) => 2 * conv_macs(s),
-            // one add per dy element
-            Call::Conv2dGradBias(s) => (s.n * s.c_out * s.h_out() * s.w_out()) as u64,
-            // k²−1 compares per window
-            Call::MaxpoolForward(s) => (s.y_len() * (s.k * s.k - 1)) as u64,
+            Call::Conv2dForward(s) | Call::Conv2dGradInput(s) => 2 * conv_macs(s),
+            // and with the bias gradient one add per dy element
+            Call::Conv2dGradWeight { s, bias } => 2 * conv_macs(s) + if *bias { s.y_len() as u64 } else { 0 },
+            // k²−1 compares per window, and one more for the fused ReLU
+            Call::MaxpoolForward { s, relu } => (s.y_len() * (s.k * s.k - 1 + *relu as usize)) as u64,
             // routes values, no arithmetic
             Call::MaxpoolBackward(_) => 0,
             // Σx (1 add) and Σx² (multiply-add) per element; per channel, the running
@@ -188,12 +189,10 @@ impl Call {
             Call::Conv2dForward(s) => F32 * n(s.x_len() + s.w_len() + s.c_out + s.y_len()),
             // dy, w in; dx out
             Call::Conv2dGradInput(s) => F32 * n(s.y_len() + s.w_len() + s.x_len()),
-            // x, dy in; dw out
-            Call::Conv2dGradWeight(s) => F32 * n(s.x_len() + s.y_len() + s.w_len()),
-            // dy in; db out
-            Call::Conv2dGradBias(s) => F32 * n(s.y_len() + s.c_out),
+            // x, dy in; dw (and db) out
+            Call::Conv2dGradWeight { s, bias } => F32 * n(s.x_len() + s.y_len() + s.w_len() + if *bias { s.c_out } else { 0 }),
             // x in; y and argmax (u32) out
-            Call::MaxpoolForward(s) => F32 * n(s.x_len() + 2 * s.y_len()),
+            Call::MaxpoolForward { s, .. } => F32 * n(s.x_len() + 2 * s.y_len()),
             // dy and argmax in; dx out
             Call::MaxpoolBackward(s) => F32 * n(2 * s.y_len() + s.x_len()),
             // x, running mean, running var in; mean, var, running mean, running var out

@@ -174,9 +174,8 @@ impl Gpu {
             }
             Op::Conv2dForward { s, x, w, b, y } => conv2d::forward(ctx, &s, x, w, b, y),
             Op::Conv2dGradInput { s, dy, w, dx } => conv2d::grad_input(ctx, &s, dy, w, dx),
-            Op::Conv2dGradWeight { s, x, dy, dw } => conv2d::grad_weight(ctx, &s, x, dy, dw),
-            Op::Conv2dGradBias { s, dy, db } => conv2d::grad_bias(ctx, &s, dy, db),
-            Op::MaxpoolForward { s, x, y, argmax } => maxpool::forward(ctx, &s, x, y, argmax),
+            Op::Conv2dGradWeight { s, x, dy, dw, db } => conv2d::grad_weight(ctx, &s, x, dy, dw, db.map(|t| &**t)),
+            Op::MaxpoolForward { s, relu, x, y, argmax } => maxpool::forward_fused(ctx, &s, relu, x, y, argmax),
             Op::MaxpoolBackward { s, dy, argmax, dx } => maxpool::backward(ctx, &s, dy, argmax, dx),
             Op::BatchnormStats { s, x, mean, var, running_mean, running_var } => {
                 batchnorm::stats(ctx, &s, x, mean, var, running_mean, running_var)

@@ -44,9 +44,9 @@ static GRAD_WEIGHT_ROWS: Kernel =
 static GRAD_WEIGHT_DIRECT: Kernel =
     Kernel { file: "conv2d", entry: "conv_grad_weight_direct", bindings: &[Read, Read, ReadWrite] };
 static SUM_SPLITS: Kernel = Kernel { file: "conv2d", entry: "conv_sum_splits", bindings: &[Read, ReadWrite] };
-static GRAD_BIAS: Kernel = Kernel { file: "conv2d", entry: "conv_grad_bias", bindings: &[Read, ReadWrite] };
+static SUM_SPLITS_BIAS: Kernel = Kernel { file: "conv2d", entry: "conv_sum_splits_bias", bindings: &[Read, ReadWrite, ReadWrite] };
 /// Every kernel of this file, for `kernels::all_kernels`.
-pub(crate) static KERNELS: &[&Kernel] = &[&FORWARD_DIRECT, &FORWARD_ROWS4, &FORWARD_ROWS8, &FORWARD_ROWS12, &WEIGHT_KC, &PAD_COLUMNS, &GRAD_INPUT_DIRECT, &GRAD_INPUT_SCATTER4, &GRAD_INPUT_SCATTER8, &GRAD_INPUT_SCATTER12, &GRAD_WEIGHT_ROWS, &GRAD_WEIGHT_DIRECT, &SUM_SPLITS, &GRAD_BIAS];
+pub(crate) static KERNELS: &[&Kernel] = &[&FORWARD_DIRECT, &FORWARD_ROWS4, &FORWARD_ROWS8, &FORWARD_ROWS12, &WEIGHT_KC, &PAD_COLUMNS, &GRAD_INPUT_DIRECT, &GRAD_INPUT_SCATTER4, &GRAD_INPUT_SCATTER8, &GRAD_INPUT_SCATTER12, &GRAD_WEIGHT_ROWS, &GRAD_WEIGHT_DIRECT, &SUM_SPLITS, &SUM_SPLITS_BIAS];
 
 /// Mirrors `ConvParams` in shaders/conv2d.wgsl (field meanings documented there).
 #[repr(C)]
@@ -68,6 +68,7 @@ struct Params {
     co4: u32,
     flip: u32,
     len: u32,
+    bias_from: u32,
 }
 
 impl Params {
@@ -278,7 +279,7 @@ fn weight_splits(s: &Conv2dShape, rows: bool) -> (usize, usize) {
     } else {
         (s.c_out.div_ceil(4) * (s.c_in * s.k * s.k).div_ceil(4), s.n * s.h_out() * s.w_out())
     };
-    (base, SPLIT_TARGET.div_ceil(base).clamp(1, most.max(1)))
+    (base, SPLIT_TARGET.div_ceil(base.max(1)).clamp(1, most.max(1)))
 }
 
 /// The batch-dependent scratch buffer (tag, elements) the automatic kernel choice of
@@ -291,9 +292,10 @@ pub fn grad_input_scratch(s: &Conv2dShape) -> Option<(&'static str, usize)> {
     })
 }
 
-/// The split-K partials buffer (tag, elements) of `grad_weight` for shape `s`.
+/// The split-K partials buffer (tag, elements) of `grad_weight` for shape `s`, with the
+/// bias gradient's (the most it needs).
 pub fn grad_weight_scratch(s: &Conv2dShape) -> (&'static str, usize) {
-    ("conv2d.partials", weight_splits(s, rows_fit(s)).1 * s.w_len())
+    ("conv2d.partials", weight_splits(s, rows_fit(s)).1 * (s.w_len() + s.c_out))
 }
 
 /// Invocations a split-K pass aims for: enough to keep every core of a CPU adapter (and a
@@ -302,15 +304,27 @@ const SPLIT_TARGET: usize = 4096;
 
 /// dw += ∂(conv)/∂w applied to dy (sum over the batch): every element of dw gets the
 /// contribution, rounded to f32, added to it (parameter gradients accumulate; zero dw first
-/// for the gradient alone). The split-K partials are summed first, then added to dw.
-pub fn grad_weight(ctx: &GpuContext, s: &Conv2dShape, x: &RawBuffer, dy: &RawBuffer, dw: &RawBuffer) {
-    grad_weight_with(ctx, ConvKernel::Auto, s, x, dy, dw);
+/// for the gradient alone). With `db`, also db[co] += Σ dy[·, co, ·, ·] in the same two
+/// dispatches: the bias gradient is split and summed as the weights' (it is the weight
+/// gradient of an input of ones). The split-K partials are summed first, then added.
+pub fn grad_weight(ctx: &GpuContext, s: &Conv2dShape, x: &RawBuffer, dy: &RawBuffer, dw: &RawBuffer, db: Option<&RawBuffer>) {
+    grad_weight_with(ctx, ConvKernel::Auto, s, x, dy, dw, db);
 }
 
-pub fn grad_weight_with(ctx: &GpuContext, kernel: ConvKernel, s: &Conv2dShape, x: &RawBuffer, dy: &RawBuffer, dw: &RawBuffer) {
+pub fn grad_weight_with(
+    ctx: &GpuContext,
+    kernel: ConvKernel,
+    s: &Conv2dShape,
+    x: &RawBuffer,
+    dy: &RawBuffer,
+    dw: &RawBuffer,
+    db: Option<&RawBuffer>,
+) {
     assert!(x.len >= s.x_len() && dy.len >= s.y_len() && dw.len >= s.w_len(), "conv2d grad_weight {s:?}: buffer too small");
+    assert!(db.is_none_or(|db| db.len >= s.c_out), "conv2d grad_weight {s:?}: bias gradient too small");
     let len = s.w_len();
-    if len == 0 {
+    let bias_len = if db.is_some() { s.c_out } else { 0 };
+    if len + bias_len == 0 {
         return;
     }
     let mut p = Params::of(s);
@@ -318,14 +332,13 @@ pub fn grad_weight_with(ctx: &GpuContext, kernel: ConvKernel, s: &Conv2dShape, x
     let (base, splits) = weight_splits(s, rows);
     p.splits = splits as u32;
     p.len = len as u32;
-    let part = ctx.scratch("conv2d.partials", splits * len);
+    // Weight-partial invocations are exactly base·splits; the bias partials follow.
+    p.bias_from = if db.is_some() { (base * splits) as u32 } else { u32::MAX };
+    let part = ctx.scratch("conv2d.partials", splits * (len + bias_len));
     let k = if rows { &GRAD_WEIGHT_ROWS } else { &GRAD_WEIGHT_DIRECT };
-    ctx.dispatch(k, &p, &[x, dy, &part], groups(ctx, base * splits));
-    ctx.dispatch(&SUM_SPLITS, &p, &[&part, dw], groups(ctx, len));
-}
-
-/// db[co] += Σ dy[·, co, ·, ·], one workgroup tree per channel; accumulates as `grad_weight`.
-pub fn grad_bias(ctx: &GpuContext, s: &Conv2dShape, dy: &RawBuffer, db: &RawBuffer) {
-    assert!(dy.len >= s.y_len() && db.len >= s.c_out, "conv2d grad_bias {s:?}: buffer too small");
-    ctx.dispatch(&GRAD_BIAS, &Params::of(s), &[dy, db], ctx.grid(s.c_out));
+    ctx.dispatch(k, &p, &[x, dy, &part], groups(ctx, (base + bias_len) * splits));
+    match db {
+        Some(db) => ctx.dispatch(&SUM_SPLITS_BIAS, &p, &[&part, dw, db], groups(ctx, len + bias_len)),
+        None => ctx.dispatch(&SUM_SPLITS, &p, &[&part, dw], groups(ctx, len)),
+    }
 }

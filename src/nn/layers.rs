@@ -68,8 +68,7 @@ impl<B: Backend> Layer<B> for Conv2d<B> {
         be.scope(&self.scopes.backward);
         let s = Conv2dShape { n, ..self.s };
         let x = saved(&self.x);
-        be.run(Op::Conv2dGradWeight { s, x: &x, dy, dw: store.grad(self.w) });
-        be.run(Op::Conv2dGradBias { s, dy, db: store.grad(self.b) });
+        be.run(Op::Conv2dGradWeight { s, x: &x, dy, dw: store.grad(self.w), db: Some(store.grad(self.b)) });
         if !need_dx {
             return None;
         }
@@ -156,9 +155,12 @@ impl<B: Backend> Layer<B> for BatchNorm2d<B> {
     }
 }
 
+/// MaxPool2d(k); with `with_relu`, followed by a ReLU in the same dispatch, whose backward
+/// then costs nothing (the forward leaves no argmax where the ReLU zeroed the output).
 pub struct MaxPool2d<B: Backend> {
     scopes: Scopes,
     s: PoolShape,
+    relu: bool,
     y: B::Tensor,
     argmax: B::Index,
     dx: Option<B::Tensor>,
@@ -169,14 +171,20 @@ impl<B: Backend> MaxPool2d<B> {
         let s = PoolShape { n: b.capacity, c: x.c, h: x.h, w: x.w, k };
         let y = b.activation(x.c * s.h_out() * s.w_out());
         let argmax = b.be.index(s.y_len());
-        MaxPool2d { scopes: Scopes::new(path), s, y, argmax, dx: None }
+        MaxPool2d { scopes: Scopes::new(path), s, relu: false, y, argmax, dx: None }
+    }
+
+    /// Fuses the ReLU `relu_name` (its sibling) after it; profile scopes read "pool1+relu1".
+    pub fn with_relu(self, relu_name: &str) -> Self {
+        let path = self.scopes.forward.trim_end_matches(".forward");
+        MaxPool2d { scopes: Scopes::new(&format!("{path}+{relu_name}")), relu: true, ..self }
     }
 }
 
 impl<B: Backend> Layer<B> for MaxPool2d<B> {
     fn forward(&mut self, be: &mut B, _store: &Store<B>, x: &B::Tensor, n: usize, _train: bool) -> B::Tensor {
         be.scope(&self.scopes.forward);
-        be.run(Op::MaxpoolForward { s: PoolShape { n, ..self.s }, x, y: &self.y, argmax: &self.argmax });
+        be.run(Op::MaxpoolForward { s: PoolShape { n, ..self.s }, relu: self.relu, x, y: &self.y, argmax: &self.argmax });
         self.y.clone()
     }
 

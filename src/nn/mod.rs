@@ -186,13 +186,26 @@ impl Spec {
                 while i < children.len() {
                     let (name, child) = &children[i];
                     let p = join(path, name);
-                    // A Linear followed by a ReLU is one layer: the ReLU is the product's epilogue.
-                    if let (Spec::Linear { d_in, d_out }, Some((relu_name, Spec::ReLU))) = (child, children.get(i + 1)) {
-                        child.output(&p, x)?;
-                        built.push(Box::new(layers::Linear::new(b, &p, *d_in, *d_out).with_relu(relu_name)) as Box<dyn Layer<B>>);
-                        x = Feat::flat(*d_out);
-                        i += 2;
-                        continue;
+                    // A Linear or a MaxPool2d followed by a ReLU is one layer: the ReLU is
+                    // the product's epilogue, or the pool's last step.
+                    if let Some((relu_name, Spec::ReLU)) = children.get(i + 1) {
+                        let fused: Option<Box<dyn Layer<B>>> = match *child {
+                            Spec::Linear { d_in, d_out } => {
+                                child.output(&p, x)?;
+                                Some(Box::new(layers::Linear::new(b, &p, d_in, d_out).with_relu(relu_name)))
+                            }
+                            Spec::MaxPool2d { k } => {
+                                child.output(&p, x)?;
+                                Some(Box::new(layers::MaxPool2d::new(b, &p, x, k).with_relu(relu_name)))
+                            }
+                            _ => None,
+                        };
+                        if let Some(layer) = fused {
+                            built.push(layer);
+                            x = child.output(&p, x)?;
+                            i += 2;
+                            continue;
+                        }
                     }
                     built.push(child.build(b, &p, x)?);
                     x = child.output(&p, x)?;

@@ -159,17 +159,18 @@ impl<T: Real> Backend for CpuBackend<T> {
                 check_aliasing(kind, &[dy, w], &[dx]);
                 conv2d::grad_input(&s, &dy.get(s.y_len()), &w.get(s.w_len()), &mut dx.get_mut(s.x_len()));
             }
-            Op::Conv2dGradWeight { s, x, dy, dw } => {
-                check_aliasing(kind, &[x, dy], &[dw]);
+            Op::Conv2dGradWeight { s, x, dy, dw, db } => {
+                let mut outputs = vec![dw];
+                outputs.extend(db);
+                check_aliasing(kind, &[x, dy], &outputs);
                 conv2d::grad_weight(&s, &x.get(s.x_len()), &dy.get(s.y_len()), &mut dw.get_mut(s.w_len()));
+                if let Some(db) = db {
+                    conv2d::grad_bias(&s, &dy.get(s.y_len()), &mut db.get_mut(s.c_out));
+                }
             }
-            Op::Conv2dGradBias { s, dy, db } => {
-                check_aliasing(kind, &[dy], &[db]);
-                conv2d::grad_bias(&s, &dy.get(s.y_len()), &mut db.get_mut(s.c_out));
-            }
-            Op::MaxpoolForward { s, x, y, argmax } => {
+            Op::MaxpoolForward { s, relu, x, y, argmax } => {
                 check_aliasing(kind, &[x], &[y]);
-                maxpool::forward(&s, &x.get(s.x_len()), &mut y.get_mut(s.y_len()), &mut argmax.borrow_mut()[..s.y_len()]);
+                maxpool::forward_fused(&s, relu, &x.get(s.x_len()), &mut y.get_mut(s.y_len()), &mut argmax.borrow_mut()[..s.y_len()]);
             }
             Op::MaxpoolBackward { s, dy, argmax, dx } => {
                 check_aliasing(kind, &[dy], &[dx]);

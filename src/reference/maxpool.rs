@@ -5,11 +5,24 @@
 //! NaN: as PyTorch's CPU kernel (`val > maxval || isnan(val)`), a NaN always takes over, so a
 //! window holding a NaN yields NaN (the last one's index) and divergence stays visible.
 //! Shaders cannot promise NaN semantics; GPU tests use finite inputs.
+//! `forward_fused` with `relu` is this forward then `activation::relu_forward`, with the
+//! ReLU's backward folded into the argmax (`NO_ARGMAX`), so `backward` alone gives that
+//! composition's input gradient.
 
+use super::activation::keeps;
 use super::Real;
 use crate::shapes::PoolShape;
 
+/// The argmax of a window whose output a fused ReLU zeroed: no gradient flows through it.
+pub const NO_ARGMAX: u32 = u32::MAX;
+
 pub fn forward<T: Real>(s: &PoolShape, x: &[T], y: &mut [T], argmax: &mut [u32]) {
+    forward_fused(s, false, x, y, argmax)
+}
+
+/// `forward`; with `relu`, y = relu(max) and argmax = NO_ARGMAX where that ReLU zeroes the
+/// output (`activation::keeps` false), so `backward` also applies the ReLU's backward.
+pub fn forward_fused<T: Real>(s: &PoolShape, relu: bool, x: &[T], y: &mut [T], argmax: &mut [u32]) {
     assert_eq!(x.len(), s.x_len(), "maxpool: x has the wrong length for {s:?}");
     assert_eq!(y.len(), s.y_len(), "maxpool: y has the wrong length for {s:?}");
     assert_eq!(argmax.len(), s.y_len(), "maxpool: argmax has the wrong length for {s:?}");
@@ -29,15 +42,19 @@ pub fn forward<T: Real>(s: &PoolShape, x: &[T], y: &mut [T], argmax: &mut [u32])
                     }
                 }
                 let o = (plane * ho + oy) * wo + ox;
-                y[o] = xp[best_i];
-                argmax[o] = best_i as u32;
+                if relu && !keeps(xp[best_i]) {
+                    (y[o], argmax[o]) = (T::zero(), NO_ARGMAX);
+                } else {
+                    (y[o], argmax[o]) = (xp[best_i], best_i as u32);
+                }
             }
         }
     }
 }
 
-/// dx is fully written: zero everywhere, then dy[o] added at each window's argmax. Windows do
-/// not overlap (stride = k), so each input receives at most one gradient.
+/// dx is fully written: zero everywhere, then dy[o] added at each window's argmax (none for
+/// NO_ARGMAX). Windows do not overlap (stride = k), so each input receives at most one
+/// gradient.
 pub fn backward<T: Real>(s: &PoolShape, dy: &[T], argmax: &[u32], dx: &mut [T]) {
     assert_eq!(dy.len(), s.y_len(), "maxpool: dy has the wrong length for {s:?}");
     assert_eq!(argmax.len(), s.y_len(), "maxpool: argmax has the wrong length for {s:?}");
@@ -45,6 +62,9 @@ pub fn backward<T: Real>(s: &PoolShape, dy: &[T], argmax: &[u32], dx: &mut [T]) 
     dx.fill(T::zero());
     let out_plane = s.h_out() * s.w_out();
     for (o, (&g, &a)) in dy.iter().zip(argmax).enumerate() {
+        if a == NO_ARGMAX {
+            continue;
+        }
         let plane = o / out_plane;
         dx[plane * s.h * s.w + a as usize] += g;
     }
