@@ -4,12 +4,23 @@
 // With p.relu = 1 a ReLU follows in the same pass: y = relu(max), and where the ReLU zeroes
 // a window's output its argmax is NO_ARGMAX, so the backward routes that window nothing
 // (the ReLU's backward done for free).
-struct Params { planes: u32, h: u32, w: u32, k: u32, ho: u32, wo: u32, hb: u32, wb: u32, relu: u32 }
+// With p.normalize = 1 a BatchNorm2d's normalisation comes first, per channel (plane % c),
+// by BatchnormNormalize's expression (x − mean)·(gamma/√(var + eps)) + beta, so it needs
+// no pass of its own. A plain pool binds x in place of the four statistics buffers
+// (read-only bindings may alias) and never reads them.
+struct Params {
+    planes: u32, h: u32, w: u32, k: u32, ho: u32, wo: u32, hb: u32, wb: u32,
+    relu: u32, normalize: u32, c: u32, eps: f32,
+}
 @group(0) @binding(0) var<uniform> p: Params;
 
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read_write> y: array<f32>;
 @group(0) @binding(3) var<storage, read_write> argmax: array<u32>;
+@group(0) @binding(4) var<storage, read> bn_mean: array<f32>;
+@group(0) @binding(5) var<storage, read> bn_var: array<f32>;
+@group(0) @binding(6) var<storage, read> bn_gamma: array<f32>;
+@group(0) @binding(7) var<storage, read> bn_beta: array<f32>;
 
 // The k = 2 fast paths (w % 4 == 0): a 4-wide run of an input row is one vec4, holding two
 // windows' columns; outputs and argmax go out in pairs.
@@ -26,6 +37,29 @@ struct Params { planes: u32, h: u32, w: u32, k: u32, ho: u32, wo: u32, hb: u32, 
 @group(0) @binding(3) var<storage, read_write> grad_x: array<f32>; // dx; not `dx`, a namespace in DXC that naga does not rename
 
 const NO_ARGMAX: u32 = 0xffffffffu;
+
+// The normalisation of plane `plane`'s channel: x → (x − mu)·scale + shift.
+struct Affine { mu: f32, scale: f32, shift: f32 }
+fn affine(plane: u32) -> Affine {
+    if (p.normalize == 0u) {
+        return Affine(0.0, 1.0, 0.0);
+    }
+    let ch = plane % p.c;
+    return Affine(bn_mean[ch], bn_gamma[ch] * inverseSqrt(bn_var[ch] + p.eps), bn_beta[ch]);
+}
+// x itself without normalize (not x·1 + 0, which would turn −0 into +0).
+fn normalized(v: f32, a: Affine) -> f32 {
+    if (p.normalize == 0u) {
+        return v;
+    }
+    return (v - a.mu) * a.scale + a.shift;
+}
+fn normalized4(v: vec4<f32>, a: Affine) -> vec4<f32> {
+    if (p.normalize == 0u) {
+        return v;
+    }
+    return (v - vec4<f32>(a.mu)) * vec4<f32>(a.scale) + vec4<f32>(a.shift);
+}
 
 struct Pooled { y: f32, argmax: u32 }
 
@@ -52,12 +86,13 @@ fn maxpool_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     let ox = r - oy * p.wo;
     let base = plane * p.h * p.w;
     let first = oy * p.k * p.w + ox * p.k;
+    let a = affine(plane);
     var best_i = first;
-    var best = x[base + first];
+    var best = normalized(x[base + first], a);
     for (var ky = 0u; ky < p.k; ky++) {
         let row = first + ky * p.w;
         for (var kx = 0u; kx < p.k; kx++) {
-            let v = x[base + row + kx];
+            let v = normalized(x[base + row + kx], a);
             if (v > best) {
                 best = v;
                 best_i = row + kx;
@@ -119,8 +154,9 @@ fn maxpool_forward_k2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     let plane = r / p.ho;
     let oy = r - plane * p.ho;
     let top = (plane * p.h + 2u * oy) * w4 + c;
-    let a = x4[top];
-    let b = x4[top + w4];
+    let n = affine(plane);
+    let a = normalized4(x4[top], n);
+    let b = normalized4(x4[top + w4], n);
     let i0 = 2u * oy * p.w + 4u * c; // plane index of a.x
     // Row-major order within each window: (a.x, a.y, b.x, b.y) and (a.z, a.w, b.z, b.w).
     var m0 = a.x;

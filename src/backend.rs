@@ -18,7 +18,7 @@
 use crate::shapes::{AdamConfig, BatchNormShape, Conv2dShape, MatmulShape, PoolShape};
 
 /// The element-wise work a matrix product does in its own pass (layers fuse what would
-/// otherwise be separate ops, see src/nn/fuse.rs):
+/// otherwise be separate ops, see `nn::Spec::build` and `nn::Sequential::new`):
 /// - `relu`: C = relu(product + bias), as `ReluForward` (a Linear followed by a ReLU);
 /// - `mask`: C = product where the [m, n] matrix `mask`, a ReLU's output, is kept by the
 ///   ReLU (`ReluBackward`'s rule), else 0 (that ReLU's backward folded into the input
@@ -43,6 +43,23 @@ impl<T> Clone for Fused<'_, T> {
 }
 impl<T> Copy for Fused<'_, T> {}
 
+/// A BatchNorm2d's normalisation done by the op that reads its output (`MaxpoolForward`):
+/// x → (x − mean)/√(var + eps)·gamma + beta per channel, as `BatchnormNormalize`, with the
+/// batch statistics in training and the running ones in eval.
+pub struct Normalize<'a, T> {
+    pub mean: &'a T,
+    pub var: &'a T,
+    pub gamma: &'a T,
+    pub beta: &'a T,
+}
+
+impl<T> Clone for Normalize<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Normalize<'_, T> {}
+
 /// One op call. `T` is the backend's f32 tensor handle, `I` its u32 buffer handle, `D` its
 /// data set; `OpFor<'a, B>` spells it for a backend `B`.
 pub enum Op<'a, T, I, D> {
@@ -61,8 +78,9 @@ pub enum Op<'a, T, I, D> {
     /// (the first one on ties), as PyTorch's `return_indices`. With `relu`, a ReLU follows
     /// in the same pass (a MaxPool2d followed by a ReLU): y = relu(max), and argmax =
     /// `NO_ARGMAX` (u32::MAX) where the ReLU zeroes the output, so the backward below is
-    /// also that ReLU's backward.
-    MaxpoolForward { s: PoolShape, relu: bool, x: &'a T, y: &'a T, argmax: &'a I },
+    /// also that ReLU's backward. With `normalize`, the window maxima are taken over
+    /// normalize(x) (a BatchNorm2d before the pool; its backward then receives dx as dy).
+    MaxpoolForward { s: PoolShape, relu: bool, normalize: Option<Normalize<'a, T>>, x: &'a T, y: &'a T, argmax: &'a I },
     /// dx is fully written: dy routed to each window's argmax, zero elsewhere.
     MaxpoolBackward { s: PoolShape, dy: &'a T, argmax: &'a I, dx: &'a T },
 

@@ -167,18 +167,34 @@ fn maxpool_forward_and_backward_match_reference() {
     let mut rng = Rng::new(seed ^ 2);
     let (mut zeroed, mut kept) = (0, 0); // windows the fused ReLU zeroed and kept
     for s in pool_shapes() {
-        for (ties, relu) in [(false, false), (true, false), (false, true), (true, true)] {
+        let cases = [(false, false, false), (true, false, false), (false, true, false), (true, true, false), (true, false, true), (true, true, true)];
+        for (ties, relu, normalize) in cases {
             // With ties, values come from {0, 1, 2}: most windows hold repeated maxima and
             // the argmax must be the first one, as the reference's.
             // With the fused ReLU, values from {-1, 0, 1}: windows whose max is 0 are zeroed.
-            let x: Vec<f32> = if ties {
+            // With the normalisation, values k/4 for k in -4..=4: ties again, and distinct
+            // values stay far apart after it (no rounding can reorder them).
+            let x: Vec<f32> = if normalize {
+                (0..s.x_len()).map(|_| (rng.below(9) as f32 - 4.0) / 4.0).collect()
+            } else if ties {
                 (0..s.x_len()).map(|_| rng.below(3) as f32 - relu as u8 as f32).collect()
             } else {
                 rng.uniform_vec(s.x_len(), -1.0, 1.0)
             };
+            // A BatchNorm2d's statistics and parameters; gamma of either sign.
+            let mean = rng.uniform_vec(s.c, -0.5, 0.5);
+            let var = rng.uniform_vec(s.c, 0.25, 2.0);
+            let gamma: Vec<f32> = rng.uniform_vec(s.c, 0.5, 1.5).iter().map(|g| if rng.below(2) == 0 { -g } else { *g }).collect();
+            let beta = rng.uniform_vec(s.c, -0.5, 0.5);
             let dy = rng.uniform_vec(s.y_len(), -1.0, 1.0);
             let (mut y, mut am, mut dx) = (vec![0.0; s.y_len()], vec![0u32; s.y_len()], vec![0.0; s.x_len()]);
-            reference::maxpool::forward_fused(&s, relu, &x, &mut y, &mut am);
+            // The twin: normalise (reference::batchnorm), then pool (and ReLU).
+            let mut xn = x.clone();
+            if normalize {
+                let bs = BatchNormShape { n: s.n, c: s.c, hw: s.h * s.w };
+                reference::batchnorm::normalize(&bs, &x, &mean, &var, &gamma, &beta, &mut xn);
+            }
+            reference::maxpool::forward_fused(&s, relu, &xn, &mut y, &mut am);
             reference::maxpool::backward(&s, &dy, &am, &mut dx);
             if relu {
                 zeroed += am.iter().filter(|&&a| a == maxpool::NO_ARGMAX).count();
@@ -187,17 +203,22 @@ fn maxpool_forward_and_backward_match_reference() {
 
             let xb = upload(&ctx, &x);
             let (yb, amb) = (poisoned(&ctx, s.y_len()), poisoned_u32(&ctx, s.y_len()));
-            maxpool::forward_fused(&ctx, &s, relu, &xb, &yb, &amb);
+            let stats = [upload(&ctx, &mean), upload(&ctx, &var), upload(&ctx, &gamma), upload(&ctx, &beta)];
+            let nz = maxpool::Normalize { mean: &stats[0], var: &stats[1], gamma: &stats[2], beta: &stats[3] };
+            maxpool::forward_fused(&ctx, &s, relu, normalize.then_some(nz), &xb, &yb, &amb);
             let (dyb, amref, dxb) = (upload(&ctx, &dy), upload_u32(&ctx, &am), poisoned(&ctx, s.x_len()));
             maxpool::backward(&ctx, &s, &dyb, &amref, &dxb);
 
-            // Max and routing move values without arithmetic: bit-exact.
-            check(&format!("maxpool forward y {s:?} ties {ties} relu {relu}"), seed, &ctx.read::<f32>(&yb), &y, 0.0, 0.0);
+            // Max and routing move values without arithmetic: bit-exact; the normalisation
+            // rounds in f32 (the reference in f64).
+            let tol = if normalize { 2e-6 } else { 0.0 };
+            let what = format!("{s:?} ties {ties} relu {relu} normalize {normalize}");
+            check(&format!("maxpool forward y {what}"), seed, &ctx.read::<f32>(&yb), &y, tol, tol);
             let am_gpu: Vec<u32> = ctx.read(&amb);
             if let Some(o) = (0..am.len()).find(|&o| am_gpu[o] != am[o]) {
-                panic!("maxpool forward argmax {s:?} ties {ties} relu {relu} (seed {seed}): [{o}] got {}, want {}", am_gpu[o], am[o]);
+                panic!("maxpool forward argmax {what} (seed {seed}): [{o}] got {}, want {}", am_gpu[o], am[o]);
             }
-            check(&format!("maxpool backward {s:?} ties {ties} relu {relu}"), seed, &ctx.read::<f32>(&dxb), &dx, 0.0, 0.0);
+            check(&format!("maxpool backward {what}"), seed, &ctx.read::<f32>(&dxb), &dx, 0.0, 0.0);
             ctx.clear_bind_groups();
         }
     }

@@ -493,7 +493,7 @@ fn cpu_backend_matches_the_free_functions() {
     let (tam, tlab, tcorrect, tstate) = (cpu.index(ps.y_len()), cpu.index(2), cpu.index(1), cpu.index(2));
     cpu.write_index(&tlab, &labels);
     cpu.run(Op::Conv2dForward { s: cs, x: &tx, w: &tw, b: &tb, y: &ty });
-    cpu.run(Op::MaxpoolForward { s: ps, relu: false, x: &ty, y: &tp, argmax: &tam });
+    cpu.run(Op::MaxpoolForward { s: ps, relu: false, normalize: None, x: &ty, y: &tp, argmax: &tam });
     cpu.run(Op::ReluForward { len: ps.y_len(), x: &tp, y: &tr });
     cpu.run(Op::Matmul { s: ms, a: &tr, b: &tfw, bias: Some(&tfb), fused: Fused::NONE, c: &tl });
     cpu.run(Op::SoftmaxCrossEntropy { n: 2, classes: 5, logits: &tl, labels: &tlab, loss: &tloss, dlogits: &tdl, state: &tstate });

@@ -23,8 +23,9 @@ pub enum Call {
     Conv2dGradInput(Conv2dShape),
     /// `bias`: the bias gradient too (`Op::Conv2dGradWeight`'s `db`).
     Conv2dGradWeight { s: Conv2dShape, bias: bool },
-    /// `relu`: a ReLU fused after the pool (`Op::MaxpoolForward`).
-    MaxpoolForward { s: PoolShape, relu: bool },
+    /// `relu`, `normalize`: a ReLU after, a BatchNorm2d normalisation before, in the
+    /// pool's pass (`Op::MaxpoolForward`).
+    MaxpoolForward { s: PoolShape, relu: bool, normalize: bool },
     MaxpoolBackward(PoolShape),
     BatchnormStats(BatchNormShape),
     BatchnormNormalize(BatchNormShape),
@@ -52,7 +53,7 @@ impl Call {
             Op::Conv2dForward { s, .. } => Call::Conv2dForward(s),
             Op::Conv2dGradInput { s, .. } => Call::Conv2dGradInput(s),
             Op::Conv2dGradWeight { s, db, .. } => Call::Conv2dGradWeight { s, bias: db.is_some() },
-            Op::MaxpoolForward { s, relu, .. } => Call::MaxpoolForward { s, relu },
+            Op::MaxpoolForward { s, relu, normalize, .. } => Call::MaxpoolForward { s, relu, normalize: normalize.is_some() },
             Op::MaxpoolBackward { s, .. } => Call::MaxpoolBackward(s),
             Op::BatchnormStats { s, .. } => Call::BatchnormStats(s),
             Op::BatchnormNormalize { s, .. } => Call::BatchnormNormalize(s),
@@ -119,7 +120,9 @@ impl Call {
             Call::Gather { n, pixels } => format!("{n}x{pixels} u8"),
             Call::Conv2dForward(s) | Call::Conv2dGradInput(s) => conv(s),
             Call::Conv2dGradWeight { s, bias } => format!("{}{}", conv(s), if *bias { " +bias" } else { "" }),
-            Call::MaxpoolForward { s, relu } => format!("{}{}", pool(s), if *relu { " relu" } else { "" }),
+            Call::MaxpoolForward { s, relu, normalize } => {
+                format!("{}{}{}", if *normalize { "bn " } else { "" }, pool(s), if *relu { " relu" } else { "" })
+            }
             Call::MaxpoolBackward(s) => pool(s),
             Call::BatchnormStats(s) | Call::BatchnormNormalize(s) | Call::BatchnormBackward(s) => bn(s),
             Call::ReluForward { len } | Call::ReluBackward { len } | Call::Adam { len } => format!("{len}"),
@@ -152,8 +155,11 @@ impl Call {
             Call::Conv2dForward(s) | Call::Conv2dGradInput(s) => 2 * conv_macs(s),
             // and with the bias gradient one add per dy element
             Call::Conv2dGradWeight { s, bias } => 2 * conv_macs(s) + if *bias { s.y_len() as u64 } else { 0 },
-            // k²−1 compares per window, and one more for the fused ReLU
-            Call::MaxpoolForward { s, relu } => (s.y_len() * (s.k * s.k - 1 + *relu as usize)) as u64,
+            // k²−1 compares per window, one more for the fused ReLU, and the normalisation's
+            // 3 per input element (as BatchnormNormalize)
+            Call::MaxpoolForward { s, relu, normalize } => {
+                (s.y_len() * (s.k * s.k - 1 + *relu as usize) + if *normalize { 3 * s.x_len() } else { 0 }) as u64
+            }
             // routes values, no arithmetic
             Call::MaxpoolBackward(_) => 0,
             // Σx (1 add) and Σx² (multiply-add) per element; per channel, the running
@@ -191,8 +197,8 @@ impl Call {
             Call::Conv2dGradInput(s) => F32 * n(s.y_len() + s.w_len() + s.x_len()),
             // x, dy in; dw (and db) out
             Call::Conv2dGradWeight { s, bias } => F32 * n(s.x_len() + s.y_len() + s.w_len() + if *bias { s.c_out } else { 0 }),
-            // x in; y and argmax (u32) out
-            Call::MaxpoolForward { s, .. } => F32 * n(s.x_len() + 2 * s.y_len()),
+            // x (and mean, var, gamma, beta) in; y and argmax (u32) out
+            Call::MaxpoolForward { s, normalize, .. } => F32 * n(s.x_len() + 2 * s.y_len() + if *normalize { 4 * s.c } else { 0 }),
             // dy and argmax in; dx out
             Call::MaxpoolBackward(s) => F32 * n(2 * s.y_len() + s.x_len()),
             // x, running mean, running var in; mean, var, running mean, running var out

@@ -175,7 +175,10 @@ impl Gpu {
             Op::Conv2dForward { s, x, w, b, y } => conv2d::forward(ctx, &s, x, w, b, y),
             Op::Conv2dGradInput { s, dy, w, dx } => conv2d::grad_input(ctx, &s, dy, w, dx),
             Op::Conv2dGradWeight { s, x, dy, dw, db } => conv2d::grad_weight(ctx, &s, x, dy, dw, db.map(|t| &**t)),
-            Op::MaxpoolForward { s, relu, x, y, argmax } => maxpool::forward_fused(ctx, &s, relu, x, y, argmax),
+            Op::MaxpoolForward { s, relu, normalize, x, y, argmax } => {
+                let normalize = normalize.map(|n| maxpool::Normalize { mean: n.mean, var: n.var, gamma: n.gamma, beta: n.beta });
+                maxpool::forward_fused(ctx, &s, relu, normalize, x, y, argmax)
+            }
             Op::MaxpoolBackward { s, dy, argmax, dx } => maxpool::backward(ctx, &s, dy, argmax, dx),
             Op::BatchnormStats { s, x, mean, var, running_mean, running_var } => {
                 batchnorm::stats(ctx, &s, x, mean, var, running_mean, running_var)

@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use super::store::{Builder, Init, ParamId, Store};
 use super::{Feat, Layer};
-use crate::backend::{Backend, Fused, Op};
+use crate::backend::{Backend, Fused, Normalize, Op};
 use crate::shapes::{BatchNormShape, Conv2dShape, MatmulShape, PoolShape};
 
 /// The profile scopes of a layer ("conv2.forward", "conv2.backward").
@@ -82,6 +82,8 @@ impl<B: Backend> Layer<B> for Conv2d<B> {
     }
 }
 
+/// BatchNorm2d; built with `normalized_by_next`, its forward computes the statistics only
+/// and returns x itself, and the next layer (a pool) normalises as it reads.
 pub struct BatchNorm2d<B: Backend> {
     scopes: Scopes,
     s: BatchNormShape,
@@ -93,13 +95,52 @@ pub struct BatchNorm2d<B: Backend> {
     /// The last training batch's statistics.
     mean: B::Tensor,
     var: B::Tensor,
-    y: B::Tensor,
+    /// None when the next layer normalises.
+    y: Option<B::Tensor>,
     dx: Option<B::Tensor>,
     x: Option<B::Tensor>,
 }
 
+/// What a layer needs to run a BatchNorm2d's normalisation for it.
+#[derive(Clone)]
+pub struct Normalization<B: Backend> {
+    mean: B::Tensor,
+    var: B::Tensor,
+    running_mean: B::Tensor,
+    running_var: B::Tensor,
+    gamma: ParamId,
+    beta: ParamId,
+}
+
+impl<B: Backend> Normalization<B> {
+    /// The batch statistics in training, the running ones in eval.
+    fn op<'a>(&'a self, store: &'a Store<B>, train: bool) -> Normalize<'a, B::Tensor> {
+        let (mean, var) = if train { (&self.mean, &self.var) } else { (&self.running_mean, &self.running_var) };
+        Normalize { mean, var, gamma: store.value(self.gamma), beta: store.value(self.beta) }
+    }
+}
+
 impl<B: Backend> BatchNorm2d<B> {
+    /// A BatchNorm2d whose next layer normalises its input (see `MaxPool2d::with_normalize`).
+    pub fn normalized_by_next(b: &mut Builder<B>, path: &str, x: Feat, c: usize) -> (Self, Normalization<B>) {
+        let mut bn = Self::build(b, path, x, c, false);
+        let n = Normalization {
+            mean: bn.mean.clone(),
+            var: bn.var.clone(),
+            running_mean: bn.running_mean.clone(),
+            running_var: bn.running_var.clone(),
+            gamma: bn.gamma,
+            beta: bn.beta,
+        };
+        bn.y = None;
+        (bn, n)
+    }
+
     pub fn new(b: &mut Builder<B>, path: &str, x: Feat, c: usize) -> Self {
+        Self::build(b, path, x, c, true)
+    }
+
+    fn build(b: &mut Builder<B>, path: &str, x: Feat, c: usize, with_y: bool) -> Self {
         let s = BatchNormShape { n: b.capacity, c, hw: x.h * x.w };
         let gamma = b.param(format!("{path}.weight"), &[c], Init::Ones);
         let beta = b.param(format!("{path}.bias"), &[c], Init::Zeros);
@@ -107,7 +148,7 @@ impl<B: Backend> BatchNorm2d<B> {
         let running_var = b.buffer(format!("{path}.running_var"), &[c], 1.0);
         let num_batches_tracked = b.counter(format!("{path}.num_batches_tracked"));
         let (mean, var) = (b.be.tensor(c), b.be.tensor(c));
-        let y = b.activation(x.len());
+        let y = with_y.then(|| b.activation(x.len()));
         BatchNorm2d { scopes: Scopes::new(path), s, gamma, beta, running_mean, running_var, num_batches_tracked, mean, var, y, dx: None, x: None }
     }
 }
@@ -120,14 +161,15 @@ impl<B: Backend> Layer<B> for BatchNorm2d<B> {
         if train {
             let (mean, var) = (&self.mean, &self.var);
             be.run(Op::BatchnormStats { s, x, mean, var, running_mean: &self.running_mean, running_var: &self.running_var });
-            be.run(Op::BatchnormNormalize { s, x, mean, var, gamma, beta, y: &self.y });
             self.num_batches_tracked.set(self.num_batches_tracked.get() + 1);
             self.x = Some(x.clone());
-        } else {
-            let (mean, var) = (&self.running_mean, &self.running_var);
-            be.run(Op::BatchnormNormalize { s, x, mean, var, gamma, beta, y: &self.y });
         }
-        self.y.clone()
+        let Some(y) = &self.y else {
+            return x.clone(); // the next layer normalises
+        };
+        let (mean, var) = if train { (&self.mean, &self.var) } else { (&self.running_mean, &self.running_var) };
+        be.run(Op::BatchnormNormalize { s, x, mean, var, gamma, beta, y });
+        y.clone()
     }
 
     fn backward(&mut self, be: &mut B, store: &Store<B>, dy: &B::Tensor, n: usize, _need_dx: bool) -> Option<B::Tensor> {
@@ -155,12 +197,15 @@ impl<B: Backend> Layer<B> for BatchNorm2d<B> {
     }
 }
 
-/// MaxPool2d(k); with `with_relu`, followed by a ReLU in the same dispatch, whose backward
-/// then costs nothing (the forward leaves no argmax where the ReLU zeroed the output).
+/// MaxPool2d(k), in one dispatch with up to two neighbours: with `with_normalize`, the
+/// BatchNorm2d before it normalises in the pool's pass; with `with_relu`, a ReLU after it,
+/// whose backward then costs nothing (the forward leaves no argmax where the ReLU zeroed
+/// the output).
 pub struct MaxPool2d<B: Backend> {
     scopes: Scopes,
     s: PoolShape,
     relu: bool,
+    normalize: Option<Normalization<B>>,
     y: B::Tensor,
     argmax: B::Index,
     dx: Option<B::Tensor>,
@@ -171,20 +216,26 @@ impl<B: Backend> MaxPool2d<B> {
         let s = PoolShape { n: b.capacity, c: x.c, h: x.h, w: x.w, k };
         let y = b.activation(x.c * s.h_out() * s.w_out());
         let argmax = b.be.index(s.y_len());
-        MaxPool2d { scopes: Scopes::new(path), s, relu: false, y, argmax, dx: None }
+        MaxPool2d { scopes: Scopes::new(path), s, relu: false, normalize: None, y, argmax, dx: None }
     }
 
-    /// Fuses the ReLU `relu_name` (its sibling) after it; profile scopes read "pool1+relu1".
-    pub fn with_relu(self, relu_name: &str) -> Self {
-        let path = self.scopes.forward.trim_end_matches(".forward");
-        MaxPool2d { scopes: Scopes::new(&format!("{path}+{relu_name}")), relu: true, ..self }
+    /// Applies a ReLU to its output (the path given to `new` names the fused layers for
+    /// the profile: "batchnorm1+pool1+relu1").
+    pub fn with_relu(self) -> Self {
+        MaxPool2d { relu: true, ..self }
+    }
+
+    /// Normalises its input for the BatchNorm2d before it.
+    pub fn with_normalize(self, n: Normalization<B>) -> Self {
+        MaxPool2d { normalize: Some(n), ..self }
     }
 }
 
 impl<B: Backend> Layer<B> for MaxPool2d<B> {
-    fn forward(&mut self, be: &mut B, _store: &Store<B>, x: &B::Tensor, n: usize, _train: bool) -> B::Tensor {
+    fn forward(&mut self, be: &mut B, store: &Store<B>, x: &B::Tensor, n: usize, train: bool) -> B::Tensor {
         be.scope(&self.scopes.forward);
-        be.run(Op::MaxpoolForward { s: PoolShape { n, ..self.s }, relu: self.relu, x, y: &self.y, argmax: &self.argmax });
+        let normalize = self.normalize.as_ref().map(|nz| nz.op(store, train));
+        be.run(Op::MaxpoolForward { s: PoolShape { n, ..self.s }, relu: self.relu, normalize, x, y: &self.y, argmax: &self.argmax });
         self.y.clone()
     }
 

@@ -11,6 +11,7 @@
 //!   gradients therefore receive the sum over the uses, since every parameter-gradient op
 //!   accumulates (`Op` docs) and the model zeroes the gradient store once per step.
 
+pub mod fuse;
 pub mod layers;
 pub mod model;
 pub mod sizer;
@@ -186,26 +187,11 @@ impl Spec {
                 while i < children.len() {
                     let (name, child) = &children[i];
                     let p = join(path, name);
-                    // A Linear or a MaxPool2d followed by a ReLU is one layer: the ReLU is
-                    // the product's epilogue, or the pool's last step.
-                    if let Some((relu_name, Spec::ReLU)) = children.get(i + 1) {
-                        let fused: Option<Box<dyn Layer<B>>> = match *child {
-                            Spec::Linear { d_in, d_out } => {
-                                child.output(&p, x)?;
-                                Some(Box::new(layers::Linear::new(b, &p, d_in, d_out).with_relu(relu_name)))
-                            }
-                            Spec::MaxPool2d { k } => {
-                                child.output(&p, x)?;
-                                Some(Box::new(layers::MaxPool2d::new(b, &p, x, k).with_relu(relu_name)))
-                            }
-                            _ => None,
-                        };
-                        if let Some(layer) = fused {
-                            built.push(layer);
-                            x = child.output(&p, x)?;
-                            i += 2;
-                            continue;
-                        }
+                    if let Some((layers, count, y)) = fuse::build_run(b, path, children, i, x)? {
+                        built.extend(layers);
+                        x = y;
+                        i += count;
+                        continue;
                     }
                     built.push(child.build(b, &p, x)?);
                     x = child.output(&p, x)?;

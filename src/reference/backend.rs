@@ -15,6 +15,7 @@ use std::rc::Rc;
 
 use super::{activation, adam, batchnorm, conv2d, gather, matmul, maxpool, reduce, Real};
 use crate::backend::{Backend, Op};
+use crate::shapes::BatchNormShape;
 
 /// Elements `offset .. offset + len` of a shared vector.
 #[derive(Debug)]
@@ -168,9 +169,20 @@ impl<T: Real> Backend for CpuBackend<T> {
                     conv2d::grad_bias(&s, &dy.get(s.y_len()), &mut db.get_mut(s.c_out));
                 }
             }
-            Op::MaxpoolForward { s, relu, x, y, argmax } => {
-                check_aliasing(kind, &[x], &[y]);
-                maxpool::forward_fused(&s, relu, &x.get(s.x_len()), &mut y.get_mut(s.y_len()), &mut argmax.borrow_mut()[..s.y_len()]);
+            Op::MaxpoolForward { s, relu, normalize, x, y, argmax } => {
+                let mut inputs = vec![x];
+                if let Some(n) = normalize {
+                    inputs.extend([n.mean, n.var, n.gamma, n.beta]);
+                }
+                check_aliasing(kind, &inputs, &[y]);
+                // The twin of the fused kernel: the composition of the reference ops.
+                let mut x = x.get(s.x_len()).to_vec();
+                if let Some(n) = normalize {
+                    let bs = BatchNormShape { n: s.n, c: s.c, hw: s.h * s.w };
+                    let raw = x.clone();
+                    batchnorm::normalize(&bs, &raw, &n.mean.get(s.c), &n.var.get(s.c), &n.gamma.get(s.c), &n.beta.get(s.c), &mut x);
+                }
+                maxpool::forward_fused(&s, relu, &x, &mut y.get_mut(s.y_len()), &mut argmax.borrow_mut()[..s.y_len()]);
             }
             Op::MaxpoolBackward { s, dy, argmax, dx } => {
                 check_aliasing(kind, &[dy], &[dx]);
