@@ -17,6 +17,8 @@ struct Params {
     // WG = step_b·hw + step_s: how far the walk's (b, o) moves per WG units
     step_b: u32, step_s: u32,
     eps: f32, momentum: f32,
+    // the *_pooled kernels: the MaxPool2d after this BatchNorm2d (see below); hw = h·w
+    h: u32, w: u32, k: u32, ho: u32, wo: u32, hb: u32, wb: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -51,6 +53,13 @@ struct Params {
 @group(0) @binding(6) var<storage, read> b_sums: array<f32>;
 @group(0) @binding(7) var<storage, read_write> grad_x: array<f32>; // dx; not `dx`, a namespace in DXC that naga does not rename
 @group(0) @binding(7) var<storage, read_write> dx4: array<vec4<f32>>;
+
+// *_pooled: dy is the gradient of the MaxPool2d that read this layer's output, with that
+// pool's argmax (vec2 views for the k = 2 twin)
+@group(0) @binding(2) var<storage, read> dy2: array<vec2<f32>>;
+@group(0) @binding(8) var<storage, read> pool_argmax: array<u32>;
+@group(0) @binding(8) var<storage, read> pool_argmax2: array<vec2<u32>>;
+const NO_ARGMAX: u32 = 0xffffffffu;  // as maxpool.wgsl: a window that passes no gradient
 
 const WG: u32 = 64u;
 const VPT: u32 = 8u;
@@ -282,4 +291,103 @@ fn backward_dx4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
         let xhat = (x4[i] - mu) * istd;
         dx4[i] = k * (dy4[i] - mean_dy - xhat * mean_dyx);
     }
+}
+
+// ---- the same backward with the MaxPool2d's backward folded in ------------------------------
+// The layer's output gradient is the pool's dy routed to each window's argmax (0 elsewhere,
+// and in windows with NO_ARGMAX), so the sums run over the windows (a k²-th of the
+// elements) and dx is written block by block as maxpool_backward writes its dx; units are
+// elements (p.hw = h·w).
+@compute @workgroup_size(WG)
+fn backward_reduce_pooled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let ch = wg.x;
+    let mu = r_mean[ch];
+    let windows = p.ho * p.wo;
+    var sdy = 0.0;
+    var sdyx = 0.0;
+    for (var t = li; t < p.n * windows; t += WG) {
+        let plane = (t / windows) * p.c + ch;
+        let o = plane * windows + t % windows;
+        let a = pool_argmax[o];
+        if (a != NO_ARGMAX) {
+            let g = dy[o];
+            sdy += g;
+            sdyx += g * (x[plane * p.hw + a] - mu);
+        }
+    }
+    backward_reduce_finish(li, ch, sdy, sdyx);
+}
+
+// One invocation per k×k block (hb·wb per plane, the partial ones past the floor too).
+@compute @workgroup_size(64)
+fn backward_dx_pooled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) li: u32) {
+    let t = flat_group(wg, nwg) * 64u + li;
+    let per_plane = p.hb * p.wb;
+    if (t >= p.n * p.c * per_plane) {
+        return;
+    }
+    let plane = t / per_plane;
+    let ch = plane % p.c;
+    let r = t - plane * per_plane;
+    let by = r / p.wb;
+    let bx = r - by * p.wb;
+    var g = 0.0;
+    var a = NO_ARGMAX;
+    if (by < p.ho && bx < p.wo) {
+        let o = plane * p.ho * p.wo + by * p.wo + bx;
+        g = dy[o];
+        a = pool_argmax[o];
+    }
+    let mu = r_mean[ch];
+    let istd = inverseSqrt(r_var[ch] + p.eps);
+    let inv_m = 1.0 / f32(p.m);
+    let k = b_gamma[ch] * istd;
+    let mean_dy = b_sums[p.c + ch] * inv_m;
+    let mean_dyx = b_sums[ch] * inv_m;
+    let base = plane * p.hw;
+    let y_end = min(by * p.k + p.k, p.h);
+    let x_end = min(bx * p.k + p.k, p.w);
+    for (var iy = by * p.k; iy < y_end; iy++) {
+        for (var ix = bx * p.k; ix < x_end; ix++) {
+            let i = iy * p.w + ix;
+            let xhat = (x[base + i] - mu) * istd;
+            grad_x[base + i] = k * (select(0.0, g, i == a) - mean_dy - xhat * mean_dyx);
+        }
+    }
+}
+
+// k = 2, w % 4 == 0, h even (as maxpool_backward_k2): invocation t takes the pool's output
+// pair 2t, 2t + 1 and writes the 2×4 block of dx under it as two vec4s.
+@compute @workgroup_size(64)
+fn backward_dx_pooled_k2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) li: u32) {
+    let t = flat_group(wg, nwg) * 64u + li;
+    let w4 = p.w / 4u;
+    if (t >= p.n * p.c * p.ho * w4) {
+        return;
+    }
+    let r = t / w4;
+    let c4 = t - r * w4;
+    let plane = r / p.ho;
+    let ch = plane % p.c;
+    let oy = r - plane * p.ho;
+    let g = dy2[t];
+    let a = pool_argmax2[t];
+    let i0 = 2u * oy * p.w + 4u * c4;
+    let top = vec4<u32>(i0, i0 + 1u, i0 + 2u, i0 + 3u);
+    let bottom = top + vec4<u32>(p.w);
+    let gg = vec4<f32>(g.x, g.x, g.y, g.y);
+    let aa = vec4<u32>(a.x, a.x, a.y, a.y);
+    let mu = vec4<f32>(r_mean[ch]);
+    let istd = inverseSqrt(r_var[ch] + p.eps);
+    let inv_m = 1.0 / f32(p.m);
+    let k = vec4<f32>(b_gamma[ch] * istd);
+    let mean_dy = vec4<f32>(b_sums[p.c + ch] * inv_m);
+    let mean_dyx = vec4<f32>(b_sums[ch] * inv_m);
+    let o = (r * 2u) * w4 + c4; // vec4 index of the block's top row (input row 2r over all planes)
+    let xt = (x4[o] - mu) * istd;
+    dx4[o] = k * (select(vec4<f32>(0.0), gg, aa == top) - mean_dy - xt * mean_dyx);
+    let xb = (x4[o + w4] - mu) * istd;
+    dx4[o + w4] = k * (select(vec4<f32>(0.0), gg, aa == bottom) - mean_dy - xb * mean_dyx);
 }

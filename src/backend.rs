@@ -91,11 +91,14 @@ pub enum Op<'a, T, I, D> {
     /// y = (x − mean)/√(var + eps)·gamma + beta. Training passes the batch statistics, eval
     /// the running ones.
     BatchnormNormalize { s: BatchNormShape, x: &'a T, mean: &'a T, var: &'a T, gamma: &'a T, beta: &'a T, y: &'a T },
-    /// dx (overwritten), and dgamma, dbeta (accumulated) of the training forward.
+    /// dx (overwritten), and dgamma, dbeta (accumulated) of the training forward. With
+    /// `pooled`, dy is the gradient of the MaxPool2d (shape, argmax) that read this layer's
+    /// output: the pool's backward (`MaxpoolBackward`) is done here, not on its own.
     BatchnormBackward {
         s: BatchNormShape,
         x: &'a T,
         dy: &'a T,
+        pooled: Option<(PoolShape, &'a I)>,
         mean: &'a T,
         var: &'a T,
         gamma: &'a T,

@@ -29,7 +29,8 @@ pub enum Call {
     MaxpoolBackward(PoolShape),
     BatchnormStats(BatchNormShape),
     BatchnormNormalize(BatchNormShape),
-    BatchnormBackward(BatchNormShape),
+    /// `pooled`: dy is the gradient of this MaxPool2d's output (its backward folded in).
+    BatchnormBackward { s: BatchNormShape, pooled: Option<PoolShape> },
     ReluForward { len: usize },
     ReluBackward { len: usize },
     /// `relu`, `mask`, `bias_grad`: what the product fuses (`backend::Fused`).
@@ -57,7 +58,7 @@ impl Call {
             Op::MaxpoolBackward { s, .. } => Call::MaxpoolBackward(s),
             Op::BatchnormStats { s, .. } => Call::BatchnormStats(s),
             Op::BatchnormNormalize { s, .. } => Call::BatchnormNormalize(s),
-            Op::BatchnormBackward { s, .. } => Call::BatchnormBackward(s),
+            Op::BatchnormBackward { s, pooled, .. } => Call::BatchnormBackward { s, pooled: pooled.map(|(ps, _)| ps) },
             Op::ReluForward { len, .. } => Call::ReluForward { len },
             Op::ReluBackward { len, .. } => Call::ReluBackward { len },
             Op::Matmul { s, bias, fused, .. } => Call::Matmul {
@@ -86,7 +87,7 @@ impl Call {
             Call::MaxpoolBackward(_) => "maxpool_backward",
             Call::BatchnormStats(_) => "batchnorm_stats",
             Call::BatchnormNormalize(_) => "batchnorm_normalize",
-            Call::BatchnormBackward(_) => "batchnorm_backward",
+            Call::BatchnormBackward { .. } => "batchnorm_backward",
             Call::ReluForward { .. } => "relu_forward",
             Call::ReluBackward { .. } => "relu_backward",
             Call::Matmul { .. } => "matmul",
@@ -124,7 +125,8 @@ impl Call {
                 format!("{}{}{}", if *normalize { "bn " } else { "" }, pool(s), if *relu { " relu" } else { "" })
             }
             Call::MaxpoolBackward(s) => pool(s),
-            Call::BatchnormStats(s) | Call::BatchnormNormalize(s) | Call::BatchnormBackward(s) => bn(s),
+            Call::BatchnormStats(s) | Call::BatchnormNormalize(s) | Call::BatchnormBackward { s, pooled: None } => bn(s),
+            Call::BatchnormBackward { s, pooled: Some(ps) } => format!("{} <- {}", bn(s), pool(ps)),
             Call::ReluForward { len } | Call::ReluBackward { len } | Call::Adam { len } => format!("{len}"),
             Call::Matmul { s, bias, relu, mask, bias_grad } => format!(
                 "{}x{}{} . {}x{}{}{}{}{}{}",
@@ -168,8 +170,10 @@ impl Call {
             // (x − mean)·scale + beta per element (scale per channel: negligible)
             Call::BatchnormNormalize(s) => 3 * s.len() as u64,
             // per element: x̂ = (x − mean)·istd (2), Σdy (1), Σdy·x̂ (2),
-            // dx = istd·gamma·(dy − Σdy/m − x̂·Σdy·x̂/m) with per-channel factors (1 + 2 + 1 + 2)
-            Call::BatchnormBackward(s) => 11 * s.len() as u64,
+            // dx = istd·gamma·(dy − Σdy/m − x̂·Σdy·x̂/m) with per-channel factors (1 + 2 + 1 + 2);
+            // pooled, dy is 0 off the argmaxes: the sums (3) per window only
+            Call::BatchnormBackward { s, pooled: None } => 11 * s.len() as u64,
+            Call::BatchnormBackward { s, pooled: Some(ps) } => (8 * s.len() + 3 * ps.y_len()) as u64,
             Call::ReluForward { len } | Call::ReluBackward { len } => *len as u64,
             Call::Matmul { s, bias_grad, .. } => 2 * (s.m * s.n * s.k) as u64 + if *bias_grad { (s.m * s.k) as u64 } else { 0 },
             Call::SumRows { rows, cols } => (rows * cols) as u64,
@@ -205,8 +209,10 @@ impl Call {
             Call::BatchnormStats(s) => F32 * n(s.len() + 6 * s.c),
             // x, mean, var, gamma, beta in; y out
             Call::BatchnormNormalize(s) => F32 * n(2 * s.len() + 4 * s.c),
-            // x, dy, mean, var, gamma in; dx, dgamma, dbeta out
-            Call::BatchnormBackward(s) => F32 * n(3 * s.len() + 5 * s.c),
+            // x, dy, mean, var, gamma in; dx, dgamma, dbeta out; pooled, dy and the argmax
+            // (u32) are the pool's output size
+            Call::BatchnormBackward { s, pooled: None } => F32 * n(3 * s.len() + 5 * s.c),
+            Call::BatchnormBackward { s, pooled: Some(ps) } => F32 * n(2 * s.len() + 2 * ps.y_len() + 5 * s.c),
             // x in, y out
             Call::ReluForward { len } => F32 * n(2 * len),
             // y, dy in, dx out

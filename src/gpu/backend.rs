@@ -186,9 +186,10 @@ impl Gpu {
             Op::BatchnormNormalize { s, x, mean, var, gamma, beta, y } => {
                 batchnorm::normalize(ctx, &s, x, mean, var, gamma, beta, y)
             }
-            Op::BatchnormBackward { s, x, dy, mean, var, gamma, dx, dgamma, dbeta } => {
-                batchnorm::backward(ctx, &s, x, dy, mean, var, gamma, dx, dgamma, dbeta)
-            }
+            Op::BatchnormBackward { s, x, dy, pooled, mean, var, gamma, dx, dgamma, dbeta } => match pooled {
+                Some((ps, argmax)) => batchnorm::backward_pooled(ctx, &s, &ps, x, dy, argmax, mean, var, gamma, dx, dgamma, dbeta),
+                None => batchnorm::backward(ctx, &s, x, dy, mean, var, gamma, dx, dgamma, dbeta),
+            },
             Op::ReluForward { len, x, y } => activation::relu_forward(ctx, len, x, y),
             Op::ReluBackward { len, y, dy, dx } => activation::relu_backward(ctx, len, y, dy, dx),
             Op::Matmul { s, a, b, bias, fused, c } => {

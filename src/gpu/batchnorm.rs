@@ -3,7 +3,7 @@
 //! [n, c, hw]. The backward adds into dgamma and dbeta (parameter gradients accumulate).
 
 use super::context::{Access, GpuContext, Kernel, RawBuffer};
-use crate::shapes::{BatchNormShape, BN_EPS, BN_MOMENTUM};
+use crate::shapes::{BatchNormShape, PoolShape, BN_EPS, BN_MOMENTUM};
 
 use Access::{Read as R, ReadWrite as W};
 
@@ -17,8 +17,24 @@ kernels!(STATS, STATS4, "stats", &[R, W, W, W, W]);
 kernels!(NORMALIZE, NORMALIZE4, "normalize_apply", &[R, R, R, R, R, W]);
 kernels!(BACKWARD_REDUCE, BACKWARD_REDUCE4, "backward_reduce", &[R, R, R, R, W, W, W]);
 kernels!(BACKWARD_DX, BACKWARD_DX4, "backward_dx", &[R, R, R, R, R, R, W]);
+// The backward with the next MaxPool2d's folded in: the same bindings, then the argmax.
+static BACKWARD_REDUCE_POOLED: Kernel = Kernel { file: "batchnorm", entry: "backward_reduce_pooled", bindings: &[R, R, R, R, W, W, W, R] };
+static BACKWARD_DX_POOLED: Kernel = Kernel { file: "batchnorm", entry: "backward_dx_pooled", bindings: &[R, R, R, R, R, R, W, R] };
+static BACKWARD_DX_POOLED_K2: Kernel = Kernel { file: "batchnorm", entry: "backward_dx_pooled_k2", bindings: &[R, R, R, R, R, R, W, R] };
 /// Every kernel of this file, for `kernels::all_kernels`.
-pub(crate) static KERNELS: &[&Kernel] = &[&STATS, &STATS4, &NORMALIZE, &NORMALIZE4, &BACKWARD_REDUCE, &BACKWARD_REDUCE4, &BACKWARD_DX, &BACKWARD_DX4];
+pub(crate) static KERNELS: &[&Kernel] = &[
+    &STATS,
+    &STATS4,
+    &NORMALIZE,
+    &NORMALIZE4,
+    &BACKWARD_REDUCE,
+    &BACKWARD_REDUCE4,
+    &BACKWARD_DX,
+    &BACKWARD_DX4,
+    &BACKWARD_REDUCE_POOLED,
+    &BACKWARD_DX_POOLED,
+    &BACKWARD_DX_POOLED_K2,
+];
 
 /// Invocations per workgroup of the per-channel reductions (WG in the shader).
 const WG: usize = 64;
@@ -43,6 +59,14 @@ struct Params {
     step_s: u32,
     eps: f32,
     momentum: f32,
+    // The *_pooled kernels' MaxPool2d (zero for the others).
+    h: u32,
+    w: u32,
+    k: u32,
+    ho: u32,
+    wo: u32,
+    hb: u32,
+    wb: u32,
 }
 
 /// The shader's parameters, with `hw` in the units the chosen twin moves.
@@ -58,6 +82,13 @@ fn params(s: &BatchNormShape) -> Params {
         step_s: (WG % hw) as u32,
         eps: BN_EPS,
         momentum: BN_MOMENTUM,
+        h: 0,
+        w: 0,
+        k: 0,
+        ho: 0,
+        wo: 0,
+        hb: 0,
+        wb: 0,
     }
 }
 
@@ -187,3 +218,46 @@ pub fn backward(
     backward_reduce(ctx, s, x, dy, mean, var, dgamma, dbeta, &sums);
     backward_dx(ctx, s, x, dy, mean, var, gamma, &sums, dx);
 }
+
+/// `backward` where dy is the gradient of the MaxPool2d `pool` that read this layer's
+/// output, with that pool's `argmax`: the same result as `maxpool::backward` into a
+/// buffer and `backward` on it, in the same two dispatches `backward` takes (the pool's
+/// own backward does not run).
+#[allow(clippy::too_many_arguments)]
+pub fn backward_pooled(
+    ctx: &GpuContext,
+    s: &BatchNormShape,
+    pool: &PoolShape,
+    x: &RawBuffer,
+    dy: &RawBuffer,
+    argmax: &RawBuffer,
+    mean: &RawBuffer,
+    var: &RawBuffer,
+    gamma: &RawBuffer,
+    dx: &RawBuffer,
+    dgamma: &RawBuffer,
+    dbeta: &RawBuffer,
+) {
+    assert!(
+        pool.n == s.n && pool.c == s.c && pool.h * pool.w == s.hw && pool.k > 0,
+        "batchnorm backward_pooled: {pool:?} does not pool {s:?}"
+    );
+    check("backward_pooled", s, &[x, dx], &[mean, var, gamma, dgamma, dbeta]);
+    assert!(dy.len >= pool.y_len() && argmax.len >= pool.y_len(), "batchnorm backward_pooled: dy or argmax shorter than {pool:?}'s output");
+    let mut p = params(s);
+    // Element units (params() counts vec4s where hw % 4 == 0).
+    p.hw = s.hw as u32;
+    (p.h, p.w, p.k) = (pool.h as u32, pool.w as u32, pool.k as u32);
+    (p.ho, p.wo) = (pool.h_out() as u32, pool.w_out() as u32);
+    (p.hb, p.wb) = (pool.h.div_ceil(pool.k) as u32, pool.w.div_ceil(pool.k) as u32);
+    let sums = ctx.scratch("batchnorm.sums", 2 * s.c);
+    ctx.dispatch(&BACKWARD_REDUCE_POOLED, &p, &[x, dy, mean, var, dgamma, dbeta, &sums, argmax], channel_groups(s));
+    if pool.k == 2 && pool.w.is_multiple_of(4) && pool.h.is_multiple_of(2) {
+        let pairs = pool.y_len() / 2;
+        ctx.dispatch(&BACKWARD_DX_POOLED_K2, &p, &[x, dy, mean, var, gamma, &sums, dx, argmax], ctx.grid(pairs.div_ceil(64)));
+    } else {
+        let blocks = s.n * s.c * (p.hb * p.wb) as usize;
+        ctx.dispatch(&BACKWARD_DX_POOLED, &p, &[x, dy, mean, var, gamma, &sums, dx, argmax], ctx.grid(blocks.div_ceil(64)));
+    }
+}
+

@@ -2,7 +2,9 @@
 //! (`Spec::build` asks here first for each child of a `Sequential`):
 //!
 //! - BatchNorm2d → MaxPool2d (→ ReLU): the BatchNorm2d computes its statistics, and the pool
-//!   normalises as it reads (and applies the ReLU): one dispatch for the three forwards.
+//!   normalises as it reads (and applies the ReLU): one dispatch for the three forwards. In
+//!   the backward the BatchNorm2d takes the pool's output gradient and routes it through
+//!   the argmax itself: the pool's (and the ReLU's) backward costs no dispatch.
 //! - MaxPool2d → ReLU: the pool applies the ReLU; its argmax then carries the ReLU's
 //!   backward, so the pool's backward is both.
 //! - Linear → ReLU: the ReLU is the product's epilogue.
@@ -40,11 +42,12 @@ pub fn build_run<B: Backend + 'static>(
             let relu = relu_at(i + 2);
             let count = if relu { 3 } else { 2 };
             let scope = join(path, &(i..i + count).map(name).collect::<Vec<_>>().join("+"));
-            let (bn, normalization) = layers::BatchNorm2d::normalized_by_next(b, &bn_path, x, *c);
-            let mut pool = layers::MaxPool2d::new(b, &scope, y, k).with_normalize(normalization);
+            let (mut bn, normalization) = layers::BatchNorm2d::normalized_by_next(b, &bn_path, x, *c);
+            let mut pool = layers::MaxPool2d::new(b, &scope, y, k).with_normalize(normalization).backward_done_by_prev();
             if relu {
                 pool = pool.with_relu();
             }
+            bn.fold_pool_backward(&pool);
             Some((vec![Box::new(bn), Box::new(pool)], count, out))
         }
         (Some(&Spec::MaxPool2d { k }), Some(Spec::ReLU)) => {

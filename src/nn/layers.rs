@@ -83,7 +83,9 @@ impl<B: Backend> Layer<B> for Conv2d<B> {
 }
 
 /// BatchNorm2d; built with `normalized_by_next`, its forward computes the statistics only
-/// and returns x itself, and the next layer (a pool) normalises as it reads.
+/// and returns x itself, and the next layer (a pool) normalises as it reads; with
+/// `fold_pool_backward`, its backward takes that pool's output gradient and does the
+/// pool's backward too.
 pub struct BatchNorm2d<B: Backend> {
     scopes: Scopes,
     s: BatchNormShape,
@@ -97,6 +99,8 @@ pub struct BatchNorm2d<B: Backend> {
     var: B::Tensor,
     /// None when the next layer normalises.
     y: Option<B::Tensor>,
+    /// The next MaxPool2d's shape and argmax, when this backward does that pool's.
+    pooled: Option<(PoolShape, B::Index)>,
     dx: Option<B::Tensor>,
     x: Option<B::Tensor>,
 }
@@ -136,6 +140,12 @@ impl<B: Backend> BatchNorm2d<B> {
         (bn, n)
     }
 
+    /// From now on, backward receives the gradient of this pool's output (the pool passes
+    /// it through, see `MaxPool2d::backward_done_by_prev`).
+    pub fn fold_pool_backward(&mut self, pool: &MaxPool2d<B>) {
+        self.pooled = Some((pool.s, pool.argmax.clone()));
+    }
+
     pub fn new(b: &mut Builder<B>, path: &str, x: Feat, c: usize) -> Self {
         Self::build(b, path, x, c, true)
     }
@@ -149,7 +159,7 @@ impl<B: Backend> BatchNorm2d<B> {
         let num_batches_tracked = b.counter(format!("{path}.num_batches_tracked"));
         let (mean, var) = (b.be.tensor(c), b.be.tensor(c));
         let y = with_y.then(|| b.activation(x.len()));
-        BatchNorm2d { scopes: Scopes::new(path), s, gamma, beta, running_mean, running_var, num_batches_tracked, mean, var, y, dx: None, x: None }
+        BatchNorm2d { scopes: Scopes::new(path), s, gamma, beta, running_mean, running_var, num_batches_tracked, mean, var, y, pooled: None, dx: None, x: None }
     }
 }
 
@@ -182,6 +192,7 @@ impl<B: Backend> Layer<B> for BatchNorm2d<B> {
             s,
             x: &x,
             dy,
+            pooled: self.pooled.as_ref().map(|(ps, argmax)| (PoolShape { n, ..*ps }, argmax)),
             mean: &self.mean,
             var: &self.var,
             gamma: store.value(self.gamma),
@@ -206,6 +217,8 @@ pub struct MaxPool2d<B: Backend> {
     s: PoolShape,
     relu: bool,
     normalize: Option<Normalization<B>>,
+    /// The BatchNorm2d before it does this backward (`BatchNorm2d::fold_pool_backward`).
+    backward_by_prev: bool,
     y: B::Tensor,
     argmax: B::Index,
     dx: Option<B::Tensor>,
@@ -216,7 +229,7 @@ impl<B: Backend> MaxPool2d<B> {
         let s = PoolShape { n: b.capacity, c: x.c, h: x.h, w: x.w, k };
         let y = b.activation(x.c * s.h_out() * s.w_out());
         let argmax = b.be.index(s.y_len());
-        MaxPool2d { scopes: Scopes::new(path), s, relu: false, normalize: None, y, argmax, dx: None }
+        MaxPool2d { scopes: Scopes::new(path), s, relu: false, normalize: None, backward_by_prev: false, y, argmax, dx: None }
     }
 
     /// Applies a ReLU to its output (the path given to `new` names the fused layers for
@@ -228,6 +241,11 @@ impl<B: Backend> MaxPool2d<B> {
     /// Normalises its input for the BatchNorm2d before it.
     pub fn with_normalize(self, n: Normalization<B>) -> Self {
         MaxPool2d { normalize: Some(n), ..self }
+    }
+
+    /// Its backward passes dy through: the layer before does this pool's backward.
+    pub fn backward_done_by_prev(self) -> Self {
+        MaxPool2d { backward_by_prev: true, ..self }
     }
 }
 
@@ -242,6 +260,9 @@ impl<B: Backend> Layer<B> for MaxPool2d<B> {
     fn backward(&mut self, be: &mut B, _store: &Store<B>, dy: &B::Tensor, n: usize, need_dx: bool) -> Option<B::Tensor> {
         if !need_dx {
             return None;
+        }
+        if self.backward_by_prev {
+            return Some(dy.clone());
         }
         be.scope(&self.scopes.backward);
         let dx = grad_buffer(be, &mut self.dx, self.s.x_len());

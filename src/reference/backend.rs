@@ -213,15 +213,24 @@ impl<T: Real> Backend for CpuBackend<T> {
                     &mut y.get_mut(s.len()),
                 );
             }
-            Op::BatchnormBackward { s, x, dy, mean, var, gamma, dx, dgamma, dbeta } => {
+            Op::BatchnormBackward { s, x, dy, pooled, mean, var, gamma, dx, dgamma, dbeta } => {
                 check_aliasing(kind, &[x, dy, mean, var, gamma], &[dx, dgamma, dbeta]);
                 let c = s.c;
+                // The twin of the fused kernels: the pool's backward, then this one.
+                let dy = match pooled {
+                    Some((ps, argmax)) => {
+                        let mut routed = vec![T::zero(); s.len()];
+                        maxpool::backward(&ps, &dy.get(ps.y_len()), &argmax.borrow()[..ps.y_len()], &mut routed);
+                        routed
+                    }
+                    None => dy.get(s.len()).to_vec(),
+                };
                 // dgamma and dbeta are usually two views of one gradient store: work on copies.
                 let (mut dg, mut db) = (dgamma.get(c).to_vec(), dbeta.get(c).to_vec());
                 batchnorm::backward(
                     &s,
                     &x.get(s.len()),
-                    &dy.get(s.len()),
+                    &dy,
                     &mean.get(c),
                     &var.get(c),
                     &gamma.get(c),
