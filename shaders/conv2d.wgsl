@@ -31,6 +31,7 @@ struct ConvParams {
     pad: u32,
     h_out: u32,
     w_out: u32,
+    // forward: add the bias; weight gradient: the bias gradient's partials too
     has_bias: u32,
     // split-K passes: number of splits of the reduction over positions
     splits: u32,
@@ -42,8 +43,6 @@ struct ConvParams {
     flip: u32,
     // split-K passes: elements of one split's weight partial sums (c_out·c_in·k·k)
     len: u32,
-    // weight-gradient pass: the first invocation that computes bias partials (none: u32 max)
-    bias_from: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: ConvParams;
@@ -945,44 +944,10 @@ fn conv_grad_input_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wor
 // part[s, co, (ci·k + kh)·k + kw] = Σ over the positions of split s of
 // dy[n, co, oh, ow]·x[n, ci, oh·stride + kh − pad, ow·stride + kw − pad]. Split s takes
 // output rows (image·h_out + oh) [s·R/S, (s+1)·R/S) (or flat positions for _direct).
-// With a bias gradient, the invocations from p.bias_from on add its split partials (the
-// weight gradient of an input that is 1 everywhere) after the weights' S·len:
-// part[S·len + s·c_out + co] = Σ over the same positions of split s of dy[n, co, oh, ow].
-
-// Bias partial b = s·c_out + co over the output rows of split s (vec4 view: w_out % 4 == 0).
-fn bias_partial_rows(b: u32) {
-    let co = b % p.c_out;
-    let s = b / p.c_out;
-    if (s >= p.splits) {
-        return;
-    }
-    let rows = p.n * p.h_out;
-    let quads = p.w_out / 4u;
-    var acc = vec4<f32>();
-    for (var r = s * rows / p.splits; r < (s + 1u) * rows / p.splits; r++) {
-        let base = (((r / p.h_out) * p.c_out + co) * p.h_out + r % p.h_out) * quads;
-        for (var t = 0u; t < quads; t++) {
-            acc += in2v[base + t];
-        }
-    }
-    out3[p.splits * p.len + b] = (acc.x + acc.y) + (acc.z + acc.w);
-}
-
-// Bias partial b = s·c_out + co over the flat output positions of split s.
-fn bias_partial_flat(b: u32) {
-    let co = b % p.c_out;
-    let s = b / p.c_out;
-    if (s >= p.splits) {
-        return;
-    }
-    let plane = p.h_out * p.w_out;
-    let total = p.n * plane;
-    var acc = 0.0;
-    for (var t = s * total / p.splits; t < (s + 1u) * total / p.splits; t++) {
-        acc += in2[((t / plane) * p.c_out + co) * plane + t % plane];
-    }
-    out3[p.splits * p.len + b] = acc;
-}
+// With p.has_bias, the bias gradient's split partials follow the weights' S·len (it is the
+// weight gradient of an input of ones): part[S·len + s·c_out + co] = Σ over the positions
+// of split s of dy[n, co, oh, ow]. Every invocation sums the dy it loads anyway (a few adds
+// beside its FMAs); those with the first weight column (ci = 0, kh = kw = 0) store it.
 
 // Bindings: 1 x (vec4 view, rows p.w long), 2 dy (vec4 view), 3 part. Block: 4 output
 // channels × one input channel × two kernel rows (kh0, kh0 + 1; the second is clamped to
@@ -993,10 +958,6 @@ fn bias_partial_flat(b: u32) {
 fn conv_grad_weight_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) li: u32) {
     let g = global_index(wg, nwg, li);
-    if (g >= p.bias_from) {
-        bias_partial_rows(g - p.bias_from);
-        return;
-    }
     let ncb = (p.c_out + 3u) / 4u;
     let co0 = (g % ncb) * 4u;
     let rest = g / ncb;
@@ -1021,6 +982,7 @@ fn conv_grad_weight_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
     // a[kw] / b[kw] component j: channel co0 + j, kernel row kh0 / kh1, kernel column kw.
     var a: array<vec4<f32>, 5>;
     var b: array<vec4<f32>, 5>;
+    var bsum = vec4<f32>(); // component j: Σ dy of channel co0 + j
     for (var r = r_begin; r < r_end; r++) {
         let dyb = (img * p.c_out * p.h_out + oh) * quads;
         let xp = (img * p.c_in + ci) * p.h + oh;
@@ -1029,6 +991,7 @@ fn conv_grad_weight_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
         for (var t = 0u; t < quads; t++) {
             // column i of d: output ow = 4t + i; component j: channel co0 + j
             let d = transpose(mat4x4<f32>(in2v[dyb + cos.x + t], in2v[dyb + cos.y + t], in2v[dyb + cos.z + t], in2v[dyb + cos.w + t]));
+            bsum += (d[0] + d[1]) + (d[2] + d[3]);
             let a0 = in1v[xa + t];
             let a1 = in1v[min(xa + t + 1u, last)];
             let b0 = in1v[xb + t];
@@ -1055,6 +1018,9 @@ fn conv_grad_weight_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
                     out3[o + kh1 * p.k + kw] = b[kw][j];
                 }
             }
+            if (p.has_bias != 0u && cip == 0u) {
+                out3[p.splits * p.len + s * p.c_out + co] = bsum[j];
+            }
         }
     }
 }
@@ -1065,10 +1031,6 @@ fn conv_grad_weight_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
 fn conv_grad_weight_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                            @builtin(local_invocation_index) li: u32) {
     let g = global_index(wg, nwg, li);
-    if (g >= p.bias_from) {
-        bias_partial_flat(g - p.bias_from);
-        return;
-    }
     let kk = p.k * p.k;
     let kcols = p.c_in * kk;
     let ncb = (p.c_out + 3u) / 4u;
@@ -1093,9 +1055,11 @@ fn conv_grad_weight_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wo
     var oh = (t_begin % plane) / p.w_out;
     var ow = t_begin % p.w_out;
     var acc = mat4x4<f32>(); // column j: weight column kc0 + j; component i: channel co0 + i
+    var bsum = vec4<f32>();  // component i: Σ dy of channel co0 + i
     for (var t = t_begin; t < t_end; t++) {
         let db = img * p.c_out * plane + oh * p.w_out + ow;
         let dv = vec4<f32>(in2[db + cos.x], in2[db + cos.y], in2[db + cos.z], in2[db + cos.w]);
+        bsum += dv;
         let xb = img * p.c_in * p.h * p.w;
         let ih = vec4<i32>(i32(oh * p.stride)) + kh;
         let iw = vec4<i32>(i32(ow * p.stride)) + kw;
@@ -1121,6 +1085,13 @@ fn conv_grad_weight_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wo
                 if (co0 + i < p.c_out) {
                     out3[(s * p.c_out + co0 + i) * kcols + kc] = acc[j][i];
                 }
+            }
+        }
+    }
+    if (p.has_bias != 0u && kc0 == 0u) {
+        for (var i = 0u; i < 4u; i++) {
+            if (co0 + i < p.c_out) {
+                out3[p.splits * p.len + s * p.c_out + co0 + i] = bsum[i];
             }
         }
     }

@@ -68,7 +68,6 @@ struct Params {
     co4: u32,
     flip: u32,
     len: u32,
-    bias_from: u32,
 }
 
 impl Params {
@@ -323,8 +322,10 @@ pub fn grad_weight_with(
     assert!(x.len >= s.x_len() && dy.len >= s.y_len() && dw.len >= s.w_len(), "conv2d grad_weight {s:?}: buffer too small");
     assert!(db.is_none_or(|db| db.len >= s.c_out), "conv2d grad_weight {s:?}: bias gradient too small");
     let len = s.w_len();
+    // The bias partials come from the invocations of the first weight column.
+    assert!(s.c_in > 0 && s.k > 0, "conv2d grad_weight {s:?}: no weights to carry the bias gradient");
     let bias_len = if db.is_some() { s.c_out } else { 0 };
-    if len + bias_len == 0 {
+    if len == 0 {
         return;
     }
     let mut p = Params::of(s);
@@ -332,11 +333,10 @@ pub fn grad_weight_with(
     let (base, splits) = weight_splits(s, rows);
     p.splits = splits as u32;
     p.len = len as u32;
-    // Weight-partial invocations are exactly base·splits; the bias partials follow.
-    p.bias_from = if db.is_some() { (base * splits) as u32 } else { u32::MAX };
+    p.has_bias = db.is_some() as u32;
     let part = ctx.scratch("conv2d.partials", splits * (len + bias_len));
     let k = if rows { &GRAD_WEIGHT_ROWS } else { &GRAD_WEIGHT_DIRECT };
-    ctx.dispatch(k, &p, &[x, dy, &part], groups(ctx, (base + bias_len) * splits));
+    ctx.dispatch(k, &p, &[x, dy, &part], groups(ctx, base * splits));
     match db {
         Some(db) => ctx.dispatch(&SUM_SPLITS_BIAS, &p, &[&part, dw, db], groups(ctx, len + bias_len)),
         None => ctx.dispatch(&SUM_SPLITS, &p, &[&part, dw], groups(ctx, len)),
