@@ -50,6 +50,7 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], k: usize) {
 }
 
 /// Runs one fused product on the GPU and the reference and compares C and the bias gradient.
+#[allow(clippy::too_many_arguments)]
 fn check(ctx: &GpuContext, s: MatmulShape, bias: bool, epi: Epi, bias_grad: bool, nan_in_a: bool, kernel: MatmulKernel, seed: u64) {
     let mut rng = Rng::new(seed);
     let mut a = rng.uniform_vec(s.m * s.k, -1.0, 1.0);

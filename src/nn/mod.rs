@@ -11,6 +11,7 @@
 //!   gradients therefore receive the sum over the uses, since every parameter-gradient op
 //!   accumulates (`Op` docs) and the model zeroes the gradient store once per step.
 
+pub mod bn_pool;
 pub mod fuse;
 pub mod layers;
 pub mod model;
