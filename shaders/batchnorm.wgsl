@@ -372,13 +372,7 @@ fn backward_dx_pooled_k2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
     let plane = r / p.ho;
     let ch = plane % p.c;
     let oy = r - plane * p.ho;
-    let g = dy2[t];
-    let a = pool_argmax2[t];
-    let i0 = 2u * oy * p.w + 4u * c4;
-    let top = vec4<u32>(i0, i0 + 1u, i0 + 2u, i0 + 3u);
-    let bottom = top + vec4<u32>(p.w);
-    let gg = vec4<f32>(g.x, g.x, g.y, g.y);
-    let aa = vec4<u32>(a.x, a.x, a.y, a.y);
+    let routed = pool2_route(dy2[t], pool_argmax2[t], 2u * oy * p.w + 4u * c4, p.w);
     let mu = vec4<f32>(r_mean[ch]);
     let istd = inverseSqrt(r_var[ch] + p.eps);
     let inv_m = 1.0 / f32(p.m);
@@ -387,7 +381,7 @@ fn backward_dx_pooled_k2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
     let mean_dyx = vec4<f32>(b_sums[ch] * inv_m);
     let o = (r * 2u) * w4 + c4; // vec4 index of the block's top row (input row 2r over all planes)
     let xt = (x4[o] - mu) * istd;
-    dx4[o] = k * (select(vec4<f32>(0.0), gg, aa == top) - mean_dy - xt * mean_dyx);
+    dx4[o] = k * (routed[0] - mean_dy - xt * mean_dyx);
     let xb = (x4[o + w4] - mu) * istd;
-    dx4[o + w4] = k * (select(vec4<f32>(0.0), gg, aa == bottom) - mean_dy - xb * mean_dyx);
+    dx4[o + w4] = k * (routed[1] - mean_dy - xb * mean_dyx);
 }

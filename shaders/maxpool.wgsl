@@ -188,14 +188,8 @@ fn maxpool_backward_k2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     let r = t / w4;
     let c = t - r * w4;
     let oy = r % p.ho;
-    let g = dy2[t];
-    let a = bargmax2[t];
-    let i0 = 2u * oy * p.w + 4u * c;
-    let top = vec4<u32>(i0, i0 + 1u, i0 + 2u, i0 + 3u);
-    let bottom = top + vec4<u32>(p.w);
-    let gg = vec4<f32>(g.x, g.x, g.y, g.y);
-    let aa = vec4<u32>(a.x, a.x, a.y, a.y);
+    let routed = pool2_route(dy2[t], bargmax2[t], 2u * oy * p.w + 4u * c, p.w);
     let o = (r * 2u) * w4 + c; // vec4 index of the top row (input row 2·r over all planes)
-    dx4[o] = select(vec4<f32>(0.0), gg, aa == top);
-    dx4[o + w4] = select(vec4<f32>(0.0), gg, aa == bottom);
+    dx4[o] = routed[0];
+    dx4[o + w4] = routed[1];
 }
