@@ -57,10 +57,10 @@ fn bindings_match_the_shaders() {
 
 /// Kernels that use workgroup memory, each reviewed to write every element it reads before
 /// the barrier that precedes the read (pipelines are created without zeroing it):
-/// - batchnorm stats*/backward_reduce*: red_a[li] and red_b[li] are written by every
-///   invocation (li < WG, the workgroup size) before tree_sum2's first barrier;
-/// - reduce softmax_cross_entropy / count_correct, conv2d conv_grad_bias: partial[li],
-///   partial_u[li], tree[li] likewise;
+/// - batchnorm stats*/backward_reduce* (backward_reduce_pooled too): red_a[li] and
+///   red_b[li] are written by every invocation (li < WG, the workgroup size) before
+///   tree_sum2's first barrier;
+/// - reduce softmax_cross_entropy / count_correct: partial[li], partial_u[li] likewise;
 /// - matmul_tiled_*: each k-slice writes all 1,024 staged values (e = li + 256·r, r < 4)
 ///   before its barrier; the 4 padding columns of each 68-wide row are never read.
 const REVIEWED_WORKGROUP_USERS: &[&str] = &[
@@ -68,9 +68,9 @@ const REVIEWED_WORKGROUP_USERS: &[&str] = &[
     "batchnorm.stats4",
     "batchnorm.backward_reduce",
     "batchnorm.backward_reduce4",
+    "batchnorm.backward_reduce_pooled",
     "reduce.softmax_cross_entropy",
     "reduce.count_correct",
-    "conv2d.conv_grad_bias",
     "matmul.matmul_tiled_nn",
     "matmul.matmul_tiled_nt",
     "matmul.matmul_tiled_tn",
