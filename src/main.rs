@@ -74,8 +74,9 @@ enum Command {
         /// The checkpoint's model [default: the one it records].
         #[arg(long, value_parser = model_names())]
         model: Option<String>,
-        #[arg(long, default_value_t = 100)]
-        batch_size: usize,
+        /// Images per forward pass [default: 1000, or the most the adapter's limits allow]
+        #[arg(long)]
+        batch_size: Option<usize>,
         /// Also write each wrongly classified test image here as a PNG
         /// (`<index>-true<t>-pred<p>.png`), and `overview.png` with the first 100.
         #[arg(long)]
@@ -337,21 +338,27 @@ fn eval<B: Backend + 'static>(
     cli: &Cli,
     checkpoint: &Path,
     arch: Option<&Arch>,
-    batch_size: usize,
+    batch_size: Option<usize>,
     misclassified: Option<&Path>,
 ) -> Result<()> {
     use wgsl_cnn::mistakes::{evaluate_split_detailed, write_mistakes};
-    if batch_size == 0 {
+    use wgsl_cnn::nn::{sizer, Capacity, EVAL_BATCH};
+    if batch_size == Some(0) {
         bail!("--batch-size must be at least 1");
     }
     let data = load_data(cli)?;
+    // An eval-only model: a one-sample training copy (never trained) and the eval batch.
+    let mut capacity = Capacity::with_eval(1, batch_size.unwrap_or(EVAL_BATCH));
     if let Some(budget) = be.memory_budget() {
         let n = data.test.count as u64;
         let arch = wgsl_cnn::model::state::arch_for(checkpoint, arch)?;
         let test_buffers = [n * wgsl_cnn::model::IMAGE_PIXELS as u64, n * 4, n * 4];
-        wgsl_cnn::nn::sizer::check_batch(&arch, batch_size, &budget, &test_buffers, "--batch-size")?;
+        match batch_size {
+            Some(b) => sizer::check_batch(&arch, b, &budget, &test_buffers, "--batch-size")?,
+            None => capacity = Capacity::with_eval(1, sizer::eval_batch(&arch, 1, &budget, &test_buffers)?),
+        }
     }
-    let mut model = wgsl_cnn::model::state::load_model(be, checkpoint, arch, batch_size)?;
+    let mut model = wgsl_cnn::model::state::load_model(be, checkpoint, arch, capacity)?;
     eprintln!("model: {}", model.arch.name);
     let d = evaluate_split_detailed(be, &mut model, &data.test, misclassified.is_some());
     let acc = 100.0 * d.correct as f64 / d.n as f64;

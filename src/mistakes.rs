@@ -92,8 +92,8 @@ pub fn evaluate_split_detailed<B: Backend + 'static>(be: &mut B, model: &mut Mod
     let counts = be.index(classes * classes);
     model.take_correct(be);
     let mut mistakes = Vec::new();
-    for offset in (0..n).step_by(model.capacity) {
-        let nb = model.capacity.min(n - offset);
+    for offset in (0..n).step_by(model.eval_capacity) {
+        let nb = model.eval_capacity.min(n - offset);
         model.gather_batch(be, &ds, &order, offset, nb);
         model.eval_batch(be, nb);
         model.count_confusion(be, nb, &counts);

@@ -37,11 +37,11 @@ pub fn collect_inputs(inputs: &[PathBuf]) -> Vec<(PathBuf, Option<String>)> {
     files
 }
 
-/// Softmax probabilities of each 28×28 image (0 = background), `model.capacity` at a time.
+/// Softmax probabilities of each 28×28 image (0 = background), `model.eval_capacity` at a time.
 pub fn probabilities<B: Backend + 'static>(be: &mut B, model: &mut Model<B>, images: &[Vec<u8>]) -> Vec<Vec<f32>> {
     let classes = model.arch.classes;
     let mut out = Vec::with_capacity(images.len());
-    for chunk in images.chunks(model.capacity) {
+    for chunk in images.chunks(model.eval_capacity) {
         // The same scaling as the gather kernel: f32(byte) / 255.
         let x: Vec<f32> = chunk.iter().flat_map(|img| img.iter().map(|&v| v as f32 / 255.0)).collect();
         model.set_batch(be, &x, &vec![0; chunk.len()]);

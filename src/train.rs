@@ -12,6 +12,7 @@ use crate::backend::Backend;
 use crate::data::{Mnist, Split};
 use crate::metrics::{Metrics, Record};
 use crate::model::{state, zoo, Arch, Model, IMAGE_PIXELS};
+use crate::nn::{Capacity, EVAL_BATCH};
 use crate::rng::Rng;
 use crate::shapes::AdamConfig;
 
@@ -98,7 +99,7 @@ pub fn upload<B: Backend>(be: &mut B, split: &Split, limit: Option<usize>) -> (B
 
 /// Counts correct predictions (eval mode) over a device-resident split of `n` images.
 pub fn evaluate<B: Backend + 'static>(be: &mut B, model: &mut Model<B>, ds: &B::Dataset, order: &B::Index, n: usize) -> u32 {
-    let batch = model.capacity;
+    let batch = model.eval_capacity;
     model.take_correct(be);
     for offset in (0..n).step_by(batch) {
         let nb = batch.min(n - offset);
@@ -130,6 +131,8 @@ pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) 
     if let Some(path) = &cfg.save {
         check_save_target(path)?;
     }
+    // Evaluation runs in batches of EVAL_BATCH, or fewer where the limits say so.
+    let mut eval_batch = EVAL_BATCH.max(cfg.batch_size);
     if let Some(budget) = be.memory_budget() {
         let arch = match &cfg.resume {
             Some(path) => state::arch_for(path, cfg.model.as_ref())?,
@@ -139,11 +142,13 @@ pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) 
         let data_buffers = [n_train * IMAGE_PIXELS, n_train * 4, data.test.count * IMAGE_PIXELS, data.test.count * 4, n_train * 4, data.test.count * 4];
         let data_buffers: Vec<u64> = data_buffers.iter().map(|&b| b as u64).collect();
         crate::nn::sizer::check_batch(&arch, cfg.batch_size, &budget, &data_buffers, "--batch-size")?;
+        eval_batch = crate::nn::sizer::eval_batch(&arch, cfg.batch_size, &budget, &data_buffers)?;
     }
+    let capacity = Capacity::with_eval(cfg.batch_size, eval_batch);
     let adam = AdamConfig { lr: cfg.lr, ..AdamConfig::default() };
     let (mut model, start_epoch) = match &cfg.resume {
         Some(path) => {
-            let (model, epoch, meta) = state::load_training(be, path, cfg.model.as_ref(), cfg.batch_size)?;
+            let (model, epoch, meta) = state::load_training(be, path, cfg.model.as_ref(), capacity)?;
             println!("Resumed {} from {} after epoch {epoch} (Adam step {})", model.arch.name, path.display(), model.adam_step);
             // Shuffling and step numbers follow the seed and batch size: a change means the
             // remaining epochs differ from what a straight run would have done.
@@ -154,7 +159,7 @@ pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) 
             }
             (model, epoch)
         }
-        None => (Model::new(be, cfg.model.as_ref().unwrap_or(&zoo::lenet5()), cfg.batch_size, cfg.seed)?, 0),
+        None => (Model::new(be, cfg.model.as_ref().unwrap_or(&zoo::lenet5()), capacity, cfg.seed)?, 0),
     };
     if start_epoch >= cfg.epochs {
         bail!("the checkpoint has already trained {start_epoch} epochs; ask for more with --epochs");
@@ -168,17 +173,18 @@ pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) 
     let perm = be.index(n_train);
     let test_order = identity_order(be, n_test);
     let steps = n_train.div_ceil(cfg.batch_size);
-    if let (Some(model), Some(all)) = (model_bytes, be.allocated_bytes()) {
+    if let (Some(model_b), Some(all)) = (model_bytes, be.allocated_bytes()) {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         eprintln!(
-            "device buffers: {:.1} MiB (parameters, gradients, Adam state and activations for batch {}: {:.1} MiB; \
-             {} training + {} test images as u8 with the permutations: {:.1} MiB)",
+            "device buffers: {:.1} MiB (parameters, gradients, Adam state and activations for training batches of {} \
+             and eval batches of {}: {:.1} MiB; {} training + {} test images as u8 with the permutations: {:.1} MiB)",
             mib(all),
             cfg.batch_size,
-            mib(model),
+            model.eval_capacity,
+            mib(model_b),
             n_train,
             n_test,
-            mib(all - model)
+            mib(all - model_b)
         );
     }
     let mut metrics = match &cfg.save {

@@ -60,29 +60,21 @@ struct AdamTable {
     cfg: Option<AdamConfig>,
     /// Steps first .. first + ROWS are covered.
     first: u32,
-    /// The submit that the last dispatch reading the table went out with.
-    read_by_submit: Option<u64>,
 }
 
 impl AdamTable {
     const ROWS: u32 = 4096;
 
-    /// A table covering `step` under `cfg`, rewritten only when it does not. A queued write
-    /// lands before the next submit, so work still unsubmitted that read the old rows is
-    /// submitted first.
+    /// A table covering `step` under `cfg`, rewritten only when it does not (after the
+    /// work recorded so far, which may read the old rows: `GpuContext::write`).
     fn covering(&mut self, ctx: &GpuContext, cfg: &AdamConfig, step: u32) -> GpuTensor {
         let covered = self.cfg.as_ref() == Some(cfg) && (self.first..self.first.saturating_add(Self::ROWS)).contains(&step);
-        let pending = ctx.submits.get() + 1;
         if !covered {
-            if self.read_by_submit == Some(pending) {
-                ctx.submit();
-            }
             let data = adam::hyper_table(cfg, step, Self::ROWS);
             let buf = self.buf.get_or_insert_with(|| ctx.buffer(data.len())).clone();
             ctx.write(&buf, &data);
             (self.cfg, self.first) = (Some(*cfg), step);
         }
-        self.read_by_submit = Some(ctx.submits.get() + 1);
         self.buf.clone().expect("the table was written above")
     }
 }

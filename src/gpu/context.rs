@@ -321,10 +321,13 @@ impl GpuContext {
         b
     }
 
-    /// Queues a write of `data` to the start of `buf`; it happens before the next submit.
+    /// Writes `data` to the start of `buf`, after the work recorded so far: a queued write
+    /// lands before the next submission's commands, so recorded work is submitted first
+    /// (else work recorded before the write, reading `buf`, would see the new data).
     pub fn write<T: bytemuck::Pod>(&self, buf: &RawBuffer, data: &[T]) {
         assert!(data.len() <= buf.len, "write of {} elements into a buffer of {}", data.len(), buf.len);
         if !data.is_empty() {
+            self.submit();
             self.queue.write_buffer(&buf.buffer, buf.offset, bytemuck::cast_slice(data));
         }
     }

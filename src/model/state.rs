@@ -12,6 +12,7 @@ use super::{zoo, Arch, Model};
 use crate::backend::Backend;
 use crate::checkpoint::{self, Dtype, NamedTensor, Spec, TensorData};
 use crate::nn::store::{Builder, Entry};
+use crate::nn::Capacity;
 use crate::reference::Cpu;
 
 /// Every state_dict entry of `arch` in PyTorch's order (parameters, each BatchNorm's
@@ -115,7 +116,7 @@ fn f32_of(t: &NamedTensor) -> &[f32] {
 
 /// Builds a model for batches of up to `capacity` from a strict state_dict file, as
 /// `wanted` or as the model the file records (see `arch_for`).
-pub fn load_model<B: Backend + 'static>(be: &mut B, path: &Path, wanted: Option<&Arch>, capacity: usize) -> Result<Model<B>> {
+pub fn load_model<B: Backend + 'static>(be: &mut B, path: &Path, wanted: Option<&Arch>, capacity: impl Into<Capacity>) -> Result<Model<B>> {
     Ok(load_with_metadata(be, path, wanted, capacity)?.0)
 }
 
@@ -123,7 +124,7 @@ fn load_with_metadata<B: Backend + 'static>(
     be: &mut B,
     path: &Path,
     wanted: Option<&Arch>,
-    capacity: usize,
+    capacity: impl Into<Capacity>,
 ) -> Result<(Model<B>, BTreeMap<String, String>)> {
     let arch = arch_for(path, wanted)?;
     let (tensors, meta) = checkpoint::load_strict(path, &state_dict_specs(&arch))?;
@@ -132,7 +133,12 @@ fn load_with_metadata<B: Backend + 'static>(
 }
 
 /// A model from state_dict tensors (any order; every entry present, as `load_strict` checks).
-pub fn model_from_state_dict<B: Backend + 'static>(be: &mut B, arch: &Arch, tensors: &[NamedTensor], capacity: usize) -> Result<Model<B>> {
+pub fn model_from_state_dict<B: Backend + 'static>(
+    be: &mut B,
+    arch: &Arch,
+    tensors: &[NamedTensor],
+    capacity: impl Into<Capacity>,
+) -> Result<Model<B>> {
     let by_name: BTreeMap<&str, &NamedTensor> = tensors.iter().map(|t| (t.name.as_str(), t)).collect();
     let get = |n: &str| by_name.get(n).copied().with_context(|| format!("tensor `{n}` is missing"));
     let model = Model::build(be, arch, capacity)?;
@@ -270,7 +276,7 @@ pub fn load_training<B: Backend + 'static>(
     be: &mut B,
     path: &Path,
     wanted: Option<&Arch>,
-    capacity: usize,
+    capacity: impl Into<Capacity>,
 ) -> Result<(Model<B>, usize, BTreeMap<String, String>)> {
     let (mut model, meta) = load_with_metadata(be, path, wanted, capacity)?;
     let mut opath = checkpoint::optimizer_path(path);

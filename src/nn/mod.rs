@@ -18,7 +18,7 @@ pub mod model;
 pub mod sizer;
 pub mod store;
 
-pub use model::Model;
+pub use model::{Capacity, Model, EVAL_BATCH};
 pub use store::{Builder, Init, ParamId, Store};
 
 use anyhow::{bail, Result};

@@ -22,14 +22,44 @@ pub struct Arch {
     pub spec: Spec,
 }
 
+/// The largest batches a model's buffers hold: training batches, and eval-mode batches
+/// (at least as large). From one number, both are that number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Capacity {
+    pub train: usize,
+    pub eval: usize,
+}
+
+impl Capacity {
+    /// Training batches of `train`, evaluation in batches of up to `eval` (or `train`, if larger).
+    pub fn with_eval(train: usize, eval: usize) -> Capacity {
+        Capacity { train, eval: eval.max(train) }
+    }
+}
+
+impl From<usize> for Capacity {
+    fn from(n: usize) -> Capacity {
+        Capacity { train: n, eval: n }
+    }
+}
+
+/// The eval batch the trainer and `eval` aim for (the sizer may pick less, `nn::sizer`).
+pub const EVAL_BATCH: usize = 1000;
+
 pub struct Model<B: Backend> {
     pub arch: Arch,
-    /// Largest batch the buffers hold.
+    /// Largest training batch the buffers hold.
     pub capacity: usize,
+    /// Largest eval-mode batch (≥ capacity): where it is larger, a second copy of the
+    /// network's layers, sharing the parameter store and the running statistics, holds
+    /// the activations of such batches (eval needs no gradient buffers).
+    pub eval_capacity: usize,
     pub store: Store<B>,
     /// Adam steps taken so far (the device counts them too: `state[0]`).
     pub adam_step: u32,
     net: Box<dyn Layer<B>>,
+    eval_net: Option<Box<dyn Layer<B>>>,
+    /// The batch in place, for up to `eval_capacity` samples.
     x: B::Tensor,
     y: B::Index,
     /// The last forward's output.
@@ -43,7 +73,7 @@ pub struct Model<B: Backend> {
 
 impl<B: Backend + 'static> Model<B> {
     /// A model with PyTorch's default initialisation drawn from `seed`.
-    pub fn new(be: &mut B, arch: &Arch, capacity: usize, seed: u64) -> Result<Self> {
+    pub fn new(be: &mut B, arch: &Arch, capacity: impl Into<Capacity>, seed: u64) -> Result<Self> {
         let mut model = Self::build(be, arch, capacity)?;
         let values = model.store.init_values(seed);
         model.set_values(be, &values);
@@ -52,18 +82,29 @@ impl<B: Backend + 'static> Model<B> {
 
     /// The model's buffers, with parameters at zero, running statistics at their initial
     /// values (mean 0, var 1) and fresh Adam state.
-    pub fn build(be: &mut B, arch: &Arch, capacity: usize) -> Result<Self> {
+    pub fn build(be: &mut B, arch: &Arch, capacity: impl Into<Capacity>) -> Result<Self> {
+        let Capacity { train: capacity, eval } = capacity.into();
+        let eval_capacity = eval.max(capacity);
         assert!(capacity >= 1, "a model holds at least one sample");
         let mut b = Builder::new(be, capacity);
         let net = arch.spec.build(&mut b, "", arch.input)?;
         let out = arch.spec.output("", arch.input)?;
         anyhow::ensure!(out == Feat::flat(arch.classes), "{} ends in {out}, not [N, {}]", arch.name, arch.classes);
+        // The eval copy: built again over the same names with tying on, so that it declares
+        // nothing new and shares every parameter, buffer and counter.
+        let eval_net = (eval_capacity > capacity)
+            .then(|| {
+                b.capacity = eval_capacity;
+                b.tying = true;
+                arch.spec.build(&mut b, "", arch.input)
+            })
+            .transpose()?;
         let (store, be) = b.finish();
-        let x = be.tensor(capacity * arch.input.len());
-        let y = be.index(capacity);
+        let x = be.tensor(eval_capacity * arch.input.len());
+        let y = be.index(eval_capacity);
         let (loss, dlogits) = (be.tensor(1), be.tensor(capacity * arch.classes));
         let (correct, state) = (be.index(1), be.index(2));
-        Ok(Model { arch: arch.clone(), capacity, store, adam_step: 0, net, x, y, logits: None, loss, dlogits, correct, state })
+        Ok(Model { arch: arch.clone(), capacity, eval_capacity, store, adam_step: 0, net, eval_net, x, y, logits: None, loss, dlogits, correct, state })
     }
 
     /// Writes every parameter's values (in store order).
@@ -85,24 +126,29 @@ impl<B: Backend + 'static> Model<B> {
     /// Puts a batch in place from host memory (tests, the `step` tool).
     pub fn set_batch(&mut self, be: &mut B, x: &[f32], labels: &[u32]) {
         assert_eq!(x.len(), labels.len() * self.arch.input.len());
-        assert!(labels.len() <= self.capacity);
+        assert!(labels.len() <= self.eval_capacity);
         be.write(&self.x, x);
         be.write_index(&self.y, labels);
     }
 
     /// Gathers batch rows perm[offset..offset + n] of a device-resident dataset.
     pub fn gather_batch(&mut self, be: &mut B, ds: &B::Dataset, perm: &B::Index, offset: usize, n: usize) {
-        assert!(n <= self.capacity);
+        assert!(n <= self.eval_capacity);
         be.scope("data.gather");
         be.run(Op::Gather { ds, perm, offset, n, x: &self.x, y: &self.y });
     }
 
     /// Forward to the logits. In training mode BatchNorm uses batch statistics and updates
     /// its running statistics (as PyTorch's forward does); in eval mode it uses the running
-    /// statistics.
+    /// statistics, and batches up to `eval_capacity` (its eval copy where that is larger).
     pub fn forward(&mut self, be: &mut B, n: usize, train: bool) {
-        assert!(n >= 1 && n <= self.capacity, "batch of {n} with buffers for {}", self.capacity);
-        self.logits = Some(self.net.forward(be, &self.store, &self.x, n, train));
+        let most = if train { self.capacity } else { self.eval_capacity };
+        assert!(n >= 1 && n <= most, "batch of {n} with buffers for {most}");
+        let net = match &mut self.eval_net {
+            Some(eval) if !train => eval,
+            _ => &mut self.net,
+        };
+        self.logits = Some(net.forward(be, &self.store, &self.x, n, train));
     }
 
     fn logits(&self) -> &B::Tensor {

@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Result};
 
-use super::model::{Arch, Model};
+use super::model::{Arch, Capacity, Model, EVAL_BATCH};
 use crate::backend::{Backend, DatasetShape, Op};
 use crate::shapes::AdamConfig;
 
@@ -97,13 +97,14 @@ impl Backend for Sizer {
     }
 }
 
-/// Every buffer (bytes) a model of `arch` allocates for batches of `batch`, with the
-/// scratch buffers one training step and one evaluation add on the GPU.
-pub fn footprint(arch: &Arch, batch: usize, align: usize) -> Result<Vec<u64>> {
+/// Every buffer (bytes) a model of `arch` allocates for batches of `batch` (training and
+/// eval), with the scratch buffers one training step and one evaluation add on the GPU.
+pub fn footprint(arch: &Arch, batch: impl Into<Capacity>, align: usize) -> Result<Vec<u64>> {
+    let batch = batch.into();
     let mut sz = Sizer::new(align);
     let mut model = Model::build(&mut sz, arch, batch)?;
-    model.train_step(&mut sz, batch, &AdamConfig::default());
-    model.eval_batch(&mut sz, batch);
+    model.train_step(&mut sz, batch.train, &AdamConfig::default());
+    model.eval_batch(&mut sz, batch.eval.max(batch.train));
     drop(model);
     let mut all = sz.buffers;
     all.extend(sz.scratch.iter().map(|(_, b)| *b));
@@ -196,3 +197,30 @@ pub fn check_batch_with(arch: &Arch, batch: usize, budget: &Budget, fixed: &dyn 
     }
     bail!("{flag} {batch} is too large for {}: {why}; the largest that fits is {flag} {lo}", arch.name)
 }
+
+/// The eval batch for training batches of `batch`: `EVAL_BATCH` (or `batch` where that is
+/// larger), or the largest between the two with which the model still fits `budget` (with
+/// the `fixed` buffers held besides). Call after `check_batch` accepted `batch`.
+pub fn eval_batch(arch: &Arch, batch: usize, budget: &Budget, fixed: &[u64]) -> Result<usize> {
+    let align = match budget {
+        Budget::Device { align, .. } => *align,
+        Budget::Host { .. } => 1,
+    };
+    let fits = |e: usize| -> Result<bool> { Ok(budget.misfit(&footprint(arch, Capacity::with_eval(batch, e), align)?, fixed).is_none()) };
+    let want = EVAL_BATCH.max(batch);
+    if fits(want)? {
+        return Ok(want);
+    }
+    // batch itself fits (check_batch): bisect for the largest eval batch that does.
+    let (mut lo, mut hi) = (batch, want);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid)? {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
+}
+
