@@ -121,6 +121,14 @@ pub enum Budget {
 }
 
 impl Budget {
+    /// The offset alignment of views into one buffer (1 on the host).
+    fn align(&self) -> usize {
+        match self {
+            Budget::Device { align, .. } => *align,
+            Budget::Host { .. } => 1,
+        }
+    }
+
     /// The host's free memory (Linux `MemAvailable`); None where it cannot be read.
     pub fn host() -> Option<Budget> {
         let text = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -166,10 +174,7 @@ pub fn check_batch_with(arch: &Arch, batch: usize, budget: &Budget, fixed: &dyn 
     if batch == 0 {
         bail!("{flag} must be at least 1");
     }
-    let align = match budget {
-        Budget::Device { align, .. } => *align,
-        Budget::Host { .. } => 1,
-    };
+    let align = budget.align();
     if let Budget::Device { name, binding, buffer, .. } = budget {
         let (largest, limit) = (fixed(1).iter().copied().max().unwrap_or(0), (*binding).min(*buffer));
         if largest > limit {
@@ -185,16 +190,7 @@ pub fn check_batch_with(arch: &Arch, batch: usize, budget: &Budget, fixed: &dyn 
     if let Some(why) = fits(1)? {
         bail!("{} does not fit even with {flag} 1: {why}", arch.name);
     }
-    // Sizes grow with the batch: bisect for the largest that fits.
-    let (mut lo, mut hi) = (1, batch);
-    while hi - lo > 1 {
-        let mid = lo + (hi - lo) / 2;
-        if fits(mid)?.is_none() {
-            lo = mid;
-        } else {
-            hi = mid;
-        }
-    }
+    let lo = largest_fitting(1, batch, &|n| Ok(fits(n)?.is_none()))?;
     bail!("{flag} {batch} is too large for {}: {why}; the largest that fits is {flag} {lo}", arch.name)
 }
 
@@ -202,17 +198,19 @@ pub fn check_batch_with(arch: &Arch, batch: usize, budget: &Budget, fixed: &dyn 
 /// larger), or the largest between the two with which the model still fits `budget` (with
 /// the `fixed` buffers held besides). Call after `check_batch` accepted `batch`.
 pub fn eval_batch(arch: &Arch, batch: usize, budget: &Budget, fixed: &[u64]) -> Result<usize> {
-    let align = match budget {
-        Budget::Device { align, .. } => *align,
-        Budget::Host { .. } => 1,
-    };
+    let align = budget.align();
     let fits = |e: usize| -> Result<bool> { Ok(budget.misfit(&footprint(arch, Capacity::with_eval(batch, e), align)?, fixed).is_none()) };
     let want = EVAL_BATCH.max(batch);
     if fits(want)? {
         return Ok(want);
     }
-    // batch itself fits (check_batch): bisect for the largest eval batch that does.
-    let (mut lo, mut hi) = (batch, want);
+    // batch itself fits (check_batch).
+    largest_fitting(batch, want, &fits)
+}
+
+/// The largest n in [lo, hi) with `fits(n)`, given that `lo` fits, `hi` does not, and sizes
+/// grow with n (bisection).
+fn largest_fitting(mut lo: usize, mut hi: usize, fits: &dyn Fn(usize) -> Result<bool>) -> Result<usize> {
     while hi - lo > 1 {
         let mid = lo + (hi - lo) / 2;
         if fits(mid)? {
@@ -223,4 +221,3 @@ pub fn eval_batch(arch: &Arch, batch: usize, budget: &Budget, fixed: &[u64]) -> 
     }
     Ok(lo)
 }
-
