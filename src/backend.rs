@@ -212,6 +212,12 @@ pub trait Backend {
         None
     }
 
+    /// Kernel choices made since the last call, one line each, where the backend chooses
+    /// kernels by measurement (the GPU's autotuner); for printing as they appear.
+    fn new_kernel_choices(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// What a model's buffers must fit in (`nn::sizer::check_batch`), where known.
     fn memory_budget(&self) -> Option<crate::nn::sizer::Budget> {
         None

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::{SafeTensors, View};
 
-mod files;
+pub(crate) mod files;
 use files::{read_file, read_header, spec_bytes, write_temp, MAX_ANY_DATA};
 pub use files::{sync_dir, temp_path, Prepared};
 

@@ -25,6 +25,11 @@ struct Cli {
     /// else wgpu's default choice, honouring WGPU_BACKEND and WGPU_POWER_PREF).
     #[arg(long, global = true)]
     adapter: Option<String>,
+    /// How kernels are chosen where several can run a shape: timed on this adapter at first
+    /// use and cached (cached), timed again (refresh), or by fixed rules (off). The cache is
+    /// a JSON file per adapter and driver in WGSL_CNN_CACHE_DIR, else the user cache directory.
+    #[arg(long, global = true, value_enum, env = "WGSL_CNN_AUTOTUNE", default_value_t = AutotuneArg::Cached)]
+    autotune: AutotuneArg,
     /// Directory holding the data set's four IDX files (gzip'd or raw); missing ones are
     /// downloaded there [default: data/mnist, or data/fashion-mnist].
     #[arg(long, global = true, env = "WGSL_CNN_DATA")]
@@ -46,6 +51,13 @@ enum BackendKind {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum AutotuneArg {
+    Cached,
+    Refresh,
+    Off,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum DatasetArg {
     Mnist,
     FashionMnist,
@@ -57,6 +69,15 @@ impl Cli {
             DatasetArg::Mnist => Dataset::Mnist,
             DatasetArg::FashionMnist => Dataset::FashionMnist,
         }
+    }
+    fn adapter(&self) -> AdapterChoice {
+        use wgsl_cnn::gpu::autotune::Mode;
+        let autotune = match self.autotune {
+            AutotuneArg::Cached => Mode::Cached,
+            AutotuneArg::Refresh => Mode::Refresh,
+            AutotuneArg::Off => Mode::Off,
+        };
+        AdapterChoice { name: self.adapter.clone(), autotune }
     }
     fn data_dir(&self) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(|| self.dataset().default_dir())
@@ -244,7 +265,7 @@ macro_rules! with_backend {
     ($cli:expr, $be:ident => $body:expr) => {
         match $cli.backend {
             BackendKind::Gpu => {
-                let $be = &mut Gpu::new(&AdapterChoice { name: $cli.adapter.clone() })?;
+                let $be = &mut Gpu::new(&$cli.adapter())?;
                 eprintln!("backend: GPU, {}", $be.name());
                 $body
             }
@@ -291,7 +312,7 @@ fn run(mut cli: Cli) -> Result<()> {
             println!("{}", data.report);
             Ok(())
         }
-        Command::Adapters => adapters(&AdapterChoice { name: cli.adapter.clone() }),
+        Command::Adapters => adapters(&cli.adapter()),
         Command::Bench(args) => bench(&cli, &args),
     }
 }
@@ -449,7 +470,7 @@ fn bench(cli: &Cli, args: &BenchArgs) -> Result<()> {
             TimerArg::Wall => Timer::Wall,
         },
         json: args.json.clone(),
-        adapter: AdapterChoice { name: cli.adapter.clone() },
+        adapter: cli.adapter(),
     };
     wgsl_cnn::bench::run(&cfg).map(|_| ())
 }

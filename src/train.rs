@@ -203,6 +203,9 @@ pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) 
             model.gather_batch(be, &train_ds, &perm, offset, nb);
             model.train_step(be, nb, &adam);
             be.submit();
+            if s == 0 {
+                bar.suspend(|| print_kernel_choices(be));
+            }
             bar.inc(nb as u64);
             if (s + 1) % cfg.log_every == 0 || s + 1 == steps {
                 let loss = model.read_loss(be);
@@ -225,6 +228,7 @@ pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) 
         bar.finish_and_clear();
         let train_seconds = started.elapsed().as_secs_f64();
         let correct = evaluate(be, &mut model, &test_ds, &test_order, n_test);
+        print_kernel_choices(be);
         let report = EpochReport { epoch: epoch + 1, losses, correct, total: n_test, seconds: train_seconds, images: n_train };
         println!("Accuracy of the network on the {n_test} test images: {} %", python_float(report.accuracy()));
         eprintln!(
@@ -297,6 +301,14 @@ pub fn check_save_target(path: &std::path::Path) -> Result<()> {
         .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"));
     let _ = std::fs::remove_file(&probe);
     written.with_context(|| format!("--save {}: cannot write files in {}", path.display(), dir.display()))
+}
+
+/// The kernel choices the autotuner made since last asked (on stderr: the log's stdout
+/// keeps the seed's lines).
+fn print_kernel_choices<B: Backend>(be: &mut B) {
+    for line in be.new_kernel_choices() {
+        eprintln!("kernel: {line}");
+    }
 }
 
 /// A metrics line with the numbers as printed: the loss to 4 decimals, the accuracy as

@@ -251,7 +251,7 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
         if cfg.quick { " (--quick)" } else { "" }
     );
     println!("timer:    {}", timer_description(timer, &be.ctx));
-    println!("kernels:  matmul {}", matmul_family(&be.ctx));
+    println!("kernels:  {}", kernel_choice(&be.ctx));
     println!();
 
     let mut w = Workload::new(&mut be, &cfg.arch, batch)?;
@@ -273,6 +273,9 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
     w.train_step(&mut be);
     be.ctx.finish();
     let first_step_ms = t.elapsed().as_secs_f64() * 1e3;
+    for c in be.ctx.tuner().map(|t| t.take_new()).unwrap_or_default() {
+        println!("kernel:   {}", c.describe());
+    }
     let calls: Vec<Traced> = take_calls();
     for _ in 0..warmup {
         w.train_step(&mut be);
@@ -516,18 +519,20 @@ invocations/workgroup {} ({}), workgroups/dimension {} ({}), storage binding {} 
     s
 }
 
-/// Which matmul family runs the seed's fc1 product, and why (adapter type or override).
-fn matmul_family(ctx: &GpuContext) -> String {
-    use crate::gpu::matmul::{env_override, resolve, MatmulKernel};
-    let fc1 = crate::shapes::MatmulShape { m: 100, n: 500, k: 800, trans_a: false, trans_b: true, accumulate: false };
-    let chosen = resolve(ctx, MatmulKernel::Auto, &fc1);
-    match env_override() {
-        Some(_) => format!("{chosen:?} (forced by {})", crate::gpu::matmul::KERNEL_ENV),
-        None => format!(
-            "{chosen:?} (automatic for a {} adapter; set {}=tiled|vec4|strided to compare)",
-            if ctx.is_cpu() { "CPU" } else { "GPU" },
-            crate::gpu::matmul::KERNEL_ENV
+/// How kernels are chosen: the tuner's mode and cache file, or the fixed rules.
+fn kernel_choice(ctx: &GpuContext) -> String {
+    use crate::gpu::autotune::Mode;
+    let forced = match crate::gpu::matmul::env_override() {
+        Some(k) => format!("; matmul forced to {k:?} by {}", crate::gpu::matmul::KERNEL_ENV),
+        None => String::new(),
+    };
+    match ctx.tuner() {
+        Some(t) => format!(
+            "timed on this adapter at first use ({}), cached in {}{forced}; the choices follow the warm-up",
+            if t.mode() == Mode::Refresh { "--autotune refresh: every shape timed again" } else { "--autotune cached" },
+            t.file().map_or("memory only".into(), |f| f.display().to_string()),
         ),
+        None => format!("fixed rules (--autotune off): matmul by adapter type, conv2d row kernels where they fit{forced}"),
     }
 }
 

@@ -129,6 +129,9 @@ impl Backend for Gpu {
     fn allocated_bytes(&self) -> Option<u64> {
         Some(self.ctx.allocated_bytes.get())
     }
+    fn new_kernel_choices(&mut self) -> Vec<String> {
+        self.ctx.tuner().map_or_else(Vec::new, |t| t.take_new().iter().map(|c| c.describe()).collect())
+    }
 
     fn dataset(&mut self, images: &[u8], labels: &[u8], pixels: usize) -> GpuDataset {
         let packed = gather::pack_u8(images);

@@ -43,12 +43,15 @@ pub fn shader_source(file: &str) -> Result<String> {
     Ok(format!("{}\n{}", include_str!("../../shaders/common.wgsl"), body))
 }
 
-/// Which adapter to use. `name` picks the first adapter whose name contains it (case
-/// insensitive); otherwise `WGPU_ADAPTER_NAME` does, otherwise wgpu's default choice
-/// honouring `WGPU_POWER_PREF`. `WGPU_BACKEND` limits the backends searched.
+/// Which adapter to use, and how kernels are chosen on it. `name` picks the first adapter
+/// whose name contains it (case insensitive); otherwise `WGPU_ADAPTER_NAME` does, otherwise
+/// wgpu's default choice honouring `WGPU_POWER_PREF`. `WGPU_BACKEND` limits the backends
+/// searched. `autotune` other than `Off` measures kernel choices on the adapter and caches
+/// them under `autotune::default_cache_dir()` (see gpu::autotune).
 #[derive(Clone, Debug, Default)]
 pub struct AdapterChoice {
     pub name: Option<String>,
+    pub autotune: super::autotune::Mode,
 }
 
 pub const NO_ADAPTER_HELP: &str = "no GPU adapter found. Install your GPU's Vulkan, Metal or DX12 driver, \
@@ -215,6 +218,8 @@ pub struct GpuContext {
     /// What the adapter offers (`limits`/`features` above are what the device was opened with).
     pub adapter_limits: wgpu::Limits,
     pub adapter_features: wgpu::Features,
+    /// Chooses kernels by measurement where set (`set_tuner`; see gpu::autotune).
+    tuner: RefCell<Option<Rc<super::autotune::Tuner>>>,
 }
 
 impl GpuContext {
@@ -239,6 +244,13 @@ impl GpuContext {
             trace: wgpu::Trace::Off,
         }))
         .with_context(|| format!("could not open a device on {}", describe(&info)))?;
+        let tuner = (choice.autotune != super::autotune::Mode::Off).then(|| {
+            let dir = super::autotune::default_cache_dir();
+            if dir.is_none() {
+                eprintln!("note: no cache directory (set WGSL_CNN_CACHE_DIR); kernel choices are measured on every run");
+            }
+            Rc::new(super::autotune::Tuner::new(choice.autotune, dir.as_deref(), &info))
+        });
         Ok(GpuContext {
             device,
             queue,
@@ -259,7 +271,37 @@ impl GpuContext {
             op_label: Cell::new(None),
             adapter_limits: alimits,
             adapter_features: adapter.features(),
+            tuner: RefCell::new(tuner),
         })
+    }
+
+    /// Lets kernel choices be measured on this adapter (`GpuContext::tuned`).
+    pub fn set_tuner(&self, tuner: super::autotune::Tuner) {
+        *self.tuner.borrow_mut() = Some(Rc::new(tuner));
+    }
+
+    pub fn tuner(&self) -> Option<Rc<super::autotune::Tuner>> {
+        self.tuner.borrow().clone()
+    }
+
+    /// Runs `f` (the tuner's measurements) after the work recorded so far has finished, with
+    /// the dispatch and submit counters, the op label and any open profile set aside and
+    /// restored after, and the bind groups of buffers created meanwhile forgotten (so that
+    /// temporary buffers are freed).
+    pub(crate) fn set_aside<T>(&self, f: impl FnOnce() -> T) -> T {
+        self.finish();
+        let (dispatches, submits) = (self.dispatches.get(), self.submits.get());
+        let label = self.op_label.take();
+        let profile = self.profiler.borrow_mut().take();
+        let first_new_id = self.next_id.get();
+        let out = f();
+        self.finish();
+        self.bind_groups.borrow_mut().retain(|key, _| key.1.iter().all(|&id| id < first_new_id));
+        self.dispatches.set(dispatches);
+        self.submits.set(submits);
+        self.op_label.set(label);
+        *self.profiler.borrow_mut() = profile;
+        out
     }
 
     /// True on CPU adapters (lavapipe, SwiftShader, WARP), which prefer register-blocked

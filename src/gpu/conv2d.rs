@@ -134,6 +134,26 @@ fn pick(kernel: ConvKernel, fits: bool, what: &str, s: &Conv2dShape) -> bool {
     }
 }
 
+/// `kernel`, with `Auto` resolved to a concrete kernel: the first of `options` that fits
+/// (the static rule), or the tuner's measured fastest of those that fit (`GpuContext::tuned`;
+/// `run(temps, k)` records the op on temporaries of `temp_lens` elements).
+fn choose(
+    ctx: &GpuContext,
+    kernel: ConvKernel,
+    op: &str,
+    s: &Conv2dShape,
+    options: &[(&'static str, ConvKernel, bool)],
+    temp_lens: &[usize],
+    run: impl Fn(&[std::rc::Rc<RawBuffer>], ConvKernel),
+) -> ConvKernel {
+    if kernel != ConvKernel::Auto {
+        return kernel;
+    }
+    let candidates: Vec<(&'static str, ConvKernel)> = options.iter().filter(|o| o.2).map(|o| (o.0, o.1)).collect();
+    let shape = format!("{}×{}×{}×{} → {} k{} s{} p{}", s.n, s.c_in, s.h, s.w, s.c_out, s.k, s.stride, s.pad);
+    ctx.tuned(op, &shape, &candidates, temp_lens, run)
+}
+
 fn round4(x: usize) -> usize {
     x.div_ceil(4) * 4
 }
@@ -160,6 +180,9 @@ pub fn forward_with(
     if s.y_len() == 0 {
         return;
     }
+    let options = [("rows", ConvKernel::Rows, rows_fit(s)), ("direct", ConvKernel::Direct, true)];
+    let lens = [s.x_len(), s.w_len(), s.c_out, s.y_len()];
+    let kernel = choose(ctx, kernel, "conv2d.forward", s, &options, &lens, |t, k| forward_with(ctx, k, s, &t[0], &t[1], &t[2], &t[3]));
     let mut p = Params::of(s);
     p.has_bias = 1;
     if pick(kernel, rows_fit(s), "forward", s) {
@@ -212,8 +235,18 @@ pub fn grad_input_with(ctx: &GpuContext, kernel: ConvKernel, s: &Conv2dShape, dy
     if s.x_len() == 0 {
         return;
     }
+    // Scatter and rows are not both candidates: the memory plan (`grad_input_scratch`)
+    // counts the padded dy of the row kernel only where it is the static choice.
+    let first = if grad_input_scatter_fit(s) {
+        ("scatter", ConvKernel::Scatter, true)
+    } else {
+        ("rows", ConvKernel::Rows, grad_input_rows_fit(s))
+    };
+    let options = [first, ("direct", ConvKernel::Direct, true)];
+    let lens = [s.y_len(), s.w_len(), s.x_len()];
+    let kernel = choose(ctx, kernel, "conv2d.grad_input", s, &options, &lens, |t, k| grad_input_with(ctx, k, s, &t[0], &t[1], &t[2]));
     let scatter = match kernel {
-        ConvKernel::Auto => grad_input_scatter_fit(s),
+        ConvKernel::Auto => unreachable!("resolved by choose"),
         ConvKernel::Scatter => {
             assert!(grad_input_scatter_fit(s), "conv2d grad_input: the scatter kernel does not fit {s:?}");
             true
@@ -292,9 +325,11 @@ pub fn grad_input_scratch(s: &Conv2dShape) -> Option<(&'static str, usize)> {
 }
 
 /// The split-K partials buffer (tag, elements) of `grad_weight` for shape `s`, with the
-/// bias gradient's (the most it needs).
+/// bias gradient's (the most either kernel needs).
 pub fn grad_weight_scratch(s: &Conv2dShape) -> (&'static str, usize) {
-    ("conv2d.partials", weight_splits(s, rows_fit(s)).1 * (s.w_len() + s.c_out))
+    // Either kernel may be chosen where the row kernel fits: the larger of the two.
+    let splits = weight_splits(s, false).1.max(if rows_fit(s) { weight_splits(s, true).1 } else { 0 });
+    ("conv2d.partials", splits * (s.w_len() + s.c_out))
 }
 
 /// Invocations a split-K pass aims for: enough to keep every core of a CPU adapter (and a
@@ -328,6 +363,11 @@ pub fn grad_weight_with(
     if len == 0 {
         return;
     }
+    let options = [("rows", ConvKernel::Rows, rows_fit(s)), ("direct", ConvKernel::Direct, true)];
+    let lens = [s.x_len(), s.y_len(), s.w_len(), s.c_out];
+    let kernel = choose(ctx, kernel, "conv2d.grad_weight", s, &options, &lens, |t, k| {
+        grad_weight_with(ctx, k, s, &t[0], &t[1], &t[2], db.map(|_| &*t[3]))
+    });
     let mut p = Params::of(s);
     let rows = pick(kernel, rows_fit(s), "grad_weight", s);
     let (base, splits) = weight_splits(s, rows);

@@ -207,7 +207,7 @@ pub fn matmul_fused(
         bias_groups: 0,
     };
     let pick = |k: [&'static Kernel; 4]| k[2 * s.trans_a as usize + s.trans_b as usize];
-    let (k, groups, group_size) = match resolve(ctx, kernel, s) {
+    let (k, groups, group_size) = match choose(ctx, kernel, s, bias.is_some(), &fused) {
         MatmulKernel::Tiled => (pick([&TILED_NN, &TILED_NT, &TILED_TN, &TILED_TT]), s.m.div_ceil(TILE) * s.n.div_ceil(TILE), 256),
         MatmulKernel::Vec4 => (pick([&V4_NN, &V4_NT, &V4_TN, &V4_TT]), (s.m.div_ceil(4) * s.n.div_ceil(8)).div_ceil(64), 64),
         _ => (&STRIDED, (s.m.div_ceil(4) * s.n.div_ceil(4)).div_ceil(64), 64),
@@ -217,7 +217,49 @@ pub fn matmul_fused(
     ctx.dispatch(k, &params, &[a, b, bias_buf, c, grad_buf], ctx.grid(groups + bias_groups));
 }
 
-/// The concrete kernel (`Vec4`, `Strided` or `Tiled`) that `kernel` runs `s` with on `ctx`.
+/// The kernel `matmul_fused` runs: `resolve`'s, except that `Auto` without an override is
+/// the tuner's measured fastest of the kernels that can run `s` (`GpuContext::tuned`).
+fn choose(ctx: &GpuContext, kernel: MatmulKernel, s: &MatmulShape, has_bias: bool, fused: &Fused<'_>) -> MatmulKernel {
+    let guess = resolve(ctx, kernel, s);
+    if kernel != MatmulKernel::Auto || env_override().is_some() || ctx.tuner().is_none() {
+        return guess;
+    }
+    let name = |k| match k {
+        MatmulKernel::Tiled => "tiled",
+        MatmulKernel::Vec4 => "vec4",
+        _ => "strided",
+    };
+    let mut candidates = vec![(name(guess), guess)];
+    let tiled_fits = super::kernels::fits(&TILED_NN, &ctx.limits);
+    for (k, fits) in [(MatmulKernel::Tiled, tiled_fits), (MatmulKernel::Vec4, vec4_fits(s)), (MatmulKernel::Strided, true)] {
+        if fits && k != guess {
+            candidates.push((name(k), k));
+        }
+    }
+    let flag = |on: bool, text: &'static str| if on { text } else { "" };
+    let shape = format!(
+        "{}×{}×{} {}{}{}{}{}{}{}",
+        s.m,
+        s.n,
+        s.k,
+        if s.trans_a { 'T' } else { 'N' },
+        if s.trans_b { 'T' } else { 'N' },
+        flag(s.accumulate, " +="),
+        flag(has_bias, " bias"),
+        flag(fused.relu, " relu"),
+        flag(fused.mask.is_some(), " mask"),
+        flag(fused.bias_grad.is_some(), " bias-grad"),
+    );
+    let bias_len = if fused.mask.is_some() { s.m * s.n } else { s.n };
+    let lens = [s.m * s.k, s.k * s.n, bias_len, s.m * s.n, s.m];
+    ctx.tuned("matmul", &shape, &candidates, &lens, |t, k| {
+        let f = Fused { relu: fused.relu, mask: fused.mask.map(|_| &*t[2]), bias_grad: fused.bias_grad.map(|_| &*t[4]) };
+        matmul_fused(ctx, k, s, &t[0], &t[1], has_bias.then(|| &*t[2]), f, &t[3]);
+    })
+}
+
+/// The concrete kernel (`Vec4`, `Strided` or `Tiled`) that `kernel` runs `s` with on `ctx`
+/// by the static rule (what the tuner's measurements replace).
 pub fn resolve(ctx: &GpuContext, kernel: MatmulKernel, s: &MatmulShape) -> MatmulKernel {
     // The register-blocked family as CPU adapters get it.
     let register_blocked = if vec4_fits(s) && s.m.div_ceil(4) * s.n.div_ceil(8) >= VEC4_MIN_BLOCKS {

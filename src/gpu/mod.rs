@@ -3,6 +3,7 @@
 
 pub mod activation;
 pub mod adam;
+pub mod autotune;
 pub mod backend;
 pub mod batchnorm;
 pub mod context;
