@@ -171,6 +171,15 @@ pub trait DatasetShape {
     fn pixels(&self) -> usize;
 }
 
+/// A read started by `Backend::read_soon`.
+#[derive(Debug)]
+pub enum PendingRead {
+    /// Already read (backends that compute at once).
+    Done(Vec<f32>, Vec<u32>),
+    /// In flight on the device: the backend's slot.
+    Device(usize),
+}
+
 pub trait Backend {
     /// An f32 buffer (or a view into one) on the device.
     type Tensor: Clone;
@@ -207,6 +216,20 @@ pub trait Backend {
     fn read_index(&mut self, t: &Self::Index) -> Vec<u32>;
     /// Sends the work recorded so far to the device without waiting for it.
     fn submit(&mut self);
+    /// Starts reading `t` and `i` as the work recorded so far leaves them, without waiting
+    /// for the device; `finish_read` hands the values over. Backends that compute at once
+    /// read at once.
+    fn read_soon(&mut self, t: &Self::Tensor, i: &Self::Index) -> PendingRead {
+        PendingRead::Done(self.read(t), self.read_index(i))
+    }
+    /// The values of a `read_soon`, or None while the device has not got there (`wait`:
+    /// blocks until it has). Call it until it returns the values, once each.
+    fn finish_read(&mut self, read: &PendingRead, _wait: bool) -> Option<(Vec<f32>, Vec<u32>)> {
+        match read {
+            PendingRead::Done(f, u) => Some((f.clone(), u.clone())),
+            PendingRead::Device(_) => unreachable!("this backend reads at once"),
+        }
+    }
     /// Bytes of device buffers allocated so far, where the backend keeps count.
     fn allocated_bytes(&self) -> Option<u64> {
         None

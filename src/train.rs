@@ -1,6 +1,7 @@
 //! The seed's training recipe on any backend: shuffled epochs, the seed's log lines, test
 //! accuracy in eval mode after each epoch, a checkpoint after each epoch.
 
+use std::collections::VecDeque;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -8,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, PendingRead};
 use crate::data::{Mnist, Split};
 use crate::metrics::{Metrics, Record};
 use crate::model::{state, zoo, Arch, Model, IMAGE_PIXELS};
@@ -197,6 +198,10 @@ pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) 
         be.write_index(&perm, &epoch_permutation(cfg.seed, epoch, n_train));
         let bar = progress_bar(cfg.progress, n_train as u64, epoch + 1, cfg.epochs);
         let mut losses = Vec::new();
+        // Loss reads in flight: (step, seconds, images so far, read). The device gets to
+        // them while later steps are recorded; at most two are outstanding, which keeps the
+        // host within about 2·log_every steps of the device without ever draining the queue.
+        let mut pending: VecDeque<(usize, f64, usize, PendingRead)> = VecDeque::new();
         for s in 0..steps {
             let offset = s * cfg.batch_size;
             let nb = cfg.batch_size.min(n_train - offset);
@@ -208,19 +213,26 @@ pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) 
             }
             bar.inc(nb as u64);
             if (s + 1) % cfg.log_every == 0 || s + 1 == steps {
-                let loss = model.read_loss(be);
-                if let Some(bad) = model.first_nonfinite_step(be) {
+                pending.push_back((s, started.elapsed().as_secs_f64(), offset + nb, model.read_loss_soon(be)));
+            }
+            // The epoch's last read, and the oldest of more than two, are waited for.
+            while let Some((_, _, _, read)) = pending.front() {
+                let wait = s + 1 == steps || pending.len() > 2;
+                let Some(values) = be.finish_read(read, wait) else { break };
+                let (step, seconds, images, _) = pending.pop_front().expect("the front was just read");
+                let (loss, nonfinite) = Model::<B>::loss_and_nonfinite(&values);
+                if let Some(bad) = nonfinite {
                     bar.abandon();
                     bail!(nonfinite_message(bad, steps, cfg));
                 }
                 bar.set_message(format!("loss {loss:.4}"));
-                if (s + 1) % cfg.log_every == 0 {
+                if (step + 1) % cfg.log_every == 0 {
                     losses.push(loss);
                     if let Some(m) = metrics.as_mut() {
-                        m.push(record(epoch, s, steps, started.elapsed().as_secs_f64(), offset + nb, Some(loss), None))?;
+                        m.push(record(epoch, step, steps, seconds, images, Some(loss), None))?;
                     }
                     bar.suspend(|| {
-                        println!("Epoch [{}/{}], Step [{}/{}], Loss: {loss:.4}", epoch + 1, cfg.epochs, s + 1, steps)
+                        println!("Epoch [{}/{}], Step [{}/{}], Loss: {loss:.4}", epoch + 1, cfg.epochs, step + 1, steps)
                     });
                 }
             }

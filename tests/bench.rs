@@ -228,14 +228,21 @@ fn a_tied_step_calls_the_block_ten_times() {
     assert_eq!(count("adam adam"), 1);
 }
 
+/// Runs the bench CLI with an empty autotune cache of its own.
 fn run_bench(args: &[&str], json: &PathBuf) -> (String, Vec<Value>) {
+    let cache = json.with_extension("autotune");
+    let _ = std::fs::remove_dir_all(&cache);
     let out = Command::new(env!("CARGO_BIN_EXE_wgsl-cnn"))
         .arg("bench")
         .args(args)
         .arg("--json")
         .arg(json)
+        .env("WGSL_CNN_CACHE_DIR", &cache)
+        .env_remove("WGSL_CNN_AUTOTUNE")
+        .env_remove("WGSL_CNN_MATMUL")
         .output()
         .expect("run wgsl-cnn bench");
+    let _ = std::fs::remove_dir_all(&cache);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(out.status.success(), "bench {args:?} failed:\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     let text = std::fs::read_to_string(json).expect("bench wrote its JSON file");
@@ -312,14 +319,22 @@ fn quick_bench_json_covers_every_op_of_the_training_step() {
     for line in ["top 3: 1. ", "GPU/CPU: ", "projected epoch (600 steps", "adapter:  ", "versions: wgpu "] {
         assert!(stdout.contains(line), "no {line:?} in the output:\n{stdout}");
     }
+    // The autotuner (default --autotune cached, empty cache): every op with a choice of
+    // kernels was measured, and the choices are printed.
+    assert!(stdout.contains("kernels:  timed on this adapter at first use (--autotune cached)"), "{stdout}");
+    for op in ["conv2d.forward 100×1×28×28 → 20", "conv2d.grad_weight 100×20×12×12 → 50", "conv2d.grad_input 100×20×12×12 → 50", "matmul 100×500×800 NT bias relu"] {
+        let line = stdout.lines().find(|l| l.starts_with("kernel:   ") && l.contains(op)).unwrap_or_else(|| panic!("no choice for {op}:\n{stdout}"));
+        assert!(line.ends_with(" measured"), "{line}");
+    }
 }
 
 #[test]
 fn wall_clock_timer_covers_every_op_too() {
     let json = temp_json("wall");
-    let (stdout, records) = run_bench(&["--timer", "wall", "--repeats", "2", "--warmup", "0", "--no-cpu"], &json);
+    let (stdout, records) = run_bench(&["--timer", "wall", "--repeats", "2", "--warmup", "0", "--no-cpu", "--autotune", "off"], &json);
     std::fs::remove_file(&json).ok();
     assert!(stdout.contains("timer:    wall clock around a submit-and-wait"), "{stdout}");
+    assert!(stdout.contains("kernels:  fixed rules (--autotune off)") && !stdout.contains("kernel:   "), "{stdout}");
     check_op_records(&records, 2, "wall");
     assert!(!records.iter().any(|r| r["device"] == "cpu"), "--no-cpu still timed the CPU reference");
 }

@@ -146,6 +146,7 @@ fn step_tool_writes_the_same_file_on_both_backends(arch: &Arch) {
             .arg(dir.join("batch.safetensors"))
             .arg("--out")
             .arg(dir.join(format!("{backend}.safetensors")))
+            .env("WGSL_CNN_CACHE_DIR", dir.join("autotune"))
             .output()
             .unwrap();
         assert!(out.status.success(), "step --backend {backend}: {}", String::from_utf8_lossy(&out.stderr));

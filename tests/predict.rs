@@ -139,6 +139,7 @@ fn predict_matches_eval_survives_enlargement_and_isolates_bad_files() {
     let cli = |backend: &str, inputs: &[PathBuf], json: bool| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_wgsl-cnn"));
         c.args(["--backend", backend, "predict", "--checkpoint"]).arg(&ckpt).args(inputs);
+        c.env("WGSL_CNN_CACHE_DIR", ckpt.with_file_name("autotune"));
         if json {
             c.arg("--json");
         }

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use super::context::{AdapterChoice, GpuContext, RawBuffer};
 use super::{activation, adam, batchnorm, conv2d, gather, matmul, maxpool, reduce};
-use crate::backend::{Backend, Op, OpFor};
+use crate::backend::{Backend, Op, OpFor, PendingRead};
 use crate::shapes::AdamConfig;
 
 pub type GpuTensor = Rc<RawBuffer>;
@@ -39,6 +39,7 @@ pub type Observer = Box<dyn for<'a> FnMut(&GpuContext, &str, &OpFor<'a, Gpu>, Mo
 pub struct Gpu {
     pub ctx: GpuContext,
     adam_table: AdamTable,
+    reads: super::readback::ReadRing,
     scope: String,
     /// Called around each op call while set.
     pub observer: Option<Observer>,
@@ -47,7 +48,7 @@ pub struct Gpu {
 impl Gpu {
     pub fn new(choice: &AdapterChoice) -> Result<Self> {
         let ctx = GpuContext::new(choice)?;
-        Ok(Gpu { ctx, adam_table: AdamTable::default(), scope: String::new(), observer: None })
+        Ok(Gpu { ctx, adam_table: AdamTable::default(), reads: Default::default(), scope: String::new(), observer: None })
     }
 }
 
@@ -125,6 +126,15 @@ impl Backend for Gpu {
     }
     fn submit(&mut self) {
         self.ctx.submit()
+    }
+    fn read_soon(&mut self, t: &GpuTensor, i: &GpuTensor) -> PendingRead {
+        PendingRead::Device(self.reads.start(&self.ctx, t, i))
+    }
+    fn finish_read(&mut self, read: &PendingRead, wait: bool) -> Option<(Vec<f32>, Vec<u32>)> {
+        match read {
+            PendingRead::Done(f, u) => Some((f.clone(), u.clone())),
+            PendingRead::Device(i) => self.reads.finish(&self.ctx, *i, wait),
+        }
     }
     fn allocated_bytes(&self) -> Option<u64> {
         Some(self.ctx.allocated_bytes.get())

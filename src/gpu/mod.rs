@@ -13,6 +13,7 @@ pub mod kernels;
 pub mod translate;
 pub mod matmul;
 pub mod maxpool;
+pub mod readback;
 pub mod reduce;
 pub mod smoke;
 

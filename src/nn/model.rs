@@ -215,6 +215,17 @@ impl<B: Backend + 'static> Model<B> {
         be.read(&self.loss)[0]
     }
 
+    /// Starts reading the loss of the last `backward` and the non-finite record without
+    /// waiting (`loss_and_nonfinite` decodes what `Backend::finish_read` returns).
+    pub fn read_loss_soon(&mut self, be: &mut B) -> crate::backend::PendingRead {
+        be.read_soon(&self.loss, &self.state)
+    }
+
+    /// (loss, first non-finite step) from a `read_loss_soon`'s values.
+    pub fn loss_and_nonfinite(values: &(Vec<f32>, Vec<u32>)) -> (f32, Option<u32>) {
+        (values.0[0], Some(values.1[1]).filter(|&s| s != 0))
+    }
+
     /// The first step whose loss was not finite, if any (waits for the device).
     pub fn first_nonfinite_step(&mut self, be: &mut B) -> Option<u32> {
         Some(be.read_index(&self.state)[1]).filter(|&s| s != 0)
