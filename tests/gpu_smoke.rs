@@ -35,3 +35,43 @@ fn a_write_after_a_recorded_dispatch_does_not_reach_it() {
         assert_eq!(got[i], old[i] * 3.0 + i as f32, "element {i} saw the later write");
     }
 }
+
+/// `read_soon` takes the values as the work recorded before it leaves them, whatever comes
+/// after; several reads can be in flight, be finished in any order, and their staging
+/// buffers are reused; a read not waited for arrives once the device is idle.
+#[test]
+fn reads_in_flight_see_the_work_recorded_before_them() {
+    use wgsl_cnn::backend::Backend;
+    let be = &mut wgsl_cnn::gpu::Gpu::new(&AdapterChoice::default()).unwrap_or_else(|e| panic!("{e:#}"));
+    let n = 37;
+    let (x, y, idx) = (be.tensor(n), be.tensor(n), be.index(3));
+    let base: Vec<f32> = (0..n).map(|i| i as f32 - 3.25).collect();
+    be.write(&x, &base);
+    be.write_index(&idx, &[7, 0, 9]);
+    let mut reads = Vec::new();
+    for round in 0..3u32 {
+        // y = 3·x + i (recorded, not submitted), then a read of y, then x changes.
+        smoke::scale_add_index(&be.ctx, &x, 3.0, &y);
+        reads.push((round, be.read_soon(&y, &idx)));
+        be.write(&x, &base.iter().map(|v| v + (round + 1) as f32).collect::<Vec<_>>());
+        be.write_index(&idx, &[7 + round + 1, 0, 9]);
+    }
+    // Newest first, waiting; then the rest after the device is idle, without waiting.
+    let (last_round, last) = reads.pop().unwrap();
+    let got = be.finish_read(&last, true).expect("a waited read arrives");
+    let check = |round: u32, (f, u): (Vec<f32>, Vec<u32>)| {
+        assert_eq!(u, [7 + round, 0, 9], "round {round}");
+        for (i, v) in f.iter().enumerate() {
+            assert_eq!(*v, (base[i] + round as f32) * 3.0 + i as f32, "round {round}, element {i}");
+        }
+    };
+    check(last_round, got);
+    be.ctx.finish();
+    for (round, r) in reads {
+        check(round, be.finish_read(&r, false).expect("the device is idle: the read has arrived"));
+    }
+    // A fourth read, after the three were taken, sees the last x.
+    smoke::scale_add_index(&be.ctx, &x, 3.0, &y);
+    let r = be.read_soon(&y, &idx);
+    check(3, be.finish_read(&r, true).unwrap());
+}
