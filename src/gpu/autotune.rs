@@ -17,7 +17,7 @@
 //! measurements replace.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
@@ -99,7 +99,13 @@ pub struct Tuner {
     used: RefCell<Vec<String>>,
     /// How many of `used` `take_new` has handed out.
     reported: RefCell<usize>,
+    /// (op, shape fingerprint) → index of the chosen candidate: the per-call lookup, which
+    /// formats and allocates nothing.
+    memo: RefCell<HashMap<(&'static str, Fingerprint), usize>>,
 }
+
+/// The numbers that tell one shape of an op from another (zero-padded).
+pub type Fingerprint = [usize; 12];
 
 /// The cache directory: `WGSL_CNN_CACHE_DIR`, else the platform's user cache directory
 /// (`$XDG_CACHE_HOME` or `~/.cache` on Linux, `~/Library/Caches` on macOS, `%LOCALAPPDATA%`
@@ -157,7 +163,7 @@ impl Tuner {
             }),
             _ => BTreeMap::new(),
         };
-        Tuner { mode, file, identity, cache: RefCell::new(cache), used: RefCell::default(), reported: RefCell::new(0) }
+        Tuner { mode, file, identity, cache: RefCell::new(cache), used: RefCell::default(), reported: RefCell::new(0), memo: RefCell::default() }
     }
 
     pub fn mode(&self) -> Mode {
@@ -260,27 +266,34 @@ fn load(file: &Path, identity: &Value) -> Result<BTreeMap<String, Choice>> {
 }
 
 impl GpuContext {
-    /// The kernel to run `op` on `shape` with: `candidates[0]` (the static rule) without a
-    /// tuner or with one candidate; else the cached or measured fastest. `run(temps, k)`
-    /// records one call of the op with kernel `k` on `temps`, fresh zero-filled buffers of
-    /// `temp_lens` elements; it must not ask the tuner again.
+    /// The kernel to run `op` on a shape with: `candidates[0]` (the static rule) without a
+    /// tuner or with one candidate; else the cached or measured fastest. `fingerprint`
+    /// tells the shape apart (same candidates for the same fingerprint), `shape` describes
+    /// it for the cache and the report. `run(temps, k)` records one call of the op with
+    /// kernel `k` on `temps`, fresh zero-filled buffers of `temp_lens` elements; it must not
+    /// ask the tuner again.
     pub fn tuned<K: Copy>(
         &self,
-        op: &str,
-        shape: &str,
+        op: &'static str,
+        fingerprint: Fingerprint,
+        shape: impl FnOnce() -> String,
         candidates: &[(&'static str, K)],
         temp_lens: &[usize],
         run: impl Fn(&[Rc<RawBuffer>], K),
     ) -> K {
-        assert!(!candidates.is_empty(), "{op} {shape}: no candidate kernel");
+        assert!(!candidates.is_empty(), "{op}: no candidate kernel");
         let Some(tuner) = self.tuner() else { return candidates[0].1 };
         if candidates.len() == 1 || tuner.mode == Mode::Off {
             return candidates[0].1;
         }
-        let key = format!("{op} {shape}");
+        if let Some(&i) = tuner.memo.borrow().get(&(op, fingerprint)) {
+            return candidates[i].1;
+        }
+        let key = format!("{op} {}", shape());
         if let Some(name) = tuner.known(&key) {
-            if let Some(&(_, k)) = candidates.iter().find(|c| c.0 == name) {
-                return k;
+            if let Some(i) = candidates.iter().position(|c| c.0 == name) {
+                tuner.memo.borrow_mut().insert((op, fingerprint), i);
+                return candidates[i].1;
             }
         }
         let times = self.set_aside(|| {
@@ -308,6 +321,7 @@ impl GpuContext {
         // The first of equally fast candidates wins (the static rule on a tie).
         let fastest = (0..times.len()).fold(0, |b, i| if times[i].1 < times[b].1 { i } else { b });
         tuner.record(Choice { key, kernel: times[fastest].0.clone(), times_us: times, measured: true });
+        tuner.memo.borrow_mut().insert((op, fingerprint), fastest);
         candidates[fastest].1
     }
 

@@ -140,7 +140,7 @@ fn pick(kernel: ConvKernel, fits: bool, what: &str, s: &Conv2dShape) -> bool {
 fn choose(
     ctx: &GpuContext,
     kernel: ConvKernel,
-    op: &str,
+    op: &'static str,
     s: &Conv2dShape,
     options: &[(&'static str, ConvKernel, bool)],
     temp_lens: &[usize],
@@ -150,8 +150,9 @@ fn choose(
         return kernel;
     }
     let candidates: Vec<(&'static str, ConvKernel)> = options.iter().filter(|o| o.2).map(|o| (o.0, o.1)).collect();
-    let shape = format!("{}×{}×{}×{} → {} k{} s{} p{}", s.n, s.c_in, s.h, s.w, s.c_out, s.k, s.stride, s.pad);
-    ctx.tuned(op, &shape, &candidates, temp_lens, run)
+    let fingerprint = [s.n, s.c_in, s.h, s.w, s.c_out, s.k, s.stride, s.pad, 0, 0, 0, 0];
+    let shape = || format!("{}×{}×{}×{} → {} k{} s{} p{}", s.n, s.c_in, s.h, s.w, s.c_out, s.k, s.stride, s.pad);
+    ctx.tuned(op, fingerprint, shape, &candidates, temp_lens, run)
 }
 
 fn round4(x: usize) -> usize {

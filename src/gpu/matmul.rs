@@ -237,7 +237,10 @@ fn choose(ctx: &GpuContext, kernel: MatmulKernel, s: &MatmulShape, has_bias: boo
         }
     }
     let flag = |on: bool, text: &'static str| if on { text } else { "" };
-    let shape = format!(
+    let (relu, mask, grad) = (fused.relu, fused.mask.is_some(), fused.bias_grad.is_some());
+    let flags = [s.trans_a, s.trans_b, s.accumulate, has_bias, relu, mask, grad].map(usize::from);
+    let fingerprint = [s.m, s.n, s.k, flags[0], flags[1], flags[2], flags[3], flags[4], flags[5], flags[6], 0, 0];
+    let shape = || format!(
         "{}×{}×{} {}{}{}{}{}{}{}",
         s.m,
         s.n,
@@ -246,13 +249,13 @@ fn choose(ctx: &GpuContext, kernel: MatmulKernel, s: &MatmulShape, has_bias: boo
         if s.trans_b { 'T' } else { 'N' },
         flag(s.accumulate, " +="),
         flag(has_bias, " bias"),
-        flag(fused.relu, " relu"),
-        flag(fused.mask.is_some(), " mask"),
-        flag(fused.bias_grad.is_some(), " bias-grad"),
+        flag(relu, " relu"),
+        flag(mask, " mask"),
+        flag(grad, " bias-grad"),
     );
     let bias_len = if fused.mask.is_some() { s.m * s.n } else { s.n };
     let lens = [s.m * s.k, s.k * s.n, bias_len, s.m * s.n, s.m];
-    ctx.tuned("matmul", &shape, &candidates, &lens, |t, k| {
+    ctx.tuned("matmul", fingerprint, shape, &candidates, &lens, |t, k| {
         let f = Fused { relu: fused.relu, mask: fused.mask.map(|_| &*t[2]), bias_grad: fused.bias_grad.map(|_| &*t[4]) };
         matmul_fused(ctx, k, s, &t[0], &t[1], has_bias.then(|| &*t[2]), f, &t[3]);
     })
