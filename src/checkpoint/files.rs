@@ -66,7 +66,7 @@ pub fn temp_path(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
-pub(super) fn write_temp(path: &Path, bytes: &[u8]) -> Result<Prepared> {
+pub(crate) fn write_temp(path: &Path, bytes: &[u8]) -> Result<Prepared> {
     if path.file_name().is_none() {
         bail!("{}: not a file path", path.display());
     }

@@ -231,12 +231,8 @@ impl Tuner {
         let doc = json!({ "format": FORMAT, "identity": self.identity, "choices": choices });
         let dir = file.parent().expect("the cache file is in a directory");
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let tmp = crate::checkpoint::files::temp_path(file);
-        std::fs::write(&tmp, serde_json::to_string_pretty(&doc)? + "\n").with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, file).map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            anyhow!("cannot move {} into place as {}: {e}", tmp.display(), file.display())
-        })
+        let text = serde_json::to_string_pretty(&doc)? + "\n";
+        crate::checkpoint::files::write_temp(file, text.as_bytes())?.commit()
     }
 }
 
