@@ -174,7 +174,7 @@ impl<B: Backend + 'static> Model<B> {
     }
 
     /// Forward (training mode), loss, backward and Adam on the batch in place; a loss that
-    /// is not finite is recorded on the device (`first_nonfinite_step`); nothing is read back.
+    /// is not finite is recorded on the device (`read_loss_soon`, `loss_and_nonfinite`); nothing is read back.
     pub fn train_step(&mut self, be: &mut B, n: usize, cfg: &AdamConfig) {
         self.forward(be, n, true);
         self.backward(be, n);
@@ -224,11 +224,6 @@ impl<B: Backend + 'static> Model<B> {
     /// (loss, first non-finite step) from a `read_loss_soon`'s values.
     pub fn loss_and_nonfinite(values: &(Vec<f32>, Vec<u32>)) -> (f32, Option<u32>) {
         (values.0[0], Some(values.1[1]).filter(|&s| s != 0))
-    }
-
-    /// The first step whose loss was not finite, if any (waits for the device).
-    pub fn first_nonfinite_step(&mut self, be: &mut B) -> Option<u32> {
-        Some(be.read_index(&self.state)[1]).filter(|&s| s != 0)
     }
 
     /// Logits of the last forward, [n, classes].
