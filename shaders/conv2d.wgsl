@@ -2,8 +2,9 @@
 // [c_out, c_in, k, k] and bias [c_out], giving y [n, c_out, h_out, w_out]; its input, weight
 // and bias gradients. CPU twin: src/reference/conv2d.rs.
 //
-// As in matmul.wgsl's v4 and strided families every invocation computes a register block
-// and no kernel uses workgroup memory. Two families:
+// Three kernel families. The first two are built for CPU adapters (lavapipe): as in
+// matmul.wgsl's v4 and strided families every invocation computes a register block and
+// no kernel uses workgroup memory.
 // - *_direct: any stride and padding; 4×4 blocks with scalar loads (index arithmetic with
 //   bounds checks per element). Correct everywhere, not fast.
 // - *_rows: stride 1, no padding, rows of x a multiple of 4 long, w_out % 4 == 0, k ≤ 5
@@ -15,6 +16,8 @@
 //   channels come in one vec4 (conv_weight_kc makes that copy). The input gradient runs the
 //   same kernel over dy with k − 1 − pad zero columns added on each side (conv_pad_columns)
 //   and the weights flipped and transposed; rows outside dy are skipped, not padded.
+// - *_tiled: for real GPUs, any stride and padding: each pass as an implicit GEMM with
+//   64×64 tiles staged in workgroup memory (see its section at the end).
 //
 // Storage bindings differ per entry point and share binding numbers, so the globals have
 // neutral names; each entry point's comment says what its bindings hold. The vec4 views
@@ -1128,5 +1131,243 @@ fn conv_sum_splits_bias(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workg
     } else if (i - p.len < p.c_out) {
         let co = i - p.len;
         out3[co] = split_sum(co, p.splits * p.len, p.c_out) + out3[co];
+    }
+}
+
+// ---- real GPUs: implicit GEMM, tiles staged in workgroup memory ---------------------------
+//
+// Each pass as a product C[M, N] = A[M, K]·B[K, N] whose operands are read in place through
+// index maps (no im2col buffer, no weight copies), any stride and padding:
+//              C                          A                           B                  K
+// forward      y: (co; img, oh, ow)       w: (co; ci, kh, kw)         x window taps      c_in·k²
+// grad_input   dx: (ci; img, ih, iw)      w: (ci; co, kh, kw)         dy taps (dy_tap)   c_out·k²
+// grad_weight  part[s]: (co; ci, kh, kw)  dy: (co; positions of s)    x taps             positions
+// As matmul_tiled: a 256-invocation workgroup computes a 64×64 tile of C; each step stages a
+// 64×16 slice of A and a 16×64 slice of B in workgroup memory (8.5 KiB; zero past M, N, K),
+// consecutive invocations loading along the operand's contiguous dimension, and each
+// invocation accumulates a 4×4 block from it. The weight gradient's splits are a third grid
+// dimension (split s takes positions [s·T/S, (s+1)·T/S)), summed by conv_sum_splits*; its bias
+// partials are the row sums of the staged dy, stored by the first tile column.
+// conv_gemm reads bindings 1 and 2 only; each entry point stores (bindings differ).
+
+const GEMM_FORWARD: u32 = 0u;
+const GEMM_GRAD_INPUT: u32 = 1u;
+const GEMM_GRAD_WEIGHT: u32 = 2u;
+const GT: u32 = 64u;     // tile rows and columns
+const GK: u32 = 16u;     // k per step
+const GPAD: u32 = 68u;   // row stride of the staged slices (GT + 4 spreads banks)
+
+// ga_s[kk·GPAD + i] = A[row0 + i, k0 + kk]; gb_s[kk·GPAD + j] = B[k0 + kk, col0 + j].
+var<workgroup> ga_s: array<f32, 1088>;
+var<workgroup> gb_s: array<f32, 1088>;
+
+// (M, N, first reduction index, reduction length) of op's product; for the weight
+// gradient, of split s.
+fn gemm_dims(op: u32, s: u32) -> vec4<u32> {
+    let kk2 = p.k * p.k;
+    if (op == GEMM_FORWARD) {
+        return vec4<u32>(p.c_out, p.n * p.h_out * p.w_out, 0u, p.c_in * kk2);
+    }
+    if (op == GEMM_GRAD_INPUT) {
+        return vec4<u32>(p.c_in, p.n * p.h * p.w, 0u, p.c_out * kk2);
+    }
+    let total = p.n * p.h_out * p.w_out;
+    let t0 = s * total / p.splits;
+    return vec4<u32>(p.c_out, p.c_in * kk2, t0, (s + 1u) * total / p.splits - t0);
+}
+
+// A[m, kk] (kk counted from the start of the whole reduction).
+fn gemm_a(op: u32, m: u32, kk: u32) -> f32 {
+    let kk2 = p.k * p.k;
+    if (op == GEMM_FORWARD) {
+        return in2[m * p.c_in * kk2 + kk];
+    }
+    if (op == GEMM_GRAD_INPUT) {
+        return in2[((kk / kk2) * p.c_in + m) * kk2 + kk % kk2];
+    }
+    let plane = p.h_out * p.w_out;
+    return in2[((kk / plane) * p.c_out + m) * plane + kk % plane];
+}
+
+// B[kk, j].
+fn gemm_b(op: u32, kk: u32, j: u32) -> f32 {
+    let kk2 = p.k * p.k;
+    if (op == GEMM_GRAD_INPUT) {
+        let hw = p.h * p.w;
+        let q = j % hw;
+        let r = kk % kk2;
+        return dy_tap(j / hw, kk / kk2, i32(q / p.w + p.pad) - i32(r / p.k), i32(q % p.w + p.pad) - i32(r % p.k));
+    }
+    // A position t = (img, oh, ow) and a weight column c = (ci, kh, kw): forward B[c, t],
+    // weight gradient B[t, c].
+    var t = j;
+    var c = kk;
+    if (op == GEMM_GRAD_WEIGHT) {
+        t = kk;
+        c = j;
+    }
+    let plane = p.h_out * p.w_out;
+    let q = t % plane;
+    let r = c % kk2;
+    let base = ((t / plane) * p.c_in + c / kk2) * p.h * p.w;
+    let ih = i32((q / p.w_out) * p.stride + r / p.k) - i32(p.pad);
+    let iw = i32((q % p.w_out) * p.stride + r % p.k) - i32(p.pad);
+    return x_tap(base, ih, iw);
+}
+
+struct GemmTile {
+    // acc[i][j] = C[row + 16i, col + 16j]
+    acc: array<vec4<f32>, 4>,
+    // grad_weight: component i = Σ over the split of A[row + 16i, ·] (the bias partial)
+    row_sums: vec4<f32>,
+    row: u32,
+    col: u32,
+    // M and N of the product; the split (grad_weight)
+    m: u32,
+    n: u32,
+    split: u32,
+    // false for the grid's spare workgroups (which store nothing)
+    live: bool,
+}
+
+fn conv_gemm(op: u32, wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> GemmTile {
+    var out: GemmTile;
+    // Everything up to the barriers depends on the workgroup and the uniforms only, so
+    // control flow stays uniform (WGSL requires it around barriers).
+    let d0 = gemm_dims(op, 0u);
+    let tiles_n = (d0.y + GT - 1u) / GT;
+    let tiles = ((d0.x + GT - 1u) / GT) * tiles_n;
+    let tile = flat_group(wg, nwg);
+    let s = tile / tiles;
+    if (s >= select(1u, p.splits, op == GEMM_GRAD_WEIGHT)) {
+        out.live = false;
+        return out;
+    }
+    let d = gemm_dims(op, s);
+    let row0 = ((tile % tiles) / tiles_n) * GT;
+    let col0 = ((tile % tiles) % tiles_n) * GT;
+    let tx = li % 16u;
+    let ty = li / 16u;
+    for (var k0 = 0u; k0 < d.w; k0 += GK) {
+        for (var r = 0u; r < 4u; r++) {
+            let e = li + r * 256u;
+            let i = e / GK;
+            let ka = e % GK;
+            var av = 0.0;
+            if (row0 + i < d.x && k0 + ka < d.w) {
+                av = gemm_a(op, row0 + i, d.z + k0 + ka);
+            }
+            ga_s[ka * GPAD + i] = av;
+            // B's contiguous dimension: positions, i.e. j (forward, grad_input) or k.
+            var j = e % GT;
+            var kb = e / GT;
+            if (op == GEMM_GRAD_WEIGHT) {
+                j = e / GK;
+                kb = e % GK;
+            }
+            var bv = 0.0;
+            if (col0 + j < d.y && k0 + kb < d.w) {
+                bv = gemm_b(op, d.z + k0 + kb, col0 + j);
+            }
+            gb_s[kb * GPAD + j] = bv;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < GK; kk++) {
+            let ar = kk * GPAD + ty;
+            let br = kk * GPAD + tx;
+            let av = vec4<f32>(ga_s[ar], ga_s[ar + 16u], ga_s[ar + 32u], ga_s[ar + 48u]);
+            let bv = vec4<f32>(gb_s[br], gb_s[br + 16u], gb_s[br + 32u], gb_s[br + 48u]);
+            out.acc[0] += av.x * bv;
+            out.acc[1] += av.y * bv;
+            out.acc[2] += av.z * bv;
+            out.acc[3] += av.w * bv;
+            if (op == GEMM_GRAD_WEIGHT) {
+                out.row_sums += av;
+            }
+        }
+        workgroupBarrier();
+    }
+    out.row = row0 + ty;
+    out.col = col0 + tx;
+    out.m = d.x;
+    out.n = d.y;
+    out.split = s;
+    out.live = true;
+    return out;
+}
+
+// Bindings: 1 x, 2 w, 3 bias, 4 y.
+@compute @workgroup_size(256)
+fn conv_forward_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                      @builtin(local_invocation_index) li: u32) {
+    let t = conv_gemm(GEMM_FORWARD, wg, nwg, li);
+    if (!t.live) {
+        return;
+    }
+    let plane = p.h_out * p.w_out;
+    for (var j = 0u; j < 4u; j++) {
+        let col = t.col + 16u * j;
+        if (col < t.n) {
+            let o = (col / plane) * p.c_out * plane + col % plane;
+            for (var i = 0u; i < 4u; i++) {
+                let co = t.row + 16u * i;
+                if (co < t.m) {
+                    var add = 0.0;
+                    if (p.has_bias != 0u) {
+                        add = in3[co];
+                    }
+                    out4[o + co * plane] = t.acc[i][j] + add;
+                }
+            }
+        }
+    }
+}
+
+// Bindings: 1 dy, 2 w, 3 dx.
+@compute @workgroup_size(256)
+fn conv_grad_input_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) li: u32) {
+    let t = conv_gemm(GEMM_GRAD_INPUT, wg, nwg, li);
+    if (!t.live) {
+        return;
+    }
+    let plane = p.h * p.w;
+    for (var j = 0u; j < 4u; j++) {
+        let col = t.col + 16u * j;
+        if (col < t.n) {
+            let o = (col / plane) * p.c_in * plane + col % plane;
+            for (var i = 0u; i < 4u; i++) {
+                let ci = t.row + 16u * i;
+                if (ci < t.m) {
+                    out3[o + ci * plane] = t.acc[i][j];
+                }
+            }
+        }
+    }
+}
+
+// Bindings: 1 x, 2 dy, 3 part (layout as conv_grad_weight_rows).
+@compute @workgroup_size(256)
+fn conv_grad_weight_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(local_invocation_index) li: u32) {
+    let t = conv_gemm(GEMM_GRAD_WEIGHT, wg, nwg, li);
+    if (!t.live) {
+        return;
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let co = t.row + 16u * i;
+        if (co < t.m) {
+            let o = (t.split * p.c_out + co) * t.n;
+            for (var j = 0u; j < 4u; j++) {
+                let kc = t.col + 16u * j;
+                if (kc < t.n) {
+                    out3[o + kc] = t.acc[i][j];
+                }
+            }
+            // The first tile column's first column of invocations holds each row's sum.
+            if (p.has_bias != 0u && t.col == 0u) {
+                out3[p.splits * p.len + t.split * p.c_out + co] = t.row_sums[i];
+            }
+        }
     }
 }

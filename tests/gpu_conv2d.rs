@@ -3,7 +3,9 @@
 //! where stride 1 / small k / rows a multiple of 4 allow, the direct kernels always), on
 //! batch 1, odd sizes, stride 2 and padding 1–2, channel counts that are not multiples of
 //! the 4- or 8-channel blocks, and the seed's two convolutions. The input gradient also runs
-//! the scatter kernel where it fits (dy rows 4, 8, 12 long; pad 0, 1, 2).
+//! the scatter kernel where it fits (dy rows 4, 8, 12 long; pad 0, 1, 2), and every op the
+//! tiled implicit-GEMM kernels wherever the adapter's limits take them (no shape here is a
+//! multiple of their 64×64 tile; a test below says whether they ran).
 //!
 //! Forward and input gradient overwrite their output, which is NaN-poisoned first (an
 //! unwritten element fails). The weight and bias gradients add into theirs, which is filled
@@ -12,7 +14,7 @@
 
 mod common;
 use wgsl_cnn::compare::compare;
-use wgsl_cnn::gpu::conv2d::{self, grad_input_rows_fit, grad_input_scatter_fit, rows_fit, ConvKernel};
+use wgsl_cnn::gpu::conv2d::{self, grad_input_rows_fit, grad_input_scatter_fit, rows_fit, tiled_fits, ConvKernel};
 use wgsl_cnn::gpu::{AdapterChoice, GpuContext};
 use wgsl_cnn::reference;
 use wgsl_cnn::rng::Rng;
@@ -78,6 +80,9 @@ fn check_all(ctx: &GpuContext, s: Conv2dShape, seed: u64, with_grad_input: bool)
     if rows_fit(&s) {
         variants.push(ConvKernel::Rows);
     }
+    if tiled_fits(ctx) {
+        variants.push(ConvKernel::Tiled);
+    }
     for &kern in &variants {
         let y = out(s.y_len());
         conv2d::forward_with(ctx, kern, &s, &xb, &wb, &bb, &y);
@@ -116,6 +121,9 @@ fn check_all(ctx: &GpuContext, s: Conv2dShape, seed: u64, with_grad_input: bool)
         }
         if grad_input_scatter_fit(&s) {
             variants.push(ConvKernel::Scatter);
+        }
+        if tiled_fits(ctx) {
+            variants.push(ConvKernel::Tiled);
         }
         for kern in variants {
             let dx = out(s.x_len());
@@ -162,11 +170,22 @@ fn small_odd_strided_and_padded_shapes() {
         shape(2, 6, 5, 9, 3, 4, 1, 3),
         // stride 3
         shape(2, 3, 14, 15, 5, 4, 3, 1),
+        // more than one 64-row tile of the tiled kernels: c_out 70 (forward, weight and bias
+        // gradients), c_in 67 (input gradient)
+        shape(2, 67, 6, 7, 70, 2, 1, 0),
+        shape(2, 3, 9, 7, 70, 3, 2, 1),
     ];
     let base = common::base_seed();
     for (i, s) in shapes.into_iter().enumerate() {
         check_all(&ctx, s, base ^ (0xc0_2d00 + i as u64), true);
     }
+}
+
+/// The tiled kernels run in every test of this file (the checks above include them only
+/// where the adapter's limits take them; CI's lavapipe and llvmpipe do).
+#[test]
+fn tiled_kernels_fit_this_adapter() {
+    assert!(tiled_fits(&ctx()), "the tiled conv2d kernels do not fit this adapter's limits");
 }
 
 #[test]

@@ -62,7 +62,9 @@ fn bindings_match_the_shaders() {
 ///   tree_sum2's first barrier;
 /// - reduce softmax_cross_entropy / count_correct: partial[li], partial_u[li] likewise;
 /// - matmul_tiled_*: each k-slice writes all 1,024 staged values (e = li + 256·r, r < 4)
-///   before its barrier; the 4 padding columns of each 68-wide row are never read.
+///   before its barrier; the 4 padding columns of each 68-wide row are never read;
+/// - conv2d conv_*_tiled (conv_gemm): likewise, A's slice at (e % 16, e / 16) and B's at
+///   (e / 64, e % 64) or, for the weight gradient, (e % 16, e / 16): all 64 × 16 of each.
 const REVIEWED_WORKGROUP_USERS: &[&str] = &[
     "batchnorm.stats",
     "batchnorm.stats4",
@@ -75,6 +77,9 @@ const REVIEWED_WORKGROUP_USERS: &[&str] = &[
     "matmul.matmul_tiled_nt",
     "matmul.matmul_tiled_tn",
     "matmul.matmul_tiled_tt",
+    "conv2d.conv_forward_tiled",
+    "conv2d.conv_grad_input_tiled",
+    "conv2d.conv_grad_weight_tiled",
 ];
 
 #[test]
@@ -135,11 +140,13 @@ fn limit_check_names_the_limit() {
         fatal.iter().any(|m| m.contains("backward_dx ") && m.contains("max_storage_buffers_per_shader_stage ≥ 7")),
         "{fatal:?}"
     );
-    // WebGPU compatibility mode: 128 invocations. Only the tiled matmul needs more; it falls back.
+    // WebGPU compatibility mode: 128 invocations. Only the tiled matmul and conv2d kernels
+    // need more; they fall back.
     let compat = wgpu::Limits { max_compute_invocations_per_workgroup: 128, ..wgpu::Limits::default() };
     let (fatal, fallback) = check(&compat);
     assert!(fatal.is_empty(), "{fatal:?}");
-    assert_eq!(fallback, ["matmul_tiled_nn", "matmul_tiled_nt", "matmul_tiled_tn", "matmul_tiled_tt"]);
+    let tiled = ["matmul_tiled_nn", "matmul_tiled_nt", "matmul_tiled_tn", "matmul_tiled_tt"];
+    assert_eq!(fallback, [&tiled[..], &["conv_forward_tiled", "conv_grad_input_tiled", "conv_grad_weight_tiled"]].concat());
     // Workgroup memory: the tiled matmul stages 2 × 1,088 floats.
     let (k, n) = all_needs().iter().find(|(k, _)| k.entry == "matmul_tiled_nn").unwrap();
     assert_eq!(n.workgroup_bytes, 2 * 1088 * 4);

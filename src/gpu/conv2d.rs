@@ -1,12 +1,19 @@
 //! Conv2d forward and its input, weight and bias gradients (shaders/conv2d.wgsl, CPU twin
 //! src/reference/conv2d.rs).
 //!
-//! Two kernel families (see the shader's header): `Rows` for stride 1 and small kernels
-//! with rows a multiple of 4 long (the seed's convolutions), fast on CPU adapters; `Direct`
-//! for any stride and padding. The input gradient has a third, `Scatter` (stride 1, dy rows
-//! of 4, 8 or 12), which skips the zero products the row kernel spends on padding; it ran
-//! conv2's input gradient in about half the CPU time on lavapipe. `ConvKernel::Auto` takes
-//! `Scatter`, then `Rows`, where they fit.
+//! Kernel families (see the shader's header): `Rows` for stride 1 and small kernels with
+//! rows a multiple of 4 long (the seed's convolutions), fast on CPU adapters; `Direct` for
+//! any stride and padding; `Tiled`, implicit GEMM with tiles in workgroup memory, for real
+//! GPUs (any stride and padding, where the adapter's limits take 256 invocations and 8.5 KiB
+//! of workgroup memory). The input gradient has a fourth, `Scatter` (stride 1, dy rows of 4,
+//! 8 or 12), which skips the zero products the row kernel spends on padding; it ran conv2's
+//! input gradient in about half the CPU time on lavapipe.
+//!
+//! `ConvKernel::Auto` takes the tuner's measured fastest of the families that fit
+//! (`GpuContext::tuned`); without a tuner, the first that fits of `Tiled` (not on CPU
+//! adapters, where it is never fast), `Scatter`, `Rows`, `Direct`. The environment variable
+//! `WGSL_CNN_CONV=tiled|rows|direct|scatter|auto` forces a family wherever it fits (ops it
+//! does not fit keep the automatic choice).
 //!
 //! Temporary data lives in the context's scratch buffers (`GpuContext::scratch`), so no
 //! call allocates once the largest shape has run: "conv2d.weights_kc" (weights transposed or
@@ -43,10 +50,56 @@ static GRAD_WEIGHT_ROWS: Kernel =
     Kernel { file: "conv2d", entry: "conv_grad_weight_rows", bindings: &[Read, Read, ReadWrite] };
 static GRAD_WEIGHT_DIRECT: Kernel =
     Kernel { file: "conv2d", entry: "conv_grad_weight_direct", bindings: &[Read, Read, ReadWrite] };
+static FORWARD_TILED: Kernel =
+    Kernel { file: "conv2d", entry: "conv_forward_tiled", bindings: &[Read, Read, Read, ReadWrite] };
+static GRAD_INPUT_TILED: Kernel =
+    Kernel { file: "conv2d", entry: "conv_grad_input_tiled", bindings: &[Read, Read, ReadWrite] };
+static GRAD_WEIGHT_TILED: Kernel =
+    Kernel { file: "conv2d", entry: "conv_grad_weight_tiled", bindings: &[Read, Read, ReadWrite] };
 static SUM_SPLITS: Kernel = Kernel { file: "conv2d", entry: "conv_sum_splits", bindings: &[Read, ReadWrite] };
 static SUM_SPLITS_BIAS: Kernel = Kernel { file: "conv2d", entry: "conv_sum_splits_bias", bindings: &[Read, ReadWrite, ReadWrite] };
 /// Every kernel of this file, for `kernels::all_kernels`.
-pub(crate) static KERNELS: &[&Kernel] = &[&FORWARD_DIRECT, &FORWARD_ROWS4, &FORWARD_ROWS8, &FORWARD_ROWS12, &WEIGHT_KC, &PAD_COLUMNS, &GRAD_INPUT_DIRECT, &GRAD_INPUT_SCATTER4, &GRAD_INPUT_SCATTER8, &GRAD_INPUT_SCATTER12, &GRAD_WEIGHT_ROWS, &GRAD_WEIGHT_DIRECT, &SUM_SPLITS, &SUM_SPLITS_BIAS];
+pub(crate) static KERNELS: &[&Kernel] = &[&FORWARD_DIRECT, &FORWARD_ROWS4, &FORWARD_ROWS8, &FORWARD_ROWS12, &WEIGHT_KC, &PAD_COLUMNS, &GRAD_INPUT_DIRECT, &GRAD_INPUT_SCATTER4, &GRAD_INPUT_SCATTER8, &GRAD_INPUT_SCATTER12, &GRAD_WEIGHT_ROWS, &GRAD_WEIGHT_DIRECT, &FORWARD_TILED, &GRAD_INPUT_TILED, &GRAD_WEIGHT_TILED, &SUM_SPLITS, &SUM_SPLITS_BIAS];
+
+/// The tiled kernels are a choice, not a need: where an adapter's limits refuse them, the
+/// register-blocked families run.
+pub(crate) fn has_fallback(k: &Kernel) -> bool {
+    [&FORWARD_TILED, &GRAD_INPUT_TILED, &GRAD_WEIGHT_TILED].iter().any(|t| std::ptr::eq(*t, k))
+}
+
+/// Whether `ctx`'s limits take the tiled kernels.
+pub fn tiled_fits(ctx: &GpuContext) -> bool {
+    super::kernels::fits(&FORWARD_TILED, &ctx.limits)
+}
+
+/// Rows and columns of C per `Tiled` workgroup (shaders/conv2d.wgsl: GT).
+const TILE: usize = 64;
+
+/// Workgroups of the tiled kernel for a product with m × n outputs.
+fn tiles(m: usize, n: usize) -> usize {
+    m.div_ceil(TILE) * n.div_ceil(TILE)
+}
+
+/// Environment variable that forces a family (see the module doc).
+pub const KERNEL_ENV: &str = "WGSL_CNN_CONV";
+
+fn env_override() -> Option<ConvKernel> {
+    static CHOICE: std::sync::OnceLock<Option<ConvKernel>> = std::sync::OnceLock::new();
+    *CHOICE.get_or_init(|| {
+        let value = std::env::var(KERNEL_ENV).ok()?;
+        match value.trim().to_ascii_lowercase().as_str() {
+            "tiled" => Some(ConvKernel::Tiled),
+            "rows" => Some(ConvKernel::Rows),
+            "direct" => Some(ConvKernel::Direct),
+            "scatter" => Some(ConvKernel::Scatter),
+            "auto" | "" => None,
+            _ => {
+                eprintln!("warning: {KERNEL_ENV}={value:?} is not one of tiled, rows, direct, scatter, auto; ignoring it");
+                None
+            }
+        }
+    })
+}
 
 /// Mirrors `ConvParams` in shaders/conv2d.wgsl (field meanings documented there).
 #[repr(C)]
@@ -100,6 +153,9 @@ pub enum ConvKernel {
     /// Input gradient only: the scatter kernel (see `grad_input_scatter_fit`); panics for
     /// other ops or where it does not fit.
     Scatter,
+    /// Implicit GEMM with workgroup tiles, any stride and padding; panics where the
+    /// adapter's limits refuse it (`tiled_fits`).
+    Tiled,
 }
 
 /// Largest kernel the row kernels unroll.
@@ -122,37 +178,45 @@ pub fn grad_input_scatter_fit(s: &Conv2dShape) -> bool {
     s.stride == 1 && s.pad < s.k && s.k <= ROWS_MAX_K && s.w_out().is_multiple_of(4) && (4..=12).contains(&s.w_out())
 }
 
-fn pick(kernel: ConvKernel, fits: bool, what: &str, s: &Conv2dShape) -> bool {
-    match kernel {
-        ConvKernel::Auto => fits,
-        ConvKernel::Rows => {
-            assert!(fits, "conv2d {what}: the row kernel does not fit {s:?}");
-            true
-        }
-        ConvKernel::Direct => false,
-        ConvKernel::Scatter => panic!("conv2d {what}: no scatter kernel"),
-    }
-}
-
-/// `kernel`, with `Auto` resolved to a concrete kernel: the first of `options` that fits
-/// (the static rule), or the tuner's measured fastest of those that fit (`GpuContext::tuned`;
-/// `run(temps, k)` records the op on temporaries of `temp_lens` elements).
+/// `kernel`, with `Auto` resolved to a concrete kernel: the
+/// `WGSL_CNN_CONV` family where it fits, else the tuner's measured fastest of the families
+/// that fit (`GpuContext::tuned`; `run(temps, k)` records the op on temporaries of
+/// `temp_lens` elements), else the first of them in the static order (see the module doc).
+/// `blocked`: the register-blocked families of the op in their static order, with whether
+/// each fits `s`; the tiled family joins them where the limits take it.
+#[allow(clippy::too_many_arguments)]
 fn choose(
     ctx: &GpuContext,
     kernel: ConvKernel,
     op: &'static str,
     s: &Conv2dShape,
-    options: &[(&'static str, ConvKernel, bool)],
+    blocked: &[(&'static str, ConvKernel, bool)],
     temp_lens: &[usize],
     run: impl Fn(&[std::rc::Rc<RawBuffer>], ConvKernel),
 ) -> ConvKernel {
     if kernel != ConvKernel::Auto {
         return kernel;
     }
+    let tiled = ("tiled", ConvKernel::Tiled, tiled_fits(ctx));
+    if let Some(k) = env_override().filter(|k| blocked.iter().chain([&tiled]).any(|o| o.1 == *k && o.2)) {
+        return k;
+    }
+    // On CPU adapters the tiled kernels are not candidates: on lavapipe they took 5–50× the
+    // time of the register-blocked families (workgroup memory and barriers are slow there),
+    // and timing them would add seconds to every first run.
+    let mut options = blocked.to_vec();
+    if !ctx.is_cpu() {
+        options.insert(0, tiled);
+    }
     let candidates: Vec<(&'static str, ConvKernel)> = options.iter().filter(|o| o.2).map(|o| (o.0, o.1)).collect();
     let fingerprint = [s.n, s.c_in, s.h, s.w, s.c_out, s.k, s.stride, s.pad, 0, 0, 0, 0];
     let shape = || format!("{}×{}×{}×{} → {} k{} s{} p{}", s.n, s.c_in, s.h, s.w, s.c_out, s.k, s.stride, s.pad);
     ctx.tuned(op, fingerprint, shape, &candidates, temp_lens, run)
+}
+
+/// Panics unless `fits`: a caller forced a kernel that cannot run `s`.
+fn check_fit(fits: bool, kernel: ConvKernel, what: &str, s: &Conv2dShape) {
+    assert!(fits, "conv2d {what}: the {kernel:?} kernel does not fit {s:?} on this adapter");
 }
 
 fn round4(x: usize) -> usize {
@@ -186,15 +250,26 @@ pub fn forward_with(
     let kernel = choose(ctx, kernel, "conv2d.forward", s, &options, &lens, |t, k| forward_with(ctx, k, s, &t[0], &t[1], &t[2], &t[3]));
     let mut p = Params::of(s);
     p.has_bias = 1;
-    if pick(kernel, rows_fit(s), "forward", s) {
-        let co4 = round4(s.c_out);
-        let wt = weights_kc(ctx, s, w, false, co4);
-        p.x_row = s.w as u32;
-        p.co4 = co4 as u32;
-        forward_rows(ctx, &p, &[x, &wt, b, y]);
-    } else {
-        let inv = s.c_out.div_ceil(4) * (s.n * s.h_out() * s.w_out()).div_ceil(4);
-        ctx.dispatch(&FORWARD_DIRECT, &p, &[x, w, b, y], groups(ctx, inv));
+    let positions = s.n * s.h_out() * s.w_out();
+    match kernel {
+        ConvKernel::Rows => {
+            check_fit(rows_fit(s), kernel, "forward", s);
+            let co4 = round4(s.c_out);
+            let wt = weights_kc(ctx, s, w, false, co4);
+            p.x_row = s.w as u32;
+            p.co4 = co4 as u32;
+            forward_rows(ctx, &p, &[x, &wt, b, y]);
+        }
+        ConvKernel::Tiled => {
+            check_fit(tiled_fits(ctx), kernel, "forward", s);
+            ctx.dispatch(&FORWARD_TILED, &p, &[x, w, b, y], ctx.grid(tiles(s.c_out, positions)));
+        }
+        ConvKernel::Direct => {
+            let inv = s.c_out.div_ceil(4) * positions.div_ceil(4);
+            ctx.dispatch(&FORWARD_DIRECT, &p, &[x, w, b, y], groups(ctx, inv));
+        }
+        ConvKernel::Scatter => panic!("conv2d forward: no scatter kernel"),
+        ConvKernel::Auto => unreachable!("resolved by choose"),
     }
 }
 
@@ -246,15 +321,16 @@ pub fn grad_input_with(ctx: &GpuContext, kernel: ConvKernel, s: &Conv2dShape, dy
     let options = [first, ("direct", ConvKernel::Direct, true)];
     let lens = [s.y_len(), s.w_len(), s.x_len()];
     let kernel = choose(ctx, kernel, "conv2d.grad_input", s, &options, &lens, |t, k| grad_input_with(ctx, k, s, &t[0], &t[1], &t[2]));
-    let scatter = match kernel {
+    match kernel {
+        ConvKernel::Scatter => check_fit(grad_input_scatter_fit(s), kernel, "grad_input", s),
+        ConvKernel::Rows => check_fit(grad_input_rows_fit(s), kernel, "grad_input", s),
+        ConvKernel::Tiled => check_fit(tiled_fits(ctx), kernel, "grad_input", s),
+        ConvKernel::Direct => {}
         ConvKernel::Auto => unreachable!("resolved by choose"),
-        ConvKernel::Scatter => {
-            assert!(grad_input_scatter_fit(s), "conv2d grad_input: the scatter kernel does not fit {s:?}");
-            true
-        }
-        _ => false,
-    };
-    if scatter {
+    }
+    if kernel == ConvKernel::Tiled {
+        ctx.dispatch(&GRAD_INPUT_TILED, &Params::of(s), &[dy, w, dx], ctx.grid(tiles(s.c_in, s.n * s.h * s.w)));
+    } else if kernel == ConvKernel::Scatter {
         let ci4 = round4(s.c_in);
         let wt = weights_kc(ctx, s, w, true, ci4);
         let mut p = Params::of(s);
@@ -265,7 +341,7 @@ pub fn grad_input_with(ctx: &GpuContext, kernel: ConvKernel, s: &Conv2dShape, dy
             _ => &GRAD_INPUT_SCATTER12,
         };
         ctx.dispatch(k, &p, &[dy, &wt, dx], groups(ctx, ci4 / 4 * s.n * s.h));
-    } else if pick(kernel, grad_input_rows_fit(s), "grad_input", s) {
+    } else if kernel == ConvKernel::Rows {
         // dx = forward conv (stride 1) of dy with k − 1 − pad zero columns on each side (rows
         // rounded up to a multiple of 4) and as many virtual zero rows (skipped by the
         // kernel), with the flipped, transposed weights.
@@ -304,15 +380,17 @@ pub fn grad_input_with(ctx: &GpuContext, kernel: ConvKernel, s: &Conv2dShape, dy
     }
 }
 
-/// (invocations per split, splits) of the weight gradient: the most splits that still give
-/// each one some work.
-fn weight_splits(s: &Conv2dShape, rows: bool) -> (usize, usize) {
-    let (base, most) = if rows {
-        (s.c_out.div_ceil(4) * s.c_in * s.k.div_ceil(2), s.n * s.h_out())
-    } else {
-        (s.c_out.div_ceil(4) * (s.c_in * s.k * s.k).div_ceil(4), s.n * s.h_out() * s.w_out())
+/// (invocations per split, splits) of the weight gradient with kernel family `kernel`
+/// (workgroups per split for `Tiled`): the most splits that still give each one some work.
+fn weight_splits(s: &Conv2dShape, kernel: ConvKernel) -> (usize, usize) {
+    let positions = s.n * s.h_out() * s.w_out();
+    let (base, target, most) = match kernel {
+        ConvKernel::Rows => (s.c_out.div_ceil(4) * s.c_in * s.k.div_ceil(2), SPLIT_TARGET, s.n * s.h_out()),
+        // At least 4 reduction steps of the tile per split.
+        ConvKernel::Tiled => (tiles(s.c_out, s.c_in * s.k * s.k), TILED_SPLIT_GROUPS, positions.div_ceil(64)),
+        _ => (s.c_out.div_ceil(4) * (s.c_in * s.k * s.k).div_ceil(4), SPLIT_TARGET, positions),
     };
-    (base, SPLIT_TARGET.div_ceil(base.max(1)).clamp(1, most.max(1)))
+    (base, target.div_ceil(base.max(1)).clamp(1, most.max(1)))
 }
 
 /// The batch-dependent scratch buffer (tag, elements) the automatic kernel choice of
@@ -328,14 +406,18 @@ pub fn grad_input_scratch(s: &Conv2dShape) -> Option<(&'static str, usize)> {
 /// The split-K partials buffer (tag, elements) of `grad_weight` for shape `s`, with the
 /// bias gradient's (the most either kernel needs).
 pub fn grad_weight_scratch(s: &Conv2dShape) -> (&'static str, usize) {
-    // Either kernel may be chosen where the row kernel fits: the larger of the two.
-    let splits = weight_splits(s, false).1.max(if rows_fit(s) { weight_splits(s, true).1 } else { 0 });
+    // Any kernel that fits may be chosen: the most any of them splits into.
+    let rows = if rows_fit(s) { weight_splits(s, ConvKernel::Rows).1 } else { 0 };
+    let splits = weight_splits(s, ConvKernel::Direct).1.max(weight_splits(s, ConvKernel::Tiled).1).max(rows);
     ("conv2d.partials", splits * (s.w_len() + s.c_out))
 }
 
 /// Invocations a split-K pass aims for: enough to keep every core of a CPU adapter (and a
 /// small GPU) busy without making the second pass long.
 const SPLIT_TARGET: usize = 4096;
+
+/// Workgroups the tiled split-K pass aims for: a few per compute unit of a large GPU.
+const TILED_SPLIT_GROUPS: usize = 256;
 
 /// dw += ∂(conv)/∂w applied to dy (sum over the batch): every element of dw gets the
 /// contribution, rounded to f32, added to it (parameter gradients accumulate; zero dw first
@@ -370,14 +452,26 @@ pub fn grad_weight_with(
         grad_weight_with(ctx, k, s, &t[0], &t[1], &t[2], db.map(|_| &*t[3]))
     });
     let mut p = Params::of(s);
-    let rows = pick(kernel, rows_fit(s), "grad_weight", s);
-    let (base, splits) = weight_splits(s, rows);
+    let (base, splits) = weight_splits(s, kernel);
     p.splits = splits as u32;
     p.len = len as u32;
     p.has_bias = db.is_some() as u32;
-    let part = ctx.scratch("conv2d.partials", splits * (len + bias_len));
-    let k = if rows { &GRAD_WEIGHT_ROWS } else { &GRAD_WEIGHT_DIRECT };
-    ctx.dispatch(k, &p, &[x, dy, &part], groups(ctx, base * splits));
+    // Sized for whichever kernel may run (the memory plan counts that, and the tuner's
+    // trials then never grow it).
+    let part = ctx.scratch("conv2d.partials", grad_weight_scratch(s).1.max(splits * (len + bias_len)));
+    match kernel {
+        ConvKernel::Rows => {
+            check_fit(rows_fit(s), kernel, "grad_weight", s);
+            ctx.dispatch(&GRAD_WEIGHT_ROWS, &p, &[x, dy, &part], groups(ctx, base * splits));
+        }
+        ConvKernel::Tiled => {
+            check_fit(tiled_fits(ctx), kernel, "grad_weight", s);
+            ctx.dispatch(&GRAD_WEIGHT_TILED, &p, &[x, dy, &part], ctx.grid(base * splits));
+        }
+        ConvKernel::Direct => ctx.dispatch(&GRAD_WEIGHT_DIRECT, &p, &[x, dy, &part], groups(ctx, base * splits)),
+        ConvKernel::Scatter => panic!("conv2d grad_weight: no scatter kernel"),
+        ConvKernel::Auto => unreachable!("resolved by choose"),
+    }
     match db {
         Some(db) => ctx.dispatch(&SUM_SPLITS_BIAS, &p, &[&part, dw, db], groups(ctx, len + bias_len)),
         None => ctx.dispatch(&SUM_SPLITS, &p, &[&part, dw], groups(ctx, len)),

@@ -138,7 +138,7 @@ pub fn check(limits: &wgpu::Limits) -> (Vec<String>, Vec<&'static str>) {
         if m.is_empty() {
             continue;
         }
-        if matmul::has_fallback(k) {
+        if matmul::has_fallback(k) || conv2d::has_fallback(k) {
             fallback.push(k.entry);
         } else {
             fatal.extend(m);
@@ -156,6 +156,6 @@ pub fn fit_report(adapter: &wgpu::Limits) -> String {
     } else if fallback.is_empty() {
         format!("kernels: all {n} fit its limits")
     } else {
-        format!("kernels: all {n} needed fit its limits; {} fall back to the register-blocked matmul", fallback.join(", "))
+        format!("kernels: all {n} needed fit its limits; {} fall back to the register-blocked kernels", fallback.join(", "))
     }
 }
