@@ -322,62 +322,69 @@ pub fn grad_input_with(ctx: &GpuContext, kernel: ConvKernel, s: &Conv2dShape, dy
     let lens = [s.y_len(), s.w_len(), s.x_len()];
     let kernel = choose(ctx, kernel, "conv2d.grad_input", s, &options, &lens, |t, k| grad_input_with(ctx, k, s, &t[0], &t[1], &t[2]));
     match kernel {
-        ConvKernel::Scatter => check_fit(grad_input_scatter_fit(s), kernel, "grad_input", s),
-        ConvKernel::Rows => check_fit(grad_input_rows_fit(s), kernel, "grad_input", s),
-        ConvKernel::Tiled => check_fit(tiled_fits(ctx), kernel, "grad_input", s),
-        ConvKernel::Direct => {}
+        ConvKernel::Tiled => {
+            check_fit(tiled_fits(ctx), kernel, "grad_input", s);
+            ctx.dispatch(&GRAD_INPUT_TILED, &Params::of(s), &[dy, w, dx], ctx.grid(tiles(s.c_in, s.n * s.h * s.w)));
+        }
+        ConvKernel::Scatter => {
+            check_fit(grad_input_scatter_fit(s), kernel, "grad_input", s);
+            let ci4 = round4(s.c_in);
+            let wt = weights_kc(ctx, s, w, true, ci4);
+            let mut p = Params::of(s);
+            p.co4 = ci4 as u32;
+            let k = match s.w_out() / 4 {
+                1 => &GRAD_INPUT_SCATTER4,
+                2 => &GRAD_INPUT_SCATTER8,
+                _ => &GRAD_INPUT_SCATTER12,
+            };
+            ctx.dispatch(k, &p, &[dy, &wt, dx], groups(ctx, ci4 / 4 * s.n * s.h));
+        }
+        ConvKernel::Rows => {
+            check_fit(grad_input_rows_fit(s), kernel, "grad_input", s);
+            grad_input_rows(ctx, s, dy, w, dx);
+        }
+        ConvKernel::Direct => {
+            let inv = s.c_in.div_ceil(4) * (s.n * s.h * s.w).div_ceil(4);
+            ctx.dispatch(&GRAD_INPUT_DIRECT, &Params::of(s), &[dy, w, dx], groups(ctx, inv));
+        }
         ConvKernel::Auto => unreachable!("resolved by choose"),
     }
-    if kernel == ConvKernel::Tiled {
-        ctx.dispatch(&GRAD_INPUT_TILED, &Params::of(s), &[dy, w, dx], ctx.grid(tiles(s.c_in, s.n * s.h * s.w)));
-    } else if kernel == ConvKernel::Scatter {
-        let ci4 = round4(s.c_in);
-        let wt = weights_kc(ctx, s, w, true, ci4);
-        let mut p = Params::of(s);
-        p.co4 = ci4 as u32;
-        let k = match s.w_out() / 4 {
-            1 => &GRAD_INPUT_SCATTER4,
-            2 => &GRAD_INPUT_SCATTER8,
-            _ => &GRAD_INPUT_SCATTER12,
-        };
-        ctx.dispatch(k, &p, &[dy, &wt, dx], groups(ctx, ci4 / 4 * s.n * s.h));
-    } else if kernel == ConvKernel::Rows {
-        // dx = forward conv (stride 1) of dy with k − 1 − pad zero columns on each side (rows
-        // rounded up to a multiple of 4) and as many virtual zero rows (skipped by the
-        // kernel), with the flipped, transposed weights.
-        let edge = s.k - 1 - s.pad;
-        let wp = round4(s.w_out() + 2 * edge);
-        let dyp = ctx.scratch("conv2d.dy_padded", s.n * s.c_out * s.h_out() * wp);
-        let mut pp = Params::of(s);
-        pp.c_in = s.c_out as u32; // rows = n·c_out·h_out
-        pp.h = s.h_out() as u32;
-        pp.w = s.w_out() as u32;
-        pp.x_row = wp as u32;
-        pp.pad = edge as u32;
-        ctx.dispatch(&PAD_COLUMNS, &pp, &[dy, &dyp], groups(ctx, s.n * s.c_out * s.h_out() * wp / 4));
-        let ci4 = round4(s.c_in);
-        let wt = weights_kc(ctx, s, w, true, ci4);
-        let p = Params {
-            n: s.n as u32,
-            c_in: s.c_out as u32,
-            h: s.h_out() as u32,
-            w: wp as u32,
-            c_out: s.c_in as u32,
-            k: s.k as u32,
-            stride: 1,
-            pad: edge as u32,
-            h_out: s.h as u32,
-            w_out: s.w as u32,
-            x_row: wp as u32,
-            co4: ci4 as u32,
-            ..Default::default()
-        };
-        let no_bias = ctx.scratch("conv2d.no_bias", 1);
-        forward_rows(ctx, &p, &[&dyp, &wt, &no_bias, dx]);
-    } else {
-        let inv = s.c_in.div_ceil(4) * (s.n * s.h * s.w).div_ceil(4);
-        ctx.dispatch(&GRAD_INPUT_DIRECT, &Params::of(s), &[dy, w, dx], groups(ctx, inv));
-    }
+}
+
+/// The input gradient on the row kernel (`grad_input_rows_fit`).
+fn grad_input_rows(ctx: &GpuContext, s: &Conv2dShape, dy: &RawBuffer, w: &RawBuffer, dx: &RawBuffer) {
+    // dx = forward conv (stride 1) of dy with k − 1 − pad zero columns on each side (rows
+    // rounded up to a multiple of 4) and as many virtual zero rows (skipped by the
+    // kernel), with the flipped, transposed weights.
+    let edge = s.k - 1 - s.pad;
+    let wp = round4(s.w_out() + 2 * edge);
+    let dyp = ctx.scratch("conv2d.dy_padded", s.n * s.c_out * s.h_out() * wp);
+    let mut pp = Params::of(s);
+    pp.c_in = s.c_out as u32; // rows = n·c_out·h_out
+    pp.h = s.h_out() as u32;
+    pp.w = s.w_out() as u32;
+    pp.x_row = wp as u32;
+    pp.pad = edge as u32;
+    ctx.dispatch(&PAD_COLUMNS, &pp, &[dy, &dyp], groups(ctx, s.n * s.c_out * s.h_out() * wp / 4));
+    let ci4 = round4(s.c_in);
+    let wt = weights_kc(ctx, s, w, true, ci4);
+    let p = Params {
+        n: s.n as u32,
+        c_in: s.c_out as u32,
+        h: s.h_out() as u32,
+        w: wp as u32,
+        c_out: s.c_in as u32,
+        k: s.k as u32,
+        stride: 1,
+        pad: edge as u32,
+        h_out: s.h as u32,
+        w_out: s.w as u32,
+        x_row: wp as u32,
+        co4: ci4 as u32,
+        ..Default::default()
+    };
+    let no_bias = ctx.scratch("conv2d.no_bias", 1);
+    forward_rows(ctx, &p, &[&dyp, &wt, &no_bias, dx]);
 }
 
 /// (invocations per split, splits) of the weight gradient with kernel family `kernel`
@@ -456,9 +463,9 @@ pub fn grad_weight_with(
     p.splits = splits as u32;
     p.len = len as u32;
     p.has_bias = db.is_some() as u32;
-    // Sized for whichever kernel may run (the memory plan counts that, and the tuner's
-    // trials then never grow it).
-    let part = ctx.scratch("conv2d.partials", grad_weight_scratch(s).1.max(splits * (len + bias_len)));
+    // Sized for whichever kernel may run, bias included (the memory plan counts that, and
+    // the tuner's trials then never grow it).
+    let part = ctx.scratch("conv2d.partials", grad_weight_scratch(s).1);
     match kernel {
         ConvKernel::Rows => {
             check_fit(rows_fit(s), kernel, "grad_weight", s);
