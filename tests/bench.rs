@@ -314,6 +314,14 @@ fn quick_bench_json_covers_every_op_of_the_training_step() {
         assert_eq!(r["kind"], "end_to_end");
         assert!(r["median_ms"].as_f64().unwrap() > 0.0 && r["images_per_s"].as_f64().unwrap() > 0.0, "{r}");
     }
+    // The host's share of a step: record + submit, and the submit within it.
+    let host = |kernel: &str| records.iter().find(|r| r["kernel"] == kernel).unwrap_or_else(|| panic!("no {kernel} record"));
+    let (all, submit) = (host("train_step_recording"), host("train_step_submit"));
+    for r in [all, submit] {
+        assert!(r["median_ms"].as_f64().unwrap() > 0.0 && r["images_per_s"].is_null() && r["epoch_s"].is_null(), "{r}");
+    }
+    // Each repeat's submit is part of its record + submit, so the medians keep that order.
+    assert!(submit["median_ms"].as_f64().unwrap() <= all["median_ms"].as_f64().unwrap(), "submit {submit} beyond record + submit {all}");
     let cpu = records.iter().find(|r| r["kernel"] == "train_step_cpu_reference").unwrap();
     assert_eq!((cpu["device"].as_str(), cpu["repeats"].as_u64()), (Some("cpu"), Some(1)));
     for line in ["top 3: 1. ", "GPU/CPU: ", "projected epoch (600 steps", "adapter:  ", "versions: wgpu "] {

@@ -188,7 +188,26 @@ pub struct DispatchTime {
 
 /// A compiled entry point and the layout of its one bind group.
 type Pipeline = (wgpu::ComputePipeline, wgpu::BindGroupLayout);
-type BindGroupKey = (usize, Vec<u64>, Vec<u8>);
+
+/// The maps looked up on every dispatch hash with FxHash: SipHash and the key vectors it
+/// hashed were a tenth of the host time of a training step.
+type FastMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+
+/// Storage bindings a kernel may have (WebGPU's default `max_storage_buffers_per_shader_stage`).
+const MAX_STORAGE_BINDINGS: usize = 8;
+/// Bytes a kernel's uniform parameter block may have.
+const MAX_PARAMS_BYTES: usize = 64;
+
+/// What one cached bind group binds: the pipeline (by address), the buffers in binding order
+/// (by id, unused slots 0; ids start at 1) and the uniform bytes (zero-padded; one pipeline
+/// always has one parameter type, so padding cannot make two blocks equal). Fixed-size, so
+/// that a dispatch's lookup allocates nothing.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct BindGroupKey {
+    pipeline: usize,
+    buffers: [u64; MAX_STORAGE_BINDINGS],
+    params: [u8; MAX_PARAMS_BYTES],
+}
 
 pub struct GpuContext {
     pub device: wgpu::Device,
@@ -197,9 +216,8 @@ pub struct GpuContext {
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
     modules: RefCell<HashMap<&'static str, wgpu::ShaderModule>>,
-    pipelines: RefCell<HashMap<(&'static str, &'static str), Rc<Pipeline>>>,
-    /// Keyed by (pipeline address, buffer ids, uniform bytes).
-    bind_groups: RefCell<HashMap<BindGroupKey, Rc<wgpu::BindGroup>>>,
+    pipelines: RefCell<FastMap<(&'static str, &'static str), Rc<Pipeline>>>,
+    bind_groups: RefCell<FastMap<BindGroupKey, Rc<wgpu::BindGroup>>>,
     uniforms: RefCell<HashMap<Vec<u8>, Rc<wgpu::Buffer>>>,
     scratch: RefCell<HashMap<&'static str, Rc<RawBuffer>>>,
     recorder: RefCell<Option<Recorder>>,
@@ -296,7 +314,7 @@ impl GpuContext {
         let first_new_id = self.next_id.get();
         let out = f();
         self.finish();
-        self.bind_groups.borrow_mut().retain(|key, _| key.1.iter().all(|&id| id < first_new_id));
+        self.bind_groups.borrow_mut().retain(|key, _| key.buffers.iter().all(|&id| id < first_new_id));
         self.dispatches.set(dispatches);
         self.submits.set(submits);
         self.op_label.set(label);
@@ -525,19 +543,25 @@ impl GpuContext {
     /// groups are created on first use and reused after.
     pub fn dispatch<P: bytemuck::Pod>(&self, k: &'static Kernel, params: &P, buffers: &[&RawBuffer], groups: [u32; 3]) {
         assert_eq!(buffers.len(), k.bindings.len(), "{}::{} takes {} buffers", k.file, k.entry, k.bindings.len());
+        const { assert!(size_of::<P>() <= MAX_PARAMS_BYTES, "a kernel's parameter block is at most MAX_PARAMS_BYTES") };
+        assert!(buffers.len() <= MAX_STORAGE_BINDINGS, "{}::{}: more than {MAX_STORAGE_BINDINGS} storage buffers", k.file, k.entry);
         if groups.contains(&0) {
             return;
         }
         let max = self.limits.max_compute_workgroups_per_dimension;
         assert!(groups.iter().all(|&g| g <= max), "{}::{}: grid {groups:?} exceeds {max}", k.file, k.entry);
         let p = self.pipeline(k);
-        let bytes = bytemuck::bytes_of(params).to_vec();
-        let key = (Rc::as_ptr(&p) as usize, buffers.iter().map(|b| b.id).collect::<Vec<_>>(), bytes);
+        let mut key = BindGroupKey { pipeline: Rc::as_ptr(&p) as usize, buffers: [0; MAX_STORAGE_BINDINGS], params: [0; MAX_PARAMS_BYTES] };
+        for (slot, b) in key.buffers.iter_mut().zip(buffers) {
+            *slot = b.id;
+        }
+        let bytes = bytemuck::bytes_of(params);
+        key.params[..bytes.len()].copy_from_slice(bytes);
         let bg = self.bind_groups.borrow().get(&key).cloned();
         let bg = match bg {
             Some(bg) => bg,
             None => {
-                let u = self.uniform(&key.2);
+                let u = self.uniform(bytes);
                 let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: u.as_entire_binding() }];
                 for (i, b) in buffers.iter().enumerate() {
                     entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.binding() });
