@@ -17,7 +17,7 @@
 //! measurements replace.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::Instant;
@@ -101,7 +101,7 @@ pub struct Tuner {
     reported: RefCell<usize>,
     /// (op, shape fingerprint) → index of the chosen candidate: the per-call lookup, which
     /// formats and allocates nothing.
-    memo: RefCell<HashMap<(&'static str, Fingerprint), usize>>,
+    memo: RefCell<super::context::FastMap<(&'static str, Fingerprint), usize>>,
 }
 
 /// The numbers that tell one shape of an op from another (zero-padded).

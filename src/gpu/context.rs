@@ -189,9 +189,9 @@ pub struct DispatchTime {
 /// A compiled entry point and the layout of its one bind group.
 type Pipeline = (wgpu::ComputePipeline, wgpu::BindGroupLayout);
 
-/// The maps looked up on every dispatch hash with FxHash: SipHash and the key vectors it
-/// hashed were a tenth of the host time of a training step.
-type FastMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
+/// The maps looked up on every dispatch or op call hash with FxHash: SipHash and the key
+/// vectors it hashed were a tenth of the host instructions of a training step.
+pub(crate) type FastMap<K, V> = HashMap<K, V, rustc_hash::FxBuildHasher>;
 
 /// Storage bindings a kernel may have (WebGPU's default `max_storage_buffers_per_shader_stage`).
 const MAX_STORAGE_BINDINGS: usize = 8;
