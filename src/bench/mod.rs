@@ -50,7 +50,7 @@ pub const GIT_COMMIT: &str = env!("WGSL_CNN_GIT_COMMIT");
 /// Images in MNIST's training split: an epoch is ⌈60000 / batch⌉ steps.
 pub const TRAIN_IMAGES: usize = 60_000;
 /// Distinct synthetic batches the benchmark cycles through.
-const BATCHES: usize = 4;
+pub const BATCHES: usize = 4;
 /// Most dispatches one profiled step may record (the query set's size / 2).
 const MAX_DISPATCHES: u32 = 2048;
 
@@ -123,8 +123,9 @@ pub fn rate(count: u64, ms: f64) -> f64 {
     }
 }
 
-/// The real model and a synthetic data set on one backend, stepping as the trainer does.
-struct Workload<B: Backend> {
+/// The real model and a synthetic data set on one backend, stepping as the trainer does
+/// (also used by examples/host_path).
+pub struct Workload<B: Backend> {
     model: Model<B>,
     ds: B::Dataset,
     perm: B::Index,
@@ -135,7 +136,7 @@ struct Workload<B: Backend> {
 }
 
 impl<B: Backend + 'static> Workload<B> {
-    fn new(be: &mut B, arch: &Arch, batch: usize) -> Result<Self> {
+    pub fn new(be: &mut B, arch: &Arch, batch: usize) -> Result<Self> {
         let count = batch.checked_mul(BATCHES).context("--batch is too large")?;
         if let Some(budget) = be.memory_budget() {
             // The synthetic data set (u8 pixels, labels, order) and the model, before allocating.
@@ -164,7 +165,7 @@ impl<B: Backend + 'static> Workload<B> {
     }
 
     /// `train_step` without the submit.
-    fn record_train_step(&mut self, be: &mut B) {
+    pub fn record_train_step(&mut self, be: &mut B) {
         let offset = (self.steps as usize % BATCHES) * self.batch;
         self.steps += 1;
         self.model.gather_batch(be, &self.ds, &self.perm, offset, self.batch);

@@ -219,7 +219,7 @@ pub struct GpuContext {
     pipelines: RefCell<FastMap<(&'static str, &'static str), Rc<Pipeline>>>,
     bind_groups: RefCell<FastMap<BindGroupKey, Rc<wgpu::BindGroup>>>,
     uniforms: RefCell<HashMap<Vec<u8>, Rc<wgpu::Buffer>>>,
-    scratch: RefCell<HashMap<&'static str, Rc<RawBuffer>>>,
+    scratch: RefCell<FastMap<&'static str, Rc<RawBuffer>>>,
     recorder: RefCell<Option<Recorder>>,
     next_id: Cell<u64>,
     pub profiler: RefCell<Option<Profiler>>,
