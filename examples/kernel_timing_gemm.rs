@@ -80,6 +80,9 @@ fn main() {
         if vec4_fits(&s) {
             kerns.push(MatmulKernel::Vec4);
         }
+        if wgsl_cnn::gpu::matmul::subgroup_runs(&ctx) {
+            kerns.push(MatmulKernel::Subgroup);
+        }
         for kern in kerns {
             let label = format!("{name} {}x{}x{} {kern:?}", s.m, s.n, s.k);
             time(&ctx, reps, &label, flops, &|| matmul_with(&ctx, kern, &s, &a, &b, bias.then_some(&*bb), &c));

@@ -46,6 +46,9 @@ struct MatmulParams {
     // Workgroups of the product, then workgroups of the row sums (0: none).
     main_groups: u32,
     bias_groups: u32,
+    // matmul_subgroup only: 1 shares op(A) by subgroup shuffles where a subgroup has no
+    // inactive lanes; 0 loads it in every lane, as such a subgroup does (for the tests).
+    shuffle_a: u32,
 }
 
 const EPI_NONE: u32 = 0u;

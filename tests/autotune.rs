@@ -199,10 +199,12 @@ fn measuring_inside_a_profile_leaves_the_profile_alone() {
     let used = c.tuner().unwrap().used();
     assert_eq!(used.len(), 1, "{used:?}");
     let names: Vec<&str> = used[0].times_us.iter().map(|t| t.0.as_str()).collect();
-    assert_eq!(names.len(), 3, "tiled, vec4 and strided all run 7×12×20: {used:?}");
+    let want = 3 + usize::from(matmul::subgroup_runs(&c));
+    assert_eq!(names.len(), want, "tiled, vec4 and strided (and subgroup, with subgroups) all run 7×12×20: {used:?}");
     let k = match used[0].kernel.as_str() {
         "tiled" => MatmulKernel::Tiled,
         "vec4" => MatmulKernel::Vec4,
+        "subgroup" => MatmulKernel::Subgroup,
         _ => MatmulKernel::Strided,
     };
     let plain = ctx();

@@ -8,7 +8,7 @@
 
 mod common;
 use wgsl_cnn::compare::compare;
-use wgsl_cnn::gpu::matmul::{matmul_fused, vec4_fits, Fused, MatmulKernel};
+use wgsl_cnn::gpu::matmul::{matmul_fused, subgroup_runs, vec4_fits, Fused, MatmulKernel};
 use wgsl_cnn::gpu::{AdapterChoice, GpuContext};
 use wgsl_cnn::reference::matmul::{add_row_sums, matmul_fused as reference_fused, Epilogue};
 use wgsl_cnn::rng::Rng;
@@ -18,10 +18,13 @@ fn ctx() -> GpuContext {
     GpuContext::new(&AdapterChoice::default()).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-fn kernels(s: &MatmulShape) -> Vec<MatmulKernel> {
+fn kernels(ctx: &GpuContext, s: &MatmulShape) -> Vec<MatmulKernel> {
     let mut v = vec![MatmulKernel::Strided, MatmulKernel::Tiled];
     if vec4_fits(s) {
         v.push(MatmulKernel::Vec4);
+    }
+    if subgroup_runs(ctx) {
+        v.push(MatmulKernel::Subgroup);
     }
     v
 }
@@ -111,7 +114,7 @@ fn relu_epilogue_every_kernel() {
     for (m, n, k) in [(1, 1, 1), (7, 13, 9), (70, 67, 20), (100, 36, 8)] {
         for nan in [false, true] {
             let s = shape(m, n, k, false, true, false);
-            for kernel in kernels(&s) {
+            for kernel in kernels(&ctx, &s) {
                 seed += 1;
                 check(&ctx, s, true, Epi::Relu, false, nan, kernel, seed);
             }
@@ -119,7 +122,7 @@ fn relu_epilogue_every_kernel() {
     }
     // without bias, and accumulating (the contribution goes through the ReLU first)
     let s = shape(9, 11, 5, false, false, true);
-    for kernel in kernels(&s) {
+    for kernel in kernels(&ctx, &s) {
         check(&ctx, s, false, Epi::Relu, false, false, kernel, 0x5e10);
     }
 }
@@ -132,7 +135,7 @@ fn relu_backward_mask_epilogue_every_kernel() {
     for (m, n, k) in [(1, 1, 1), (7, 13, 9), (70, 67, 10), (100, 36, 8), (3, 5, 0)] {
         for nan in [false, true] {
             let s = shape(m, n, k, false, false, false);
-            for kernel in kernels(&s) {
+            for kernel in kernels(&ctx, &s) {
                 seed += 1;
                 check(&ctx, s, false, Epi::Mask, false, nan, kernel, seed);
             }
@@ -148,7 +151,7 @@ fn bias_gradient_in_the_weight_gradient_dispatch() {
     for (m, n, k) in [(1, 1, 1), (10, 500, 7), (67, 13, 9), (300, 8, 12), (257, 5, 3)] {
         for nan in [false, true] {
             let s = shape(m, n, k, true, false, true);
-            for kernel in kernels(&s) {
+            for kernel in kernels(&ctx, &s) {
                 seed += 1;
                 check(&ctx, s, false, Epi::None, true, nan, kernel, seed);
             }
@@ -156,7 +159,7 @@ fn bias_gradient_in_the_weight_gradient_dispatch() {
     }
     // untransposed A, overwriting C; an empty product (n = 0) still adds the row sums; k = 0 adds 0
     for s in [shape(13, 6, 5, false, false, false), shape(9, 0, 4, true, false, true), shape(9, 4, 0, true, false, true)] {
-        for kernel in kernels(&s) {
+        for kernel in kernels(&ctx, &s) {
             seed += 1;
             check(&ctx, s, false, Epi::None, true, false, kernel, seed);
         }
@@ -168,7 +171,7 @@ fn options_combine_and_leave_the_rest_alone() {
     let ctx = ctx();
     // bias + ReLU + bias gradient at once, and a plain product whose bias gradient stays untouched
     let s = shape(33, 70, 6, true, true, false);
-    for kernel in kernels(&s) {
+    for kernel in kernels(&ctx, &s) {
         check(&ctx, s, true, Epi::Relu, true, false, kernel, 0xc0);
         check(&ctx, s, true, Epi::None, false, false, kernel, 0xc1);
     }

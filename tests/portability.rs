@@ -6,9 +6,10 @@
 
 use std::collections::BTreeSet;
 
-use wgsl_cnn::gpu::context::Access;
+use wgsl_cnn::gpu::context::{shader_base, Access};
 use wgsl_cnn::gpu::kernels::{all_kernels, all_needs, check, misfits, parse, SHADER_FILES};
-use wgsl_cnn::gpu::translate::{translate, TARGETS};
+use wgsl_cnn::gpu::kernels::{needs_subgroups, SUBGROUP_FILES};
+use wgsl_cnn::gpu::translate::{targets, translate, SUBGROUP_TARGETS, TARGETS};
 
 #[test]
 fn every_entry_point_is_a_listed_kernel() {
@@ -21,10 +22,13 @@ fn every_entry_point_is_a_listed_kernel() {
     assert_eq!(on_disk, listed, "shaders/ and kernels::SHADER_FILES differ");
     let kernels: BTreeSet<(String, String)> = all_kernels().iter().map(|k| (k.file.into(), k.entry.into())).collect();
     assert_eq!(kernels.len(), all_kernels().len(), "a kernel is listed twice");
+    // A file built on another (`shader_base`) also holds that one's entry points.
+    let names = |f: &str| -> BTreeSet<String> { parse(f).unwrap().module.entry_points.iter().map(|e| e.name.clone()).collect() };
     let mut entries = BTreeSet::new();
     for f in SHADER_FILES {
-        for e in &parse(f).unwrap().module.entry_points {
-            entries.insert((f.to_string(), e.name.clone()));
+        let base = shader_base(f).map(names).unwrap_or_default();
+        for e in names(f).difference(&base) {
+            entries.insert((f.to_string(), e.clone()));
         }
     }
     assert_eq!(entries, kernels, "entry points without a kernel static in KERNELS, or the reverse");
@@ -118,7 +122,7 @@ fn every_entry_point_translates_to_every_target() {
     for f in SHADER_FILES {
         let p = parse(f).unwrap();
         for k in all_kernels().into_iter().filter(|k| k.file == *f) {
-            for t in TARGETS {
+            for t in targets(&p) {
                 if let Err(e) = translate(&p, k.entry, *t) {
                     panic!("{e:#}");
                 }
@@ -126,7 +130,27 @@ fn every_entry_point_translates_to_every_target() {
             }
         }
     }
-    assert_eq!(n, all_kernels().len() * TARGETS.len());
+    let with_subgroups = all_kernels().into_iter().filter(|k| needs_subgroups(k)).count();
+    assert!(with_subgroups > 0, "the subgroup matmul is listed");
+    assert_eq!(n, (all_kernels().len() - with_subgroups) * TARGETS.len() + with_subgroups * SUBGROUP_TARGETS.len());
+}
+
+/// Subgroup builtins appear only in `SUBGROUP_FILES`, which only devices with subgroups
+/// compile: any other file using one would fail to build its module on every adapter without
+/// them (GL, many mobile and older GPUs). Checked by validating each other file without the
+/// capability (what `parse` does), and the subgroup files must fail that way.
+#[test]
+fn subgroups_only_where_declared() {
+    for f in SHADER_FILES {
+        let src = wgsl_cnn::gpu::context::shader_source(f).unwrap();
+        let module = naga::front::wgsl::parse_str(&src).unwrap();
+        let without = wgsl_cnn::gpu::kernels::validator(false).validate(&module);
+        if SUBGROUP_FILES.contains(f) {
+            assert!(without.is_err(), "{f}.wgsl is listed as using subgroups but validates without them");
+        } else {
+            assert!(without.is_ok(), "{f}.wgsl: {:?}", without.err());
+        }
+    }
 }
 
 #[test]

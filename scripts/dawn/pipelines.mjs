@@ -1,7 +1,9 @@
 // Creates every kernel's compute pipeline on Dawn (Chrome's WebGPU implementation, through
 // the npm package `webgpu`), with the bind group layouts the program uses: binding 0 the
 // uniform block, then one storage buffer per letter of kernels.tsv (r read-only, w
-// read_write). Usage: node pipelines.mjs <folder written by examples/translate.rs>
+// read_write). Modules of kernels marked "subgroups" in kernels.tsv get the `enable
+// subgroups;` line WebGPU requires (wgpu's naga takes them without) and need an adapter with
+// the feature. Usage: node pipelines.mjs <folder written by examples/translate.rs>
 // <folder holding node_modules/webgpu>. Exits 1 if any module or pipeline fails.
 import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
@@ -15,8 +17,11 @@ const adapter = await gpu.requestAdapter();
 if (!adapter) throw new Error('Dawn found no adapter');
 const info = adapter.info;
 console.log(`Dawn adapter: ${info.vendor} ${info.architecture} ${info.device} ${info.description}`);
+const subgroups = adapter.features.has('subgroups');
+console.log(`Dawn subgroups: ${subgroups ? `yes, size ${info.subgroupMinSize}..${info.subgroupMaxSize}` : 'no'}`);
 // The limits the program asks for (src/gpu/context.rs device_limits).
 const device = await adapter.requestDevice({
+  requiredFeatures: subgroups ? ['subgroups'] : [],
   requiredLimits: {
     maxStorageBuffersPerShaderStage: Math.min(adapter.limits.maxStorageBuffersPerShaderStage, 16),
     maxStorageBufferBindingSize: adapter.limits.maxStorageBufferBindingSize,
@@ -30,11 +35,12 @@ const kernels = readFileSync(join(dir, 'kernels.tsv'), 'utf8').trim().split('\n'
 const modules = new Map();
 let ok = 0;
 let failed = 0;
-for (const [file, entry, rw] of kernels) {
+for (const [file, entry, rw, , kind] of kernels) {
   const t0 = performance.now();
   device.pushErrorScope('validation');
   if (!modules.has(file)) {
-    const module = device.createShaderModule({ code: readFileSync(join(dir, `${file}.wgsl`), 'utf8') });
+    const enable = kind === 'subgroups' ? 'enable subgroups;\n' : '';
+    const module = device.createShaderModule({ code: enable + readFileSync(join(dir, `${file}.wgsl`), 'utf8') });
     const msgs = (await module.getCompilationInfo()).messages.filter((m) => m.type === 'error');
     for (const m of msgs) console.log(`${file}.wgsl:${m.lineNum}:${m.linePos}: ${m.message}`);
     modules.set(file, module);

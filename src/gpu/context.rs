@@ -25,7 +25,8 @@ pub struct Kernel {
     pub bindings: &'static [Access],
 }
 
-/// The WGSL source of a shader file, with shaders/common.wgsl prepended.
+/// The WGSL source of a shader file, with shaders/common.wgsl prepended (and for
+/// matmul_subgroup, matmul.wgsl, whose declarations it uses).
 pub fn shader_source(file: &str) -> Result<String> {
     let body = match file {
         "smoke" => include_str!("../../shaders/smoke.wgsl"),
@@ -37,10 +38,19 @@ pub fn shader_source(file: &str) -> Result<String> {
         "gather" => include_str!("../../shaders/gather.wgsl"),
         "matmul" => include_str!("../../shaders/matmul.wgsl"),
         "conv2d" => include_str!("../../shaders/conv2d.wgsl"),
+        // matmul.wgsl's bindings, parameters and epilogues, plus the subgroup kernel (see
+        // `shader_base`)
+        "matmul_subgroup" => concat!(include_str!("../../shaders/matmul.wgsl"), "\n", include_str!("../../shaders/matmul_subgroup.wgsl")),
         // one line per op family; keep in step with shaders/
         _ => return Err(anyhow!("unknown shader file {file}.wgsl")),
     };
     Ok(format!("{}\n{}", include_str!("../../shaders/common.wgsl"), body))
+}
+
+/// The shader file whose source `shader_source(file)` includes before `file`'s own, if any:
+/// its entry points are in the module too, but they are that file's kernels.
+pub fn shader_base(file: &str) -> Option<&'static str> {
+    (file == "matmul_subgroup").then_some("matmul")
 }
 
 /// Which adapter to use, and how kernels are chosen on it. `name` picks the first adapter
@@ -251,7 +261,8 @@ impl GpuContext {
         if !misfits.is_empty() {
             return Err(anyhow!("{} cannot run every kernel:\n  {}", describe(&info), misfits.join("\n  ")));
         }
-        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        // Subgroups where offered: the matmul kernel that uses them is one more candidate.
+        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES | wgpu::Features::SUBGROUP;
         let features = adapter.features() & wanted;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgsl-cnn"),
@@ -326,6 +337,12 @@ impl GpuContext {
     /// kernels without workgroup memory.
     pub fn is_cpu(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Whether the device was opened with subgroups, which the kernels of
+    /// `kernels::SUBGROUP_FILES` need.
+    pub fn has_subgroups(&self) -> bool {
+        self.features.contains(wgpu::Features::SUBGROUP)
     }
 
     /// A zero-filled storage buffer of `len` 4-byte elements.

@@ -13,7 +13,22 @@ use super::{activation, adam, batchnorm, conv2d, gather, matmul, maxpool, reduce
 
 /// The shader files (shaders/<file>.wgsl, without common.wgsl), in the order of `all_kernels`.
 pub const SHADER_FILES: &[&str] =
-    &["smoke", "activation", "maxpool", "batchnorm", "reduce", "adam", "gather", "matmul", "conv2d"];
+    &["smoke", "activation", "maxpool", "batchnorm", "reduce", "adam", "gather", "matmul", "matmul_subgroup", "conv2d"];
+
+/// Shader files whose kernels use subgroup builtins: they compile only on devices opened with
+/// `Features::SUBGROUP`, and run only there (`GpuContext::has_subgroups`); elsewhere the
+/// ops that offer them choose among their other kernels.
+pub const SUBGROUP_FILES: &[&str] = &["matmul_subgroup"];
+
+/// Whether kernel `k` needs subgroups (see `SUBGROUP_FILES`).
+pub fn needs_subgroups(k: &Kernel) -> bool {
+    uses_subgroups(k.file)
+}
+
+/// Whether shader file `file` uses subgroup builtins.
+pub fn uses_subgroups(file: &str) -> bool {
+    SUBGROUP_FILES.contains(&file)
+}
 
 /// Every kernel the program can dispatch; a test checks that it names every entry point.
 pub fn all_kernels() -> Vec<&'static Kernel> {
@@ -51,15 +66,29 @@ impl Needs {
 pub struct Parsed {
     pub module: naga::Module,
     pub info: naga::valid::ModuleInfo,
+    /// Whether it uses subgroups (validated as on a device that has them).
+    pub subgroups: bool,
 }
 
-/// Parses and validates `shader_source(file)` as wgpu's front end does.
+/// Parses and validates `shader_source(file)` as wgpu's front end does (on a device with
+/// subgroups for `SUBGROUP_FILES`, on any device for the others).
 pub fn parse(file: &str) -> Result<Parsed> {
     let src = shader_source(file)?;
     let module = naga::front::wgsl::parse_str(&src).map_err(|e| anyhow!("{file}.wgsl: {}", e.emit_to_string(&src)))?;
-    let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty());
-    let info = v.validate(&module).map_err(|e| anyhow!("{file}.wgsl: {}", e.emit_to_string(&src)))?;
-    Ok(Parsed { module, info })
+    let subgroups = uses_subgroups(file);
+    let info = validator(subgroups).validate(&module).map_err(|e| anyhow!("{file}.wgsl: {}", e.emit_to_string(&src)))?;
+    Ok(Parsed { module, info, subgroups })
+}
+
+/// naga's validator as wgpu sets it up for a compute shader, with or without subgroups.
+pub fn validator(subgroups: bool) -> naga::valid::Validator {
+    use naga::valid::{Capabilities, ShaderStages, SubgroupOperationSet, ValidationFlags, Validator};
+    if !subgroups {
+        return Validator::new(ValidationFlags::all(), Capabilities::empty());
+    }
+    let mut v = Validator::new(ValidationFlags::all(), Capabilities::SUBGROUP);
+    v.subgroup_stages(ShaderStages::COMPUTE).subgroup_operations(SubgroupOperationSet::all());
+    v
 }
 
 impl Parsed {
@@ -138,7 +167,7 @@ pub fn check(limits: &wgpu::Limits) -> (Vec<String>, Vec<&'static str>) {
         if m.is_empty() {
             continue;
         }
-        if matmul::has_fallback(k) || conv2d::has_fallback(k) {
+        if matmul::has_fallback(k) || conv2d::has_fallback(k) || needs_subgroups(k) {
             fallback.push(k.entry);
         } else {
             fatal.extend(m);

@@ -2,14 +2,18 @@
 //! layer's forward and both backward products (shaders/matmul.wgsl, CPU twin
 //! src/reference/matmul.rs).
 //!
-//! Two kernel families: register blocks without workgroup memory (`Vec4`, `Strided`), which
-//! CPU adapters such as lavapipe run fastest, and 64×64 tiles staged in workgroup memory
-//! (`Tiled`), the usual choice for real GPUs. `Auto` picks by adapter type
-//! (`GpuContext::is_cpu`). The environment variable `WGSL_CNN_MATMUL=tiled|vec4|strided|auto`
-//! (read once per process) overrides what `Auto` picks, so both families can be compared on
-//! one machine: `WGSL_CNN_MATMUL=vec4 wgsl-cnn bench` vs `WGSL_CNN_MATMUL=tiled wgsl-cnn bench`.
-//! `vec4` means the register-blocked family as CPU adapters get it (vec4 where the shape
-//! fits and pays, else strided); `tiled` and `strided` force that one kernel.
+//! Three kernel families: register blocks without workgroup memory (`Vec4`, `Strided`), which
+//! CPU adapters such as lavapipe run fastest; 64×64 tiles staged in workgroup memory
+//! (`Tiled`), the usual choice for real GPUs; and, on devices with subgroups, 4×256 tiles
+//! whose shared rows of op(A) travel by subgroup shuffles (`Subgroup`,
+//! shaders/matmul_subgroup.wgsl). `Auto` is the tuner's measured fastest where a tuner is
+//! set (`choose`), else a rule by adapter type (`resolve`). The environment variable
+//! `WGSL_CNN_MATMUL=tiled|vec4|strided|subgroup|auto` (read once per process) overrides both,
+//! so the families can be compared on one machine: `WGSL_CNN_MATMUL=vec4 wgsl-cnn bench` vs
+//! `WGSL_CNN_MATMUL=tiled wgsl-cnn bench`. `vec4` means the register-blocked family as CPU
+//! adapters get it (vec4 where the shape fits and pays, else strided); `tiled`, `strided`
+//! and `subgroup` force that one kernel (`subgroup` only where the device has subgroups,
+//! else the register-blocked family).
 
 use super::context::{Access, GpuContext, Kernel, RawBuffer};
 use crate::shapes::MatmulShape;
@@ -25,8 +29,10 @@ static TILED_NN: Kernel = Kernel { file: "matmul", entry: "matmul_tiled_nn", bin
 static TILED_NT: Kernel = Kernel { file: "matmul", entry: "matmul_tiled_nt", bindings: BINDINGS };
 static TILED_TN: Kernel = Kernel { file: "matmul", entry: "matmul_tiled_tn", bindings: BINDINGS };
 static TILED_TT: Kernel = Kernel { file: "matmul", entry: "matmul_tiled_tt", bindings: BINDINGS };
-/// Every kernel of this file, for `kernels::all_kernels`.
-pub(crate) static KERNELS: &[&Kernel] = &[&V4_NN, &V4_NT, &V4_TN, &V4_TT, &STRIDED, &TILED_NN, &TILED_NT, &TILED_TN, &TILED_TT];
+static SUBGROUP: Kernel = Kernel { file: "matmul_subgroup", entry: "matmul_subgroup", bindings: BINDINGS };
+/// Every kernel of this family, for `kernels::all_kernels`.
+pub(crate) static KERNELS: &[&Kernel] =
+    &[&V4_NN, &V4_NT, &V4_TN, &V4_TT, &STRIDED, &TILED_NN, &TILED_NT, &TILED_TN, &TILED_TT, &SUBGROUP];
 
 /// The tiled kernels (256 invocations, 8.5 KiB of workgroup memory) are a choice, not a need:
 /// where an adapter's limits refuse them, `resolve` takes the register-blocked ones.
@@ -36,6 +42,8 @@ pub(crate) fn has_fallback(k: &Kernel) -> bool {
 
 /// Output tile of one `Tiled` workgroup (shaders/matmul.wgsl: TM × TN).
 const TILE: usize = 64;
+/// Output tile of one `Subgroup` workgroup (shaders/matmul_subgroup.wgsl: 4 × SG_COLS).
+const SUBGROUP_TILE: (usize, usize) = (4, 256);
 
 /// Environment variable that overrides `Auto`'s choice (see the module doc).
 pub const KERNEL_ENV: &str = "WGSL_CNN_MATMUL";
@@ -55,6 +63,7 @@ struct Params {
     epilogue: u32,
     main_groups: u32,
     bias_groups: u32,
+    shuffle_a: u32,
 }
 
 /// What the product does to each element before storing it, and an optional bias gradient
@@ -84,6 +93,9 @@ pub enum MatmulKernel {
     /// 64×64 output tiles per 256 invocations, 64×16 / 16×64 slices of the operands staged
     /// in workgroup memory, 4×4 register blocks; any shape.
     Tiled,
+    /// 4×256 output tiles per 64 invocations, 4×4 register blocks, op(A) shared by subgroup
+    /// shuffles; any shape; only on devices with subgroups (`GpuContext::has_subgroups`).
+    Subgroup,
 }
 
 impl MatmulKernel {
@@ -94,6 +106,7 @@ impl MatmulKernel {
             "vec4" => Some(Self::Vec4),
             "strided" => Some(Self::Strided),
             "tiled" => Some(Self::Tiled),
+            "subgroup" => Some(Self::Subgroup),
             _ => None,
         }
     }
@@ -109,7 +122,7 @@ pub fn env_override() -> Option<MatmulKernel> {
             Some(MatmulKernel::Auto) => None,
             Some(k) => Some(k),
             None => {
-                eprintln!("warning: {KERNEL_ENV}={value:?} is not one of tiled, vec4, strided, auto; ignoring it");
+                eprintln!("warning: {KERNEL_ENV}={value:?} is not one of tiled, vec4, strided, subgroup, auto; ignoring it");
                 None
             }
         }
@@ -159,6 +172,38 @@ pub fn matmul_fused(
     fused: Fused<'_>,
     c: &RawBuffer,
 ) {
+    run(ctx, kernel, s, a, b, bias, fused, c, true)
+}
+
+/// The `Subgroup` kernel with every lane loading op(A) itself: the path that a subgroup with
+/// inactive lanes takes, which lavapipe never forms (for the kernel's tests). Needs
+/// `subgroup_runs(ctx)`.
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_subgroup_unshared(
+    ctx: &GpuContext,
+    s: &MatmulShape,
+    a: &RawBuffer,
+    b: &RawBuffer,
+    bias: Option<&RawBuffer>,
+    fused: Fused<'_>,
+    c: &RawBuffer,
+) {
+    assert!(subgroup_runs(ctx), "{}: no subgroups", ctx.info.name);
+    run(ctx, MatmulKernel::Subgroup, s, a, b, bias, fused, c, false)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(
+    ctx: &GpuContext,
+    kernel: MatmulKernel,
+    s: &MatmulShape,
+    a: &RawBuffer,
+    b: &RawBuffer,
+    bias: Option<&RawBuffer>,
+    fused: Fused<'_>,
+    c: &RawBuffer,
+    shuffle_a: bool,
+) {
     assert!(!(fused.relu && fused.mask.is_some()), "matmul {s:?}: relu and mask epilogues are exclusive");
     assert!(bias.is_none() || fused.mask.is_none(), "matmul {s:?}: the mask takes the bias binding");
     if let Some(mask) = fused.mask {
@@ -205,11 +250,13 @@ pub fn matmul_fused(
         epilogue: if fused.relu { 1 } else if fused.mask.is_some() { 2 } else { 0 },
         main_groups: 0,
         bias_groups: 0,
+        shuffle_a: shuffle_a as u32,
     };
     let pick = |k: [&'static Kernel; 4]| k[2 * s.trans_a as usize + s.trans_b as usize];
     let (k, groups, group_size) = match choose(ctx, kernel, s, bias.is_some(), &fused) {
         MatmulKernel::Tiled => (pick([&TILED_NN, &TILED_NT, &TILED_TN, &TILED_TT]), s.m.div_ceil(TILE) * s.n.div_ceil(TILE), 256),
         MatmulKernel::Vec4 => (pick([&V4_NN, &V4_NT, &V4_TN, &V4_TT]), (s.m.div_ceil(4) * s.n.div_ceil(8)).div_ceil(64), 64),
+        MatmulKernel::Subgroup => (&SUBGROUP, s.m.div_ceil(SUBGROUP_TILE.0) * s.n.div_ceil(SUBGROUP_TILE.1), 64),
         _ => (&STRIDED, (s.m.div_ceil(4) * s.n.div_ceil(4)).div_ceil(64), 64),
     };
     let bias_groups = if fused.bias_grad.is_some() { s.m.div_ceil(group_size) } else { 0 };
@@ -227,11 +274,18 @@ fn choose(ctx: &GpuContext, kernel: MatmulKernel, s: &MatmulShape, has_bias: boo
     let name = |k| match k {
         MatmulKernel::Tiled => "tiled",
         MatmulKernel::Vec4 => "vec4",
+        MatmulKernel::Subgroup => "subgroup",
         _ => "strided",
     };
     let mut candidates = vec![(name(guess), guess)];
     let tiled_fits = super::kernels::fits(&TILED_NN, &ctx.limits);
-    for (k, fits) in [(MatmulKernel::Tiled, tiled_fits), (MatmulKernel::Vec4, vec4_fits(s)), (MatmulKernel::Strided, true)] {
+    let candidate_kernels = [
+        (MatmulKernel::Tiled, tiled_fits),
+        (MatmulKernel::Vec4, vec4_fits(s)),
+        (MatmulKernel::Strided, true),
+        (MatmulKernel::Subgroup, subgroup_runs(ctx)),
+    ];
+    for (k, fits) in candidate_kernels {
         if fits && k != guess {
             candidates.push((name(k), k));
         }
@@ -261,8 +315,15 @@ fn choose(ctx: &GpuContext, kernel: MatmulKernel, s: &MatmulShape, has_bias: boo
     })
 }
 
-/// The concrete kernel (`Vec4`, `Strided` or `Tiled`) that `kernel` runs `s` with on `ctx`
-/// by the static rule (what the tuner's measurements replace).
+/// Whether `ctx` can run the `Subgroup` kernel.
+pub fn subgroup_runs(ctx: &GpuContext) -> bool {
+    ctx.has_subgroups() && super::kernels::fits(&SUBGROUP, &ctx.limits)
+}
+
+/// The concrete kernel (`Vec4`, `Strided`, `Tiled` or `Subgroup`) that `kernel` runs `s` with
+/// on `ctx` by the static rule (what the tuner's measurements replace). The static rule never
+/// picks `Subgroup`; asked for it on a device without subgroups, it gives the
+/// register-blocked family.
 pub fn resolve(ctx: &GpuContext, kernel: MatmulKernel, s: &MatmulShape) -> MatmulKernel {
     // The register-blocked family as CPU adapters get it.
     let register_blocked = if vec4_fits(s) && s.m.div_ceil(4) * s.n.div_ceil(8) >= VEC4_MIN_BLOCKS {
@@ -273,6 +334,7 @@ pub fn resolve(ctx: &GpuContext, kernel: MatmulKernel, s: &MatmulShape) -> Matmu
     match kernel {
         MatmulKernel::Auto => match env_override() {
             Some(MatmulKernel::Vec4) => register_blocked,
+            Some(MatmulKernel::Subgroup) if !subgroup_runs(ctx) => register_blocked,
             Some(k) => k,
             None if ctx.is_cpu() => register_blocked,
             None if super::kernels::fits(&TILED_NN, &ctx.limits) => MatmulKernel::Tiled,
@@ -282,6 +344,7 @@ pub fn resolve(ctx: &GpuContext, kernel: MatmulKernel, s: &MatmulShape) -> Matmu
             assert!(vec4_fits(s), "matmul {s:?}: the vec4 kernel needs multiples of 4");
             MatmulKernel::Vec4
         }
+        MatmulKernel::Subgroup if !subgroup_runs(ctx) => register_blocked,
         k => k,
     }
 }

@@ -2,7 +2,8 @@
 //! backends do (one entry point per module, unused globals dropped, workgroup memory not
 //! zeroed, bounds checks on). tests/portability.rs translates every kernel with it;
 //! `examples/translate.rs` writes the output for the external compilers (spirv-val,
-//! glslang, FXC/DXC under wine, Dawn): see scripts/portability.sh.
+//! glslang, FXC/DXC under wine, Dawn): see scripts/portability.sh. Kernels that use
+//! subgroups go only to the targets whose wgpu backend can offer them (`targets`).
 
 use anyhow::{anyhow, Result};
 use naga::back::{glsl, hlsl, msl, spv};
@@ -13,7 +14,7 @@ use super::kernels::Parsed;
 /// A backend language and version.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
-    /// SPIR-V 1.0 (Vulkan).
+    /// SPIR-V 1.0 (Vulkan); 1.3, the first with subgroup operations, for kernels using them.
     Spirv,
     /// Metal Shading Language (major, minor).
     Msl(u8, u8),
@@ -28,6 +29,22 @@ pub enum Target {
 /// Every target the checks cover.
 pub const TARGETS: &[Target] =
     &[Target::Spirv, Target::Msl(2, 0), Target::Msl(2, 4), Target::Msl(3, 0), Target::Hlsl51, Target::Hlsl60, Target::GlslEs310, Target::Glsl430];
+
+/// The targets of kernels that use subgroups: wgpu offers `Features::SUBGROUP` on Vulkan
+/// (SPIR-V 1.3 or later), on Metal GPUs with SIMD-scoped operations (Metal 3, Mac2, Apple7:
+/// MSL 2.4 and 3.0 here) and on DX12 with shader model 6.0 (DXC); never on GL, and FXC's
+/// SM 5.1 has no wave operations.
+pub const SUBGROUP_TARGETS: &[Target] = &[Target::Spirv, Target::Msl(2, 4), Target::Msl(3, 0), Target::Hlsl60];
+
+/// The targets a module's kernels are translated to: `TARGETS`, or `SUBGROUP_TARGETS` for
+/// one that uses subgroups.
+pub fn targets(p: &Parsed) -> &'static [Target] {
+    if p.subgroups {
+        SUBGROUP_TARGETS
+    } else {
+        TARGETS
+    }
+}
 
 impl Target {
     /// A short name, also the file extension the example writes.
@@ -83,9 +100,8 @@ pub fn single_entry(p: &Parsed, entry: &str) -> Result<Parsed> {
         return Err(anyhow!("no entry point {entry}"));
     }
     naga::compact::compact(&mut module, naga::compact::KeepUnused::No);
-    let mut v = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::empty());
-    let info = v.validate(&module).map_err(|e| anyhow!("{entry} after compaction: {e}"))?;
-    Ok(Parsed { module, info })
+    let info = super::kernels::validator(p.subgroups).validate(&module).map_err(|e| anyhow!("{entry} after compaction: {e}"))?;
+    Ok(Parsed { module, info, subgroups: p.subgroups })
 }
 
 /// Translates entry point `entry` of `p` to `t`.
@@ -97,7 +113,7 @@ pub fn translate(p: &Parsed, entry: &str, t: Target) -> Result<Translation> {
     match t {
         Target::Spirv => {
             let opts = spv::Options {
-                lang_version: (1, 0),
+                lang_version: if one.subgroups { (1, 3) } else { (1, 0) },
                 bounds_check_policies: policies(),
                 zero_initialize_workgroup_memory: spv::ZeroInitializeWorkgroupMemoryMode::None,
                 ..Default::default()
