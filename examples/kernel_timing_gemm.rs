@@ -1,7 +1,7 @@
 //! Time per call of the matmul and conv2d kernels at the seed's shapes (batch 100):
 //! `cargo run --release --example kernel_timing_gemm [reps] [filter]` (filter: only labels
 //! containing it). Every matmul kernel that can run a shape is timed (Auto, Strided, Tiled,
-//! Vec4). Each op is recorded `reps`
+//! Vec4, and Subgroup where the device has subgroups). Each op is recorded `reps`
 //! times into one compute pass after a warm-up call (pipeline compilation), then timed from
 //! submit to idle; ms/call includes per-dispatch overhead (helper dispatches included).
 //! `ROUNDS=n` repeats each batch n times and keeps the best. "cpu" is the process CPU time

@@ -43,7 +43,7 @@ pub(crate) fn has_fallback(k: &Kernel) -> bool {
 /// Output tile of one `Tiled` workgroup (shaders/matmul.wgsl: TM × TN).
 const TILE: usize = 64;
 /// Output tile of one `Subgroup` workgroup (shaders/matmul_subgroup.wgsl: 4 × SG_COLS).
-const SUBGROUP_TILE: (usize, usize) = (4, 256);
+const SUBGROUP_TILE: (usize, usize) = (16, 256);
 
 /// Environment variable that overrides `Auto`'s choice (see the module doc).
 pub const KERNEL_ENV: &str = "WGSL_CNN_MATMUL";
