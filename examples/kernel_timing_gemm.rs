@@ -1,7 +1,7 @@
 //! Time per call of the matmul and conv2d kernels at the seed's shapes (batch 100):
 //! `cargo run --release --example kernel_timing_gemm [reps] [filter]` (filter: only labels
 //! containing it). Every matmul kernel that can run a shape is timed (Auto, Strided, Tiled,
-//! Vec4, and Subgroup where the device has subgroups). Each op is recorded `reps`
+//! Vec4, and Subgroup where the device has subgroups); conv2d runs Auto, Direct and Subgroup. Each op is recorded `reps`
 //! times into one compute pass after a warm-up call (pipeline compilation), then timed from
 //! submit to idle; ms/call includes per-dispatch overhead (helper dispatches included).
 //! `ROUNDS=n` repeats each batch n times and keeps the best. "cpu" is the process CPU time
@@ -101,7 +101,11 @@ fn main() {
         );
         let (y, dx, dw, db) = (ctx.buffer(s.y_len()), ctx.buffer(s.x_len()), ctx.buffer(s.w_len()), ctx.buffer(s.c_out));
         let flops = 2.0 * (s.y_len() * s.c_in * s.k * s.k) as f64;
-        for kern in [ConvKernel::Auto, ConvKernel::Direct] {
+        let mut kerns = vec![ConvKernel::Auto, ConvKernel::Direct];
+        if conv2d::subgroup_runs(&ctx) {
+            kerns.push(ConvKernel::Subgroup);
+        }
+        for kern in kerns {
             time(&ctx, reps, &format!("{name} forward {kern:?}"), flops, &|| {
                 conv2d::forward_with(&ctx, kern, &s, &x, &w, &b, &y)
             });

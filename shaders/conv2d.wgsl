@@ -18,6 +18,7 @@
 //   and the weights flipped and transposed; rows outside dy are skipped, not padded.
 // - *_tiled: for real GPUs, any stride and padding: each pass as an implicit GEMM with
 //   64×64 tiles staged in workgroup memory (see its section at the end).
+// conv2d_subgroup.wgsl adds a fourth, for devices with subgroups, on this file's GEMM maps.
 //
 // Storage bindings differ per entry point and share binding numbers, so the globals have
 // neutral names; each entry point's comment says what its bindings hold. The vec4 views
@@ -42,7 +43,8 @@ struct ConvParams {
     x_row: u32,
     // *_rows forward and conv_weight_kc: columns of the transposed weights (multiple of 4)
     co4: u32,
-    // conv_weight_kc: 1 = flip the kernel and swap c_in/c_out (for the input gradient)
+    // conv_weight_kc: 1 = flip the kernel and swap c_in/c_out (for the input gradient);
+    // *_subgroup kernels (conv2d_subgroup.wgsl): 1 = every lane gathers A itself (tests)
     flip: u32,
     // split-K passes: elements of one split's weight partial sums (c_out·c_in·k·k)
     len: u32,

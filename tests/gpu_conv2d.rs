@@ -5,7 +5,9 @@
 //! the 4- or 8-channel blocks, and the seed's two convolutions. The input gradient also runs
 //! the scatter kernel where it fits (dy rows 4, 8, 12 long; pad 0, 1, 2), and every op the
 //! tiled implicit-GEMM kernels wherever the adapter's limits take them (no shape here is a
-//! multiple of their 64×64 tile; a test below says whether they ran).
+//! multiple of their 64×64 tile; a test below says whether they ran), and the subgroup
+//! kernels, with and without their shuffles, where the device has subgroups (lavapipe's
+//! Vulkan adapter does; a test below checks that, and that GL has none).
 //!
 //! Forward and input gradient overwrite their output, which is NaN-poisoned first (an
 //! unwritten element fails). The weight and bias gradients add into theirs, which is filled
@@ -14,7 +16,7 @@
 
 mod common;
 use wgsl_cnn::compare::compare;
-use wgsl_cnn::gpu::conv2d::{self, grad_input_rows_fit, grad_input_scatter_fit, rows_fit, tiled_fits, ConvKernel};
+use wgsl_cnn::gpu::conv2d::{self, grad_input_rows_fit, grad_input_scatter_fit, rows_fit, subgroup_runs, tiled_fits, ConvKernel};
 use wgsl_cnn::gpu::{AdapterChoice, GpuContext};
 use wgsl_cnn::reference;
 use wgsl_cnn::rng::Rng;
@@ -83,6 +85,9 @@ fn check_all(ctx: &GpuContext, s: Conv2dShape, seed: u64, with_grad_input: bool)
     if tiled_fits(ctx) {
         variants.push(ConvKernel::Tiled);
     }
+    if subgroup_runs(ctx) {
+        variants.extend([ConvKernel::Subgroup, ConvKernel::SubgroupUnshared]);
+    }
     for &kern in &variants {
         let y = out(s.y_len());
         conv2d::forward_with(ctx, kern, &s, &xb, &wb, &bb, &y);
@@ -124,6 +129,9 @@ fn check_all(ctx: &GpuContext, s: Conv2dShape, seed: u64, with_grad_input: bool)
         }
         if tiled_fits(ctx) {
             variants.push(ConvKernel::Tiled);
+        }
+        if subgroup_runs(ctx) {
+            variants.extend([ConvKernel::Subgroup, ConvKernel::SubgroupUnshared]);
         }
         for kern in variants {
             let dx = out(s.x_len());
@@ -186,6 +194,20 @@ fn small_odd_strided_and_padded_shapes() {
 #[test]
 fn tiled_kernels_fit_this_adapter() {
     assert!(tiled_fits(&ctx()), "the tiled conv2d kernels do not fit this adapter's limits");
+}
+
+/// The subgroup kernels run in the checks above on lavapipe's Vulkan adapter (CI's main
+/// pass); wgpu's GL backend (CI's GL pass) has no subgroups, so there they are never offered.
+#[test]
+fn subgroup_kernels_where_the_device_has_subgroups() {
+    let ctx = ctx();
+    eprintln!("{} ({:?}): subgroups {}", ctx.info.name, ctx.info.backend, ctx.has_subgroups());
+    if ctx.info.backend == wgpu::Backend::Vulkan && ctx.info.name.contains("llvmpipe") {
+        assert!(subgroup_runs(&ctx), "lavapipe's Vulkan adapter offers SUBGROUP; the kernels should run");
+    }
+    if ctx.info.backend == wgpu::Backend::Gl {
+        assert!(!subgroup_runs(&ctx), "wgpu's GL backend offers no subgroups");
+    }
 }
 
 #[test]

@@ -25,8 +25,8 @@ pub struct Kernel {
     pub bindings: &'static [Access],
 }
 
-/// The WGSL source of a shader file, with shaders/common.wgsl prepended (and for
-/// matmul_subgroup, matmul.wgsl, whose declarations it uses).
+/// The WGSL source of a shader file, with shaders/common.wgsl prepended (and for a subgroup
+/// file, its `shader_base`, whose declarations it uses).
 pub fn shader_source(file: &str) -> Result<String> {
     let body = match file {
         "smoke" => include_str!("../../shaders/smoke.wgsl"),
@@ -38,9 +38,9 @@ pub fn shader_source(file: &str) -> Result<String> {
         "gather" => include_str!("../../shaders/gather.wgsl"),
         "matmul" => include_str!("../../shaders/matmul.wgsl"),
         "conv2d" => include_str!("../../shaders/conv2d.wgsl"),
-        // matmul.wgsl's bindings, parameters and epilogues, plus the subgroup kernel (see
-        // `shader_base`)
+        // the subgroup kernels on the declarations of their family's file (`shader_base`)
         "matmul_subgroup" => concat!(include_str!("../../shaders/matmul.wgsl"), "\n", include_str!("../../shaders/matmul_subgroup.wgsl")),
+        "conv2d_subgroup" => concat!(include_str!("../../shaders/conv2d.wgsl"), "\n", include_str!("../../shaders/conv2d_subgroup.wgsl")),
         // one line per op family; keep in step with shaders/
         _ => return Err(anyhow!("unknown shader file {file}.wgsl")),
     };
@@ -50,7 +50,11 @@ pub fn shader_source(file: &str) -> Result<String> {
 /// The shader file whose source `shader_source(file)` includes before `file`'s own, if any:
 /// its entry points are in the module too, but they are that file's kernels.
 pub fn shader_base(file: &str) -> Option<&'static str> {
-    (file == "matmul_subgroup").then_some("matmul")
+    match file {
+        "matmul_subgroup" => Some("matmul"),
+        "conv2d_subgroup" => Some("conv2d"),
+        _ => None,
+    }
 }
 
 /// Which adapter to use, and how kernels are chosen on it. `name` picks the first adapter

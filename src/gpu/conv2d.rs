@@ -5,14 +5,17 @@
 //! rows a multiple of 4 long (the seed's convolutions), fast on CPU adapters; `Direct` for
 //! any stride and padding; `Tiled`, implicit GEMM with tiles in workgroup memory, for real
 //! GPUs (any stride and padding, where the adapter's limits take 256 invocations and 8.5 KiB
-//! of workgroup memory). The input gradient has a fourth, `Scatter` (stride 1, dy rows of 4,
+//! of workgroup memory); `Subgroup`, the same implicit GEMMs with 16×256 tiles whose shared
+//! operand travels by subgroup shuffles (shaders/conv2d_subgroup.wgsl), where the device has
+//! subgroups. The input gradient has a fifth, `Scatter` (stride 1, dy rows of 4,
 //! 8 or 12), which skips the zero products the row kernel spends on padding; it ran conv2's
 //! input gradient in about half the CPU time on lavapipe.
 //!
 //! `ConvKernel::Auto` takes the tuner's measured fastest of the families that fit
-//! (`GpuContext::tuned`); without a tuner, the first that fits of `Tiled` (not on CPU
-//! adapters, where it is never fast), `Scatter`, `Rows`, `Direct`. The environment variable
-//! `WGSL_CNN_CONV=tiled|rows|direct|scatter|auto` forces a family wherever it fits (ops it
+//! (`GpuContext::tuned`; `Tiled` and `Subgroup` not on CPU adapters, where they are never
+//! fast); without a tuner, the first that fits of `Tiled` (not on CPU adapters), `Scatter`,
+//! `Rows`, `Direct`. The environment variable
+//! `WGSL_CNN_CONV=tiled|rows|direct|scatter|subgroup|auto` forces a family wherever it fits (ops it
 //! does not fit keep the automatic choice).
 //!
 //! Temporary data lives in the context's scratch buffers (`GpuContext::scratch`), so no
@@ -56,10 +59,16 @@ static GRAD_INPUT_TILED: Kernel =
     Kernel { file: "conv2d", entry: "conv_grad_input_tiled", bindings: &[Read, Read, ReadWrite] };
 static GRAD_WEIGHT_TILED: Kernel =
     Kernel { file: "conv2d", entry: "conv_grad_weight_tiled", bindings: &[Read, Read, ReadWrite] };
+static FORWARD_SUBGROUP: Kernel =
+    Kernel { file: "conv2d_subgroup", entry: "conv_forward_subgroup", bindings: &[Read, Read, Read, ReadWrite] };
+static GRAD_INPUT_SUBGROUP: Kernel =
+    Kernel { file: "conv2d_subgroup", entry: "conv_grad_input_subgroup", bindings: &[Read, Read, ReadWrite] };
+static GRAD_WEIGHT_SUBGROUP: Kernel =
+    Kernel { file: "conv2d_subgroup", entry: "conv_grad_weight_subgroup", bindings: &[Read, Read, ReadWrite] };
 static SUM_SPLITS: Kernel = Kernel { file: "conv2d", entry: "conv_sum_splits", bindings: &[Read, ReadWrite] };
 static SUM_SPLITS_BIAS: Kernel = Kernel { file: "conv2d", entry: "conv_sum_splits_bias", bindings: &[Read, ReadWrite, ReadWrite] };
 /// Every kernel of this file, for `kernels::all_kernels`.
-pub(crate) static KERNELS: &[&Kernel] = &[&FORWARD_DIRECT, &FORWARD_ROWS4, &FORWARD_ROWS8, &FORWARD_ROWS12, &WEIGHT_KC, &PAD_COLUMNS, &GRAD_INPUT_DIRECT, &GRAD_INPUT_SCATTER4, &GRAD_INPUT_SCATTER8, &GRAD_INPUT_SCATTER12, &GRAD_WEIGHT_ROWS, &GRAD_WEIGHT_DIRECT, &FORWARD_TILED, &GRAD_INPUT_TILED, &GRAD_WEIGHT_TILED, &SUM_SPLITS, &SUM_SPLITS_BIAS];
+pub(crate) static KERNELS: &[&Kernel] = &[&FORWARD_DIRECT, &FORWARD_ROWS4, &FORWARD_ROWS8, &FORWARD_ROWS12, &WEIGHT_KC, &PAD_COLUMNS, &GRAD_INPUT_DIRECT, &GRAD_INPUT_SCATTER4, &GRAD_INPUT_SCATTER8, &GRAD_INPUT_SCATTER12, &GRAD_WEIGHT_ROWS, &GRAD_WEIGHT_DIRECT, &FORWARD_TILED, &GRAD_INPUT_TILED, &GRAD_WEIGHT_TILED, &FORWARD_SUBGROUP, &GRAD_INPUT_SUBGROUP, &GRAD_WEIGHT_SUBGROUP, &SUM_SPLITS, &SUM_SPLITS_BIAS];
 
 /// The tiled kernels are a choice, not a need: where an adapter's limits refuse them, the
 /// register-blocked families run.
@@ -72,12 +81,23 @@ pub fn tiled_fits(ctx: &GpuContext) -> bool {
     super::kernels::fits(&FORWARD_TILED, &ctx.limits)
 }
 
+/// Whether `ctx` can run the `Subgroup` kernels.
+pub fn subgroup_runs(ctx: &GpuContext) -> bool {
+    ctx.has_subgroups() && super::kernels::fits(&FORWARD_SUBGROUP, &ctx.limits)
+}
+
 /// Rows and columns of C per `Tiled` workgroup (shaders/conv2d.wgsl: GT).
 const TILE: usize = 64;
 
 /// Workgroups of the tiled kernel for a product with m × n outputs.
 fn tiles(m: usize, n: usize) -> usize {
     m.div_ceil(TILE) * n.div_ceil(TILE)
+}
+
+/// Workgroups of the subgroup kernels for a product with m × n outputs (16 × 256 tiles,
+/// shaders/conv2d_subgroup.wgsl).
+fn subgroup_tiles(m: usize, n: usize) -> usize {
+    m.div_ceil(16) * n.div_ceil(256)
 }
 
 /// Environment variable that forces a family (see the module doc).
@@ -92,9 +112,10 @@ fn env_override() -> Option<ConvKernel> {
             "rows" => Some(ConvKernel::Rows),
             "direct" => Some(ConvKernel::Direct),
             "scatter" => Some(ConvKernel::Scatter),
+            "subgroup" => Some(ConvKernel::Subgroup),
             "auto" | "" => None,
             _ => {
-                eprintln!("warning: {KERNEL_ENV}={value:?} is not one of tiled, rows, direct, scatter, auto; ignoring it");
+                eprintln!("warning: {KERNEL_ENV}={value:?} is not one of tiled, rows, direct, scatter, subgroup, auto; ignoring it");
                 None
             }
         }
@@ -156,6 +177,12 @@ pub enum ConvKernel {
     /// Implicit GEMM with workgroup tiles, any stride and padding; panics where the
     /// adapter's limits refuse it (`tiled_fits`).
     Tiled,
+    /// Implicit GEMM with the shared operand passed by subgroup shuffles, any stride and
+    /// padding; panics without subgroups (`subgroup_runs`).
+    Subgroup,
+    /// `Subgroup` with every lane gathering the shared operand itself: the path of subgroups
+    /// with inactive lanes, which lavapipe never forms (for the kernels' tests; never chosen).
+    SubgroupUnshared,
 }
 
 /// Largest kernel the row kernels unroll.
@@ -198,15 +225,19 @@ fn choose(
         return kernel;
     }
     let tiled = ("tiled", ConvKernel::Tiled, tiled_fits(ctx));
-    if let Some(k) = env_override().filter(|k| blocked.iter().chain([&tiled]).any(|o| o.1 == *k && o.2)) {
+    let subgroup = ("subgroup", ConvKernel::Subgroup, subgroup_runs(ctx));
+    if let Some(k) = env_override().filter(|k| blocked.iter().chain([&tiled, &subgroup]).any(|o| o.1 == *k && o.2)) {
         return k;
     }
-    // On CPU adapters the tiled kernels are not candidates: on lavapipe they took 5–50× the
-    // time of the register-blocked families (workgroup memory and barriers are slow there),
-    // and timing them would add seconds to every first run.
+    // On CPU adapters the tiled and subgroup kernels are not candidates: on lavapipe the
+    // tiled ones took 5–50× the time of the register-blocked families (workgroup memory and
+    // barriers are slow there), the subgroup ones 3–30× (conv2's input gradient 310 ms
+    // against 23 ms for scatter: a tap's index arithmetic per gathered element), and timing
+    // them would add seconds to every first run.
     let mut options = blocked.to_vec();
     if !ctx.is_cpu() {
         options.insert(0, tiled);
+        options.push(subgroup);
     }
     let candidates: Vec<(&'static str, ConvKernel)> = options.iter().filter(|o| o.2).map(|o| (o.0, o.1)).collect();
     let fingerprint = [s.n, s.c_in, s.h, s.w, s.c_out, s.k, s.stride, s.pad, 0, 0, 0, 0];
@@ -263,6 +294,11 @@ pub fn forward_with(
         ConvKernel::Tiled => {
             check_fit(tiled_fits(ctx), kernel, "forward", s);
             ctx.dispatch(&FORWARD_TILED, &p, &[x, w, b, y], ctx.grid(tiles(s.c_out, positions)));
+        }
+        ConvKernel::Subgroup | ConvKernel::SubgroupUnshared => {
+            check_fit(subgroup_runs(ctx), kernel, "forward", s);
+            p.flip = (kernel == ConvKernel::SubgroupUnshared) as u32;
+            ctx.dispatch(&FORWARD_SUBGROUP, &p, &[x, w, b, y], ctx.grid(subgroup_tiles(s.c_out, positions)));
         }
         ConvKernel::Direct => {
             let inv = s.c_out.div_ceil(4) * positions.div_ceil(4);
@@ -325,6 +361,11 @@ pub fn grad_input_with(ctx: &GpuContext, kernel: ConvKernel, s: &Conv2dShape, dy
         ConvKernel::Tiled => {
             check_fit(tiled_fits(ctx), kernel, "grad_input", s);
             ctx.dispatch(&GRAD_INPUT_TILED, &Params::of(s), &[dy, w, dx], ctx.grid(tiles(s.c_in, s.n * s.h * s.w)));
+        }
+        ConvKernel::Subgroup | ConvKernel::SubgroupUnshared => {
+            check_fit(subgroup_runs(ctx), kernel, "grad_input", s);
+            let p = Params { flip: (kernel == ConvKernel::SubgroupUnshared) as u32, ..Params::of(s) };
+            ctx.dispatch(&GRAD_INPUT_SUBGROUP, &p, &[dy, w, dx], ctx.grid(subgroup_tiles(s.c_in, s.n * s.h * s.w)));
         }
         ConvKernel::Scatter => {
             check_fit(grad_input_scatter_fit(s), kernel, "grad_input", s);
@@ -395,6 +436,10 @@ fn weight_splits(s: &Conv2dShape, kernel: ConvKernel) -> (usize, usize) {
         ConvKernel::Rows => (s.c_out.div_ceil(4) * s.c_in * s.k.div_ceil(2), SPLIT_TARGET, s.n * s.h_out()),
         // At least 4 reduction steps of the tile per split.
         ConvKernel::Tiled => (tiles(s.c_out, s.c_in * s.k * s.k), TILED_SPLIT_GROUPS, positions.div_ceil(64)),
+        // At least 32 positions per split (4 subgroup-wide steps on lavapipe).
+        ConvKernel::Subgroup | ConvKernel::SubgroupUnshared => {
+            (subgroup_tiles(s.c_out, s.c_in * s.k * s.k), TILED_SPLIT_GROUPS, positions.div_ceil(32))
+        }
         _ => (s.c_out.div_ceil(4) * (s.c_in * s.k * s.k).div_ceil(4), SPLIT_TARGET, positions),
     };
     (base, target.div_ceil(base.max(1)).clamp(1, most.max(1)))
@@ -415,7 +460,8 @@ pub fn grad_input_scratch(s: &Conv2dShape) -> Option<(&'static str, usize)> {
 pub fn grad_weight_scratch(s: &Conv2dShape) -> (&'static str, usize) {
     // Any kernel that fits may be chosen: the most any of them splits into.
     let rows = if rows_fit(s) { weight_splits(s, ConvKernel::Rows).1 } else { 0 };
-    let splits = weight_splits(s, ConvKernel::Direct).1.max(weight_splits(s, ConvKernel::Tiled).1).max(rows);
+    let gemm = weight_splits(s, ConvKernel::Tiled).1.max(weight_splits(s, ConvKernel::Subgroup).1);
+    let splits = weight_splits(s, ConvKernel::Direct).1.max(gemm).max(rows);
     ("conv2d.partials", splits * (s.w_len() + s.c_out))
 }
 
@@ -474,6 +520,11 @@ pub fn grad_weight_with(
         ConvKernel::Tiled => {
             check_fit(tiled_fits(ctx), kernel, "grad_weight", s);
             ctx.dispatch(&GRAD_WEIGHT_TILED, &p, &[x, dy, &part], ctx.grid(base * splits));
+        }
+        ConvKernel::Subgroup | ConvKernel::SubgroupUnshared => {
+            check_fit(subgroup_runs(ctx), kernel, "grad_weight", s);
+            p.flip = (kernel == ConvKernel::SubgroupUnshared) as u32;
+            ctx.dispatch(&GRAD_WEIGHT_SUBGROUP, &p, &[x, dy, &part], ctx.grid(base * splits));
         }
         ConvKernel::Direct => ctx.dispatch(&GRAD_WEIGHT_DIRECT, &p, &[x, dy, &part], groups(ctx, base * splits)),
         ConvKernel::Scatter => panic!("conv2d grad_weight: no scatter kernel"),

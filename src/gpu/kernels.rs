@@ -13,12 +13,12 @@ use super::{activation, adam, batchnorm, conv2d, gather, matmul, maxpool, reduce
 
 /// The shader files (shaders/<file>.wgsl, without common.wgsl), in the order of `all_kernels`.
 pub const SHADER_FILES: &[&str] =
-    &["smoke", "activation", "maxpool", "batchnorm", "reduce", "adam", "gather", "matmul", "matmul_subgroup", "conv2d"];
+    &["smoke", "activation", "maxpool", "batchnorm", "reduce", "adam", "gather", "matmul", "matmul_subgroup", "conv2d", "conv2d_subgroup"];
 
 /// Shader files whose kernels use subgroup builtins: they compile only on devices opened with
 /// `Features::SUBGROUP`, and run only there (`GpuContext::has_subgroups`); elsewhere the
 /// ops that offer them choose among their other kernels.
-pub const SUBGROUP_FILES: &[&str] = &["matmul_subgroup"];
+pub const SUBGROUP_FILES: &[&str] = &["matmul_subgroup", "conv2d_subgroup"];
 
 /// Whether kernel `k` needs subgroups (see `SUBGROUP_FILES`).
 pub fn needs_subgroups(k: &Kernel) -> bool {
