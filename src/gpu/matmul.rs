@@ -4,7 +4,7 @@
 //!
 //! Three kernel families: register blocks without workgroup memory (`Vec4`, `Strided`), which
 //! CPU adapters such as lavapipe run fastest; 64×64 tiles staged in workgroup memory
-//! (`Tiled`), the usual choice for real GPUs; and, on devices with subgroups, 4×256 tiles
+//! (`Tiled`), the usual choice for real GPUs; and, on devices with subgroups, 16×256 tiles
 //! whose shared rows of op(A) travel by subgroup shuffles (`Subgroup`,
 //! shaders/matmul_subgroup.wgsl). `Auto` is the tuner's measured fastest where a tuner is
 //! set (`choose`), else a rule by adapter type (`resolve`). The environment variable
@@ -42,7 +42,7 @@ pub(crate) fn has_fallback(k: &Kernel) -> bool {
 
 /// Output tile of one `Tiled` workgroup (shaders/matmul.wgsl: TM × TN).
 const TILE: usize = 64;
-/// Output tile of one `Subgroup` workgroup (shaders/matmul_subgroup.wgsl: 4 × SG_COLS).
+/// Output tile of one `Subgroup` workgroup (shaders/matmul_subgroup.wgsl: 4·RQ × SG_COLS).
 const SUBGROUP_TILE: (usize, usize) = (16, 256);
 
 /// Environment variable that overrides `Auto`'s choice (see the module doc).
@@ -93,8 +93,8 @@ pub enum MatmulKernel {
     /// 64×64 output tiles per 256 invocations, 64×16 / 16×64 slices of the operands staged
     /// in workgroup memory, 4×4 register blocks; any shape.
     Tiled,
-    /// 4×256 output tiles per 64 invocations, 4×4 register blocks, op(A) shared by subgroup
-    /// shuffles; any shape; only on devices with subgroups (`GpuContext::has_subgroups`).
+    /// 16×256 output tiles per 64 invocations, four 4×4 register blocks each, op(A) shared by
+    /// subgroup shuffles; any shape; only on devices with subgroups (`GpuContext::has_subgroups`).
     Subgroup,
 }
 
