@@ -1232,22 +1232,32 @@ struct GemmTile {
     live: bool,
 }
 
+// Where workgroup `tile` of a grid of rows × cols tiles of C (then the weight gradient's
+// splits) falls: (split, first row, first column, 1, or 0 for a spare workgroup past the
+// last split). Depends on the workgroup and the uniforms only.
+fn gemm_place(op: u32, tile: u32, rows: u32, cols: u32) -> vec4<u32> {
+    let d0 = gemm_dims(op, 0u);
+    let tiles_n = (d0.y + cols - 1u) / cols;
+    let tiles = ((d0.x + rows - 1u) / rows) * tiles_n;
+    let s = tile / tiles;
+    let t = tile % tiles;
+    let live = s < select(1u, p.splits, op == GEMM_GRAD_WEIGHT);
+    return vec4<u32>(s, (t / tiles_n) * rows, (t % tiles_n) * cols, u32(live));
+}
+
 fn conv_gemm(op: u32, wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> GemmTile {
     var out: GemmTile;
     // Everything up to the barriers depends on the workgroup and the uniforms only, so
     // control flow stays uniform (WGSL requires it around barriers).
-    let d0 = gemm_dims(op, 0u);
-    let tiles_n = (d0.y + GT - 1u) / GT;
-    let tiles = ((d0.x + GT - 1u) / GT) * tiles_n;
-    let tile = flat_group(wg, nwg);
-    let s = tile / tiles;
-    if (s >= select(1u, p.splits, op == GEMM_GRAD_WEIGHT)) {
+    let at = gemm_place(op, flat_group(wg, nwg), GT, GT);
+    if (at.w == 0u) {
         out.live = false;
         return out;
     }
+    let s = at.x;
     let d = gemm_dims(op, s);
-    let row0 = ((tile % tiles) / tiles_n) * GT;
-    let col0 = ((tile % tiles) % tiles_n) * GT;
+    let row0 = at.y;
+    let col0 = at.z;
     let tx = li % 16u;
     let ty = li / 16u;
     for (var k0 = 0u; k0 < d.w; k0 += GK) {

@@ -37,19 +37,16 @@ fn gemm_a4(op: u32, r: u32, m: u32, kk: u32) -> vec4<f32> {
 
 fn conv_gemm_subgroup(op: u32, wg: vec3<u32>, nwg: vec3<u32>, li: u32, lane: u32, size: u32) -> SgTile {
     var out: SgTile;
-    let d0 = gemm_dims(op, 0u);
-    let strips = (d0.y + SG_COLS_CONV - 1u) / SG_COLS_CONV;
-    let tiles = ((d0.x + SG_ROWS_CONV - 1u) / SG_ROWS_CONV) * strips;
-    let tile = flat_group(wg, nwg);
-    let s = tile / tiles;
+    let at = gemm_place(op, flat_group(wg, nwg), SG_ROWS_CONV, SG_COLS_CONV);
     // Whole workgroups leave here, so what follows stays uniform (no early return below).
-    if (s >= select(1u, p.splits, op == GEMM_GRAD_WEIGHT)) {
+    if (at.w == 0u) {
         out.live = false;
         return out;
     }
+    let s = at.x;
     let d = gemm_dims(op, s);
-    let row0 = ((tile % tiles) / strips) * SG_ROWS_CONV;
-    let col = ((tile % tiles) % strips) * SG_COLS_CONV + 4u * li;
+    let row0 = at.y;
+    let col = at.z + 4u * li;
     // Columns past n are clamped (computed, never stored).
     let cols = min(vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(d.y - 1u));
     let full = subgroupAdd(1u) == size && p.flip == 0u;

@@ -6,8 +6,7 @@
 
 mod common;
 use wgsl_cnn::compare::compare;
-use wgsl_cnn::gpu::context::RawBuffer;
-use wgsl_cnn::gpu::matmul::{env_override, matmul_subgroup_unshared, matmul_with, resolve, subgroup_runs, vec4_fits, Fused, MatmulKernel};
+use wgsl_cnn::gpu::matmul::{env_override, matmul_with, resolve, subgroup_runs, vec4_fits, MatmulKernel};
 use wgsl_cnn::gpu::{AdapterChoice, GpuContext};
 use wgsl_cnn::reference;
 use wgsl_cnn::rng::Rng;
@@ -30,13 +29,6 @@ fn tolerance(k: usize) -> (f64, f64) {
 
 /// Runs `s` (overwriting or, with `s.accumulate`, adding into C) against the reference.
 fn check(ctx: &GpuContext, s: MatmulShape, with_bias: bool, kernel: MatmulKernel, seed: u64) {
-    check_run(ctx, s, with_bias, &format!("{kernel:?}"), seed, &|a, b, bias, c| matmul_with(ctx, kernel, &s, a, b, bias, c));
-}
-
-type Run<'a> = dyn Fn(&RawBuffer, &RawBuffer, Option<&RawBuffer>, &RawBuffer) + 'a;
-
-/// `check` with the product recorded by `run(a, b, bias, c)`, named `kernel`.
-fn check_run(ctx: &GpuContext, s: MatmulShape, with_bias: bool, kernel: &str, seed: u64, run: &Run<'_>) {
     let mut rng = Rng::new(seed);
     let a = rng.uniform_vec(s.m * s.k, -1.0, 1.0);
     let b = rng.uniform_vec(s.k * s.n, -1.0, 1.0);
@@ -52,13 +44,13 @@ fn check_run(ctx: &GpuContext, s: MatmulShape, with_bias: bool, kernel: &str, se
     ctx.write(&bb, &b);
     ctx.write(&biasb, &bias);
     ctx.write(&cb, &initial);
-    run(&ab, &bb, with_bias.then_some(&*biasb), &cb);
+    matmul_with(ctx, kernel, &s, &ab, &bb, with_bias.then_some(&*biasb), &cb);
     let got: Vec<f32> = ctx.read(&cb);
     ctx.clear_bind_groups();
 
     let (atol, rtol) = tolerance(s.k);
     let cmp = compare(&got, &want, atol, rtol);
-    let what = format!("{s:?} bias={with_bias} {kernel} seed={seed:#x} (atol {atol:.2e}, rtol {rtol:.0e})");
+    let what = format!("{s:?} bias={with_bias} {kernel:?} seed={seed:#x} (atol {atol:.2e}, rtol {rtol:.0e})");
     eprintln!("{what}: {cmp}");
     assert!(cmp.passed(), "{what}: {cmp}");
     // Relative to ‖ref‖ unless ‖ref‖ itself is at the rounding level (a 1-element C + its
@@ -221,10 +213,7 @@ fn subgroup_kernel_where_the_device_has_subgroups() {
                 let s = shape(m, n, k, ta, tb);
                 for s in [s, accumulating(s)] {
                     seed = seed.wrapping_add(1);
-                    let run = |a: &RawBuffer, b: &RawBuffer, bias: Option<&RawBuffer>, c: &RawBuffer| {
-                        matmul_subgroup_unshared(&ctx, &s, a, b, bias, Fused::default(), c)
-                    };
-                    check_run(&ctx, s, true, "Subgroup without shuffles", seed, &run);
+                    check(&ctx, s, true, MatmulKernel::SubgroupUnshared, seed);
                 }
             }
         }

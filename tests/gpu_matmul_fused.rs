@@ -24,7 +24,7 @@ fn kernels(ctx: &GpuContext, s: &MatmulShape) -> Vec<MatmulKernel> {
         v.push(MatmulKernel::Vec4);
     }
     if subgroup_runs(ctx) {
-        v.push(MatmulKernel::Subgroup);
+        v.extend([MatmulKernel::Subgroup, MatmulKernel::SubgroupUnshared]);
     }
     v
 }

@@ -96,6 +96,9 @@ pub enum MatmulKernel {
     /// 16×256 output tiles per 64 invocations, four 4×4 register blocks each, op(A) shared by
     /// subgroup shuffles; any shape; only on devices with subgroups (`GpuContext::has_subgroups`).
     Subgroup,
+    /// `Subgroup` with every lane loading op(A) itself: the path of subgroups with inactive
+    /// lanes, which lavapipe never forms (for the kernel's tests; never chosen or parsed).
+    SubgroupUnshared,
 }
 
 impl MatmulKernel {
@@ -172,38 +175,6 @@ pub fn matmul_fused(
     fused: Fused<'_>,
     c: &RawBuffer,
 ) {
-    run(ctx, kernel, s, a, b, bias, fused, c, true)
-}
-
-/// The `Subgroup` kernel with every lane loading op(A) itself: the path that a subgroup with
-/// inactive lanes takes, which lavapipe never forms (for the kernel's tests). Needs
-/// `subgroup_runs(ctx)`.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul_subgroup_unshared(
-    ctx: &GpuContext,
-    s: &MatmulShape,
-    a: &RawBuffer,
-    b: &RawBuffer,
-    bias: Option<&RawBuffer>,
-    fused: Fused<'_>,
-    c: &RawBuffer,
-) {
-    assert!(subgroup_runs(ctx), "{}: no subgroups", ctx.info.name);
-    run(ctx, MatmulKernel::Subgroup, s, a, b, bias, fused, c, false)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn run(
-    ctx: &GpuContext,
-    kernel: MatmulKernel,
-    s: &MatmulShape,
-    a: &RawBuffer,
-    b: &RawBuffer,
-    bias: Option<&RawBuffer>,
-    fused: Fused<'_>,
-    c: &RawBuffer,
-    shuffle_a: bool,
-) {
     assert!(!(fused.relu && fused.mask.is_some()), "matmul {s:?}: relu and mask epilogues are exclusive");
     assert!(bias.is_none() || fused.mask.is_none(), "matmul {s:?}: the mask takes the bias binding");
     if let Some(mask) = fused.mask {
@@ -250,13 +221,15 @@ fn run(
         epilogue: if fused.relu { 1 } else if fused.mask.is_some() { 2 } else { 0 },
         main_groups: 0,
         bias_groups: 0,
-        shuffle_a: shuffle_a as u32,
+        shuffle_a: (kernel != MatmulKernel::SubgroupUnshared) as u32,
     };
     let pick = |k: [&'static Kernel; 4]| k[2 * s.trans_a as usize + s.trans_b as usize];
     let (k, groups, group_size) = match choose(ctx, kernel, s, bias.is_some(), &fused) {
         MatmulKernel::Tiled => (pick([&TILED_NN, &TILED_NT, &TILED_TN, &TILED_TT]), s.m.div_ceil(TILE) * s.n.div_ceil(TILE), 256),
         MatmulKernel::Vec4 => (pick([&V4_NN, &V4_NT, &V4_TN, &V4_TT]), (s.m.div_ceil(4) * s.n.div_ceil(8)).div_ceil(64), 64),
-        MatmulKernel::Subgroup => (&SUBGROUP, s.m.div_ceil(SUBGROUP_TILE.0) * s.n.div_ceil(SUBGROUP_TILE.1), 64),
+        MatmulKernel::Subgroup | MatmulKernel::SubgroupUnshared => {
+            (&SUBGROUP, s.m.div_ceil(SUBGROUP_TILE.0) * s.n.div_ceil(SUBGROUP_TILE.1), 64)
+        }
         _ => (&STRIDED, (s.m.div_ceil(4) * s.n.div_ceil(4)).div_ceil(64), 64),
     };
     let bias_groups = if fused.bias_grad.is_some() { s.m.div_ceil(group_size) } else { 0 };
@@ -345,6 +318,10 @@ pub fn resolve(ctx: &GpuContext, kernel: MatmulKernel, s: &MatmulShape) -> Matmu
             MatmulKernel::Vec4
         }
         MatmulKernel::Subgroup if !subgroup_runs(ctx) => register_blocked,
+        MatmulKernel::SubgroupUnshared => {
+            assert!(subgroup_runs(ctx), "{}: no subgroups", ctx.info.name);
+            MatmulKernel::SubgroupUnshared
+        }
         k => k,
     }
 }
