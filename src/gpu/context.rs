@@ -229,6 +229,8 @@ pub struct GpuContext {
     pub info: wgpu::AdapterInfo,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// The kernels that do not fit `limits` and fall back (`kernels::check`, once).
+    unfit: Vec<&'static Kernel>,
     modules: RefCell<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: RefCell<FastMap<(&'static str, &'static str), Rc<Pipeline>>>,
     bind_groups: RefCell<FastMap<BindGroupKey, Rc<wgpu::BindGroup>>>,
@@ -261,11 +263,11 @@ impl GpuContext {
         let info = adapter.get_info();
         let alimits = adapter.limits();
         let limits = device_limits(&alimits);
-        let (misfits, _) = super::kernels::check(&limits);
+        let (misfits, unfit) = super::kernels::check(&limits);
         if !misfits.is_empty() {
             return Err(anyhow!("{} cannot run every kernel:\n  {}", describe(&info), misfits.join("\n  ")));
         }
-        // Subgroups where offered: the matmul kernel that uses them is one more candidate.
+        // Subgroups where offered: the matmul and conv2d kernels that use them are candidates.
         let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES | wgpu::Features::SUBGROUP;
         let features = adapter.features() & wanted;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -290,6 +292,7 @@ impl GpuContext {
             info,
             limits,
             features,
+            unfit,
             modules: RefCell::default(),
             pipelines: RefCell::default(),
             bind_groups: RefCell::default(),
@@ -341,6 +344,12 @@ impl GpuContext {
     /// kernels without workgroup memory.
     pub fn is_cpu(&self) -> bool {
         self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Whether kernel `k` fits the device's limits, from the `kernels::check` made at creation
+    /// (the kernel choices ask on every op call).
+    pub fn fits(&self, k: &'static Kernel) -> bool {
+        !self.unfit.iter().any(|u| std::ptr::eq(*u, k))
     }
 
     /// Whether the device was opened with subgroups, which the kernels of

@@ -78,12 +78,12 @@ pub(crate) fn has_fallback(k: &Kernel) -> bool {
 
 /// Whether `ctx`'s limits take the tiled kernels.
 pub fn tiled_fits(ctx: &GpuContext) -> bool {
-    super::kernels::fits(&FORWARD_TILED, &ctx.limits)
+    ctx.fits(&FORWARD_TILED)
 }
 
 /// Whether `ctx` can run the `Subgroup` kernels.
 pub fn subgroup_runs(ctx: &GpuContext) -> bool {
-    ctx.has_subgroups() && super::kernels::fits(&FORWARD_SUBGROUP, &ctx.limits)
+    ctx.has_subgroups() && ctx.fits(&FORWARD_SUBGROUP)
 }
 
 /// Rows and columns of C per `Tiled` workgroup (shaders/conv2d.wgsl: GT).

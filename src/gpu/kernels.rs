@@ -153,13 +153,10 @@ pub fn misfits(k: &Kernel, n: &Needs, limits: &wgpu::Limits) -> Vec<String> {
         .collect()
 }
 
-/// Whether `k` fits `limits` (a kernel with a fallback runs only where it does).
-pub fn fits(k: &'static Kernel, limits: &wgpu::Limits) -> bool {
-    all_needs().iter().find(|(kk, _)| std::ptr::eq(*kk, k)).is_none_or(|(k, n)| misfits(k, n, limits).is_empty())
-}
-
-/// Fit of every kernel: (misfits of kernels without a fallback, kernels that will fall back).
-pub fn check(limits: &wgpu::Limits) -> (Vec<String>, Vec<&'static str>) {
+/// Fit of every kernel: (misfits of kernels without a fallback, kernels that will fall back;
+/// a device keeps the latter for `GpuContext::fits`, and a kernel with a fallback runs only
+/// where it fits).
+pub fn check(limits: &wgpu::Limits) -> (Vec<String>, Vec<&'static Kernel>) {
     let mut fatal = Vec::new();
     let mut fallback = Vec::new();
     for (k, n) in all_needs() {
@@ -168,7 +165,7 @@ pub fn check(limits: &wgpu::Limits) -> (Vec<String>, Vec<&'static str>) {
             continue;
         }
         if matmul::has_fallback(k) || conv2d::has_fallback(k) || needs_subgroups(k) {
-            fallback.push(k.entry);
+            fallback.push(*k);
         } else {
             fatal.extend(m);
         }
@@ -185,6 +182,7 @@ pub fn fit_report(adapter: &wgpu::Limits) -> String {
     } else if fallback.is_empty() {
         format!("kernels: all {n} fit its limits")
     } else {
-        format!("kernels: all {n} needed fit its limits; {} fall back to the register-blocked kernels", fallback.join(", "))
+        let names: Vec<&str> = fallback.iter().map(|k| k.entry).collect();
+        format!("kernels: all {n} needed fit its limits; {} fall back to the register-blocked kernels", names.join(", "))
     }
 }

@@ -251,7 +251,7 @@ fn choose(ctx: &GpuContext, kernel: MatmulKernel, s: &MatmulShape, has_bias: boo
         _ => "strided",
     };
     let mut candidates = vec![(name(guess), guess)];
-    let tiled_fits = super::kernels::fits(&TILED_NN, &ctx.limits);
+    let tiled_fits = ctx.fits(&TILED_NN);
     let candidate_kernels = [
         (MatmulKernel::Tiled, tiled_fits),
         (MatmulKernel::Vec4, vec4_fits(s)),
@@ -290,7 +290,7 @@ fn choose(ctx: &GpuContext, kernel: MatmulKernel, s: &MatmulShape, has_bias: boo
 
 /// Whether `ctx` can run the `Subgroup` kernel.
 pub fn subgroup_runs(ctx: &GpuContext) -> bool {
-    ctx.has_subgroups() && super::kernels::fits(&SUBGROUP, &ctx.limits)
+    ctx.has_subgroups() && ctx.fits(&SUBGROUP)
 }
 
 /// The concrete kernel (`Vec4`, `Strided`, `Tiled` or `Subgroup`) that `kernel` runs `s` with
@@ -310,7 +310,7 @@ pub fn resolve(ctx: &GpuContext, kernel: MatmulKernel, s: &MatmulShape) -> Matmu
             Some(MatmulKernel::Subgroup) if !subgroup_runs(ctx) => register_blocked,
             Some(k) => k,
             None if ctx.is_cpu() => register_blocked,
-            None if super::kernels::fits(&TILED_NN, &ctx.limits) => MatmulKernel::Tiled,
+            None if ctx.fits(&TILED_NN) => MatmulKernel::Tiled,
             None => register_blocked,
         },
         MatmulKernel::Vec4 => {
