@@ -954,6 +954,11 @@ fn conv_grad_input_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wor
 // of split s of dy[n, co, oh, ow]. Every invocation sums the dy it loads anyway (a few adds
 // beside its FMAs); those with the first weight column (ci = 0, kh = kw = 0) store it.
 
+// part's index of split s's bias partial for output channel co (see above).
+fn bias_partial_index(s: u32, co: u32) -> u32 {
+    return p.splits * p.len + s * p.c_out + co;
+}
+
 // Bindings: 1 x (vec4 view, rows p.w long), 2 dy (vec4 view), 3 part. Block: 4 output
 // channels × one input channel × two kernel rows (kh0, kh0 + 1; the second is clamped to
 // k − 1 and not stored when k is odd) × all k kernel columns: per 4 outputs of a dy row,
@@ -1024,7 +1029,7 @@ fn conv_grad_weight_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
                 }
             }
             if (p.has_bias != 0u && cip == 0u) {
-                out3[p.splits * p.len + s * p.c_out + co] = bsum[j];
+                out3[bias_partial_index(s, co)] = bsum[j];
             }
         }
     }
@@ -1096,7 +1101,7 @@ fn conv_grad_weight_direct(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wo
     if (p.has_bias != 0u && kc0 == 0u) {
         for (var i = 0u; i < 4u; i++) {
             if (co0 + i < p.c_out) {
-                out3[p.splits * p.len + s * p.c_out + co0 + i] = bsum[i];
+                out3[bias_partial_index(s, co0 + i)] = bsum[i];
             }
         }
     }
@@ -1308,6 +1313,29 @@ fn conv_gemm(op: u32, wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> GemmTile {
     return out;
 }
 
+// Where C[row, col] of op's product is stored, as an index into the entry point's output:
+// y (forward), dx (input gradient), or split s's weight partials (weight gradient, whose
+// product has n columns). The tiled and the subgroup kernels store through it.
+fn gemm_out_index(op: u32, s: u32, row: u32, col: u32, n: u32) -> u32 {
+    if (op == GEMM_FORWARD) {
+        let plane = p.h_out * p.w_out;
+        return ((col / plane) * p.c_out + row) * plane + col % plane;
+    }
+    if (op == GEMM_GRAD_INPUT) {
+        let plane = p.h * p.w;
+        return ((col / plane) * p.c_in + row) * plane + col % plane;
+    }
+    return (s * p.c_out + row) * n + col;
+}
+
+// The forward's bias for output channel co (0 without one). Bindings: 3 bias.
+fn forward_bias(co: u32) -> f32 {
+    if (p.has_bias != 0u) {
+        return in3[co];
+    }
+    return 0.0;
+}
+
 // Bindings: 1 x, 2 w, 3 bias, 4 y.
 @compute @workgroup_size(256)
 fn conv_forward_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -1316,20 +1344,12 @@ fn conv_forward_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     if (!t.live) {
         return;
     }
-    let plane = p.h_out * p.w_out;
-    for (var j = 0u; j < 4u; j++) {
-        let col = t.col + 16u * j;
-        if (col < t.n) {
-            let o = (col / plane) * p.c_out * plane + col % plane;
-            for (var i = 0u; i < 4u; i++) {
-                let co = t.row + 16u * i;
-                if (co < t.m) {
-                    var add = 0.0;
-                    if (p.has_bias != 0u) {
-                        add = in3[co];
-                    }
-                    out4[o + co * plane] = t.acc[i][j] + add;
-                }
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            let co = t.row + 16u * i;
+            let col = t.col + 16u * j;
+            if (co < t.m && col < t.n) {
+                out4[gemm_out_index(GEMM_FORWARD, 0u, co, col, t.n)] = t.acc[i][j] + forward_bias(co);
             }
         }
     }
@@ -1343,16 +1363,12 @@ fn conv_grad_input_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
     if (!t.live) {
         return;
     }
-    let plane = p.h * p.w;
-    for (var j = 0u; j < 4u; j++) {
-        let col = t.col + 16u * j;
-        if (col < t.n) {
-            let o = (col / plane) * p.c_in * plane + col % plane;
-            for (var i = 0u; i < 4u; i++) {
-                let ci = t.row + 16u * i;
-                if (ci < t.m) {
-                    out3[o + ci * plane] = t.acc[i][j];
-                }
+    for (var i = 0u; i < 4u; i++) {
+        for (var j = 0u; j < 4u; j++) {
+            let ci = t.row + 16u * i;
+            let col = t.col + 16u * j;
+            if (ci < t.m && col < t.n) {
+                out3[gemm_out_index(GEMM_GRAD_INPUT, 0u, ci, col, t.n)] = t.acc[i][j];
             }
         }
     }
@@ -1369,16 +1385,15 @@ fn conv_grad_weight_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wor
     for (var i = 0u; i < 4u; i++) {
         let co = t.row + 16u * i;
         if (co < t.m) {
-            let o = (t.split * p.c_out + co) * t.n;
             for (var j = 0u; j < 4u; j++) {
                 let kc = t.col + 16u * j;
                 if (kc < t.n) {
-                    out3[o + kc] = t.acc[i][j];
+                    out3[gemm_out_index(GEMM_GRAD_WEIGHT, t.split, co, kc, t.n)] = t.acc[i][j];
                 }
             }
             // The first tile column's first column of invocations holds each row's sum.
             if (p.has_bias != 0u && t.col == 0u) {
-                out3[p.splits * p.len + t.split * p.c_out + co] = t.row_sums[i];
+                out3[bias_partial_index(t.split, co)] = t.row_sums[i];
             }
         }
     }

@@ -91,20 +91,12 @@ fn conv_forward_subgroup(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_work
     if (!t.live) {
         return;
     }
-    let plane = p.h_out * p.w_out;
-    for (var j = 0u; j < 4u; j++) {
-        let col = t.col + j;
-        if (col < t.n) {
-            let o = (col / plane) * p.c_out * plane + col % plane;
-            for (var r = 0u; r < SG_ROWS_CONV; r++) {
-                let co = t.row0 + r;
-                if (co < t.m) {
-                    var add = 0.0;
-                    if (p.has_bias != 0u) {
-                        add = in3[co];
-                    }
-                    out4[o + co * plane] = t.acc[r / 4u][j][r % 4u] + add;
-                }
+    for (var r = 0u; r < SG_ROWS_CONV; r++) {
+        for (var j = 0u; j < 4u; j++) {
+            let co = t.row0 + r;
+            let col = t.col + j;
+            if (co < t.m && col < t.n) {
+                out4[gemm_out_index(GEMM_FORWARD, 0u, co, col, t.n)] = t.acc[r / 4u][j][r % 4u] + forward_bias(co);
             }
         }
     }
@@ -119,16 +111,12 @@ fn conv_grad_input_subgroup(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_w
     if (!t.live) {
         return;
     }
-    let plane = p.h * p.w;
-    for (var j = 0u; j < 4u; j++) {
-        let col = t.col + j;
-        if (col < t.n) {
-            let o = (col / plane) * p.c_in * plane + col % plane;
-            for (var r = 0u; r < SG_ROWS_CONV; r++) {
-                let ci = t.row0 + r;
-                if (ci < t.m) {
-                    out3[o + ci * plane] = t.acc[r / 4u][j][r % 4u];
-                }
+    for (var r = 0u; r < SG_ROWS_CONV; r++) {
+        for (var j = 0u; j < 4u; j++) {
+            let ci = t.row0 + r;
+            let col = t.col + j;
+            if (ci < t.m && col < t.n) {
+                out3[gemm_out_index(GEMM_GRAD_INPUT, 0u, ci, col, t.n)] = t.acc[r / 4u][j][r % 4u];
             }
         }
     }
@@ -146,16 +134,15 @@ fn conv_grad_weight_subgroup(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
     for (var r = 0u; r < SG_ROWS_CONV; r++) {
         let co = t.row0 + r;
         if (co < t.m) {
-            let o = (t.split * p.c_out + co) * t.n;
             for (var j = 0u; j < 4u; j++) {
                 let kc = t.col + j;
                 if (kc < t.n) {
-                    out3[o + kc] = t.acc[r / 4u][j][r % 4u];
+                    out3[gemm_out_index(GEMM_GRAD_WEIGHT, t.split, co, kc, t.n)] = t.acc[r / 4u][j][r % 4u];
                 }
             }
             // The invocation of the split's first column stores each row's sum.
             if (p.has_bias != 0u && t.col == 0u) {
-                out3[p.splits * p.len + t.split * p.c_out + co] = t.row_sums[r / 4u][r % 4u];
+                out3[bias_partial_index(t.split, co)] = t.row_sums[r / 4u][r % 4u];
             }
         }
     }

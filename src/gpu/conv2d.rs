@@ -94,10 +94,13 @@ fn tiles(m: usize, n: usize) -> usize {
     m.div_ceil(TILE) * n.div_ceil(TILE)
 }
 
-/// Workgroups of the subgroup kernels for a product with m × n outputs (16 × 256 tiles,
-/// shaders/conv2d_subgroup.wgsl).
+/// Rows and columns of C per `Subgroup` workgroup (shaders/conv2d_subgroup.wgsl:
+/// SG_ROWS_CONV × SG_COLS_CONV).
+const SUBGROUP_TILE: (usize, usize) = (16, 256);
+
+/// Workgroups of the subgroup kernels for a product with m × n outputs.
 fn subgroup_tiles(m: usize, n: usize) -> usize {
-    m.div_ceil(16) * n.div_ceil(256)
+    m.div_ceil(SUBGROUP_TILE.0) * n.div_ceil(SUBGROUP_TILE.1)
 }
 
 /// Environment variable that forces a family (see the module doc).
