@@ -1238,16 +1238,25 @@ struct GemmTile {
 }
 
 // Where workgroup `tile` of a grid of rows × cols tiles of C (then the weight gradient's
-// splits) falls: (split, first row, first column, 1, or 0 for a spare workgroup past the
-// last split). Depends on the workgroup and the uniforms only.
-fn gemm_place(op: u32, tile: u32, rows: u32, cols: u32) -> vec4<u32> {
+// splits) falls. Depends on the workgroup and the uniforms only.
+struct GemmPlace {
+    // the split's product: gemm_dims(op, split)
+    d: vec4<u32>,
+    split: u32,
+    row0: u32,
+    col0: u32,
+    // false for a spare workgroup past the last split
+    live: bool,
+}
+
+fn gemm_place(op: u32, tile: u32, rows: u32, cols: u32) -> GemmPlace {
     let d0 = gemm_dims(op, 0u);
     let tiles_n = (d0.y + cols - 1u) / cols;
     let tiles = ((d0.x + rows - 1u) / rows) * tiles_n;
     let s = tile / tiles;
     let t = tile % tiles;
     let live = s < select(1u, p.splits, op == GEMM_GRAD_WEIGHT);
-    return vec4<u32>(s, (t / tiles_n) * rows, (t % tiles_n) * cols, u32(live));
+    return GemmPlace(gemm_dims(op, s), s, (t / tiles_n) * rows, (t % tiles_n) * cols, live);
 }
 
 fn conv_gemm(op: u32, wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> GemmTile {
@@ -1255,14 +1264,13 @@ fn conv_gemm(op: u32, wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> GemmTile {
     // Everything up to the barriers depends on the workgroup and the uniforms only, so
     // control flow stays uniform (WGSL requires it around barriers).
     let at = gemm_place(op, flat_group(wg, nwg), GT, GT);
-    if (at.w == 0u) {
+    if (!at.live) {
         out.live = false;
         return out;
     }
-    let s = at.x;
-    let d = gemm_dims(op, s);
-    let row0 = at.y;
-    let col0 = at.z;
+    let d = at.d;
+    let row0 = at.row0;
+    let col0 = at.col0;
     let tx = li % 16u;
     let ty = li / 16u;
     for (var k0 = 0u; k0 < d.w; k0 += GK) {
@@ -1308,7 +1316,7 @@ fn conv_gemm(op: u32, wg: vec3<u32>, nwg: vec3<u32>, li: u32) -> GemmTile {
     out.col = col0 + tx;
     out.m = d.x;
     out.n = d.y;
-    out.split = s;
+    out.split = at.split;
     out.live = true;
     return out;
 }

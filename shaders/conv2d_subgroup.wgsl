@@ -39,14 +39,13 @@ fn conv_gemm_subgroup(op: u32, wg: vec3<u32>, nwg: vec3<u32>, li: u32, lane: u32
     var out: SgTile;
     let at = gemm_place(op, flat_group(wg, nwg), SG_ROWS_CONV, SG_COLS_CONV);
     // Whole workgroups leave here, so what follows stays uniform (no early return below).
-    if (at.w == 0u) {
+    if (!at.live) {
         out.live = false;
         return out;
     }
-    let s = at.x;
-    let d = gemm_dims(op, s);
-    let row0 = at.y;
-    let col = at.z + 4u * li;
+    let d = at.d;
+    let row0 = at.row0;
+    let col = at.col0 + 4u * li;
     // Columns past n are clamped (computed, never stored).
     let cols = min(vec4<u32>(col) + vec4<u32>(0u, 1u, 2u, 3u), vec4<u32>(d.y - 1u));
     let full = subgroupAdd(1u) == size && p.flip == 0u;
@@ -77,7 +76,7 @@ fn conv_gemm_subgroup(op: u32, wg: vec3<u32>, nwg: vec3<u32>, li: u32, lane: u32
     out.col = col;
     out.m = d.x;
     out.n = d.y;
-    out.split = s;
+    out.split = at.split;
     out.live = true;
     return out;
 }
