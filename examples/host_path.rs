@@ -16,6 +16,10 @@
 
 use std::time::Instant;
 
+/// The allocator the binary uses (src/main.rs).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use wgsl_cnn::backend::Backend;
 use wgsl_cnn::bench::{Stats, Workload, BATCHES};
 use wgsl_cnn::gpu::{AdapterChoice, Gpu};

@@ -11,6 +11,12 @@ use wgsl_cnn::model::Arch;
 use wgsl_cnn::reference::Cpu;
 use wgsl_cnn::train::TrainConfig;
 
+/// mimalloc instead of the system allocator: wgpu-core allocates and grows vectors for
+/// every compute pass it encodes, and glibc's malloc spent about a third of a training
+/// step's host instructions on them (README, "What the benchmark found").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "wgsl-cnn",
