@@ -322,6 +322,13 @@ fn quick_bench_json_covers_every_op_of_the_training_step() {
     }
     // Each repeat's submit is part of its record + submit, so the medians keep that order.
     assert!(submit["median_ms"].as_f64().unwrap() <= all["median_ms"].as_f64().unwrap(), "submit {submit} beyond record + submit {all}");
+    // Both on the thread's CPU clock where the OS has one (Linux, which CI runs), and the
+    // wall-clock twin beside them.
+    let clock = if cfg!(unix) { "thread_cpu" } else { "wall" };
+    assert_eq!((all["timer"].as_str(), submit["timer"].as_str()), (Some(clock), Some(clock)));
+    let wall = host("train_step_recording_wall");
+    assert!(wall["median_ms"].as_f64().unwrap() > 0.0 && wall["images_per_s"].is_null() && wall["timer"] == "wall", "{wall}");
+    assert!(stdout.contains("the host CPU lines: CPU time of the recording thread") || !cfg!(unix), "{stdout}");
     let cpu = records.iter().find(|r| r["kernel"] == "train_step_cpu_reference").unwrap();
     assert_eq!((cpu["device"].as_str(), cpu["repeats"].as_u64()), (Some("cpu"), Some(1)));
     for line in ["top 3: 1. ", "GPU/CPU: ", "projected epoch (600 steps", "adapter:  ", "versions: wgpu "] {
