@@ -16,8 +16,7 @@
 //! the host clock (`bench::host_clock`: the thread's CPU time) and on the wall clock.
 
 use wgsl_cnn::backend::Backend;
-use wgsl_cnn::bench::host_clock::{self, HostClock};
-use wgsl_cnn::bench::Stats;
+use wgsl_cnn::bench::host_clock::StepTimes;
 use wgsl_cnn::gpu::{AdapterChoice, Gpu};
 
 /// The allocator the binary uses (src/main.rs).
@@ -100,38 +99,28 @@ fn build(dev: &wgpu::Device, dispatches: usize, buffers: usize) -> Floor {
     Floor { pipelines, bind_groups }
 }
 
-/// µs of one step on the host clock and on the wall clock: (record, submit) each.
-struct Times {
-    cpu: (f64, f64),
-    wall: (f64, f64),
-}
-
 /// Records and submits one step of `f`'s dispatches. Not inlined, so that a profiler can
 /// be told to count only these calls.
 #[inline(never)]
-fn step(dev: &wgpu::Device, queue: &wgpu::Queue, f: &Floor) -> Times {
-    let clock = HostClock::start();
-    let mut enc = dev.create_command_encoder(&Default::default());
-    {
-        let mut pass = enc.begin_compute_pass(&Default::default());
-        for (p, bg) in f.pipelines.iter().zip(&f.bind_groups) {
-            pass.set_pipeline(p);
-            pass.set_bind_group(0, bg, &[]);
-            pass.dispatch_workgroups(4, 1, 1);
-        }
-    }
-    let (cpu, wall) = (clock.elapsed_us(), clock.wall_us());
-    queue.submit([enc.finish()]);
-    Times { cpu: (cpu, clock.elapsed_us() - cpu), wall: (wall, clock.wall_us() - wall) }
-}
-
-fn print(what: &str, record: &[f64], submit: &[f64]) {
-    let total: Vec<f64> = record.iter().zip(submit).map(|(r, s)| r + s).collect();
-    println!("  {what}:");
-    for (name, v) in [("record", record), ("submit", submit), ("record + submit", &total[..])] {
-        let st = Stats::of(v);
-        println!("    {name:<16} median {:7.1} µs, min {:7.1} µs", st.median, st.min);
-    }
+fn step(dev: &wgpu::Device, queue: &wgpu::Queue, f: &Floor) -> StepTimes {
+    StepTimes::measure(
+        &mut (),
+        |_| {
+            let mut enc = dev.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                for (p, bg) in f.pipelines.iter().zip(&f.bind_groups) {
+                    pass.set_pipeline(p);
+                    pass.set_bind_group(0, bg, &[]);
+                    pass.dispatch_workgroups(4, 1, 1);
+                }
+            }
+            enc
+        },
+        |_, enc| {
+            queue.submit([enc.finish()]);
+        },
+    )
 }
 
 fn main() {
@@ -156,8 +145,6 @@ fn main() {
         dev.poll(wgpu::PollType::wait_indefinitely()).expect("device lost while waiting");
         let evicted = if evict_mib > 0 { format!(", {evict_mib} MiB read before each step") } else { String::new() };
         println!("{n} dispatches, each with a uniform block and {buffers} storage buffers{evicted}:");
-        let part = |f: fn(&Times) -> f64| t.iter().map(f).collect::<Vec<f64>>();
-        print(host_clock::name(), &part(|t| t.cpu.0), &part(|t| t.cpu.1));
-        print("wall clock", &part(|t| t.wall.0), &part(|t| t.wall.1));
+        print!("{}", StepTimes::summary(&t, "  "));
     }
 }

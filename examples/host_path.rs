@@ -28,21 +28,15 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use wgsl_cnn::backend::Backend;
-use wgsl_cnn::bench::host_clock::{self, HostClock};
-use wgsl_cnn::bench::{Stats, Workload, BATCHES};
+use wgsl_cnn::bench::host_clock::StepTimes;
+use wgsl_cnn::bench::{Workload, BATCHES};
 use wgsl_cnn::gpu::{AdapterChoice, Gpu};
-
-/// µs of one step on the host clock and on the wall clock: (record, submit) each.
-struct Times {
-    cpu: (f64, f64),
-    wall: (f64, f64),
-}
 
 /// One step of the benchmark's workload. Not inlined, so that a profiler can be told to
 /// count only these calls.
 #[inline(never)]
-fn step(be: &mut Gpu, w: &mut Workload<Gpu>) -> Times {
-    step_body(be, w)
+fn step(be: &mut Gpu, w: &mut Workload<Gpu>) -> StepTimes {
+    StepTimes::measure(be, |be| w.record_train_step(be), |be, ()| be.submit())
 }
 
 /// The first steps create pipelines and bind groups; they are not counted (and not timed,
@@ -51,24 +45,6 @@ fn step(be: &mut Gpu, w: &mut Workload<Gpu>) -> Times {
 fn warm_up(be: &mut Gpu, w: &mut Workload<Gpu>) {
     w.record_train_step(be);
     be.submit();
-}
-
-#[inline(always)]
-fn step_body(be: &mut Gpu, w: &mut Workload<Gpu>) -> Times {
-    let clock = HostClock::start();
-    w.record_train_step(be);
-    let (cpu, wall) = (clock.elapsed_us(), clock.wall_us());
-    be.submit();
-    Times { cpu: (cpu, clock.elapsed_us() - cpu), wall: (wall, clock.wall_us() - wall) }
-}
-
-fn print(what: &str, record: &[f64], submit: &[f64]) {
-    let total: Vec<f64> = record.iter().zip(submit).map(|(r, s)| r + s).collect();
-    println!("{what}:");
-    for (name, v) in [("record", record), ("submit", submit), ("record + submit", &total[..])] {
-        let st = Stats::of(v);
-        println!("  {name:<16} median {:7.1} µs, min {:7.1} µs", st.median, st.min);
-    }
 }
 
 fn main() {
@@ -90,7 +66,5 @@ fn main() {
         t.push(step(&mut be, &mut w));
     }
     be.ctx.finish();
-    let part = |f: fn(&Times) -> f64| t.iter().map(f).collect::<Vec<f64>>();
-    print(host_clock::name(), &part(|t| t.cpu.0), &part(|t| t.cpu.1));
-    print("wall clock", &part(|t| t.wall.0), &part(|t| t.wall.1));
+    print!("{}", StepTimes::summary(&t, ""));
 }

@@ -67,6 +67,45 @@ impl HostClock {
     }
 }
 
+/// µs of one step's host work, split into recording and submitting, on the host clock and
+/// on the wall clock (for `examples/host_path.rs` and `examples/host_floor.rs`).
+#[derive(Clone, Copy, Debug)]
+pub struct StepTimes {
+    /// (record, submit) on the host clock.
+    pub host: (f64, f64),
+    /// (record, submit) on the wall clock.
+    pub wall: (f64, f64),
+}
+
+impl StepTimes {
+    /// Runs `record` on `ctx`, then `submit` with what it returned, timing each on both
+    /// clocks.
+    pub fn measure<C: ?Sized, R>(ctx: &mut C, record: impl FnOnce(&mut C) -> R, submit: impl FnOnce(&mut C, R)) -> Self {
+        let clock = HostClock::start();
+        let recorded = record(ctx);
+        let (host, wall) = (clock.elapsed_us(), clock.wall_us());
+        submit(ctx, recorded);
+        StepTimes { host: (host, clock.elapsed_us() - host), wall: (wall, clock.wall_us() - wall) }
+    }
+
+    /// Median and minimum of record, submit and both, on each clock, one line each,
+    /// every line indented by `indent`.
+    pub fn summary(times: &[StepTimes], indent: &str) -> String {
+        let mut s = String::new();
+        let clocks: [(&str, fn(&StepTimes) -> (f64, f64)); 2] = [(name(), |t| t.host), ("wall clock", |t| t.wall)];
+        for (clock, pick) in clocks {
+            s += &format!("{indent}{clock}:\n");
+            let (record, submit): (Vec<f64>, Vec<f64>) = times.iter().map(pick).unzip();
+            let total: Vec<f64> = record.iter().zip(&submit).map(|(r, s)| r + s).collect();
+            for (part, v) in [("record", &record), ("submit", &submit), ("record + submit", &total)] {
+                let st = super::Stats::of(v);
+                s += &format!("{indent}  {part:<16} median {:7.1} µs, min {:7.1} µs\n", st.median, st.min);
+            }
+        }
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,5 +128,34 @@ mod tests {
             assert!(slept < 10_000.0, "a 30 ms sleep cost {slept} µs of the thread's CPU");
             assert!(c.wall_us() >= 30_000.0);
         }
+    }
+
+    #[test]
+    fn step_times_split_record_from_submit() {
+        let mut calls = Vec::new();
+        let times: Vec<StepTimes> = (0..3)
+            .map(|i| {
+                StepTimes::measure(
+                    &mut calls,
+                    |c| {
+                        c.push("record");
+                        i * 10
+                    },
+                    |c, r| {
+                        c.push(if r == i * 10 { "submit" } else { "submit got another value" });
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(calls, ["record", "submit"].repeat(3));
+        for t in &times {
+            assert!(t.wall.1 >= 5_000.0, "a 5 ms submit took {} µs of wall clock", t.wall.1);
+            assert!(t.host.0 >= 0.0 && t.host.1 >= 0.0, "{t:?}");
+        }
+        let s = StepTimes::summary(&times, "> ");
+        assert_eq!(s.lines().count(), 8, "{s}");
+        assert!(s.lines().all(|l| l.starts_with("> ")), "{s}");
+        assert_eq!(s.lines().filter(|l| l.contains(" median ") && l.contains(" min ")).count(), 6, "{s}");
     }
 }

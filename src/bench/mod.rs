@@ -40,7 +40,7 @@ use crate::model::{Arch, Model, IMAGE_PIXELS};
 use crate::reference::Cpu;
 use crate::rng::Rng;
 use crate::shapes::AdamConfig;
-use host_clock::HostClock;
+use host_clock::StepTimes;
 use ops::Call;
 use trace::{Trace, Traced};
 
@@ -331,16 +331,13 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
             }
         }
 
-        let clock = HostClock::start();
-        w.record_train_step(&mut be);
-        let recorded = clock.elapsed_us();
-        be.submit();
-        let host = clock.elapsed_us();
-        recording_wall.push(clock.wall_us() * 1e-3);
-        recording.push(host * 1e-3);
-        submitting.push((host - recorded) * 1e-3);
+        let t = Instant::now();
+        let host = StepTimes::measure(&mut be, |be| w.record_train_step(be), |be, ()| be.submit());
+        recording.push((host.host.0 + host.host.1) * 1e-3);
+        submitting.push(host.host.1 * 1e-3);
+        recording_wall.push((host.wall.0 + host.wall.1) * 1e-3);
         be.ctx.finish();
-        latency.push(clock.wall_us() * 1e-3);
+        latency.push(t.elapsed().as_secs_f64() * 1e3);
 
         let t = Instant::now();
         w.eval_batch(&mut be);
