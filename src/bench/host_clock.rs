@@ -92,10 +92,9 @@ impl StepTimes {
     /// every line indented by `indent`.
     pub fn summary(times: &[StepTimes], indent: &str) -> String {
         let mut s = String::new();
-        let clocks: [(&str, fn(&StepTimes) -> (f64, f64)); 2] = [(name(), |t| t.host), ("wall clock", |t| t.wall)];
-        for (clock, pick) in clocks {
+        for (clock, wall) in [(name(), false), ("wall clock", true)] {
             s += &format!("{indent}{clock}:\n");
-            let (record, submit): (Vec<f64>, Vec<f64>) = times.iter().map(pick).unzip();
+            let (record, submit): (Vec<f64>, Vec<f64>) = times.iter().map(|t| if wall { t.wall } else { t.host }).unzip();
             let total: Vec<f64> = record.iter().zip(&submit).map(|(r, s)| r + s).collect();
             for (part, v) in [("record", &record), ("submit", &submit), ("record + submit", &total)] {
                 let st = super::Stats::of(v);
