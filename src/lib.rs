@@ -20,4 +20,5 @@ pub mod reference;
 pub mod rng;
 pub mod shapes;
 pub mod step;
+pub mod text;
 pub mod train;

@@ -13,7 +13,7 @@ fn parameter_tables_have_the_seed_totals() {
         assert_eq!(model.store.total(), total, "{name}");
         assert_eq!(model.store.params.len(), tensors, "{name}");
         let s = summary(&arch);
-        assert!(s.contains(&wgsl_cnn::model::summary::group(total)), "{s}");
+        assert!(s.contains(&wgsl_cnn::text::thousands(total as u64)), "{s}");
     }
     let s = summary(&zoo::tied());
     assert!(s.contains("body.block.fc") && s.contains("applied 10 times"), "{s}");

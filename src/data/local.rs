@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 
 use super::idx;
-use super::mnist::{load_with, locate, thousands, Mnist, DEFAULT_DATA_DIR};
+use super::mnist::{load_with, locate, Mnist, DEFAULT_DATA_DIR};
+use crate::text::thousands;
 use super::spec::{DatasetSpec, FileSpec, SplitSpec};
 
 /// The optional checksum list of a data directory.
@@ -97,8 +98,8 @@ pub fn load_dir(dir: &Path, spec: &DatasetSpec) -> Result<Mnist> {
         mnist.report.notes.push(format!(
             "{} holds {} training and {} test examples: not the official {}{checked}",
             dir.display(),
-            thousands(mnist.train.count),
-            thousands(mnist.test.count),
+            thousands(mnist.train.count as u64),
+            thousands(mnist.test.count as u64),
             spec.name
         ));
     }

@@ -4,6 +4,7 @@
 use super::download::{self, DownloadOptions};
 use super::idx::{self, Decoded, PIXELS};
 use super::spec::{DatasetSpec, FileKind, FileSpec, SplitSpec, MNIST, MNIST_SUBSET};
+use crate::text::thousands;
 use anyhow::{bail, ensure, Result};
 
 use std::fmt;
@@ -221,18 +222,6 @@ fn load_split(dir: &Path, spec: &SplitSpec) -> Result<(Split, Vec<FileReport>)> 
     ))
 }
 
-/// 60000 → "60,000".
-pub fn thousands(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
 
 impl fmt::Display for LoadReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -242,9 +231,9 @@ impl fmt::Display for LoadReport {
                 f,
                 "  {:<6} {:>6} images of 28×28 u8 ({} pixel bytes), {:>6} labels 0–9",
                 format!("{name}:"),
-                thousands(n),
-                thousands(n * PIXELS),
-                thousands(n)
+                thousands(n as u64),
+                thousands((n * PIXELS) as u64),
+                thousands(n as u64)
             )?;
         }
         for file in &self.files {

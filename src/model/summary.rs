@@ -2,6 +2,7 @@
 
 use super::state::{parameter_specs, state_dict_specs};
 use super::Arch;
+use crate::text::thousands;
 
 pub fn summary(arch: &Arch) -> String {
     let mut s = format!("{} — {}\n", arch.name, arch.title);
@@ -20,26 +21,14 @@ pub fn summary(arch: &Arch) -> String {
     for p in &params {
         let count: usize = p.shape.iter().product();
         total += count;
-        s.push_str(&format!("{:<22} {:<16} {:>9}\n", p.name, format!("{:?}", p.shape), group(count)));
+        s.push_str(&format!("{:<22} {:<16} {:>9}\n", p.name, format!("{:?}", p.shape), thousands(count as u64)));
     }
     let buffers: Vec<String> =
         state_dict_specs(arch).into_iter().filter(|e| !params.iter().any(|p| p.name == e.name)).map(|e| e.name).collect();
-    s.push_str(&format!("{:<22} {:<16} {:>9}\n", "total", "", group(total)));
+    s.push_str(&format!("{:<22} {:<16} {:>9}\n", "total", "", thousands(total as u64)));
     if !buffers.is_empty() {
         s.push_str(&format!("\nbuffers (state_dict, not trained): {}\n", buffers.join(", ")));
     }
     s
 }
 
-/// 431220 → "431,220".
-pub fn group(n: usize) -> String {
-    let d = n.to_string();
-    let mut out = String::new();
-    for (i, c) in d.chars().enumerate() {
-        if i > 0 && (d.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
