@@ -4,13 +4,14 @@
 //! Why not the wall clock everywhere: on a software Vulkan such as lavapipe the "device" is
 //! a pool of threads on the same cores, woken by `vkQueueSubmit`. On a 2-core machine they
 //! preempt the submitting thread, so wall time around a submit counts the device's work as
-//! well (`examples/host_floor.rs` shows it: 27 near-empty dispatches take 20–25 µs of the
-//! thread's CPU but up to 180 µs of wall clock). The thread's CPU time counts what the host
-//! spends recording and submitting and nothing else; on a real GPU the two nearly agree.
+//! well (on a 2-core VM, `bench`'s wall-clock host figure jumped between 0.2 and 0.4 ms from
+//! run to run while the thread's CPU time stayed at 0.20–0.21 ms). The thread's CPU time
+//! counts what the host spends recording and submitting and nothing else; on a real GPU the
+//! two nearly agree.
 
 use std::time::Instant;
 
-/// Which clock `HostClock` reads.
+/// Which clock the host figures are on.
 pub fn name() -> &'static str {
     if thread_cpu_us().is_some() {
         "CPU time of the recording thread"
@@ -43,18 +44,18 @@ fn thread_cpu_us() -> Option<f64> {
 }
 
 /// A started host clock: the thread's CPU time where there is one, else the wall clock.
-pub struct HostClock {
+struct HostClock {
     cpu: Option<f64>,
     wall: Instant,
 }
 
 impl HostClock {
-    pub fn start() -> Self {
+    fn start() -> Self {
         HostClock { cpu: thread_cpu_us(), wall: Instant::now() }
     }
 
     /// µs since `start` on this clock.
-    pub fn elapsed_us(&self) -> f64 {
+    fn elapsed_us(&self) -> f64 {
         match (self.cpu, thread_cpu_us()) {
             (Some(a), Some(b)) => b - a,
             _ => self.wall.elapsed().as_secs_f64() * 1e6,
@@ -62,13 +63,13 @@ impl HostClock {
     }
 
     /// µs of wall clock since `start`.
-    pub fn wall_us(&self) -> f64 {
+    fn wall_us(&self) -> f64 {
         self.wall.elapsed().as_secs_f64() * 1e6
     }
 }
 
 /// µs of one step's host work, split into recording and submitting, on the host clock and
-/// on the wall clock (for `examples/host_path.rs` and `examples/host_floor.rs`).
+/// on the wall clock (for `bench`, `examples/host_path.rs` and `examples/host_floor.rs`).
 #[derive(Clone, Copy, Debug)]
 pub struct StepTimes {
     /// (record, submit) on the host clock.
