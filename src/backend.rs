@@ -180,6 +180,9 @@ pub enum PendingRead {
     Device(usize),
 }
 
+// Static dispatch only (every user is generic over `B: Backend`), so the futures of the async
+// methods need no `Send` bound.
+#[allow(async_fn_in_trait)]
 pub trait Backend {
     /// An f32 buffer (or a view into one) on the device.
     type Tensor: Clone;
@@ -211,22 +214,42 @@ pub trait Backend {
     /// when recorded work must see the old contents.
     fn write(&mut self, t: &Self::Tensor, data: &[f32]);
     fn write_index(&mut self, t: &Self::Index, data: &[u32]);
-    /// Waits for all recorded work, then reads the tensor back.
-    fn read(&mut self, t: &Self::Tensor) -> Vec<f32>;
-    fn read_index(&mut self, t: &Self::Index) -> Vec<u32>;
+    /// Reads the tensor back once the work recorded so far is done. Awaited, so that the web
+    /// never blocks; natively `read` drives it to the end.
+    async fn read_async(&mut self, t: &Self::Tensor) -> Vec<f32>;
+    async fn read_index_async(&mut self, t: &Self::Index) -> Vec<u32>;
+    /// Waits for all recorded work, then reads the tensor back (blocking: native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn read(&mut self, t: &Self::Tensor) -> Vec<f32> {
+        pollster::block_on(self.read_async(t))
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    fn read_index(&mut self, t: &Self::Index) -> Vec<u32> {
+        pollster::block_on(self.read_index_async(t))
+    }
     /// Sends the work recorded so far to the device without waiting for it.
     fn submit(&mut self);
-    /// Starts reading `t` and `i` as the work recorded so far leaves them, without waiting
-    /// for the device; `finish_read` hands the values over. Backends that compute at once
-    /// read at once.
-    fn read_soon(&mut self, t: &Self::Tensor, i: &Self::Index) -> PendingRead {
-        PendingRead::Done(self.read(t), self.read_index(i))
+    /// Submits, and resolves once the device has done everything submitted (at once on
+    /// backends that compute at once). The page settles every few steps so that the work in
+    /// flight stays bounded.
+    async fn settle(&mut self) {
+        self.submit();
     }
-    /// The values of a `read_soon`, or None while the device has not got there (`wait`:
-    /// blocks until it has). Call it until it returns the values, once each.
-    fn finish_read(&mut self, read: &PendingRead, _wait: bool) -> Option<(Vec<f32>, Vec<u32>)> {
+    /// Starts reading `t` and `i` as the work recorded so far leaves them, without waiting
+    /// for the device; `try_read` or `wait_read` hand the values over, once. Backends that
+    /// compute at once read at once.
+    fn read_soon(&mut self, t: &Self::Tensor, i: &Self::Index) -> PendingRead;
+    /// The values of a `read_soon` if the device has got there, else None (never blocks).
+    fn try_read(&mut self, read: &PendingRead) -> Option<(Vec<f32>, Vec<u32>)> {
         match read {
             PendingRead::Done(f, u) => Some((f.clone(), u.clone())),
+            PendingRead::Device(_) => unreachable!("this backend reads at once"),
+        }
+    }
+    /// The values of a `read_soon`, once the device has got there (awaited).
+    async fn wait_read(&mut self, read: &PendingRead) -> (Vec<f32>, Vec<u32>) {
+        match read {
+            PendingRead::Done(f, u) => (f.clone(), u.clone()),
             PendingRead::Device(_) => unreachable!("this backend reads at once"),
         }
     }

@@ -265,6 +265,12 @@ pub fn save(
 
 /// Serializes and writes `tensors` to the temporary file of `path` without replacing `path`.
 pub fn prepare(path: &Path, tensors: &[NamedTensor], metadata: &BTreeMap<String, String>) -> Result<Prepared> {
+    write_temp(path, &to_bytes(path, tensors, metadata)?)
+}
+
+/// The safetensors bytes of `tensors` (+ string metadata), as `save` writes them (the page's
+/// download); `path` names the file in error messages.
+pub fn to_bytes(path: &Path, tensors: &[NamedTensor], metadata: &BTreeMap<String, String>) -> Result<Vec<u8>> {
     let mut seen = BTreeSet::new();
     for t in tensors {
         check_tensor_to_save(path, t)?;
@@ -290,12 +296,8 @@ pub fn prepare(path: &Path, tensors: &[NamedTensor], metadata: &BTreeMap<String,
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
     });
-    let bytes = safetensors::serialize(
-        tensors.iter().map(|t| t.name.as_str()).zip(views.iter()),
-        info,
-    )
-    .with_context(|| format!("{}: cannot serialize checkpoint", path.display()))?;
-    write_temp(path, &bytes)
+    safetensors::serialize(tensors.iter().map(|t| t.name.as_str()).zip(views.iter()), info)
+        .with_context(|| format!("{}: cannot serialize checkpoint", path.display()))
 }
 
 /// Parses (and validates: header, offsets, total length) a safetensors buffer; also returns the
@@ -357,6 +359,19 @@ pub fn load_strict(
     // Names, dtypes and shapes from the header first: clear errors, and only then a read
     // bounded by the expected tensors.
     let (_, _, _, header, _) = read_header(path)?;
+    check_header(path, &header, expected)?;
+    let bytes = read_file(path, spec_bytes(expected))?;
+    decode_expected(path, &bytes, expected)
+}
+
+/// `load_strict` of a file already in memory (the page's upload); `path` names it in errors.
+pub fn load_strict_bytes(path: &Path, bytes: &[u8], expected: &[Spec]) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
+    check_header(path, header_of_bytes(path, bytes)?, expected)?;
+    decode_expected(path, bytes, expected)
+}
+
+/// The header's tensors are exactly `expected`, with their dtypes and shapes.
+fn check_header(path: &Path, header: &[u8], expected: &[Spec]) -> Result<()> {
     let json: serde_json::Value = serde_json::from_slice(&header)
         .with_context(|| format!("{}: not a valid safetensors file", path.display()))?;
     let entries = json.as_object().cloned().unwrap_or_default();
@@ -397,8 +412,12 @@ pub fn load_strict(
             None => bail!("{}: not a valid safetensors file: tensor `{}` has no valid shape", path.display(), spec.name),
         }
     }
-    let bytes = read_file(path, spec_bytes(expected))?;
-    let (st, metadata) = parse(path, &bytes)?;
+    Ok(())
+}
+
+/// The `expected` tensors of a whole file's bytes, each checked again as decoded.
+fn decode_expected(path: &Path, bytes: &[u8], expected: &[Spec]) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
+    let (st, metadata) = parse(path, bytes)?;
 
     let mut out = Vec::with_capacity(expected.len());
     for spec in expected {
@@ -439,8 +458,12 @@ pub fn load_strict(
 /// reference dumps. Values are returned as stored: non-finite floats are not rejected here.
 /// Dtypes other than F32 and I64 are an error naming the tensor and the file.
 pub fn load_any(path: &Path) -> Result<Vec<NamedTensor>> {
-    let bytes = read_file(path, MAX_ANY_DATA)?;
-    let (st, _) = parse(path, &bytes)?;
+    load_any_bytes(path, &read_file(path, MAX_ANY_DATA)?)
+}
+
+/// `load_any` of a file already in memory; `path` names it in errors.
+pub fn load_any_bytes(path: &Path, bytes: &[u8]) -> Result<Vec<NamedTensor>> {
+    let (st, _) = parse(path, bytes)?;
     let mut names = st.names();
     names.sort_unstable();
     names
@@ -458,7 +481,23 @@ pub fn load_any(path: &Path) -> Result<Vec<NamedTensor>> {
 /// Reads only the header (bounded by its own limit).
 pub fn load_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
     let (_, _, _, header, _) = read_header(path)?;
-    let json: serde_json::Value = serde_json::from_slice(&header)
+    metadata_of_header(path, &header)
+}
+
+/// `load_metadata` of a file already in memory; `path` names it in errors.
+pub fn metadata_of_bytes(path: &Path, bytes: &[u8]) -> Result<BTreeMap<String, String>> {
+    metadata_of_header(path, header_of_bytes(path, bytes)?)
+}
+
+/// The JSON header of a safetensors file's bytes.
+fn header_of_bytes<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a [u8]> {
+    let n = bytes.get(..8).map(|n| u64::from_le_bytes(n.try_into().expect("8 bytes")));
+    let header = n.and_then(|n| bytes.get(8..8usize.checked_add(usize::try_from(n).ok()?)?));
+    header.ok_or_else(|| anyhow::anyhow!("{}: not a valid safetensors file: {} bytes, too short for its header", path.display(), bytes.len()))
+}
+
+fn metadata_of_header(path: &Path, header: &[u8]) -> Result<BTreeMap<String, String>> {
+    let json: serde_json::Value = serde_json::from_slice(header)
         .with_context(|| format!("{}: not a valid safetensors file", path.display()))?;
     let mut out = BTreeMap::new();
     if let Some(meta) = json.get("__metadata__") {

@@ -2,12 +2,20 @@
 //! format, sizes and models; they differ in where they come from, what checks them and
 //! what their classes are called.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
-use crate::data::fashion::{ensure_fashion, fashion_mirrors_from_env, FASHION_CLASSES, FASHION_MNIST};
-use crate::data::{load, load_with, mirrors_from_env, DownloadOptions, Mnist};
+use crate::data::fashion::{FASHION_CLASSES, FASHION_GZ_MD5, FASHION_MNIST};
+use crate::data::spec::{DatasetSpec, MNIST};
+use crate::data::Mnist;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::data::{
+    fashion::{ensure_fashion, fashion_mirrors_from_env},
+    load, load_with, mirrors_from_env, DownloadOptions,
+};
+#[cfg(not(target_arch = "wasm32"))]
+use std::path::Path;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum Dataset {
@@ -53,6 +61,7 @@ impl Dataset {
     }
 
     /// Loads the data set from `dir`, downloading missing files unless `offline`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn load(self, dir: &Path, offline: bool) -> Result<Mnist> {
         match (self, offline) {
             (Dataset::Mnist, true) => load(dir),
@@ -60,5 +69,24 @@ impl Dataset {
             (Dataset::FashionMnist, true) => load_with(dir, &FASHION_MNIST),
             (Dataset::FashionMnist, false) => ensure_fashion(dir, &fashion_mirrors_from_env(), &DownloadOptions::default()),
         }
+    }
+
+    /// What the files must be: names, counts, md5s of the decompressed bytes where known.
+    pub fn spec(self) -> &'static DatasetSpec {
+        match self {
+            Dataset::Mnist => &MNIST,
+            Dataset::FashionMnist => &FASHION_MNIST,
+        }
+    }
+
+    /// The data set from its four files already in memory (the page's downloads), with the
+    /// checks a data directory gets (`data::from_bytes`); `checksums` is the text of an
+    /// `IDX-MD5SUMS` list served with files that are not the official ones.
+    pub fn from_bytes(self, source: &str, files: Vec<(String, Vec<u8>)>, checksums: Option<&str>) -> Result<Mnist> {
+        let gz_md5: &[(&str, &str)] = match self {
+            Dataset::Mnist => &[],
+            Dataset::FashionMnist => &FASHION_GZ_MD5,
+        };
+        crate::data::from_bytes(self.spec(), source, files, checksums, gz_md5)
     }
 }

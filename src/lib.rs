@@ -2,6 +2,7 @@
 //! compute shader, each checked against a plain-Rust CPU reference.
 
 pub mod backend;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod checkpoint;
 pub mod compare;
@@ -13,6 +14,7 @@ pub mod metrics;
 pub mod mistakes;
 pub mod model;
 pub mod nn;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod plot;
 pub mod predict;
 pub mod prepare;
@@ -22,3 +24,5 @@ pub mod shapes;
 pub mod step;
 pub mod text;
 pub mod train;
+#[cfg(target_arch = "wasm32")]
+pub mod web;

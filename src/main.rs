@@ -306,7 +306,7 @@ fn run(mut cli: Cli) -> Result<()> {
                 bail!("--lr {lr} is not allowed: the learning rate must be a finite number above 0");
             }
             let arch = arch(model.as_deref())?;
-            with_backend!(cli, be => wgsl_cnn::step::run(be, arch.as_ref(), &init, &batch, &out, lr))
+            with_backend!(cli, be => pollster::block_on(wgsl_cnn::step::run(be, arch.as_ref(), &init, &batch, &out, lr)))
         }
         Command::Summary { model } => {
             print!("{}", wgsl_cnn::model::summary::summary(&wgsl_cnn::model::zoo::arch(&model)?));
@@ -387,7 +387,7 @@ fn eval<B: Backend + 'static>(
     }
     let mut model = wgsl_cnn::model::state::load_model(be, checkpoint, arch, capacity)?;
     eprintln!("model: {}", model.arch.name);
-    let d = evaluate_split_detailed(be, &mut model, &data.test, misclassified.is_some());
+    let d = pollster::block_on(evaluate_split_detailed(be, &mut model, &data.test, misclassified.is_some()));
     let acc = 100.0 * d.correct as f64 / d.n as f64;
     println!("Accuracy of the network on the {} test images: {} %", d.n, wgsl_cnn::train::python_float(acc));
     anyhow::ensure!(
@@ -425,7 +425,7 @@ fn predict<B: Backend + 'static>(
     }
     let mut model = wgsl_cnn::model::state::load_model(be, checkpoint, arch, batch_size.min(files.len()))?;
     eprintln!("model: {}", model.arch.name);
-    let outcomes = predict_files(be, &mut model, &files);
+    let outcomes = pollster::block_on(predict_files(be, &mut model, &files));
     let mut failed = 0;
     for ((path, _), outcome) in files.iter().zip(&outcomes) {
         failed += matches!(outcome, Outcome::Failed(_)) as usize;

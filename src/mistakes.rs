@@ -84,13 +84,13 @@ pub struct Detailed {
 
 /// Evaluates (eval mode) the whole split in order, counting the confusion matrix on the
 /// device; with `find_mistakes` it also reads each batch's logits to list the mistakes.
-pub fn evaluate_split_detailed<B: Backend + 'static>(be: &mut B, model: &mut Model<B>, split: &Split, find_mistakes: bool) -> Detailed {
+pub async fn evaluate_split_detailed<B: Backend + 'static>(be: &mut B, model: &mut Model<B>, split: &Split, find_mistakes: bool) -> Detailed {
     let (ds, n) = crate::train::upload(be, split, None);
     let order = be.index(n);
     be.write_index(&order, &(0..n as u32).collect::<Vec<_>>());
     let classes = model.arch.classes;
     let counts = be.index(classes * classes);
-    model.take_correct(be);
+    model.take_correct(be).await;
     let mut mistakes = Vec::new();
     for offset in (0..n).step_by(model.eval_capacity) {
         let nb = model.eval_capacity.min(n - offset);
@@ -99,7 +99,7 @@ pub fn evaluate_split_detailed<B: Backend + 'static>(be: &mut B, model: &mut Mod
         model.count_confusion(be, nb, &counts);
         be.submit();
         if find_mistakes {
-            let logits = model.read_logits(be, nb);
+            let logits = model.read_logits(be, nb).await;
             for (i, row) in logits.chunks(classes).enumerate() {
                 let (truth, predicted) = (split.labels[offset + i] as usize, argmax(row));
                 if truth != predicted {
@@ -108,8 +108,8 @@ pub fn evaluate_split_detailed<B: Backend + 'static>(be: &mut B, model: &mut Mod
             }
         }
     }
-    let correct = model.take_correct(be);
-    let confusion = Confusion { classes, counts: be.read_index(&counts) };
+    let correct = model.take_correct(be).await;
+    let confusion = Confusion { classes, counts: be.read_index_async(&counts).await };
     Detailed { correct, n, confusion, mistakes }
 }
 

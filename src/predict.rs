@@ -38,7 +38,7 @@ pub fn collect_inputs(inputs: &[PathBuf]) -> Vec<(PathBuf, Option<String>)> {
 }
 
 /// Softmax probabilities of each 28×28 image (0 = background), `model.eval_capacity` at a time.
-pub fn probabilities<B: Backend + 'static>(be: &mut B, model: &mut Model<B>, images: &[Vec<u8>]) -> Vec<Vec<f32>> {
+pub async fn probabilities<B: Backend + 'static>(be: &mut B, model: &mut Model<B>, images: &[Vec<u8>]) -> Vec<Vec<f32>> {
     let classes = model.arch.classes;
     let mut out = Vec::with_capacity(images.len());
     for chunk in images.chunks(model.eval_capacity) {
@@ -46,7 +46,7 @@ pub fn probabilities<B: Backend + 'static>(be: &mut B, model: &mut Model<B>, ima
         let x: Vec<f32> = chunk.iter().flat_map(|img| img.iter().map(|&v| v as f32 / 255.0)).collect();
         model.set_batch(be, &x, &vec![0; chunk.len()]);
         model.forward(be, chunk.len(), false);
-        for row in model.read_logits(be, chunk.len()).chunks(classes) {
+        for row in model.read_logits(be, chunk.len()).await.chunks(classes) {
             out.push(softmax(row));
         }
     }
@@ -75,7 +75,7 @@ pub enum Outcome {
 }
 
 /// Prepares every file and predicts those that made it. One outcome per file, in order.
-pub fn predict_files<B: Backend + 'static>(be: &mut B, model: &mut Model<B>, files: &[(PathBuf, Option<String>)]) -> Vec<Outcome> {
+pub async fn predict_files<B: Backend + 'static>(be: &mut B, model: &mut Model<B>, files: &[(PathBuf, Option<String>)]) -> Vec<Outcome> {
     let prepared: Vec<Result<Vec<u8>, String>> = files
         .iter()
         .map(|(path, err)| match err {
@@ -84,7 +84,7 @@ pub fn predict_files<B: Backend + 'static>(be: &mut B, model: &mut Model<B>, fil
         })
         .collect();
     let good: Vec<Vec<u8>> = prepared.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
-    let mut probs = probabilities(be, model, &good).into_iter();
+    let mut probs = probabilities(be, model, &good).await.into_iter();
     prepared
         .into_iter()
         .map(|p| match p {

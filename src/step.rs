@@ -14,7 +14,11 @@ use crate::shapes::AdamConfig;
 
 /// A batch file: `x` f32 [N, 1, 28, 28] and `y` int64 [N] with labels 0–9.
 pub fn load_batch(path: &Path) -> Result<(Vec<f32>, Vec<u32>)> {
-    let tensors = checkpoint::load_any(path)?;
+    batch_of(path, checkpoint::load_any(path)?)
+}
+
+/// The batch held by `tensors` (of the file `path`).
+fn batch_of(path: &Path, tensors: Vec<NamedTensor>) -> Result<(Vec<f32>, Vec<u32>)> {
     let find = |name: &str| {
         tensors
             .iter()
@@ -49,7 +53,7 @@ pub fn load_batch(path: &Path) -> Result<(Vec<f32>, Vec<u32>)> {
 
 /// Runs one training step (train mode, Adam with `lr`) and returns the tensors of the
 /// output file: `logits`, `loss`, `grad.<param>`, `after.<state_dict key>`.
-pub fn one_step<B: Backend + 'static>(
+pub async fn one_step<B: Backend + 'static>(
     be: &mut B,
     arch: &Arch,
     init: &[NamedTensor],
@@ -63,15 +67,15 @@ pub fn one_step<B: Backend + 'static>(
     model.forward(be, n, true);
     model.backward(be, n);
     let mut out = vec![
-        NamedTensor { name: "logits".into(), shape: vec![n, arch.classes], data: TensorData::F32(model.read_logits(be, n)) },
-        NamedTensor { name: "loss".into(), shape: vec![], data: TensorData::F32(vec![model.read_loss(be)]) },
+        NamedTensor { name: "logits".into(), shape: vec![n, arch.classes], data: TensorData::F32(model.read_logits(be, n).await) },
+        NamedTensor { name: "loss".into(), shape: vec![], data: TensorData::F32(vec![model.read_loss(be).await]) },
     ];
     for id in model.store.ids() {
         let p = &model.store.params[id.0];
-        out.push(NamedTensor { name: format!("grad.{}", p.name), shape: p.shape.clone(), data: TensorData::F32(be.read(model.store.grad(id))) });
+        out.push(NamedTensor { name: format!("grad.{}", p.name), shape: p.shape.clone(), data: TensorData::F32(be.read_async(model.store.grad(id)).await) });
     }
     model.adam_update(be, &AdamConfig { lr, ..AdamConfig::default() });
-    for t in state_dict(be, &model) {
+    for t in state_dict(be, &model).await {
         out.push(NamedTensor { name: format!("after.{}", t.name), ..t });
     }
     Ok(out)
@@ -79,20 +83,43 @@ pub fn one_step<B: Backend + 'static>(
 
 /// The `step` command: INIT (state_dict of `arch`, or of the model INIT records when `arch`
 /// is None) and BATCH files in, OUT file written.
-pub fn run<B: Backend + 'static>(be: &mut B, arch: Option<&Arch>, init: &Path, batch: &Path, out: &Path, lr: f32) -> Result<()> {
+pub async fn run<B: Backend + 'static>(be: &mut B, arch: Option<&Arch>, init: &Path, batch: &Path, out: &Path, lr: f32) -> Result<()> {
     let arch = crate::model::state::arch_for(init, arch)?;
     let (init_tensors, _) = checkpoint::load_strict(init, &state_dict_specs(&arch))?;
     let (x, y) = load_batch(batch)?;
+    let (tensors, meta) = step_file(be, &arch, (init, &init_tensors), (batch, &x, &y), lr).await?;
+    checkpoint::save(out, &tensors, &meta)?;
+    println!("wrote {} tensors for a batch of {} to {} (backend: {})", tensors.len(), y.len(), out.display(), be.name());
+    Ok(())
+}
+
+/// The `step` command on files already in memory (the page): INIT and BATCH bytes in, the
+/// bytes of the file `run` would write out. INIT is taken as the model it records.
+pub async fn run_bytes<B: Backend + 'static>(be: &mut B, init: &[u8], batch: &[u8], lr: f32) -> Result<Vec<u8>> {
+    let (init_path, batch_path) = (Path::new("init.safetensors"), Path::new("batch.safetensors"));
+    let arch = crate::model::state::arch_from_bytes(init_path, init)?;
+    let (init_tensors, _) = checkpoint::load_strict_bytes(init_path, init, &state_dict_specs(&arch))?;
+    let (x, y) = batch_of(batch_path, checkpoint::load_any_bytes(batch_path, batch)?)?;
+    let (tensors, meta) = step_file(be, &arch, (init_path, &init_tensors), (batch_path, &x, &y), lr).await?;
+    checkpoint::to_bytes(Path::new("out.safetensors"), &tensors, &meta)
+}
+
+/// The tensors and metadata of a step's output file.
+async fn step_file<B: Backend + 'static>(
+    be: &mut B,
+    arch: &Arch,
+    (init, init_tensors): (&Path, &[NamedTensor]),
+    (batch, x, y): (&Path, &[f32], &[u32]),
+    lr: f32,
+) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
     if let Some(budget) = be.memory_budget() {
-        crate::nn::sizer::check_batch(&arch, y.len(), &budget, &[], "the batch size")
+        crate::nn::sizer::check_batch(arch, y.len(), &budget, &[], "the batch size")
             .with_context(|| format!("{}", batch.display()))?;
     }
-    let tensors = one_step(be, &arch, &init_tensors, &x, &y, lr).with_context(|| format!("{}", init.display()))?;
+    let tensors = one_step(be, arch, init_tensors, x, y, lr).await.with_context(|| format!("{}", init.display()))?;
     let mut meta = BTreeMap::new();
     meta.insert("backend".to_string(), be.name());
     meta.insert("model".to_string(), arch.name.to_string());
     meta.insert("lr".to_string(), lr.to_string());
-    checkpoint::save(out, &tensors, &meta)?;
-    println!("wrote {} tensors for a batch of {} to {} (backend: {})", tensors.len(), y.len(), out.display(), be.name());
-    Ok(())
+    Ok((tensors, meta))
 }

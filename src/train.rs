@@ -1,21 +1,28 @@
 //! The seed's training recipe on any backend: shuffled epochs, the seed's log lines, test
-//! accuracy in eval mode after each epoch, a checkpoint after each epoch.
+//! accuracy in eval mode after each epoch.
+//!
+//! One loop for both targets: a `Trainer` advances a few steps per call and hands back what
+//! happened (`Event`s: the seed's lines, kernel choices, epoch reports). The CLI (`cli::train`)
+//! runs it to the end, printing, drawing the progress bar and saving a checkpoint after each
+//! epoch; the page awaits it between frames (src/web.rs).
 
 use std::collections::VecDeque;
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Instant;
+use web_time::Instant;
 
-use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
+use anyhow::{bail, Result};
 
 use crate::backend::{Backend, PendingRead};
 use crate::data::{Mnist, Split};
-use crate::metrics::{Metrics, Record};
 use crate::model::{state, zoo, Arch, Model, IMAGE_PIXELS};
 use crate::nn::{Capacity, EVAL_BATCH};
 use crate::rng::Rng;
 use crate::shapes::AdamConfig;
+
+#[cfg(not(target_arch = "wasm32"))]
+mod cli;
+#[cfg(not(target_arch = "wasm32"))]
+pub use cli::{check_save_target, train};
 
 #[derive(Clone, Debug)]
 pub struct TrainConfig {
@@ -99,16 +106,16 @@ pub fn upload<B: Backend>(be: &mut B, split: &Split, limit: Option<usize>) -> (B
 }
 
 /// Counts correct predictions (eval mode) over a device-resident split of `n` images.
-pub fn evaluate<B: Backend + 'static>(be: &mut B, model: &mut Model<B>, ds: &B::Dataset, order: &B::Index, n: usize) -> u32 {
+pub async fn evaluate<B: Backend + 'static>(be: &mut B, model: &mut Model<B>, ds: &B::Dataset, order: &B::Index, n: usize) -> u32 {
     let batch = model.eval_capacity;
-    model.take_correct(be);
+    model.take_correct(be).await;
     for offset in (0..n).step_by(batch) {
         let nb = batch.min(n - offset);
         model.gather_batch(be, ds, order, offset, nb);
         model.eval_batch(be, nb);
         be.submit();
     }
-    model.take_correct(be)
+    model.take_correct(be).await
 }
 
 /// The order 0, 1, …, n − 1 on the device (evaluation visits the test set in order).
@@ -120,18 +127,19 @@ fn identity_order<B: Backend>(be: &mut B, n: usize) -> B::Index {
 
 /// Uploads a split and counts the model's correct predictions on it (eval mode):
 /// (correct, images).
-pub fn evaluate_split<B: Backend + 'static>(be: &mut B, model: &mut Model<B>, split: &Split) -> (u32, usize) {
+pub async fn evaluate_split<B: Backend + 'static>(be: &mut B, model: &mut Model<B>, split: &Split) -> (u32, usize) {
     let (ds, n) = upload(be, split, None);
     let order = identity_order(be, n);
-    (evaluate(be, model, &ds, &order, n), n)
+    (evaluate(be, model, &ds, &order, n).await, n)
 }
 
-/// Trains from scratch or from `cfg.resume`, printing the seed's log lines.
-pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) -> Result<Vec<EpochReport>> {
+
+/// The model for `cfg`: a fresh one (`cfg.model`, else LeNet-5, initialised from `cfg.seed`)
+/// or the one `cfg.resume` names with its optimizer state, sized for training batches of
+/// `cfg.batch_size` and evaluation batches that fit the backend's limits. Returns the model
+/// and the epochs it has already trained.
+pub fn model_for<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) -> Result<(Model<B>, usize)> {
     validate(cfg)?;
-    if let Some(path) = &cfg.save {
-        check_save_target(path)?;
-    }
     // Evaluation runs in batches of EVAL_BATCH, or fewer where the limits say so.
     let mut eval_batch = EVAL_BATCH.max(cfg.batch_size);
     if let Some(budget) = be.memory_budget() {
@@ -146,8 +154,7 @@ pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) 
         eval_batch = crate::nn::sizer::eval_batch(&arch, cfg.batch_size, &budget, &data_buffers)?;
     }
     let capacity = Capacity::with_eval(cfg.batch_size, eval_batch);
-    let adam = AdamConfig { lr: cfg.lr, ..AdamConfig::default() };
-    let (mut model, start_epoch) = match &cfg.resume {
+    match &cfg.resume {
         Some(path) => {
             let (model, epoch, meta) = state::load_training(be, path, cfg.model.as_ref(), capacity)?;
             println!("Resumed {} from {} after epoch {epoch} (Adam step {})", model.arch.name, path.display(), model.adam_step);
@@ -158,114 +165,173 @@ pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) 
                     eprintln!("warning: resuming with {key} {now}, but {} was trained with {saved}", path.display());
                 }
             }
-            (model, epoch)
+            Ok((model, epoch))
         }
-        None => (Model::new(be, cfg.model.as_ref().unwrap_or(&zoo::lenet5()), capacity, cfg.seed)?, 0),
-    };
-    if start_epoch >= cfg.epochs {
-        bail!("the checkpoint has already trained {start_epoch} epochs; ask for more with --epochs");
+        None => Ok((Model::new(be, cfg.model.as_ref().unwrap_or(&zoo::lenet5()), capacity, cfg.seed)?, 0)),
     }
-    let model_bytes = be.allocated_bytes();
-    let (train_ds, n_train) = upload(be, &data.train, cfg.limit_train);
-    let (test_ds, n_test) = upload(be, &data.test, None);
-    if n_train == 0 {
-        bail!("no training images");
+}
+
+/// What training did, as it happened, for the caller to print or draw.
+#[derive(Clone, Debug)]
+pub enum Event {
+    /// A printed loss: every `log_every` steps (`step` from 1, `seconds` since the epoch began,
+    /// `images` trained in the epoch so far).
+    Loss { epoch: usize, epochs: usize, step: usize, steps: usize, loss: f32, seconds: f64, images: usize },
+    /// A kernel choice the autotuner made (`Backend::new_kernel_choices`).
+    Kernel(String),
+    /// An epoch ended and the model was evaluated on the test set.
+    Epoch(EpochReport),
+}
+
+impl Event {
+    /// The seed's log line of the event, if it has one.
+    pub fn line(&self) -> Option<String> {
+        match self {
+            Event::Loss { epoch, epochs, step, steps, loss, .. } => Some(format!("Epoch [{epoch}/{epochs}], Step [{step}/{steps}], Loss: {loss:.4}")),
+            Event::Epoch(r) => Some(format!("Accuracy of the network on the {} test images: {} %", r.total, python_float(r.accuracy()))),
+            Event::Kernel(_) => None,
+        }
     }
-    let perm = be.index(n_train);
-    let test_order = identity_order(be, n_test);
-    let steps = n_train.div_ceil(cfg.batch_size);
-    if let (Some(model_b), Some(all)) = (model_bytes, be.allocated_bytes()) {
-        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-        eprintln!(
-            "device buffers: {:.1} MiB (parameters, gradients, Adam state and activations for training batches of {} \
-             and eval batches of {}: {:.1} MiB; {} training + {} test images as u8 with the permutations: {:.1} MiB)",
-            mib(all),
-            cfg.batch_size,
-            model.eval_capacity,
-            mib(model_b),
+}
+
+/// A loss read in flight: (step, seconds into the epoch, images so far, the read).
+type InFlight = (usize, f64, usize, PendingRead);
+
+/// The training loop, a few steps at a time: `advance` records and submits steps, picks up
+/// the loss reads the device has finished, and at the end of an epoch evaluates the model.
+pub struct Trainer<B: Backend> {
+    pub model: Model<B>,
+    pub cfg: TrainConfig,
+    adam: AdamConfig,
+    train_ds: B::Dataset,
+    test_ds: B::Dataset,
+    perm: B::Index,
+    test_order: B::Index,
+    pub n_train: usize,
+    pub n_test: usize,
+    /// Steps per epoch.
+    pub steps: usize,
+    /// The epoch under way (from 0), `cfg.epochs` when done.
+    epoch: usize,
+    /// The next step of the epoch (from 0).
+    step: usize,
+    started: Instant,
+    losses: Vec<f32>,
+    pending: VecDeque<InFlight>,
+}
+
+impl<B: Backend + 'static> Trainer<B> {
+    /// Uploads the data (the first `cfg.limit_train` training images) for `model`, which has
+    /// trained `start_epoch` epochs (`model_for`).
+    pub fn new(be: &mut B, model: Model<B>, start_epoch: usize, data: &Mnist, cfg: &TrainConfig) -> Result<Self> {
+        validate(cfg)?;
+        if start_epoch >= cfg.epochs {
+            bail!("the checkpoint has already trained {start_epoch} epochs; ask for more with --epochs");
+        }
+        let (train_ds, n_train) = upload(be, &data.train, cfg.limit_train);
+        let (test_ds, n_test) = upload(be, &data.test, None);
+        if n_train == 0 {
+            bail!("no training images");
+        }
+        let perm = be.index(n_train);
+        let test_order = identity_order(be, n_test);
+        Ok(Trainer {
+            model,
+            cfg: cfg.clone(),
+            adam: AdamConfig { lr: cfg.lr, ..AdamConfig::default() },
+            train_ds,
+            test_ds,
+            perm,
+            test_order,
             n_train,
             n_test,
-            mib(all - model_b)
-        );
+            steps: n_train.div_ceil(cfg.batch_size),
+            epoch: start_epoch,
+            step: 0,
+            started: Instant::now(),
+            losses: Vec::new(),
+            pending: VecDeque::new(),
+        })
     }
-    let mut metrics = match &cfg.save {
-        Some(save) => Some(Metrics::start(save, cfg.resume.as_deref().map(|r| (r, start_epoch)))?),
-        None => None,
-    };
-    let mut reports = Vec::new();
-    for epoch in start_epoch..cfg.epochs {
-        let started = Instant::now();
-        be.write_index(&perm, &epoch_permutation(cfg.seed, epoch, n_train));
-        let bar = progress_bar(cfg.progress, n_train as u64, epoch + 1, cfg.epochs);
-        let mut losses = Vec::new();
-        // Loss reads in flight: (step, seconds, images so far, read). The device gets to
-        // them while later steps are recorded; at most two are outstanding, which keeps the
-        // host within about 2·log_every steps of the device without ever draining the queue.
-        let mut pending: VecDeque<(usize, f64, usize, PendingRead)> = VecDeque::new();
-        for s in 0..steps {
-            let offset = s * cfg.batch_size;
-            let nb = cfg.batch_size.min(n_train - offset);
-            model.gather_batch(be, &train_ds, &perm, offset, nb);
-            model.train_step(be, nb, &adam);
+
+    pub fn done(&self) -> bool {
+        self.epoch >= self.cfg.epochs
+    }
+
+    /// (epoch under way from 0, steps done in it).
+    pub fn position(&self) -> (usize, usize) {
+        (self.epoch, self.step)
+    }
+
+    /// Training images done in the epoch under way.
+    pub fn images_done(&self) -> usize {
+        (self.step * self.cfg.batch_size).min(self.n_train)
+    }
+
+    /// Runs up to `max_steps` training steps, stopping early at the end of an epoch (after
+    /// its evaluation, so that the caller can save the model of that epoch). Loss reads are
+    /// picked up when the device has done them; at most two are in flight (the oldest is
+    /// then awaited), which keeps the host within about 2·log_every steps of the device.
+    pub async fn advance(&mut self, be: &mut B, max_steps: usize) -> Result<Vec<Event>> {
+        let mut events = Vec::new();
+        let (batch, log_every) = (self.cfg.batch_size, self.cfg.log_every);
+        for _ in 0..max_steps {
+            if self.done() {
+                break;
+            }
+            if self.step == 0 {
+                self.started = Instant::now();
+                be.write_index(&self.perm, &epoch_permutation(self.cfg.seed, self.epoch, self.n_train));
+            }
+            let s = self.step;
+            let offset = s * batch;
+            let nb = batch.min(self.n_train - offset);
+            self.model.gather_batch(be, &self.train_ds, &self.perm, offset, nb);
+            self.model.train_step(be, nb, &self.adam);
             be.submit();
             if s == 0 {
-                bar.suspend(|| print_kernel_choices(be));
+                events.extend(be.new_kernel_choices().into_iter().map(Event::Kernel));
             }
-            bar.inc(nb as u64);
-            if (s + 1) % cfg.log_every == 0 || s + 1 == steps {
-                pending.push_back((s, started.elapsed().as_secs_f64(), offset + nb, model.read_loss_soon(be)));
+            self.step += 1;
+            let last = self.step == self.steps;
+            if self.step % log_every == 0 || last {
+                self.pending.push_back((s, self.started.elapsed().as_secs_f64(), offset + nb, self.model.read_loss_soon(be)));
             }
             // The epoch's last read, and the oldest of more than two, are waited for.
-            while let Some((_, _, _, read)) = pending.front() {
-                let wait = s + 1 == steps || pending.len() > 2;
-                let Some(values) = be.finish_read(read, wait) else { break };
-                let (step, seconds, images, _) = pending.pop_front().expect("the front was just read");
+            while let Some((_, _, _, read)) = self.pending.front() {
+                let values = if last || self.pending.len() > 2 { Some(be.wait_read(read).await) } else { be.try_read(read) };
+                let Some(values) = values else { break };
+                let (step, seconds, images, _) = self.pending.pop_front().expect("the front was just read");
                 let (loss, nonfinite) = Model::<B>::loss_and_nonfinite(&values);
                 if let Some(bad) = nonfinite {
-                    bar.abandon();
-                    bail!(nonfinite_message(bad, steps, cfg));
+                    bail!(nonfinite_message(bad, self.steps, &self.cfg));
                 }
-                bar.set_message(format!("loss {loss:.4}"));
-                if (step + 1) % cfg.log_every == 0 {
-                    losses.push(loss);
-                    if let Some(m) = metrics.as_mut() {
-                        m.push(record(epoch, step, steps, seconds, images, Some(loss), None))?;
-                    }
-                    bar.suspend(|| {
-                        println!("Epoch [{}/{}], Step [{}/{}], Loss: {loss:.4}", epoch + 1, cfg.epochs, step + 1, steps)
-                    });
+                if (step + 1) % log_every == 0 {
+                    self.losses.push(loss);
+                    let (epoch, epochs, steps) = (self.epoch + 1, self.cfg.epochs, self.steps);
+                    events.push(Event::Loss { epoch, epochs, step: step + 1, steps, loss, seconds, images });
                 }
             }
-        }
-        bar.finish_and_clear();
-        let train_seconds = started.elapsed().as_secs_f64();
-        let correct = evaluate(be, &mut model, &test_ds, &test_order, n_test);
-        print_kernel_choices(be);
-        let report = EpochReport { epoch: epoch + 1, losses, correct, total: n_test, seconds: train_seconds, images: n_train };
-        println!("Accuracy of the network on the {n_test} test images: {} %", python_float(report.accuracy()));
-        eprintln!(
-            "epoch {} trained in {:.1} s ({:.0} images/s) on {}",
-            epoch + 1,
-            train_seconds,
-            n_train as f64 / train_seconds,
-            be.name()
-        );
-        if let Some(path) = &cfg.save {
-            let recipe = [("seed", cfg.seed.to_string()), ("lr", cfg.lr.to_string()), ("batch_size", cfg.batch_size.to_string())];
-            state::save_training(be, &model, path, epoch + 1, &recipe)?;
-        }
-        if let (Some(m), Some(save)) = (metrics.as_mut(), &cfg.save) {
-            m.push(record(epoch, steps - 1, steps, train_seconds, n_train, None, Some(report.accuracy())))?;
-            if cfg.plots {
-                let svg = crate::metrics::paths_for(save).1;
-                if let Err(e) = crate::plot::draw_curves(&m.records, &svg) {
-                    eprintln!("warning: {e:#}");
-                }
+            if last {
+                let report = self.end_epoch(be).await;
+                // The evaluation's kernel choices, then the accuracy (the CLI's order).
+                events.extend(be.new_kernel_choices().into_iter().map(Event::Kernel));
+                events.push(Event::Epoch(report));
+                break;
             }
         }
-        reports.push(report);
+        Ok(events)
     }
-    Ok(reports)
+
+    /// Evaluates the epoch's model and moves on to the next epoch.
+    async fn end_epoch(&mut self, be: &mut B) -> EpochReport {
+        let seconds = self.started.elapsed().as_secs_f64();
+        let correct = evaluate(be, &mut self.model, &self.test_ds, &self.test_order, self.n_test).await;
+        let report = EpochReport { epoch: self.epoch + 1, losses: std::mem::take(&mut self.losses), correct, total: self.n_test, seconds, images: self.n_train };
+        self.epoch += 1;
+        self.step = 0;
+        report
+    }
 }
 
 /// Refuses settings that cannot train, with what is allowed.
@@ -288,54 +354,6 @@ pub fn validate(cfg: &TrainConfig) -> Result<()> {
     Ok(())
 }
 
-/// Checks that the checkpoint and its optimizer file can be written, before an epoch is
-/// spent: a file name (not `/`, not a directory) in a directory we may create files in.
-pub fn check_save_target(path: &std::path::Path) -> Result<()> {
-    let Some(name) = path.file_name() else {
-        bail!("--save {}: not a file name; give a path such as model.safetensors", path.display());
-    };
-    for p in [path.to_path_buf(), crate::checkpoint::optimizer_path(path)] {
-        if p.is_dir() {
-            bail!("--save {}: {} is a directory; give a file path such as {}", path.display(), p.display(), p.join("model.safetensors").display());
-        }
-    }
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => std::path::Path::new("."),
-    };
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create {}, where the checkpoint is to be saved", dir.display()))?;
-    let probe = dir.join(format!(".{}.probe-{}", name.to_string_lossy(), std::process::id()));
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)
-        .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"));
-    let _ = std::fs::remove_file(&probe);
-    written.with_context(|| format!("--save {}: cannot write files in {}", path.display(), dir.display()))
-}
-
-/// The kernel choices the autotuner made since last asked (on stderr: the log's stdout
-/// keeps the seed's lines).
-fn print_kernel_choices<B: Backend>(be: &mut B) {
-    for line in be.new_kernel_choices() {
-        eprintln!("kernel: {line}");
-    }
-}
-
-/// A metrics line with the numbers as printed: the loss to 4 decimals, the accuracy as
-/// `python_float` prints it (the shortest repr of the f64), time to 1 ms.
-fn record(epoch: usize, s: usize, steps: usize, seconds: f64, images: usize, loss: Option<f32>, acc: Option<f64>) -> Record {
-    Record {
-        epoch: epoch + 1,
-        step: s + 1,
-        global_step: epoch * steps + s + 1,
-        loss: loss.map(|l| format!("{l:.4}").parse().expect("a formatted number parses")),
-        test_accuracy: acc,
-        seconds: (seconds * 1000.0).round() / 1000.0,
-        images_per_s: (images as f64 / seconds).round(),
-    }
-}
 
 fn nonfinite_message(step: u32, steps: usize, cfg: &TrainConfig) -> String {
     let (epoch, s) = ((step as usize - 1) / steps + 1, (step as usize - 1) % steps + 1);
@@ -346,19 +364,3 @@ fn nonfinite_message(step: u32, steps: usize, cfg: &TrainConfig) -> String {
     format!("the loss became non-finite at epoch {epoch}, step {s} (step {step} overall); training stopped{kept}")
 }
 
-fn progress_bar(enabled: bool, images: u64, epoch: usize, epochs: usize) -> ProgressBar {
-    if !enabled || !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(images);
-    bar.set_style(
-        ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} images, {rate} images/s, eta {eta} {msg}")
-            .expect("the progress template is valid")
-            .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-                let _ = write!(w, "{:.0}", s.per_sec());
-            })
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(format!("{epoch}/{epochs}"));
-    bar
-}

@@ -22,7 +22,7 @@ fn random_batch(rng: &mut Rng, arch: &Arch, n: usize) -> (Vec<f32>, Vec<u32>) {
 fn eval_logits<B: Backend + 'static>(be: &mut B, m: &mut Model<B>, x: &[f32], y: &[u32]) -> Vec<u32> {
     m.set_batch(be, x, y);
     m.forward(be, y.len(), false);
-    m.read_logits(be, y.len()).iter().map(|v| v.to_bits()).collect()
+    pollster::block_on(m.read_logits(be, y.len())).iter().map(|v| v.to_bits()).collect()
 }
 
 /// Model A trains in batches of 8 and evaluates in batches of up to 30 (its eval copy);

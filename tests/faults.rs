@@ -41,7 +41,7 @@ fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
 fn save_pair(path: &Path, seed: u64) {
     let be = &mut Cpu::default();
     let model = Model::new(be, &zoo::mlp(), 1, seed).unwrap();
-    state::save_training(be, &model, path, 1, &[("seed", seed.to_string())]).unwrap();
+    pollster::block_on(state::save_training(be, &model, path, 1, &[("seed", seed.to_string())])).unwrap();
 }
 
 /// Rewrites one metadata key of a safetensors file (tensors kept).
@@ -77,7 +77,7 @@ fn negative_running_var_count_and_adam_v_are_refused() {
     let path = dir.join("l.safetensors");
     let be = &mut Cpu::default();
     let model = Model::new(be, &zoo::lenet5(), 1, 0).unwrap();
-    state::save_training(be, &model, &path, 1, &[]).unwrap();
+    pollster::block_on(state::save_training(be, &model, &path, 1, &[])).unwrap();
     let meta = checkpoint::load_metadata(&path).unwrap();
     let good = checkpoint::load_any(&path).unwrap();
     let edit = |name: &str, f: &dyn Fn(&mut checkpoint::NamedTensor)| {

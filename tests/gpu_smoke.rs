@@ -58,7 +58,7 @@ fn reads_in_flight_see_the_work_recorded_before_them() {
     }
     // Newest first, waiting; then the rest after the device is idle, without waiting.
     let (last_round, last) = reads.pop().unwrap();
-    let got = be.finish_read(&last, true).expect("a waited read arrives");
+    let got = pollster::block_on(be.wait_read(&last));
     let check = |round: u32, (f, u): (Vec<f32>, Vec<u32>)| {
         assert_eq!(u, [7 + round, 0, 9], "round {round}");
         for (i, v) in f.iter().enumerate() {
@@ -68,10 +68,10 @@ fn reads_in_flight_see_the_work_recorded_before_them() {
     check(last_round, got);
     be.ctx.finish();
     for (round, r) in reads {
-        check(round, be.finish_read(&r, false).expect("the device is idle: the read has arrived"));
+        check(round, be.try_read(&r).expect("the device is idle: the read has arrived"));
     }
     // A fourth read, after the three were taken, sees the last x.
     smoke::scale_add_index(&be.ctx, &x, 3.0, &y);
     let r = be.read_soon(&y, &idx);
-    check(3, be.finish_read(&r, true).unwrap());
+    check(3, pollster::block_on(be.wait_read(&r)));
 }

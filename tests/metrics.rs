@@ -97,8 +97,8 @@ fn confusion_adds_up_and_cpu_and_gpu_agree() {
     train::train(g, &data, &TrainConfig { save: Some(path.clone()), plots: false, ..cfg }).unwrap();
     let mut gm = state::load_model(g, &path, None, 50).unwrap();
     let mut cm = state::load_model(c, &path, None, 64).unwrap();
-    let dg = evaluate_split_detailed(g, &mut gm, &data.test, true);
-    let dc = evaluate_split_detailed(c, &mut cm, &data.test, true);
+    let dg = pollster::block_on(evaluate_split_detailed(g, &mut gm, &data.test, true));
+    let dc = pollster::block_on(evaluate_split_detailed(c, &mut cm, &data.test, true));
     for (name, d) in [("gpu", &dg), ("cpu", &dc)] {
         assert_eq!(d.confusion.total(), 1000, "{name}: the matrix sums to the test count (seed {seed})");
         assert_eq!(d.confusion.correct(), d.correct as u64, "{name}: the diagonal is the correct count (seed {seed})");

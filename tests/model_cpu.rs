@@ -35,7 +35,7 @@ fn losses(steps: usize) -> Vec<u32> {
         .map(|s| {
             model.set_batch(be, &x[s * 20 * 784..(s + 1) * 20 * 784], &y[s * 20..(s + 1) * 20]);
             model.train_step(be, 20, &AdamConfig::default());
-            model.read_loss(be).to_bits()
+            pollster::block_on(model.read_loss(be)).to_bits()
         })
         .collect()
 }

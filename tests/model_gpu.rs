@@ -47,11 +47,11 @@ fn f32s(t: &TensorData) -> &[f32] {
 fn one_training_step_matches_the_reference(arch: &Arch, seed: u64) {
     let (mut cpu, mut gpu) = (Cpu::default(), gpu());
     let fresh = Model::new(&mut cpu, arch, 1, seed).unwrap();
-    let init = state_dict(&mut cpu, &fresh);
+    let init = pollster::block_on(state_dict(&mut cpu, &fresh));
     let params: Vec<String> = parameter_specs(arch).into_iter().map(|s| s.name).collect();
     let (x, y) = batch(37, seed);
-    let want = one_step(&mut cpu, arch, &init, &x, &y, 1e-3).unwrap();
-    let got = one_step(&mut gpu, arch, &init, &x, &y, 1e-3).unwrap();
+    let want = pollster::block_on(one_step(&mut cpu, arch, &init, &x, &y, 1e-3)).unwrap();
+    let got = pollster::block_on(one_step(&mut gpu, arch, &init, &x, &y, 1e-3)).unwrap();
     assert_eq!(got.len(), want.len());
     let find = |v: &[checkpoint::NamedTensor], name: &str| f32s(&v.iter().find(|t| t.name == name).unwrap().data).to_vec();
     for (g, w) in got.iter().zip(&want) {
@@ -126,7 +126,7 @@ fn step_tool_writes_the_same_file_on_both_backends(arch: &Arch) {
     let dir = temp_dir(&format!("step-{}", arch.name));
     let mut cpu = Cpu::default();
     let fresh = Model::new(&mut cpu, arch, 1, 3).unwrap();
-    let init = state_dict(&mut cpu, &fresh);
+    let init = pollster::block_on(state_dict(&mut cpu, &fresh));
     checkpoint::save(&dir.join("init.safetensors"), &init, &Default::default()).unwrap();
     let (x, y) = batch(5, 3);
     let batch_tensors = vec![
@@ -186,7 +186,7 @@ fn losses<B: Backend + 'static>(be: &mut B, steps: usize) -> Vec<u32> {
         .map(|s| {
             model.set_batch(be, &x[s * 50 * 784..(s + 1) * 50 * 784], &y[s * 50..(s + 1) * 50]);
             model.train_step(be, 50, &cfg);
-            model.read_loss(be).to_bits()
+            pollster::block_on(model.read_loss(be)).to_bits()
         })
         .collect()
 }
@@ -232,7 +232,7 @@ fn gpu_training_learns_and_checkpoints_evaluate_the_same_on_the_reference() {
 
 fn eval_on<B: Backend + 'static>(be: &mut B, path: &std::path::Path, data: &wgsl_cnn::data::Mnist) -> u32 {
     let mut model = wgsl_cnn::model::state::load_model(be, path, None, 100).unwrap();
-    train::evaluate_split(be, &mut model, &data.test).0
+    pollster::block_on(train::evaluate_split(be, &mut model, &data.test)).0
 }
 
 #[test]

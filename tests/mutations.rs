@@ -293,7 +293,7 @@ fn mutated_files_give_clean_errors_with_bounded_memory() {
     {
         let be = &mut Cpu::default();
         let model = Model::new(be, &zoo::mlp(), 1, seed).unwrap();
-        state::save_training(be, &model, &ck, 1, &[]).unwrap();
+        pollster::block_on(state::save_training(be, &model, &ck, 1, &[])).unwrap();
     }
     let (good_model, good_optim) = (std::fs::read(&ck).unwrap(), std::fs::read(&opath).unwrap());
     let mut st = Tally::default();

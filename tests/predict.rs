@@ -31,7 +31,7 @@ fn eval_classes<B: Backend + 'static>(be: &mut B, model: &mut Model<B>, split: &
         let nb = model.capacity.min(n - offset);
         model.gather_batch(be, &ds, &order, offset, nb);
         model.forward(be, nb, false);
-        classes.extend(model.read_logits(be, nb).chunks(10).map(argmax));
+        classes.extend(pollster::block_on(model.read_logits(be, nb)).chunks(10).map(argmax));
     }
     classes
 }
@@ -96,13 +96,13 @@ fn predict_matches_eval_survives_enlargement_and_isolates_bad_files() {
     write_digits(&plain, &first, 1, false);
     let files = collect_inputs(std::slice::from_ref(&plain));
     assert_eq!(files.len(), N);
-    let got = classes_of(&predict_files(be, &mut model, &files));
+    let got = classes_of(&pollster::block_on(predict_files(be, &mut model, &files)));
     assert_eq!(got, want, "predict on 28×28 PNGs vs eval's forward (seed {seed})");
 
     // ×4, dark ink on white: inverted, cropped, scaled back to 20 px, centred.
     let big = dir.join("big");
     write_digits(&big, &first, 4, true);
-    let got = classes_of(&predict_files(be, &mut model, &collect_inputs(&[big])));
+    let got = classes_of(&pollster::block_on(predict_files(be, &mut model, &collect_inputs(&[big]))));
     let same = got.iter().zip(&want).filter(|(a, b)| a == b).count();
     let right = got.iter().zip(&first.labels).filter(|(a, &b)| **a == b as usize).count();
     eprintln!("×4 dark-on-light: {same}/100 predicted as the 28×28 originals ({right}/100 match the labels; seed {seed})");
@@ -120,7 +120,7 @@ fn predict_matches_eval_survives_enlargement_and_isolates_bad_files() {
     std::fs::write(bad.join("f_truncated.png"), &png[..png.len() / 2]).unwrap();
     std::fs::copy(plain.join("002.png"), bad.join("g_good.png")).unwrap();
     let files = collect_inputs(&[bad.clone(), dir.join("missing.png")]);
-    let outcomes = predict_files(be, &mut model, &files);
+    let outcomes = pollster::block_on(predict_files(be, &mut model, &files));
     let expect = [None, Some("empty"), Some("not an image"), Some("too large"), Some("no ink"), Some("cannot decode"), None, Some("cannot read")];
     assert_eq!(outcomes.len(), expect.len());
     for (((path, _), o), e) in files.iter().zip(&outcomes).zip(expect) {

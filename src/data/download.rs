@@ -14,7 +14,8 @@ use std::fs;
 use std::io::{BufWriter, IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use web_time::Instant;
 
 /// Well-known MNIST mirrors, tried in order. Each serves `<base><stem>.gz`.
 pub const DEFAULT_MIRRORS: [&str; 3] = [

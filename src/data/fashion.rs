@@ -6,13 +6,14 @@
 //! `ensure_fashion_with` checks the `.gz` md5s. The real download is untested here (no
 //! network): the tests serve IDX files they make from a local HTTP server.
 
-use std::path::Path;
-
-use anyhow::{bail, Context, Result};
-
-use super::download::{download_file, DownloadOptions};
-use super::idx::md5_hex;
-use super::mnist::{load_with, locate, Mnist};
+#[cfg(not(target_arch = "wasm32"))]
+use {
+    super::download::{download_file, DownloadOptions},
+    super::idx::md5_hex,
+    super::mnist::{load_with, locate, Mnist},
+    anyhow::{bail, Context, Result},
+    std::path::Path,
+};
 use super::spec::{DatasetSpec, FileKind, FileSpec, SplitSpec, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS};
 
 /// The authors' download location (it serves `<stem>.gz`).
@@ -60,6 +61,7 @@ pub fn fashion_mirrors_from_env() -> Vec<String> {
 }
 
 /// Downloads missing Fashion-MNIST files into `dir`, checks the published `.gz` md5s and loads it.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn ensure_fashion(dir: &Path, mirrors: &[String], opts: &DownloadOptions) -> Result<Mnist> {
     ensure_fashion_with(dir, &FASHION_MNIST, &FASHION_GZ_MD5, mirrors, opts)
 }
@@ -67,6 +69,7 @@ pub fn ensure_fashion(dir: &Path, mirrors: &[String], opts: &DownloadOptions) ->
 /// [`ensure_fashion`] with any spec and `.gz` md5 table (the tests use their own). A
 /// downloaded `.gz` whose md5 differs is removed again; one that was already there is kept
 /// and reported. A raw (decompressed) file cannot be checked against the published md5s.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn ensure_fashion_with(dir: &Path, spec: &DatasetSpec, gz_md5: &[(&str, &str)], mirrors: &[String], opts: &DownloadOptions) -> Result<Mnist> {
     for (split, file) in [(spec.train, spec.train.images), (spec.train, spec.train.labels), (spec.test, spec.test.images), (spec.test, spec.test.labels)] {
         let downloaded = match locate(dir, file.stem) {

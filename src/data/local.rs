@@ -37,6 +37,11 @@ pub fn checksum_list(dir: &Path) -> Result<Option<Vec<(String, String)>>> {
     }
     let bytes = crate::fsutil::read_bounded(&path, "checksum list", 64 << 10)?;
     let text = String::from_utf8(bytes).with_context(|| format!("{}: not UTF-8 text", path.display()))?;
+    parse_checksums(&text, &path.display().to_string()).map(Some)
+}
+
+/// The md5s of a checksum list's text, by file stem; `place` names the list in errors.
+pub fn parse_checksums(text: &str, place: &str) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -45,34 +50,42 @@ pub fn checksum_list(dir: &Path) -> Result<Option<Vec<(String, String)>>> {
         }
         let mut parts = line.split_whitespace();
         let (Some(md5), Some(name), None) = (parts.next(), parts.next(), parts.next()) else {
-            bail!("{}: line {} is not `<md5>  <file name>`", path.display(), i + 1);
+            bail!("{place}: line {} is not `<md5>  <file name>`", i + 1);
         };
         if md5.len() != 32 || !md5.bytes().all(|b| b.is_ascii_hexdigit()) {
-            bail!("{}: line {}: `{md5}` is not an md5 (32 hex digits)", path.display(), i + 1);
+            bail!("{place}: line {}: `{md5}` is not an md5 (32 hex digits)", i + 1);
         }
         let stem = name.trim_start_matches('*').trim_end_matches(".gz");
         out.push((stem.to_string(), md5.to_ascii_lowercase()));
     }
-    Ok(Some(out))
+    Ok(out)
 }
 
 /// Loads `dir` against `spec`: any consistent size (structure fully checked), the official
 /// md5 wherever a file has the official count, the directory's own list elsewhere.
 pub fn load_dir(dir: &Path, spec: &DatasetSpec) -> Result<Mnist> {
     let mut mnist = load_with(dir, &spec.unchecked())?;
+    let list = checksum_list(dir)?;
+    verify_md5s(&mut mnist, spec, list.as_deref(), &dir.display().to_string(), &format!("; {}", repair_hint(dir)))?;
+    Ok(mnist)
+}
+
+/// Checks loaded files: both splits hold examples, and the md5s match: the official one
+/// wherever a file has the official count, `list`'s elsewhere (with a note that the data is
+/// not the official set). `place` names where the files are; `hint` ends a mismatch's message.
+pub fn verify_md5s(mnist: &mut Mnist, spec: &DatasetSpec, list: Option<&[(String, String)]>, place: &str, hint: &str) -> Result<()> {
     for (what, n, f) in [("training", mnist.train.count, 0), ("test", mnist.test.count, 2)] {
         if n == 0 {
             bail!("{}: holds no {what} examples (the IDX header's count is 0)", mnist.report.files[f].path.display());
         }
     }
-    let list = checksum_list(dir)?;
     let splits: [(&SplitSpec, usize); 2] = [(&spec.train, mnist.train.count), (&spec.test, mnist.test.count)];
     let mut official = true;
     let mut listed = 0;
     for (i, file) in mnist.report.files.iter_mut().enumerate() {
         let (split, count) = splits[i / 2];
         let fspec: &FileSpec = if i % 2 == 0 { &split.images } else { &split.labels };
-        let from_list = list.as_ref().and_then(|l| l.iter().find(|(s, _)| s == fspec.stem)).map(|(_, m)| m.as_str());
+        let from_list = list.and_then(|l| l.iter().find(|(s, _)| s == fspec.stem)).map(|(_, m)| m.as_str());
         let want = match (split.count, fspec.md5) {
             (Some(c), Some(m)) if c == count => Some((m, "the official md5")),
             _ => {
@@ -83,10 +96,9 @@ pub fn load_dir(dir: &Path, spec: &DatasetSpec) -> Result<Mnist> {
         if let Some((want, source)) = want {
             if !file.md5.eq_ignore_ascii_case(want) {
                 bail!(
-                    "{}: checksum mismatch: the md5 of the decompressed IDX data is {}, {source} is {want}; {}",
+                    "{}: checksum mismatch: the md5 of the decompressed IDX data is {}, {source} is {want}{hint}",
                     file.path.display(),
                     file.md5,
-                    repair_hint(dir)
                 );
             }
             file.md5_checked = true;
@@ -96,15 +108,14 @@ pub fn load_dir(dir: &Path, spec: &DatasetSpec) -> Result<Mnist> {
     if !official {
         let checked = if listed > 0 { format!("; md5s from {CHECKSUMS_FILE} verified") } else { String::new() };
         mnist.report.notes.push(format!(
-            "{} holds {} training and {} test examples: not the official {}{checked}",
-            dir.display(),
+            "{place} holds {} training and {} test examples: not the official {}{checked}",
             thousands(mnist.train.count as u64),
             thousands(mnist.test.count as u64),
             spec.name
         ));
     }
     mnist.report.dataset = spec.name;
-    Ok(mnist)
+    Ok(())
 }
 
 /// `wgsl-cnn data --repair`: moves every present file that fails its checks aside (to

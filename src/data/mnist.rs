@@ -1,6 +1,7 @@
 //! MNIST in memory: find the four files in a directory, download the missing ones,
 //! verify everything, and say what was loaded.
 
+#[cfg(not(target_arch = "wasm32"))]
 use super::download::{self, DownloadOptions};
 use super::idx::{self, Decoded, PIXELS};
 use super::spec::{DatasetSpec, FileKind, FileSpec, SplitSpec, MNIST, MNIST_SUBSET};
@@ -89,6 +90,7 @@ pub fn load(dir: &Path) -> Result<Mnist> {
 
 /// Downloads whatever full-MNIST file is missing from `dir` (trying `mirrors` in order),
 /// then loads and verifies everything. Files already present are never replaced.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn ensure(dir: &Path, mirrors: &[String]) -> Result<Mnist> {
     ensure_with(dir, &MNIST, mirrors, &DownloadOptions::default())
 }
@@ -100,6 +102,7 @@ pub fn load_assets_subset() -> Result<Mnist> {
 
 /// [`ensure`] for any data set spec and download options: files with the spec's counts must
 /// have its md5s, other consistent sizes load with a note (see [`super::local::load_dir`]).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn ensure_with(
     dir: &Path,
     spec: &DatasetSpec,
@@ -125,6 +128,7 @@ pub fn ensure_with(
     Ok(mnist)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn split_files(spec: &DatasetSpec) -> [(SplitSpec, FileSpec); 4] {
     [
         (spec.train, spec.train.images),
@@ -156,8 +160,9 @@ pub fn load_with(dir: &Path, spec: &DatasetSpec) -> Result<Mnist> {
             dir.display()
         );
     }
-    let (train, mut files) = load_split(dir, &spec.train)?;
-    let (test, test_files) = load_split(dir, &spec.test)?;
+    let mut read = |f: &FileSpec, count| read_file(dir, f, count);
+    let (train, mut files) = load_split(&spec.train, &mut read)?;
+    let (test, test_files) = load_split(&spec.test, &mut read)?;
     files.extend(test_files);
     let report = LoadReport {
         dataset: spec.name,
@@ -188,9 +193,46 @@ fn read_file(dir: &Path, spec: &FileSpec, count: Option<usize>) -> Result<(PathB
     Ok((path, decoded))
 }
 
-fn load_split(dir: &Path, spec: &SplitSpec) -> Result<(Split, Vec<FileReport>)> {
-    let (image_path, images) = read_file(dir, &spec.images, spec.count)?;
-    let (label_path, labels) = read_file(dir, &spec.labels, spec.count)?;
+/// Loads the data set `spec` names from files already in memory, by name (`NAME` or
+/// `NAME.gz`; the page's downloads), with the checks a data directory gets
+/// ([`super::local::load_dir`]): full structure, the official md5 wherever a file has the
+/// official count, the md5s of `checksums` (an `IDX-MD5SUMS` text) elsewhere, and a `.gz` md5
+/// from `gz_md5` where one is published. `source` names where the files came from.
+pub fn from_bytes(
+    spec: &DatasetSpec,
+    source: &str,
+    mut files: Vec<(String, Vec<u8>)>,
+    checksums: Option<&str>,
+    gz_md5: &[(&str, &str)],
+) -> Result<Mnist> {
+    let mut read = |f: &FileSpec, count| -> Result<(PathBuf, Decoded)> {
+        let Some(i) = files.iter().position(|(name, _)| name.strip_suffix(".gz").unwrap_or(name) == f.stem) else {
+            bail!("{source} has no {} or {}.gz", f.stem, f.stem);
+        };
+        let (name, bytes) = files.swap_remove(i);
+        if let Some(&(_, want)) = gz_md5.iter().find(|(stem, _)| *stem == f.stem).filter(|_| idx::is_gzip(&bytes)) {
+            let got = idx::md5_hex(&bytes);
+            ensure!(got.eq_ignore_ascii_case(want), "{name}: checksum mismatch: the md5 is {got}, the published md5 of {}.gz is {want}", f.stem);
+        }
+        let decoded = idx::decode(bytes, f, count).map_err(|e| anyhow::anyhow!("{name}: {e:#}"))?;
+        Ok((PathBuf::from(name), decoded))
+    };
+    let unchecked = spec.unchecked();
+    let (train, mut reports) = load_split(&unchecked.train, &mut read)?;
+    let (test, test_reports) = load_split(&unchecked.test, &mut read)?;
+    reports.extend(test_reports);
+    let report = LoadReport { dataset: spec.name, dir: PathBuf::from(source), train_count: train.count, test_count: test.count, files: reports, notes: Vec::new() };
+    let mut mnist = Mnist { train, test, report };
+    let list = checksums.map(|text| super::local::parse_checksums(text, &format!("{source}/{}", super::local::CHECKSUMS_FILE))).transpose()?;
+    super::local::verify_md5s(&mut mnist, spec, list.as_deref(), source, "")?;
+    Ok(mnist)
+}
+
+type ReadFile<'a> = dyn FnMut(&FileSpec, Option<usize>) -> Result<(PathBuf, Decoded)> + 'a;
+
+fn load_split(spec: &SplitSpec, read: &mut ReadFile) -> Result<(Split, Vec<FileReport>)> {
+    let (image_path, images) = read(&spec.images, spec.count)?;
+    let (label_path, labels) = read(&spec.labels, spec.count)?;
     ensure!(
         images.count == labels.count,
         "count mismatch: {} holds {} images but {} holds {} labels",

@@ -8,6 +8,7 @@
 //! - [`mnist`]: `load`, `ensure`, `load_assets_subset`, and the report the CLI prints.
 //! - [`local`]: data directories of any consistent size, their own md5 lists, `--repair`.
 
+#[cfg(not(target_arch = "wasm32"))]
 pub mod download;
 pub mod fashion;
 pub mod idx;
@@ -15,14 +16,14 @@ pub mod local;
 pub mod mnist;
 pub mod spec;
 
+#[cfg(not(target_arch = "wasm32"))]
 pub use download::{mirrors_from_env, DownloadOptions, DEFAULT_MIRRORS, MIRRORS_ENV};
-pub use mnist::{
-    assets_subset_dir, ensure, ensure_with, load, load_assets_subset, load_with, LoadReport, Mnist,
-    Split, DEFAULT_DATA_DIR,
-};
+#[cfg(not(target_arch = "wasm32"))]
+pub use mnist::{ensure, ensure_with};
+pub use mnist::{assets_subset_dir, from_bytes, load, load_assets_subset, load_with, LoadReport, Mnist, Split, DEFAULT_DATA_DIR};
 
-use anyhow::Result;
-use std::path::Path;
+#[cfg(not(target_arch = "wasm32"))]
+use {anyhow::Result, std::path::Path};
 
 /// Environment variable naming the data directory (the CLI's `--data-dir`).
 pub const DATA_DIR_ENV: &str = "WGSL_CNN_DATA";
@@ -30,8 +31,9 @@ pub const DATA_DIR_ENV: &str = "WGSL_CNN_DATA";
 /// The `wgsl-cnn data` command: load MNIST from `dir` (downloading missing files from
 /// the mirrors in `WGSL_CNN_MNIST_MIRRORS` or the defaults, unless `offline`) and print
 /// what was loaded. With `repair`, damaged files are first moved aside (and so fetched again).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn data_command(dir: &Path, offline: bool, repair: bool) -> Result<()> {
-    let start = std::time::Instant::now();
+    let start = web_time::Instant::now();
     if repair {
         let moved = local::move_bad_files_aside(dir, &spec::MNIST)?;
         if moved.is_empty() {

@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
-use std::time::Instant;
+use web_time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};

@@ -46,8 +46,14 @@ pub struct Gpu {
 }
 
 impl Gpu {
+    /// Opens the adapter (blocking: native only; the web awaits `open`).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(choice: &AdapterChoice) -> Result<Self> {
-        let ctx = GpuContext::new(choice)?;
+        pollster::block_on(Self::open(choice))
+    }
+
+    pub async fn open(choice: &AdapterChoice) -> Result<Self> {
+        let ctx = GpuContext::open(choice).await?;
         Ok(Gpu { ctx, adam_table: AdamTable::default(), reads: Default::default(), scope: String::new(), observer: None })
     }
 }
@@ -118,22 +124,31 @@ impl Backend for Gpu {
     fn write_index(&mut self, t: &GpuTensor, data: &[u32]) {
         self.ctx.write(t, data)
     }
-    fn read(&mut self, t: &GpuTensor) -> Vec<f32> {
-        self.ctx.read(t)
+    async fn read_async(&mut self, t: &GpuTensor) -> Vec<f32> {
+        self.ctx.read_async(t).await
     }
-    fn read_index(&mut self, t: &GpuTensor) -> Vec<u32> {
-        self.ctx.read(t)
+    async fn read_index_async(&mut self, t: &GpuTensor) -> Vec<u32> {
+        self.ctx.read_async(t).await
     }
     fn submit(&mut self) {
         self.ctx.submit()
     }
+    async fn settle(&mut self) {
+        self.ctx.settle().await
+    }
     fn read_soon(&mut self, t: &GpuTensor, i: &GpuTensor) -> PendingRead {
         PendingRead::Device(self.reads.start(&self.ctx, t, i))
     }
-    fn finish_read(&mut self, read: &PendingRead, wait: bool) -> Option<(Vec<f32>, Vec<u32>)> {
+    fn try_read(&mut self, read: &PendingRead) -> Option<(Vec<f32>, Vec<u32>)> {
         match read {
             PendingRead::Done(f, u) => Some((f.clone(), u.clone())),
-            PendingRead::Device(i) => self.reads.finish(&self.ctx, *i, wait),
+            PendingRead::Device(i) => self.reads.try_finish(&self.ctx, *i),
+        }
+    }
+    async fn wait_read(&mut self, read: &PendingRead) -> (Vec<f32>, Vec<u32>) {
+        match read {
+            PendingRead::Done(f, u) => (f.clone(), u.clone()),
+            PendingRead::Device(i) => self.reads.finish(&self.ctx, *i).await,
         }
     }
     fn allocated_bytes(&self) -> Option<u64> {

@@ -77,6 +77,7 @@ pub fn instance() -> wgpu::Instance {
 }
 
 /// Every adapter wgpu can see, on the backends `WGPU_BACKEND` allows.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters() -> Vec<wgpu::AdapterInfo> {
     let inst = instance();
     pollster::block_on(inst.enumerate_adapters(wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all())))
@@ -85,11 +86,11 @@ pub fn list_adapters() -> Vec<wgpu::AdapterInfo> {
         .collect()
 }
 
-fn choose_adapter(inst: &wgpu::Instance, choice: &AdapterChoice) -> Result<wgpu::Adapter> {
+async fn choose_adapter(inst: &wgpu::Instance, choice: &AdapterChoice) -> Result<wgpu::Adapter> {
     let wanted = choice.name.clone().or_else(|| std::env::var("WGPU_ADAPTER_NAME").ok());
     let backends = wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all());
     if let Some(wanted) = wanted.filter(|w| !w.is_empty()) {
-        let adapters = pollster::block_on(inst.enumerate_adapters(backends));
+        let adapters = inst.enumerate_adapters(backends).await;
         let names: Vec<String> = adapters.iter().map(|a| describe(&a.get_info())).collect();
         return adapters
             .into_iter()
@@ -106,11 +107,11 @@ fn choose_adapter(inst: &wgpu::Instance, choice: &AdapterChoice) -> Result<wgpu:
         power_preference: wgpu::PowerPreference::from_env().unwrap_or(wgpu::PowerPreference::HighPerformance),
         ..Default::default()
     };
-    match pollster::block_on(inst.request_adapter(&opts)) {
+    match inst.request_adapter(&opts).await {
         Ok(a) => Ok(a),
         Err(_) => {
             // The default request skips CPU adapters on some platforms; take any we can see.
-            let mut adapters = pollster::block_on(inst.enumerate_adapters(backends));
+            let mut adapters = inst.enumerate_adapters(backends).await;
             // Prefer Vulkan/Metal/DX12 over GL when several exist.
             adapters.sort_by_key(|a| a.get_info().backend == wgpu::Backend::Gl);
             adapters.into_iter().next().ok_or_else(|| anyhow!(NO_ADAPTER_HELP))
@@ -119,6 +120,7 @@ fn choose_adapter(inst: &wgpu::Instance, choice: &AdapterChoice) -> Result<wgpu:
 }
 
 /// Every adapter wgpu can see with its limits.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn list_adapters_with_limits() -> Vec<(wgpu::AdapterInfo, wgpu::Limits)> {
     let inst = instance();
     pollster::block_on(inst.enumerate_adapters(wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all())))
@@ -257,9 +259,17 @@ pub struct GpuContext {
 }
 
 impl GpuContext {
+    /// Opens a device on the chosen adapter (blocking: native only; the web awaits `open`).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(choice: &AdapterChoice) -> Result<Self> {
+        pollster::block_on(Self::open(choice))
+    }
+
+    /// Opens a device on the chosen adapter: the adapter and device requests are awaited, so
+    /// the page never blocks.
+    pub async fn open(choice: &AdapterChoice) -> Result<Self> {
         let inst = instance();
-        let adapter = choose_adapter(&inst, choice)?;
+        let adapter = choose_adapter(&inst, choice).await?;
         let info = adapter.get_info();
         let alimits = adapter.limits();
         let limits = device_limits(&alimits);
@@ -270,16 +280,20 @@ impl GpuContext {
         // Subgroups where offered: the matmul and conv2d kernels that use them are candidates.
         let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES | wgpu::Features::SUBGROUP;
         let features = adapter.features() & wanted;
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        let (device, queue) = adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgsl-cnn"),
             required_features: features,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
-        }))
+        })
+        .await
         .with_context(|| format!("could not open a device on {}", describe(&info)))?;
-        let tuner = (choice.autotune != super::autotune::Mode::Off).then(|| {
+        // The page chooses kernels by the fixed rules: the tuner's timings wait for the device
+        // and its cache is a file (see README, "In the browser").
+        let tune = choice.autotune != super::autotune::Mode::Off && cfg!(not(target_arch = "wasm32"));
+        let tuner = tune.then(|| {
             let dir = super::autotune::default_cache_dir();
             if dir.is_none() {
                 eprintln!("note: no cache directory (set WGSL_CNN_CACHE_DIR); kernel choices are measured on every run");
@@ -422,8 +436,15 @@ impl GpuContext {
         }
     }
 
-    /// Submits what is recorded, copies `buf` to a staging buffer and waits for it.
+    /// Submits what is recorded, copies `buf` to a staging buffer and waits for it (blocking:
+    /// native only).
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn read<T: bytemuck::Pod>(&self, buf: &RawBuffer) -> Vec<T> {
+        pollster::block_on(self.read_async(buf))
+    }
+
+    /// Submits what is recorded, copies `buf` to a staging buffer and awaits its mapping.
+    pub async fn read_async<T: bytemuck::Pod>(&self, buf: &RawBuffer) -> Vec<T> {
         let size = (buf.len * 4) as u64;
         if size == 0 {
             return Vec::new();
@@ -439,8 +460,10 @@ impl GpuContext {
         self.queue.submit([enc.finish()]);
         self.submits.set(self.submits.get() + 1);
         let slice = staging.slice(..);
-        slice.map_async(wgpu::MapMode::Read, |r| r.expect("mapping a readback buffer failed"));
-        self.device.poll(wgpu::PollType::wait_indefinitely()).expect("device lost while waiting");
+        let mapped = super::mapped::Signal::default();
+        slice.map_async(wgpu::MapMode::Read, mapped.on_mapped());
+        let status = mapped.wait(&self.device).await;
+        assert_eq!(status, super::mapped::Status::Done, "mapping a readback buffer failed (device lost?)");
         let view = slice.get_mapped_range().expect("readback buffer is mapped");
         let out = bytemuck::cast_slice::<u8, T>(&view).to_vec();
         drop(view);
@@ -466,6 +489,15 @@ impl GpuContext {
             self.queue.submit([enc.finish()]);
             self.submits.set(self.submits.get() + 1);
         }
+    }
+
+    /// Submits and waits until the device has done it all, without blocking the page: the
+    /// page calls this every few steps, so that work in flight stays bounded.
+    pub async fn settle(&self) {
+        self.submit();
+        let done = super::mapped::Signal::default();
+        self.queue.on_submitted_work_done(done.on_done());
+        done.wait(&self.device).await;
     }
 
     /// Submits and waits until the device is idle.

@@ -10,6 +10,8 @@ pub mod context;
 pub mod conv2d;
 pub mod gather;
 pub mod kernels;
+pub mod mapped;
+#[cfg(not(target_arch = "wasm32"))]
 pub mod translate;
 pub mod matmul;
 pub mod maxpool;
@@ -18,4 +20,6 @@ pub mod reduce;
 pub mod smoke;
 
 pub use backend::{Gpu, GpuDataset, GpuTensor, Moment, Observer};
-pub use context::{list_adapters, Access, AdapterChoice, GpuContext, Kernel, RawBuffer};
+#[cfg(not(target_arch = "wasm32"))]
+pub use context::list_adapters;
+pub use context::{Access, AdapterChoice, GpuContext, Kernel, RawBuffer};

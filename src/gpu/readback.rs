@@ -2,18 +2,8 @@
 //! a few staging buffers after the work recorded so far, and mapped when the device gets
 //! there, while later steps keep the queue full (`Backend::read_soon` / `finish_read`).
 
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::Arc;
-
 use super::context::{GpuContext, RawBuffer};
-
-// A slot's state (the map callback sets it, and must be Send).
-const FREE: u8 = 0;
-/// Copy submitted, mapping requested.
-const WAITING: u8 = 1;
-const MAPPED: u8 = 2;
-/// The mapping failed (device lost).
-const FAILED: u8 = 3;
+use super::mapped::{Signal, Status};
 
 struct Slot {
     buffer: wgpu::Buffer,
@@ -22,7 +12,8 @@ struct Slot {
     f_len: usize,
     u_len: usize,
     u_offset: u64,
-    state: Arc<AtomicU8>,
+    /// The mapping's state while the slot is in use; None while it is free.
+    mapping: Option<Signal>,
 }
 
 /// Staging buffers for reads in flight, reused once read.
@@ -33,11 +24,11 @@ pub struct ReadRing {
 
 impl ReadRing {
     /// Copies `f` and `u` after the work recorded so far, submits, and asks for the copy to
-    /// be mapped; returns the slot to pass to `finish`.
+    /// be mapped; returns the slot to pass to `try_finish` or `finish`.
     pub fn start(&mut self, ctx: &GpuContext, f: &RawBuffer, u: &RawBuffer) -> usize {
         let u_offset = (f.len as u64 * 4).next_multiple_of(8);
         let bytes = (u_offset + u.len as u64 * 4).max(8);
-        let i = match self.slots.iter().position(|s| s.state.load(Ordering::Acquire) == FREE && s.bytes >= bytes) {
+        let i = match self.slots.iter().position(|s| s.mapping.is_none() && s.bytes >= bytes) {
             Some(i) => i,
             None => {
                 let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -46,8 +37,7 @@ impl ReadRing {
                     usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 });
-                let state = Arc::new(AtomicU8::new(FREE));
-                self.slots.push(Slot { buffer, bytes, f_len: 0, u_len: 0, u_offset: 0, state });
+                self.slots.push(Slot { buffer, bytes, f_len: 0, u_len: 0, u_offset: 0, mapping: None });
                 self.slots.len() - 1
             }
         };
@@ -63,34 +53,41 @@ impl ReadRing {
         });
         // A buffer may be mapped only after the submission that writes it.
         ctx.submit();
-        slot.state.store(WAITING, Ordering::Release);
-        let state = slot.state.clone();
-        slot.buffer.slice(..).map_async(wgpu::MapMode::Read, move |r| state.store(if r.is_ok() { MAPPED } else { FAILED }, Ordering::Release));
+        let mapping = Signal::default();
+        slot.buffer.slice(..).map_async(wgpu::MapMode::Read, mapping.on_mapped());
+        slot.mapping = Some(mapping);
         i
     }
 
-    /// The values of read `i` once the device has done the copy: None while it has not
-    /// (`wait`: blocks until it has). Each read is returned once; its slot is reused after.
-    pub fn finish(&mut self, ctx: &GpuContext, i: usize, wait: bool) -> Option<(Vec<f32>, Vec<u32>)> {
-        let slot = &self.slots[i];
-        assert!(slot.state.load(Ordering::Acquire) != FREE, "read {i} was already taken");
-        if slot.state.load(Ordering::Acquire) == WAITING {
-            let how = if wait { wgpu::PollType::wait_indefinitely() } else { wgpu::PollType::Poll };
-            ctx.device.poll(how).expect("device lost while reading back");
+    /// The values of read `i` if the device has done the copy, else None (it never blocks).
+    /// Each read is returned once; its slot is reused after.
+    pub fn try_finish(&mut self, ctx: &GpuContext, i: usize) -> Option<(Vec<f32>, Vec<u32>)> {
+        match self.mapping(i).poll(&ctx.device) {
+            Status::Waiting => None,
+            status => Some(self.take(i, status)),
         }
-        match slot.state.load(Ordering::Acquire) {
-            WAITING => None,
-            FAILED => panic!("mapping a readback buffer failed (device lost?)"),
-            _ => {
-                let view = slot.buffer.slice(..).get_mapped_range().expect("the readback buffer is mapped");
-                let f = bytemuck::cast_slice::<u8, f32>(&view[..slot.f_len * 4]).to_vec();
-                let u0 = slot.u_offset as usize;
-                let u = bytemuck::cast_slice::<u8, u32>(&view[u0..u0 + slot.u_len * 4]).to_vec();
-                drop(view);
-                slot.buffer.unmap();
-                slot.state.store(FREE, Ordering::Release);
-                Some((f, u))
-            }
-        }
+    }
+
+    /// The values of read `i`, once the device has done the copy (awaited).
+    pub async fn finish(&mut self, ctx: &GpuContext, i: usize) -> (Vec<f32>, Vec<u32>) {
+        let status = self.mapping(i).wait(&ctx.device).await;
+        self.take(i, status)
+    }
+
+    fn mapping(&self, i: usize) -> Signal {
+        self.slots[i].mapping.clone().unwrap_or_else(|| panic!("read {i} was already taken"))
+    }
+
+    fn take(&mut self, i: usize, status: Status) -> (Vec<f32>, Vec<u32>) {
+        assert_eq!(status, Status::Done, "mapping a readback buffer failed (device lost?)");
+        let slot = &mut self.slots[i];
+        let view = slot.buffer.slice(..).get_mapped_range().expect("the readback buffer is mapped");
+        let f = bytemuck::cast_slice::<u8, f32>(&view[..slot.f_len * 4]).to_vec();
+        let u0 = slot.u_offset as usize;
+        let u = bytemuck::cast_slice::<u8, u32>(&view[u0..u0 + slot.u_len * 4]).to_vec();
+        drop(view);
+        slot.buffer.unmap();
+        slot.mapping = None;
+        (f, u)
     }
 }

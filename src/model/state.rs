@@ -44,22 +44,22 @@ fn declared(arch: &Arch) -> crate::nn::Store<Cpu> {
 }
 
 /// The model's state_dict, read back from the device.
-pub fn state_dict<B: Backend + 'static>(be: &mut B, model: &Model<B>) -> Vec<NamedTensor> {
+pub async fn state_dict<B: Backend + 'static>(be: &mut B, model: &Model<B>) -> Vec<NamedTensor> {
     let store = &model.store;
-    store
-        .entries
-        .iter()
-        .map(|e| match e {
+    let mut out = Vec::with_capacity(store.entries.len());
+    for e in &store.entries {
+        out.push(match e {
             Entry::Param(id) => {
                 let p = &store.params[id.0];
-                NamedTensor { name: p.name.clone(), shape: p.shape.clone(), data: TensorData::F32(be.read(store.value(*id))) }
+                NamedTensor { name: p.name.clone(), shape: p.shape.clone(), data: TensorData::F32(be.read_async(store.value(*id)).await) }
             }
             Entry::Buffer { name, shape, tensor } => {
-                NamedTensor { name: name.clone(), shape: shape.clone(), data: TensorData::F32(be.read(tensor)) }
+                NamedTensor { name: name.clone(), shape: shape.clone(), data: TensorData::F32(be.read_async(tensor).await) }
             }
             Entry::Counter { name, count } => NamedTensor { name: name.clone(), shape: vec![], data: TensorData::I64(vec![count.get()]) },
-        })
-        .collect()
+        });
+    }
+    out
 }
 
 /// The model a checkpoint's metadata names: `model`, or LeNet-5 for files written before
@@ -72,8 +72,16 @@ pub fn recorded_model(meta: &BTreeMap<String, String>) -> Option<&str> {
 /// The architecture to load `path` as: `wanted` if given, else the one the file records,
 /// else LeNet-5. An error when the file records another model than `wanted`.
 pub fn arch_for(path: &Path, wanted: Option<&Arch>) -> Result<Arch> {
-    let meta = checkpoint::load_metadata(path)?;
-    let recorded = match recorded_model(&meta) {
+    arch_of(path, &checkpoint::load_metadata(path)?, wanted)
+}
+
+/// `arch_for` of a checkpoint already in memory (the page's upload), as its recorded model.
+pub fn arch_from_bytes(path: &Path, bytes: &[u8]) -> Result<Arch> {
+    arch_of(path, &checkpoint::metadata_of_bytes(path, bytes)?, None)
+}
+
+fn arch_of(path: &Path, meta: &BTreeMap<String, String>, wanted: Option<&Arch>) -> Result<Arch> {
+    let recorded = match recorded_model(meta) {
         Some(name) => Some(zoo::arch(name).with_context(|| format!("{}: unknown model in its metadata", path.display()))?),
         None => None,
     };
@@ -166,8 +174,8 @@ pub fn model_from_state_dict<B: Backend + 'static>(
     Ok(model)
 }
 
-pub fn save_model<B: Backend + 'static>(be: &mut B, model: &Model<B>, path: &Path, metadata: &BTreeMap<String, String>) -> Result<()> {
-    checkpoint::save(path, &state_dict(be, model), metadata)
+pub async fn save_model<B: Backend + 'static>(be: &mut B, model: &Model<B>, path: &Path, metadata: &BTreeMap<String, String>) -> Result<()> {
+    checkpoint::save(path, &state_dict(be, model).await, metadata)
 }
 
 fn optimizer_specs<B: Backend>(model: &Model<B>) -> Vec<Spec> {
@@ -212,33 +220,26 @@ fn fault_point(k: u32) {
 /// file are renamed into place. Both carry one `save_id`; resuming pairs the model with the
 /// optimizer file (or the kept previous one) of the same id. `extra` adds metadata such as
 /// the recipe (seed, lr, batch size).
-pub fn save_training<B: Backend + 'static>(
+pub async fn save_training<B: Backend + 'static>(
     be: &mut B,
     model: &Model<B>,
     path: &Path,
     epoch: usize,
     extra: &[(&str, String)],
 ) -> Result<()> {
-    let mut meta = BTreeMap::new();
-    meta.insert("format".to_string(), "wgsl-cnn".to_string());
-    meta.insert("model".to_string(), model.arch.name.to_string());
-    meta.insert("epoch".to_string(), epoch.to_string());
-    meta.insert("adam_step".to_string(), model.adam_step.to_string());
+    let mut meta = model_metadata(model, epoch, extra);
     meta.insert("save_id".to_string(), new_save_id());
-    for (k, v) in extra {
-        meta.insert(k.to_string(), v.clone());
-    }
     let mut moments = Vec::new();
     for which in ["m", "v"] {
         for id in model.store.ids() {
             let p = &model.store.params[id.0];
             let t = if which == "m" { model.store.adam_m(id) } else { model.store.adam_v(id) };
-            moments.push(NamedTensor { name: format!("adam.{which}.{}", p.name), shape: p.shape.clone(), data: TensorData::F32(be.read(t)) });
+            moments.push(NamedTensor { name: format!("adam.{which}.{}", p.name), shape: p.shape.clone(), data: TensorData::F32(be.read_async(t).await) });
         }
     }
     let opath = checkpoint::optimizer_path(path);
     let optim = checkpoint::prepare(&opath, &moments, &meta)?;
-    let weights = checkpoint::prepare(path, &state_dict(be, model), &meta)?;
+    let weights = checkpoint::prepare(path, &state_dict(be, model).await, &meta)?;
     fault_point(1);
     let prev = previous_optimizer_path(path);
     if opath.is_file() {
@@ -251,6 +252,20 @@ pub fn save_training<B: Backend + 'static>(
     fault_point(4);
     let _ = std::fs::remove_file(&prev);
     Ok(())
+}
+
+/// What a checkpoint of `model` records besides its tensors: the format, the model, the epochs
+/// trained, Adam's step, and `extra` (the recipe).
+pub fn model_metadata<B: Backend>(model: &Model<B>, epoch: usize, extra: &[(&str, String)]) -> BTreeMap<String, String> {
+    let mut meta = BTreeMap::new();
+    meta.insert("format".to_string(), "wgsl-cnn".to_string());
+    meta.insert("model".to_string(), model.arch.name.to_string());
+    meta.insert("epoch".to_string(), epoch.to_string());
+    meta.insert("adam_step".to_string(), model.adam_step.to_string());
+    for (k, v) in extra {
+        meta.insert(k.to_string(), v.clone());
+    }
+    meta
 }
 
 /// Atomically makes `to` a copy of `from` (a hard link where possible).

@@ -199,8 +199,8 @@ impl<B: Backend + 'static> Model<B> {
     }
 
     /// Reads and resets the correct-prediction counter.
-    pub fn take_correct(&mut self, be: &mut B) -> u32 {
-        let c = be.read_index(&self.correct)[0];
+    pub async fn take_correct(&mut self, be: &mut B) -> u32 {
+        let c = be.read_index_async(&self.correct).await[0];
         be.write_index(&self.correct, &[0]);
         c
     }
@@ -211,12 +211,12 @@ impl<B: Backend + 'static> Model<B> {
     }
 
     /// The loss of the last `backward` (waits for the device).
-    pub fn read_loss(&mut self, be: &mut B) -> f32 {
-        be.read(&self.loss)[0]
+    pub async fn read_loss(&mut self, be: &mut B) -> f32 {
+        be.read_async(&self.loss).await[0]
     }
 
     /// Starts reading the loss of the last `backward` and the non-finite record without
-    /// waiting (`loss_and_nonfinite` decodes what `Backend::finish_read` returns).
+    /// waiting (`loss_and_nonfinite` decodes what `Backend::try_read` returns).
     pub fn read_loss_soon(&mut self, be: &mut B) -> crate::backend::PendingRead {
         be.read_soon(&self.loss, &self.state)
     }
@@ -227,9 +227,9 @@ impl<B: Backend + 'static> Model<B> {
     }
 
     /// Logits of the last forward, [n, classes].
-    pub fn read_logits(&mut self, be: &mut B, n: usize) -> Vec<f32> {
+    pub async fn read_logits(&mut self, be: &mut B, n: usize) -> Vec<f32> {
         let logits = self.logits().clone();
-        let mut l = be.read(&logits);
+        let mut l = be.read_async(&logits).await;
         l.truncate(n * self.arch.classes);
         l
     }

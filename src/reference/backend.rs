@@ -14,7 +14,7 @@ use std::marker::PhantomData;
 use std::rc::Rc;
 
 use super::{activation, adam, batchnorm, conv2d, gather, matmul, maxpool, reduce, Real};
-use crate::backend::{Backend, Op};
+use crate::backend::{Backend, Op, PendingRead};
 use crate::shapes::BatchNormShape;
 
 /// Elements `offset .. offset + len` of a shared vector.
@@ -83,6 +83,11 @@ impl<T: Real> CpuBackend<T> {
     pub fn write_exact(&mut self, t: &CpuTensor<T>, data: &[T]) {
         t.get_mut(data.len()).copy_from_slice(data);
     }
+    /// The tensor as f32 (the op results are there at once).
+    fn read_now(&self, t: &CpuTensor<T>) -> Vec<f32> {
+        t.get(t.len).iter().map(|v| v.to_f64() as f32).collect()
+    }
+
     pub fn read_exact(&mut self, t: &CpuTensor<T>) -> Vec<T> {
         t.get(t.len).to_vec()
     }
@@ -128,11 +133,14 @@ impl<T: Real> Backend for CpuBackend<T> {
     fn write_index(&mut self, t: &CpuIndex, data: &[u32]) {
         t.borrow_mut()[..data.len()].copy_from_slice(data);
     }
-    fn read(&mut self, t: &CpuTensor<T>) -> Vec<f32> {
-        t.get(t.len).iter().map(|v| v.to_f64() as f32).collect()
+    async fn read_async(&mut self, t: &CpuTensor<T>) -> Vec<f32> {
+        self.read_now(t)
     }
-    fn read_index(&mut self, t: &CpuIndex) -> Vec<u32> {
+    async fn read_index_async(&mut self, t: &CpuIndex) -> Vec<u32> {
         t.borrow().clone()
+    }
+    fn read_soon(&mut self, t: &CpuTensor<T>, i: &CpuIndex) -> PendingRead {
+        PendingRead::Done(self.read_now(t), i.borrow().clone())
     }
     fn submit(&mut self) {}
 
