@@ -20,6 +20,8 @@ pub mod predict;
 pub mod prepare;
 pub mod reference;
 pub mod rng;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod serve;
 pub mod shapes;
 pub mod step;
 pub mod text;

@@ -162,6 +162,24 @@ enum Command {
     },
     /// List the GPU adapters wgpu can see and run a tiny compute shader on the chosen one.
     Adapters,
+    /// Serve the browser page (web/, built by scripts/web.sh) and the data set's files, so that
+    /// a browser with WebGPU trains, predicts and benchmarks on its own GPU. Downloads the data
+    /// set first when files are missing (unless --offline).
+    Serve {
+        /// The port (0: any free port; the address is printed).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// The address to listen on: loopback by default; give 0.0.0.0 (or an interface's
+        /// address) to let other machines reach the page.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// The page's directory [default: ./web, else the one beside the sources].
+        #[arg(long)]
+        web_dir: Option<PathBuf>,
+        /// Never download: fail if a data file is missing.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Time every kernel of the training step at the seed's shapes (GPU timestamps where the
     /// adapter has them), the step end to end, eval, and the CPU reference's step.
     /// Uses synthetic data (no download); always the GPU, plus the CPU reference.
@@ -319,6 +337,7 @@ fn run(mut cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Adapters => adapters(&cli.adapter()),
+        Command::Serve { port, host, web_dir, offline } => serve(&cli, port, &host, web_dir, offline),
         Command::Bench(args) => bench(&cli, &args),
     }
 }
@@ -479,4 +498,24 @@ fn bench(cli: &Cli, args: &BenchArgs) -> Result<()> {
         adapter: cli.adapter(),
     };
     wgsl_cnn::bench::run(&cfg).map(|_| ())
+}
+
+fn serve(cli: &Cli, port: u16, host: &str, web_dir: Option<PathBuf>, offline: bool) -> Result<()> {
+    use wgsl_cnn::serve::{default_web_dir, Site};
+    let dataset = cli.dataset();
+    let data_dir = cli.data_dir();
+    let data = dataset.load(&data_dir, offline)?;
+    eprintln!("{}", data.report);
+    let site = Site { web_dir: web_dir.unwrap_or_else(default_web_dir), data_dir, dataset };
+    if !site.web_dir.join("pkg").join("wgsl_cnn_bg.wasm").is_file() {
+        eprintln!("warning: {} has no pkg/wgsl_cnn_bg.wasm: build the page with scripts/web.sh first", site.web_dir.display());
+    }
+    wgsl_cnn::serve::serve(&site, host, port, |addr| {
+        let loopback = addr.ip().is_loopback();
+        println!("serving the page on http://{addr}/ (Ctrl-C to stop)");
+        if !loopback {
+            eprintln!("note: listening on {addr}: other machines that reach this address can load the page and the data");
+        }
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    })
 }

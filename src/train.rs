@@ -215,6 +215,8 @@ pub struct Trainer<B: Backend> {
     epoch: usize,
     /// The next step of the epoch (from 0).
     step: usize,
+    /// Steps recorded by this trainer so far.
+    pub recorded: usize,
     started: Instant,
     losses: Vec<f32>,
     pending: VecDeque<InFlight>,
@@ -248,6 +250,7 @@ impl<B: Backend + 'static> Trainer<B> {
             steps: n_train.div_ceil(cfg.batch_size),
             epoch: start_epoch,
             step: 0,
+            recorded: 0,
             started: Instant::now(),
             losses: Vec::new(),
             pending: VecDeque::new(),
@@ -293,6 +296,7 @@ impl<B: Backend + 'static> Trainer<B> {
                 events.extend(be.new_kernel_choices().into_iter().map(Event::Kernel));
             }
             self.step += 1;
+            self.recorded += 1;
             let last = self.step == self.steps;
             if self.step % log_every == 0 || last {
                 self.pending.push_back((s, self.started.elapsed().as_secs_f64(), offset + nb, self.model.read_loss_soon(be)));
