@@ -129,6 +129,9 @@ pub fn evaluate_split<B: Backend + 'static>(be: &mut B, model: &mut Model<B>, sp
 /// Trains from scratch or from `cfg.resume`, printing the seed's log lines.
 pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) -> Result<Vec<EpochReport>> {
     validate(cfg)?;
+    let n_train = cfg.limit_train.map_or(data.train.count, |l| l.min(data.train.count));
+    let clamped = crate::nn::sizer::clamp_to_data(cfg.batch_size, n_train, "--batch-size").map(|b| TrainConfig { batch_size: b, ..cfg.clone() });
+    let cfg = clamped.as_ref().unwrap_or(cfg);
     if let Some(path) = &cfg.save {
         check_save_target(path)?;
     }
@@ -173,6 +176,9 @@ pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) 
     }
     let perm = be.index(n_train);
     let test_order = identity_order(be, n_test);
+    if let Some(refusal) = be.refused_allocation() {
+        bail!("cannot hold the data set ({n_train} training and {n_test} test images): {refusal}");
+    }
     let steps = n_train.div_ceil(cfg.batch_size);
     if let (Some(model_b), Some(all)) = (model_bytes, be.allocated_bytes()) {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
@@ -209,6 +215,11 @@ pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) 
             model.train_step(be, nb, &adam);
             be.submit();
             if s == 0 {
+                // The first backward allocates the input gradients: the host may refuse them.
+                if let Err(e) = model.check_allocations(be) {
+                    bar.abandon();
+                    return Err(e);
+                }
                 bar.suspend(|| print_kernel_choices(be));
             }
             bar.inc(nb as u64);
