@@ -189,15 +189,6 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-/// A `Vec` of `len` copies of `value`, or an error naming `what` and the bytes asked for
-/// (where `vec![value; len]` would abort the process).
-pub fn try_vec<T: Clone>(len: usize, value: T, what: &str) -> anyhow::Result<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| refused(what, len.saturating_mul(std::mem::size_of::<T>()) as u64))?;
-    v.resize(len, value);
-    Ok(v)
-}
-
 /// The error for a refused allocation of `bytes` for `what`.
 pub fn refused(what: &str, bytes: u64) -> anyhow::Error {
     anyhow::anyhow!("cannot allocate {} ({bytes} bytes) for {what}: the system refused the memory", mib(bytes))
