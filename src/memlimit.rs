@@ -52,6 +52,7 @@ fn address_space() -> Option<Headroom> {
     if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut lim) } != 0 || lim.rlim_cur == libc::RLIM_INFINITY {
         return None;
     }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every unix
     let limit = lim.rlim_cur as u64;
     let mapped = std::fs::read_to_string("/proc/self/status")
         .ok()

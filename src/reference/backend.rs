@@ -332,7 +332,7 @@ impl<T: Real> Backend for CpuBackend<T> {
                 batchnorm::backward(
                     &s,
                     &x.get(s.len()),
-                    &dy,
+                    dy,
                     &mean.get(c),
                     &var.get(c),
                     &gamma.get(c),
