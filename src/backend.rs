@@ -269,6 +269,13 @@ pub trait Backend {
         None
     }
 
+    /// The first buffer allocation the host refused, where the backend's buffers are host
+    /// memory (the CPU reference): it cannot fail `tensor`, so it records the refusal and does
+    /// nothing more until its caller reports it (`Model::build`, `train::train`).
+    fn refused_allocation(&self) -> Option<crate::memlimit::Refusal> {
+        None
+    }
+
     /// Uploads `count` images of `pixels` u8 each, and their labels.
     fn dataset(&mut self, images: &[u8], labels: &[u8], pixels: usize) -> Self::Dataset;
 

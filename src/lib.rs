@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod compare;
 pub mod data;
 pub mod fsutil;
+pub mod memlimit;
 pub mod dataset;
 pub mod gpu;
 pub mod metrics;

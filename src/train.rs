@@ -134,6 +134,14 @@ pub async fn evaluate_split<B: Backend + 'static>(be: &mut B, model: &mut Model<
 }
 
 
+/// `cfg` with its batch size clamped to the training images used (with a note): as PyTorch's
+/// DataLoader, a batch larger than the data set is one batch of all of it.
+pub fn clamp_batch(data: &Mnist, cfg: &TrainConfig) -> TrainConfig {
+    let n_train = cfg.limit_train.map_or(data.train.count, |l| l.min(data.train.count));
+    let batch_size = crate::nn::sizer::clamp_to_data(cfg.batch_size, n_train, "--batch-size").unwrap_or(cfg.batch_size);
+    TrainConfig { batch_size, ..cfg.clone() }
+}
+
 /// The model for `cfg`: a fresh one (`cfg.model`, else LeNet-5, initialised from `cfg.seed`)
 /// or the one `cfg.resume` names with its optimizer state, sized for training batches of
 /// `cfg.batch_size` and evaluation batches that fit the backend's limits. Returns the model
@@ -237,6 +245,9 @@ impl<B: Backend + 'static> Trainer<B> {
         }
         let perm = be.index(n_train);
         let test_order = identity_order(be, n_test);
+        if let Some(refusal) = be.refused_allocation() {
+            bail!("cannot hold the data set ({n_train} training and {n_test} test images): {refusal}");
+        }
         Ok(Trainer {
             model,
             cfg: cfg.clone(),
@@ -292,6 +303,10 @@ impl<B: Backend + 'static> Trainer<B> {
             self.model.gather_batch(be, &self.train_ds, &self.perm, offset, nb);
             self.model.train_step(be, nb, &self.adam);
             be.submit();
+            if self.recorded == 0 {
+                // The first backward allocates the input gradients: the host may refuse them.
+                self.model.check_allocations(be)?;
+            }
             if s == 0 {
                 events.extend(be.new_kernel_choices().into_iter().map(Event::Kernel));
             }

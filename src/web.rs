@@ -123,6 +123,7 @@ impl Session {
         let cfg = config_from_json(options).map_err(js_error)?;
         let inner = &mut *inner;
         let data = inner.data.as_ref().ok_or_else(|| js_error(anyhow!("load the data set first")))?;
+        let cfg = crate::train::clamp_batch(data, &cfg);
         inner.trainer = None;
         let (model, start) = model_for(&mut inner.be, data, &cfg).map_err(js_error)?;
         let trainer = Trainer::new(&mut inner.be, model, start, data, &cfg).map_err(js_error)?;

@@ -154,6 +154,8 @@ fn opts() -> DownloadOptions {
         io_timeout: Duration::from_secs(10),
         progress: false,
         deadline: Duration::from_secs(30),
+        min_rate: 1024,
+        stall_window: Duration::from_secs(30),
     }
 }
 

@@ -1,6 +1,8 @@
 //! Issue 10 for downloads, against mirrors on 127.0.0.1 that the tests start: a mirror that
 //! trickles bytes hits the overall deadline (then the next mirror is used), `--repair`
-//! fetches a damaged file again, and partial files of dead processes are removed.
+//! fetches a damaged file again, and partial files of dead processes are removed. Issue 26:
+//! a transfer under the minimum rate for a whole window is abandoned for the next mirror
+//! long before the deadline, and a slow but steady one finishes.
 
 mod common;
 
@@ -24,6 +26,11 @@ fn mirror(delay: Option<Duration>, connections: usize) -> String {
 
 /// [`mirror`], serving `body` (when given) under every name.
 fn mirror_serving(delay: Option<Duration>, connections: usize, body: Option<Vec<u8>>) -> String {
+    mirror_paced(1, delay, connections, body)
+}
+
+/// [`mirror_serving`], sending `chunk` bytes at a time, each after `delay` when set.
+fn mirror_paced(chunk: usize, delay: Option<Duration>, connections: usize, body: Option<Vec<u8>>) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}/", listener.local_addr().unwrap());
     std::thread::spawn(move || {
@@ -55,8 +62,8 @@ fn mirror_serving(delay: Option<Duration>, connections: usize, body: Option<Vec<
                         let _ = out.write_all(&body);
                     }
                     Some(d) => {
-                        for b in &body {
-                            if out.write_all(&[*b]).and_then(|_| out.flush()).is_err() || started.elapsed() > Duration::from_secs(60) {
+                        for b in body.chunks(chunk) {
+                            if out.write_all(b).and_then(|_| out.flush()).is_err() || started.elapsed() > Duration::from_secs(60) {
                                 return;
                             }
                             std::thread::sleep(d);
@@ -70,7 +77,74 @@ fn mirror_serving(delay: Option<Duration>, connections: usize, body: Option<Vec<
 }
 
 fn opts(deadline: Duration) -> DownloadOptions {
-    DownloadOptions { connect_timeout: Duration::from_secs(3), io_timeout: Duration::from_secs(10), progress: false, deadline }
+    // No minimum rate: these tests are about the deadline.
+    DownloadOptions { connect_timeout: Duration::from_secs(3), io_timeout: Duration::from_secs(10), progress: false, deadline, min_rate: 0, stall_window: Duration::from_secs(30) }
+}
+
+/// A long deadline and a minimum of `min_rate` bytes/s over `window`.
+fn rate_opts(min_rate: u64, window: Duration) -> DownloadOptions {
+    DownloadOptions { min_rate, stall_window: window, ..opts(Duration::from_secs(600)) }
+}
+
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_mirror_under_the_minimum_rate_is_abandoned_for_the_next_within_the_window() {
+    // One byte per second against a floor of 100 bytes/s over 1 s: called after 1–2 s, not
+    // at the 600 s deadline.
+    let trickle = mirror(Some(Duration::from_secs(1)), 4);
+    let dir = temp_dir("download-faults", "stall");
+    let started = Instant::now();
+    let msg = match download_file(&dir, &MNIST_SUBSET.test.labels, Some(1000), std::slice::from_ref(&trickle), &rate_opts(100, Duration::from_secs(1))) {
+        Ok(_) => panic!("a trickling mirror must be abandoned"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
+    assert!(msg.contains("stalled") && msg.contains("minimum of 100 bytes/s over 1 s") && msg.contains("WGSL_CNN_DOWNLOAD_MIN_RATE") && msg.contains(&trickle), "{msg}");
+    assert!(listing(&dir).is_empty(), "no partial file is left: {:?}", listing(&dir));
+    // Then the next mirror is used.
+    let good = mirror(None, 4);
+    let started = Instant::now();
+    let path = download_file(&dir, &MNIST_SUBSET.test.labels, Some(1000), &[trickle, good], &rate_opts(100, Duration::from_secs(1))).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(8), "took {:?}", started.elapsed());
+    assert_eq!(listing(&dir), [format!("{TEST_LABELS}.gz")], "{path:?}");
+}
+
+#[test]
+fn a_mirror_that_sends_nothing_at_all_is_abandoned_within_the_window() {
+    // The headers, then silence: each read waits at most the window (not the 10 s io_timeout).
+    let silent = mirror(Some(Duration::from_secs(30)), 2);
+    let dir = temp_dir("download-faults", "silent");
+    let started = Instant::now();
+    let err = download_file(&dir, &MNIST_SUBSET.test.labels, Some(1000), &[silent], &rate_opts(100, Duration::from_secs(1))).unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(format!("{err:#}").contains("stalled"), "{err:#}");
+}
+
+#[test]
+fn a_slow_but_steady_mirror_finishes() {
+    // 526 bytes, 20 every 50 ms (400 bytes/s, about 1.3 s), against a floor of 100 bytes/s
+    // over 0.4 s windows: slow, but above the floor in every window.
+    let steady = mirror_paced(20, Some(Duration::from_millis(50)), 2, None);
+    let dir = temp_dir("download-faults", "steady");
+    let started = Instant::now();
+    let path = download_file(&dir, &MNIST_SUBSET.test.labels, Some(1000), &[steady], &rate_opts(100, Duration::from_millis(400))).unwrap();
+    let took = started.elapsed();
+    assert!(took > Duration::from_millis(800) && took < Duration::from_secs(10), "took {took:?}");
+    assert_eq!(std::fs::read(path).unwrap(), std::fs::read(assets_subset_dir().join(format!("{TEST_LABELS}.gz"))).unwrap());
+}
+
+#[test]
+fn the_default_minimum_rate_is_1_kib_per_second_over_30_s() {
+    let d = DownloadOptions::default();
+    // The variables may be set where the tests run; unset, the defaults hold.
+    if std::env::var_os("WGSL_CNN_DOWNLOAD_MIN_RATE").is_none() && std::env::var_os("WGSL_CNN_DOWNLOAD_STALL_SECONDS").is_none() {
+        assert_eq!((d.min_rate, d.stall_window), (1024, Duration::from_secs(30)));
+    }
 }
 
 #[test]

@@ -31,9 +31,9 @@ fn a_data_set_over_the_limit_is_named() {
 
 #[test]
 fn host_memory_bounds_cpu_batches() {
-    let budget = Budget::Host { available: 1 << 30 };
+    let budget = Budget::Host { available: 1 << 30, what: "a test's limit".into() };
     let msg = format!("{:#}", check_batch(&zoo::lenet5(), 100_000, &budget, &[], "--batch-size").unwrap_err());
-    assert!(msg.contains("of memory") && msg.contains("the largest that fits is --batch-size"), "{msg}");
+    assert!(msg.contains("of host memory") && msg.contains("a test's limit") && msg.contains("the largest that fits is --batch-size"), "{msg}");
     check_batch(&zoo::lenet5(), 100, &budget, &[], "--batch-size").unwrap();
     assert!(Budget::host().is_some(), "/proc/meminfo is readable on Linux");
 }

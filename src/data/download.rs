@@ -57,43 +57,116 @@ pub struct DownloadOptions {
     /// `io_timeout`); then the next mirror is tried. Default 10 minutes (9.9 MB at
     /// 17 kB/s), or `WGSL_CNN_DOWNLOAD_TIMEOUT` seconds.
     pub deadline: Duration,
+    /// The slowest transfer kept (bytes per second, averaged over `stall_window`): a body
+    /// arriving slower for a whole window is abandoned for the next mirror, as curl's
+    /// `--speed-limit`. Default 1,024, or `WGSL_CNN_DOWNLOAD_MIN_RATE`; 0 turns it off.
+    pub min_rate: u64,
+    /// The window of `min_rate` (curl's `--speed-time`), also the longest wait for the
+    /// next bytes. Default 30 s, or `WGSL_CNN_DOWNLOAD_STALL_SECONDS`.
+    pub stall_window: Duration,
 }
 
 /// Environment variable: seconds one file may take from one mirror.
 pub const DEADLINE_ENV: &str = "WGSL_CNN_DOWNLOAD_TIMEOUT";
+/// Environment variable: the slowest transfer kept, in bytes per second.
+pub const MIN_RATE_ENV: &str = "WGSL_CNN_DOWNLOAD_MIN_RATE";
+/// Environment variable: seconds a transfer may stay under the minimum rate.
+pub const STALL_ENV: &str = "WGSL_CNN_DOWNLOAD_STALL_SECONDS";
+
+/// A number of seconds (or bytes per second) from `var`: finite, within [min, 1e9).
+fn env_number(var: &str, min: f64) -> Option<f64> {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s >= min && *s < 1e9)
+}
 
 impl Default for DownloadOptions {
     fn default() -> Self {
-        let deadline = std::env::var(DEADLINE_ENV)
-            .ok()
-            .and_then(|s| s.trim().parse::<f64>().ok())
-            .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
-            .map_or(Duration::from_secs(600), Duration::from_secs_f64);
+        let deadline = env_number(DEADLINE_ENV, f64::MIN_POSITIVE).map_or(Duration::from_secs(600), Duration::from_secs_f64);
+        let stall_window = env_number(STALL_ENV, 0.1).map_or(Duration::from_secs(30), Duration::from_secs_f64);
         DownloadOptions {
             connect_timeout: Duration::from_secs(15),
             io_timeout: Duration::from_secs(60),
             progress: true,
             deadline,
+            min_rate: env_number(MIN_RATE_ENV, 0.0).map_or(1024, |r| r as u64),
+            stall_window,
         }
     }
 }
 
-/// A body reader that fails once the download's deadline has passed.
-struct Deadline<R> {
+/// A body reader that fails once the download's deadline has passed, or when the body
+/// arrives slower than `min_rate` bytes per second over a whole window (checked window by
+/// window, so a trickle is called within one to two windows, a steady link never).
+struct Watchdog<R> {
     inner: R,
     until: Instant,
     limit: Duration,
+    min_rate: u64,
+    window: Duration,
+    /// Start of the current window (the first read), and the bytes received in it.
+    window_start: Option<Instant>,
+    window_bytes: u64,
 }
 
-impl<R: Read> Read for Deadline<R> {
+impl<R: Read> Watchdog<R> {
+    fn new(inner: R, started: Instant, opts: &DownloadOptions) -> Self {
+        Watchdog {
+            inner,
+            until: started + opts.deadline,
+            limit: opts.deadline,
+            min_rate: opts.min_rate,
+            window: opts.stall_window,
+            window_start: None,
+            window_bytes: 0,
+        }
+    }
+
+    fn too_slow(&self, seconds: f64) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "the transfer stalled: {} bytes in {seconds:.0} s, under the minimum of {} bytes/s over {:.0} s \
+                 ({MIN_RATE_ENV} and {STALL_ENV} set the floor)",
+                self.window_bytes,
+                self.min_rate,
+                self.window.as_secs_f64()
+            ),
+        )
+    }
+}
+
+impl<R: Read> Read for Watchdog<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if Instant::now() >= self.until {
+        let now = Instant::now();
+        if now >= self.until {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 format!("the file did not arrive within {:.0} s ({DEADLINE_ENV} sets the limit)", self.limit.as_secs_f64()),
             ));
         }
-        self.inner.read(buf)
+        let start = *self.window_start.get_or_insert(now);
+        let result = self.inner.read(buf);
+        if self.min_rate == 0 {
+            return result;
+        }
+        let elapsed = start.elapsed();
+        match &result {
+            Ok(n) => self.window_bytes += *n as u64,
+            // Nothing arrived for the whole read timeout (at most one window): a stall.
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut || elapsed >= self.window => {
+                return Err(self.too_slow(elapsed.as_secs_f64()));
+            }
+            Err(_) => return result,
+        }
+        if elapsed >= self.window {
+            if (self.window_bytes as f64) < self.min_rate as f64 * elapsed.as_secs_f64() {
+                return Err(self.too_slow(elapsed.as_secs_f64()));
+            }
+            (self.window_start, self.window_bytes) = (Some(Instant::now()), 0);
+        }
+        result
     }
 }
 
@@ -120,11 +193,23 @@ fn is_loopback(url: &str) -> bool {
     }
 }
 
+/// The longest wait for one read: the I/O timeout, no longer than the deadline and (when
+/// the minimum rate is on) the stall window.
+fn read_timeout(opts: &DownloadOptions) -> Duration {
+    let t = opts.io_timeout.min(opts.deadline);
+    if opts.min_rate > 0 {
+        t.min(opts.stall_window)
+    } else {
+        t
+    }
+}
+
 fn client(opts: &DownloadOptions, direct: bool) -> Result<reqwest::blocking::Client> {
     let mut builder = reqwest::blocking::Client::builder()
         .connect_timeout(opts.connect_timeout)
-        // reqwest's blocking timeout applies to each read; `Deadline` bounds the whole body.
-        .timeout(opts.io_timeout.min(opts.deadline))
+        // reqwest's blocking timeout applies to each read; `Watchdog` bounds the whole body
+        // and its rate. A read that waits a whole stall window for a byte is a stall.
+        .timeout(read_timeout(opts))
         .user_agent(concat!("wgsl-cnn/", env!("CARGO_PKG_VERSION")));
     if direct {
         builder = builder.no_proxy();
@@ -179,7 +264,7 @@ fn fetch_to(url: &str, tmp: &Path, opts: &DownloadOptions, name: &str) -> Result
     let bar = progress_bar(expected, name, opts.progress);
     let file = fs::File::create(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
     let mut writer = BufWriter::new(file);
-    let body = Deadline { inner: response, until: started + opts.deadline, limit: opts.deadline };
+    let body = Watchdog::new(response, started, opts);
     let mut reader = bar.wrap_read(body).take(MAX_DOWNLOAD_BYTES + 1);
     let written = std::io::copy(&mut reader, &mut writer)
         .map_err(|e| anyhow!("download interrupted: {}", error_chain(&e)));

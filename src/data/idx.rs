@@ -130,6 +130,26 @@ fn read_error(e: std::io::Error, gz: bool, on_disk: u64) -> anyhow::Error {
     }
 }
 
+/// Reads up to `payload` bytes (fewer at an early end), growing the vector as the data
+/// arrives (a header's promise is not trusted with memory up front) and fallibly: memory the
+/// system refuses is an error naming `what` and the size, not an abort.
+fn read_payload(r: &mut dyn Read, payload: usize, gz: bool, on_disk: u64, what: &str) -> Result<Vec<u8>> {
+    let mut data: Vec<u8> = Vec::new();
+    while data.len() < payload {
+        let room = payload - data.len();
+        let grow = data.capacity().max(64 << 20).min(room);
+        data.try_reserve_exact(grow).map_err(|_| crate::memlimit::refused(&format!("{what} ({payload} bytes in all)"), grow as u64))?;
+        let start = data.len();
+        data.resize(start + grow, 0);
+        let got = fill(r, &mut data[start..], gz, on_disk)?;
+        data.truncate(start + got);
+        if got < grow {
+            break;
+        }
+    }
+    Ok(data)
+}
+
 fn decode_from(src: &mut dyn Read, on_disk: u64, spec: &FileSpec, expected_count: Option<usize>) -> Result<Decoded> {
     ensure!(on_disk > 0, "the file is empty");
     let mut magic = [0u8; 2];
@@ -173,10 +193,7 @@ fn decode_from(src: &mut dyn Read, on_disk: u64, spec: &FileSpec, expected_count
         // The length is known without reading: refuse a wrong one before reading it.
         check_length(on_disk as usize, header_len, count, item, what)?;
     }
-    let mut data = Vec::with_capacity(payload.min(64 << 20));
-    r.take(payload as u64)
-        .read_to_end(&mut data)
-        .map_err(|e| read_error(e, was_gzip, on_disk))?;
+    let data = read_payload(r, payload, was_gzip, on_disk, &format!("the {count} {what} its header announces"))?;
     if data.len() < payload {
         check_length(header_len + data.len(), header_len, count, item, what)?;
     }

@@ -104,7 +104,20 @@ impl<B: Backend + 'static> Model<B> {
         let y = be.index(eval_capacity);
         let (loss, dlogits) = (be.tensor(1), be.tensor(capacity * arch.classes));
         let (correct, state) = (be.index(1), be.index(2));
+        if let Some(refusal) = be.refused_allocation() {
+            return Err(refused_error(arch, capacity, eval_capacity, &refusal));
+        }
         Ok(Model { arch: arch.clone(), capacity, eval_capacity, store, adam_step: 0, net, eval_net, x, y, logits: None, loss, dlogits, correct, state })
+    }
+
+    /// Err when the backend refused one of the model's allocations (the CPU reference's
+    /// host memory, `Backend::refused_allocation`). `build` checks; call it again after the
+    /// first training step, whose backward allocates the input-gradient buffers.
+    pub fn check_allocations(&self, be: &B) -> Result<()> {
+        match be.refused_allocation() {
+            Some(refusal) => Err(refused_error(&self.arch, self.capacity, self.eval_capacity, &refusal)),
+            None => Ok(()),
+        }
     }
 
     /// Writes every parameter's values (in store order).
@@ -233,4 +246,20 @@ impl<B: Backend + 'static> Model<B> {
         l.truncate(n * self.arch.classes);
         l
     }
+}
+
+/// The error for a model whose buffers the host refused (the CPU reference): what was
+/// refused, for which batches, and the largest batch whose buffers fit in what was granted.
+fn refused_error(arch: &Arch, capacity: usize, eval_capacity: usize, refusal: &crate::memlimit::Refusal) -> anyhow::Error {
+    let batches = if eval_capacity > capacity {
+        format!("training batches of {capacity} and eval batches of {eval_capacity}")
+    } else {
+        format!("batches of {capacity}")
+    };
+    let hint = match crate::nn::sizer::largest_host_batch_within(arch, refusal.granted, capacity) {
+        Ok(Some(n)) => format!("the largest batch whose buffers fit in what was granted is {n}"),
+        Ok(None) => "not even a batch of 1 fits in what was granted".to_string(),
+        Err(e) => format!("(no smaller batch could be sized: {e:#})"),
+    };
+    anyhow::anyhow!("cannot hold {} for {batches}: {refusal}; {hint}", arch.name)
 }

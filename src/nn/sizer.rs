@@ -1,7 +1,9 @@
 //! What a model will allocate for a batch, found before allocating anything: the model is
 //! built and run once (train step and eval) on `Sizer`, a backend that only records buffer
-//! sizes. `check_batch` compares them with the GPU's per-buffer limits or the free host
-//! memory and, when the batch does not fit, says the largest batch that does.
+//! sizes. `check_batch` compares them with the GPU's per-buffer limits or the memory this
+//! process may still take on the host (the least of the free memory, the address-space
+//! limit and the cgroup's limit: `crate::memlimit`) and, when the batch does not fit, says
+//! the largest batch that does.
 
 use anyhow::{bail, Result};
 
@@ -17,6 +19,8 @@ pub struct Sizer {
     pub buffers: Vec<u64>,
     /// The largest scratch buffer per tag (the GPU keeps one per tag).
     pub scratch: Vec<(&'static str, u64)>,
+    /// The CPU reference's scratch vector (bytes): as long as its longest tensor.
+    pub host_scratch: u64,
 }
 
 pub struct SizerDataset(usize);
@@ -33,7 +37,7 @@ fn bytes(len: usize) -> u64 {
 
 impl Sizer {
     pub fn new(align: usize) -> Sizer {
-        Sizer { align: align.max(1), buffers: Vec::new(), scratch: Vec::new() }
+        Sizer { align: align.max(1), buffers: Vec::new(), scratch: Vec::new(), host_scratch: 0 }
     }
 
     fn note_scratch(&mut self, tag: &'static str, len: usize) {
@@ -54,6 +58,7 @@ impl Backend for Sizer {
     }
     fn tensor(&mut self, len: usize) -> usize {
         self.buffers.push(bytes(len));
+        self.host_scratch = self.host_scratch.max(bytes(len));
         len
     }
     fn index(&mut self, len: usize) -> usize {
@@ -103,15 +108,63 @@ impl Backend for Sizer {
 /// Every buffer (bytes) a model of `arch` allocates for batches of `batch` (training and
 /// eval), with the scratch buffers one training step and one evaluation add on the GPU.
 pub fn footprint(arch: &Arch, batch: impl Into<Capacity>, align: usize) -> Result<Vec<u64>> {
-    let batch = batch.into();
+    let sz = measure(arch, batch.into(), align)?;
+    let mut all = sz.buffers;
+    all.extend(sz.scratch.iter().map(|(_, b)| *b));
+    Ok(all)
+}
+
+/// Every buffer (bytes) the CPU reference holds for `arch` with batches of `batch`: the
+/// model's buffers and its scratch vector.
+pub fn host_footprint(arch: &Arch, batch: impl Into<Capacity>) -> Result<Vec<u64>> {
+    let sz = measure(arch, batch.into(), 1)?;
+    let mut all = sz.buffers;
+    all.push(sz.host_scratch);
+    Ok(all)
+}
+
+/// Builds a model of `arch` on a `Sizer` and runs one training step and one evaluation.
+fn measure(arch: &Arch, batch: Capacity, align: usize) -> Result<Sizer> {
     let mut sz = Sizer::new(align);
     let mut model = Model::build(&mut sz, arch, batch)?;
     model.train_step(&mut sz, batch.train, &AdamConfig::default());
     model.eval_batch(&mut sz, batch.eval.max(batch.train));
     drop(model);
-    let mut all = sz.buffers;
-    all.extend(sz.scratch.iter().map(|(_, b)| *b));
-    Ok(all)
+    Ok(sz)
+}
+
+/// What the buffers of `arch` with batches of `batch` need under `budget`.
+fn needs(arch: &Arch, batch: impl Into<Capacity>, budget: &Budget) -> Result<Vec<u64>> {
+    match budget {
+        Budget::Device { align, .. } => footprint(arch, batch, *align),
+        Budget::Host { .. } => host_footprint(arch, batch),
+    }
+}
+
+/// The largest batch (training and eval alike) up to `below` − 1 whose buffers on the CPU
+/// reference add up to at most `bytes`, or None when not even 1 does: for the message after
+/// the host refused an allocation that the up-front check expected to succeed.
+pub fn largest_host_batch_within(arch: &Arch, bytes: u64, below: usize) -> Result<Option<usize>> {
+    let fits = |n: usize| -> Result<bool> { Ok(host_footprint(arch, n)?.iter().sum::<u64>() <= bytes) };
+    if below <= 1 || !fits(1)? {
+        return Ok(None);
+    }
+    if fits(below - 1)? {
+        return Ok(Some(below - 1));
+    }
+    Ok(Some(largest_fitting(1, below - 1, &fits)?))
+}
+
+/// A batch larger than the data set's `n` examples: `Some(n)` with a note on stderr (one
+/// batch of the whole set per epoch, as PyTorch's `DataLoader` gives with `drop_last=False`),
+/// else None.
+pub fn clamp_to_data(batch: usize, n: usize, flag: &str) -> Option<usize> {
+    if n == 0 || batch <= n {
+        return None;
+    }
+    let th = crate::text::thousands;
+    eprintln!("note: {flag} {batch} is larger than the {} training images: each epoch is one batch of {} (as PyTorch's DataLoader gives)", th(n as u64), th(n as u64));
+    Some(n)
 }
 
 /// What a batch has to fit in.
@@ -119,25 +172,17 @@ pub fn footprint(arch: &Arch, batch: impl Into<Capacity>, align: usize) -> Resul
 pub enum Budget {
     /// A GPU: each buffer at most `buffer` bytes and each binding at most `binding` bytes.
     Device { name: String, binding: u64, buffer: u64, align: usize },
-    /// The CPU reference: everything together in `available` bytes of host memory.
-    Host { available: u64 },
+    /// The CPU reference: everything together in `available` bytes of host memory, the
+    /// headroom under `what` (free memory, the address-space limit, the cgroup's limit).
+    Host { available: u64, what: String },
 }
 
 impl Budget {
-    /// The offset alignment of views into one buffer (1 on the host).
-    fn align(&self) -> usize {
-        match self {
-            Budget::Device { align, .. } => *align,
-            Budget::Host { .. } => 1,
-        }
-    }
-
-    /// The host's free memory (Linux `MemAvailable`); None where it cannot be read.
+    /// What this process may still allocate on the host: the least of the free memory
+    /// (Linux `MemAvailable`), the room left under `RLIMIT_AS` and under the cgroup's memory
+    /// limit ([`crate::memlimit::headroom`]); None where none of them can be read.
     pub fn host() -> Option<Budget> {
-        let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-        let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-        let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-        Some(Budget::Host { available: kib.saturating_mul(1024) })
+        crate::memlimit::headroom().map(|h| Budget::Host { available: h.bytes, what: h.what })
     }
 
     /// Why `buffers` (plus the `fixed` buffers held besides) do not fit, or None when they do.
@@ -152,12 +197,12 @@ impl Budget {
                     format!("its largest buffer would be {largest} bytes, over {name}'s limit of {limit} bytes ({}) per buffer ({which})", mib(limit))
                 })
             }
-            Budget::Host { available } => {
+            Budget::Host { available, what } => {
                 // The reference keeps every buffer in host memory; leave a margin for the rest.
                 let total: u64 = buffers.iter().chain(fixed).sum::<u64>();
                 let usable = available / 10 * 8;
                 (total > usable).then(|| {
-                    format!("it would need about {} of memory, more than the {} this machine has free (80 % of {})", mib(total), mib(usable), mib(*available))
+                    format!("it would need about {} of host memory, more than the {} this process may use (80 % of the {} left under {what})", mib(total), mib(usable), mib(*available))
                 })
             }
         }
@@ -177,7 +222,6 @@ pub fn check_batch_with(arch: &Arch, batch: usize, budget: &Budget, fixed: &dyn 
     if batch == 0 {
         bail!("{flag} must be at least 1");
     }
-    let align = budget.align();
     if let Budget::Device { name, binding, buffer, .. } = budget {
         let (largest, limit) = (fixed(1).iter().copied().max().unwrap_or(0), (*binding).min(*buffer));
         if largest > limit {
@@ -188,7 +232,7 @@ pub fn check_batch_with(arch: &Arch, batch: usize, budget: &Budget, fixed: &dyn 
             );
         }
     }
-    let fits = |n: usize| -> Result<Option<String>> { Ok(budget.misfit(&footprint(arch, n, align)?, &fixed(n))) };
+    let fits = |n: usize| -> Result<Option<String>> { Ok(budget.misfit(&needs(arch, n, budget)?, &fixed(n))) };
     let Some(why) = fits(batch)? else { return Ok(()) };
     if let Some(why) = fits(1)? {
         bail!("{} does not fit even with {flag} 1: {why}", arch.name);
@@ -201,8 +245,7 @@ pub fn check_batch_with(arch: &Arch, batch: usize, budget: &Budget, fixed: &dyn 
 /// larger), or the largest between the two with which the model still fits `budget` (with
 /// the `fixed` buffers held besides). Call after `check_batch` accepted `batch`.
 pub fn eval_batch(arch: &Arch, batch: usize, budget: &Budget, fixed: &[u64]) -> Result<usize> {
-    let align = budget.align();
-    let fits = |e: usize| -> Result<bool> { Ok(budget.misfit(&footprint(arch, Capacity::with_eval(batch, e), align)?, fixed).is_none()) };
+    let fits = |e: usize| -> Result<bool> { Ok(budget.misfit(&needs(arch, Capacity::with_eval(batch, e), budget)?, fixed).is_none()) };
     let want = EVAL_BATCH.max(batch);
     if fits(want)? {
         return Ok(want);

@@ -10,11 +10,11 @@
 //! prefix its shape covers, as the GPU kernels do.
 
 use std::cell::{Ref, RefCell, RefMut};
-use std::marker::PhantomData;
 use std::rc::Rc;
 
 use super::{activation, adam, batchnorm, conv2d, gather, matmul, maxpool, reduce, Real};
 use crate::backend::{Backend, Op, PendingRead};
+use crate::memlimit::Refusal;
 use crate::shapes::BatchNormShape;
 
 /// Elements `offset .. offset + len` of a shared vector.
@@ -67,8 +67,28 @@ impl crate::backend::DatasetShape for CpuDataset {
     }
 }
 
-#[derive(Default)]
-pub struct CpuBackend<T: Real>(PhantomData<T>);
+/// The reference backend. Its buffers are host memory, allocated fallibly: the trait's
+/// `tensor` cannot return an error, so a refused allocation is recorded (the first one, with
+/// what was granted before it), every later allocation and op does nothing, and
+/// `refused_allocation` hands the refusal to the caller (`Model::build`, `train`), which
+/// turns it into an error instead of the process aborting.
+///
+/// The few ops that need a temporary as large as an activation (the normalized input of a
+/// fused pool, the routed gradient of a fused batch norm) use `scratch`, which is reserved,
+/// fallibly, as long as the longest tensor when that tensor is allocated: no op allocates
+/// anything of a batch's size while training (`nn::sizer` counts the scratch).
+pub struct CpuBackend<T: Real> {
+    /// Bytes of buffers allocated so far.
+    granted: u64,
+    refused: Option<Refusal>,
+    scratch: Vec<T>,
+}
+
+impl<T: Real> Default for CpuBackend<T> {
+    fn default() -> Self {
+        CpuBackend { granted: 0, refused: None, scratch: Vec::new() }
+    }
+}
 
 /// The f32 reference backend.
 pub type Cpu = CpuBackend<f32>;
@@ -77,7 +97,46 @@ pub type Cpu64 = CpuBackend<f64>;
 
 impl<T: Real> CpuBackend<T> {
     pub fn new() -> Self {
-        CpuBackend(PhantomData)
+        Self::default()
+    }
+
+    /// A vector of `len` copies of `value` for `what`, or (after recording the refusal) an
+    /// empty one when the host refuses the memory or refused an earlier allocation.
+    fn alloc<E: Clone>(&mut self, len: usize, value: E, what: impl FnOnce() -> String) -> Vec<E> {
+        if self.refused.is_none() {
+            let bytes = len.saturating_mul(std::mem::size_of::<E>()) as u64;
+            let mut v = Vec::new();
+            if v.try_reserve_exact(len).is_ok() {
+                v.resize(len, value);
+                self.granted += bytes;
+                return v;
+            }
+            self.refused = Some(Refusal { what: what(), bytes, granted: self.granted });
+        }
+        Vec::new()
+    }
+
+    /// The scratch vector, `len` zeros long (within its reserved capacity); put it back in
+    /// `self.scratch` after use.
+    fn take_scratch(&mut self, len: usize) -> Vec<T> {
+        let mut v = std::mem::take(&mut self.scratch);
+        v.clear();
+        v.resize(len, T::zero());
+        v
+    }
+
+    /// A copy of `src` for `what` (see [`Self::alloc`]).
+    fn copy_of(&mut self, src: &[u8], what: impl FnOnce() -> String) -> Vec<u8> {
+        let mut v = Vec::new();
+        if self.refused.is_none() {
+            if v.try_reserve_exact(src.len()).is_ok() {
+                v.extend_from_slice(src);
+                self.granted += src.len() as u64;
+            } else {
+                self.refused = Some(Refusal { what: what(), bytes: src.len() as u64, granted: self.granted });
+            }
+        }
+        v
     }
     /// Writes values at full precision (the trait's `write` takes f32).
     pub fn write_exact(&mut self, t: &CpuTensor<T>, data: &[T]) {
@@ -85,6 +144,9 @@ impl<T: Real> CpuBackend<T> {
     }
     /// The tensor as f32 (the op results are there at once).
     fn read_now(&self, t: &CpuTensor<T>) -> Vec<f32> {
+        if self.refused.is_some() {
+            return Vec::new();
+        }
         t.get(t.len).iter().map(|v| v.to_f64() as f32).collect()
     }
 
@@ -112,35 +174,61 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn tensor(&mut self, len: usize) -> CpuTensor<T> {
-        CpuTensor { data: Rc::new(RefCell::new(vec![T::zero(); len])), offset: 0, len }
+        let bits = 8 * std::mem::size_of::<T>();
+        let data = self.alloc(len, T::zero(), || format!("a tensor of {len} f{bits} elements"));
+        if len > self.scratch.capacity() && self.refused.is_none() {
+            let bytes = (len * std::mem::size_of::<T>()) as u64;
+            let before = (self.scratch.capacity() * std::mem::size_of::<T>()) as u64;
+            match self.scratch.try_reserve_exact(len - self.scratch.len()) {
+                Ok(()) => self.granted += bytes - before,
+                Err(_) => self.refused = Some(Refusal { what: format!("the scratch buffer of {len} f{bits} elements (one op's temporary)"), bytes, granted: self.granted }),
+            }
+        }
+        CpuTensor { data: Rc::new(RefCell::new(data)), offset: 0, len }
     }
     fn index(&mut self, len: usize) -> CpuIndex {
-        Rc::new(RefCell::new(vec![0; len]))
+        Rc::new(RefCell::new(self.alloc(len, 0, || format!("an index buffer of {len} u32 elements"))))
+    }
+    fn refused_allocation(&self) -> Option<Refusal> {
+        self.refused.clone()
     }
     fn view(&mut self, t: &CpuTensor<T>, offset: usize, len: usize) -> CpuTensor<T> {
         assert!(offset + len <= t.len, "a view of {len} at {offset} into a tensor of {}", t.len);
         CpuTensor { data: t.data.clone(), offset: t.offset + offset, len }
     }
     fn clear(&mut self, t: &CpuTensor<T>) {
+        if self.refused.is_some() {
+            return; // a buffer may be missing: the caller is about to report the refusal
+        }
         t.get_mut(t.len).fill(T::zero());
     }
     /// Overwrites the first data.len() elements (as queue.write_buffer).
     fn write(&mut self, t: &CpuTensor<T>, data: &[f32]) {
+        if self.refused.is_some() {
+            return; // a buffer may be missing: the caller is about to report the refusal
+        }
         for (d, &s) in t.get_mut(data.len()).iter_mut().zip(data) {
             *d = T::from_f64(s as f64);
         }
     }
     fn write_index(&mut self, t: &CpuIndex, data: &[u32]) {
+        if self.refused.is_some() {
+            return; // a buffer may be missing: the caller is about to report the refusal
+        }
         t.borrow_mut()[..data.len()].copy_from_slice(data);
     }
     async fn read_async(&mut self, t: &CpuTensor<T>) -> Vec<f32> {
         self.read_now(t)
     }
     async fn read_index_async(&mut self, t: &CpuIndex) -> Vec<u32> {
+        if self.refused.is_some() {
+            return Vec::new();
+        }
         t.borrow().clone()
     }
     fn read_soon(&mut self, t: &CpuTensor<T>, i: &CpuIndex) -> PendingRead {
-        PendingRead::Done(self.read_now(t), i.borrow().clone())
+        let index = if self.refused.is_some() { Vec::new() } else { i.borrow().clone() };
+        PendingRead::Done(self.read_now(t), index)
     }
     fn submit(&mut self) {}
 
@@ -149,16 +237,29 @@ impl<T: Real> Backend for CpuBackend<T> {
     }
 
     fn dataset(&mut self, images: &[u8], labels: &[u8], pixels: usize) -> CpuDataset {
-        CpuDataset { images: images.to_vec(), labels: labels.to_vec(), pixels }
+        let count = labels.len();
+        let images = self.copy_of(images, || format!("a data set of {count} images ({} pixel bytes)", images.len()));
+        let labels = self.copy_of(labels, || format!("the labels of a data set of {count} images"));
+        CpuDataset { images, labels, pixels }
     }
 
     fn run(&mut self, op: Op<'_, CpuTensor<T>, CpuIndex, CpuDataset>) {
+        if self.refused.is_some() {
+            return; // a buffer may be missing: the caller is about to report the refusal
+        }
         let kind = op.kind();
         match op {
             Op::Gather { ds, perm, offset, n, x, y } => {
-                let mut xf = vec![0f32; n * ds.pixels];
-                gather::gather(&ds.images, &ds.labels, ds.pixels, &perm.borrow(), offset, n, &mut xf, &mut y.borrow_mut());
-                self.write(x, &xf);
+                // Row by row through a one-image buffer: no batch-sized temporary.
+                let p = ds.pixels;
+                let (perm, mut y, mut x) = (perm.borrow(), y.borrow_mut(), x.get_mut(n * p));
+                let mut row = vec![0f32; p];
+                for i in 0..n {
+                    gather::gather(&ds.images, &ds.labels, p, &perm, offset + i, 1, &mut row, &mut y[i..]);
+                    for (d, &s) in x[i * p..(i + 1) * p].iter_mut().zip(&row) {
+                        *d = T::from_f64(s as f64);
+                    }
+                }
             }
             Op::Conv2dForward { s, x, w, b, y } => {
                 check_aliasing(kind, &[x, w, b], &[y]);
@@ -183,14 +284,18 @@ impl<T: Real> Backend for CpuBackend<T> {
                     inputs.extend([n.mean, n.var, n.gamma, n.beta]);
                 }
                 check_aliasing(kind, &inputs, &[y]);
-                // The twin of the fused kernel: the composition of the reference ops.
-                let mut x = x.get(s.x_len()).to_vec();
+                // The twin of the fused kernel: the composition of the reference ops (the one
+                // temporary, the normalized input, is in `nn::sizer`'s host estimate).
+                let x = x.get(s.x_len());
+                let fused_bn = normalize.is_some();
+                let mut normalized = self.take_scratch(if fused_bn { s.x_len() } else { 0 });
                 if let Some(n) = normalize {
                     let bs = BatchNormShape { n: s.n, c: s.c, hw: s.h * s.w };
-                    let raw = x.clone();
-                    batchnorm::normalize(&bs, &raw, &n.mean.get(s.c), &n.var.get(s.c), &n.gamma.get(s.c), &n.beta.get(s.c), &mut x);
+                    batchnorm::normalize(&bs, &x, &n.mean.get(s.c), &n.var.get(s.c), &n.gamma.get(s.c), &n.beta.get(s.c), &mut normalized);
                 }
-                maxpool::forward_fused(&s, relu, &x, &mut y.get_mut(s.y_len()), &mut argmax.borrow_mut()[..s.y_len()]);
+                let input = if fused_bn { &normalized[..] } else { &x[..] };
+                maxpool::forward_fused(&s, relu, input, &mut y.get_mut(s.y_len()), &mut argmax.borrow_mut()[..s.y_len()]);
+                self.scratch = normalized;
             }
             Op::MaxpoolBackward { s, dy, argmax, dx } => {
                 check_aliasing(kind, &[dy], &[dx]);
@@ -225,20 +330,18 @@ impl<T: Real> Backend for CpuBackend<T> {
                 check_aliasing(kind, &[x, dy, mean, var, gamma], &[dx, dgamma, dbeta]);
                 let c = s.c;
                 // The twin of the fused kernels: the pool's backward, then this one.
-                let dy = match pooled {
-                    Some((ps, argmax)) => {
-                        let mut routed = vec![T::zero(); s.len()];
-                        maxpool::backward(&ps, &dy.get(ps.y_len()), &argmax.borrow()[..ps.y_len()], &mut routed);
-                        routed
-                    }
-                    None => dy.get(s.len()).to_vec(),
-                };
+                let mut routed = self.take_scratch(s.len());
+                match pooled {
+                    Some((ps, argmax)) => maxpool::backward(&ps, &dy.get(ps.y_len()), &argmax.borrow()[..ps.y_len()], &mut routed),
+                    None => routed.copy_from_slice(&dy.get(s.len())),
+                }
+                let dy = &routed;
                 // dgamma and dbeta are usually two views of one gradient store: work on copies.
                 let (mut dg, mut db) = (dgamma.get(c).to_vec(), dbeta.get(c).to_vec());
                 batchnorm::backward(
                     &s,
                     &x.get(s.len()),
-                    &dy,
+                    dy,
                     &mean.get(c),
                     &var.get(c),
                     &gamma.get(c),
@@ -248,6 +351,7 @@ impl<T: Real> Backend for CpuBackend<T> {
                 );
                 dgamma.get_mut(c).copy_from_slice(&dg);
                 dbeta.get_mut(c).copy_from_slice(&db);
+                self.scratch = routed;
             }
             Op::ReluForward { len, x, y } => {
                 check_aliasing(kind, &[x], &[y]);

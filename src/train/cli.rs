@@ -21,6 +21,7 @@ const STEPS_PER_ADVANCE: usize = 10;
 /// epoch (blocking: the page awaits the `Trainer` itself).
 pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) -> Result<Vec<EpochReport>> {
     super::validate(cfg)?;
+    let cfg = &super::clamp_batch(data, cfg);
     if let Some(path) = &cfg.save {
         check_save_target(path)?;
     }
