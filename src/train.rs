@@ -225,6 +225,8 @@ pub struct Trainer<B: Backend> {
     step: usize,
     /// Steps recorded by this trainer so far.
     pub recorded: usize,
+    /// Host seconds spent recording and submitting those steps (gather to Adam, `submit`).
+    pub record_seconds: f64,
     started: Instant,
     losses: Vec<f32>,
     pending: VecDeque<InFlight>,
@@ -262,6 +264,7 @@ impl<B: Backend + 'static> Trainer<B> {
             epoch: start_epoch,
             step: 0,
             recorded: 0,
+            record_seconds: 0.0,
             started: Instant::now(),
             losses: Vec::new(),
             pending: VecDeque::new(),
@@ -300,9 +303,11 @@ impl<B: Backend + 'static> Trainer<B> {
             let s = self.step;
             let offset = s * batch;
             let nb = batch.min(self.n_train - offset);
+            let recording = Instant::now();
             self.model.gather_batch(be, &self.train_ds, &self.perm, offset, nb);
             self.model.train_step(be, nb, &self.adam);
             be.submit();
+            self.record_seconds += recording.elapsed().as_secs_f64();
             if self.recorded == 0 {
                 // The first backward allocates the input gradients: the host may refuse them.
                 self.model.check_allocations(be)?;

@@ -138,17 +138,17 @@ impl Session {
     /// Runs up to `steps` training steps (fewer at the end of an epoch), then waits for the
     /// device to finish them, so that the work in flight stays bounded. Resolves to
     /// {events, epoch, step, steps, images, done, recorded, host_ms}: each event with the
-    /// seed's log line where it has one; `host_ms` is the host's time in the call before the
-    /// wait (recording and submitting, and any loss read or evaluation it waited for).
+    /// seed's log line where it has one; `host_ms` is the host's time recording and
+    /// submitting the `recorded` steps (`Trainer::record_seconds`).
     pub fn advance(&self, steps: usize) -> Promise {
         promise(&self.0, move |inner| async move {
             let mut guard = inner.try_borrow_mut().map_err(|_| busy())?;
             let inner = &mut *guard;
             let trainer = inner.trainer.as_mut().ok_or_else(|| anyhow!("start a training run first"))?;
-            let (recorded, t0) = (trainer.recorded, web_time::Instant::now());
+            let (recorded, recording) = (trainer.recorded, trainer.record_seconds);
             let events = trainer.advance(&mut inner.be, steps).await?;
-            let host_ms = t0.elapsed().as_secs_f64() * 1e3;
             inner.be.settle().await;
+            let host_ms = (trainer.record_seconds - recording) * 1e3;
             inner.epochs_done += events.iter().filter(|e| matches!(e, Event::Epoch(_))).count();
             let (epoch, step) = trainer.position();
             let out = json!({

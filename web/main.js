@@ -252,6 +252,10 @@ async function boot() {
     return;
   }
   const info = JSON.parse(session.adapter());
+  // wgpu leaves the adapter's name empty on the web: the browser's own description names it.
+  const web = adapter.info || {};
+  info.description = [web.vendor, web.architecture, web.device, web.description].filter(Boolean).join(' ') || info.description;
+  info.software = info.software || web.architecture === 'swiftshader' || adapter.isFallbackAdapter === true;
   state.adapter = info;
   if (info.software) {
     status(`WebGPU adapter: ${info.description}. This is a software adapter that runs on the CPU: ` +
