@@ -37,13 +37,6 @@ fn batch(n: usize, seed: u64) -> (Vec<f32>, Vec<u32>) {
     (x, y)
 }
 
-fn f32s(t: &TensorData) -> &[f32] {
-    match t {
-        TensorData::F32(v) => v,
-        TensorData::I64(_) => panic!("expected f32"),
-    }
-}
-
 fn one_training_step_matches_the_reference(arch: &Arch, seed: u64) {
     let (mut cpu, mut gpu) = (Cpu::default(), gpu());
     let fresh = Model::new(&mut cpu, arch, 1, seed).unwrap();
@@ -52,58 +45,9 @@ fn one_training_step_matches_the_reference(arch: &Arch, seed: u64) {
     let (x, y) = batch(37, seed);
     let want = pollster::block_on(one_step(&mut cpu, arch, &init, &x, &y, 1e-3)).unwrap();
     let got = pollster::block_on(one_step(&mut gpu, arch, &init, &x, &y, 1e-3)).unwrap();
-    assert_eq!(got.len(), want.len());
-    let find = |v: &[checkpoint::NamedTensor], name: &str| f32s(&v.iter().find(|t| t.name == name).unwrap().data).to_vec();
-    for (g, w) in got.iter().zip(&want) {
-        assert_eq!(g.name, w.name);
-        assert_eq!(g.shape, w.shape, "{}", g.name);
-        if let (TensorData::I64(a), TensorData::I64(b)) = (&g.data, &w.data) {
-            assert_eq!(a, b, "{}", g.name);
-            continue;
-        }
-        let (gv, wv) = (f32s(&g.data), f32s(&w.data));
-        let param = g.name.strip_prefix("after.").filter(|p| params.iter().any(|s| s == p));
-        let c = match param {
-            // Adam's first step moves a parameter by lr·g/(|g| + eps): a gradient that differs
-            // by δ between the backends moves it differently by up to lr·eps·δ/(|g| + eps)²,
-            // which for |g| near eps (e.g. conv biases feeding BatchNorm, whose true gradient
-            // is 0) is as large as 2·lr. So each element's bound follows its own gradient,
-            // with δ the largest gradient difference measured above (×2 for margin).
-            Some(p) => {
-                let (gg, wg) = (find(&got, &format!("grad.{p}")), find(&want, &format!("grad.{p}")));
-                let delta = 2.0 * compare(&gg, &wg, 0.0, 0.0).max_abs_err;
-                let (lr, eps) = (1e-3f64, 1e-8f64);
-                let bounds: Vec<f64> = wg
-                    .iter()
-                    .map(|&gw| 1e-7 + (lr * eps * delta / (gw.abs() as f64 + eps).powi(2)).min(2.0 * lr))
-                    .collect();
-                let diffs: Vec<f64> = gv.iter().zip(wv).map(|(&a, &b)| (a as f64 - b as f64).abs()).collect();
-                let bad: Vec<usize> = (0..diffs.len()).filter(|&i| diffs[i].is_nan() || diffs[i] > bounds[i]).collect();
-                assert!(
-                    bad.is_empty(),
-                    "{} (seed {seed}): {} elements outside the Adam-conditioned bound, first {:?}",
-                    g.name,
-                    bad.len(),
-                    bad.iter().take(5).map(|&i| (i, gv[i], wv[i], bounds[i])).collect::<Vec<_>>()
-                );
-                compare(gv, wv, f64::INFINITY, 0.0)
-            }
-            // conv biases feed BatchNorm: their true gradient is exactly 0 and both backends
-            // return rounding noise, fp32 sums of 57,600 (conv1) terms of size ~1e-4 on the
-            // GPU (~1e-7), f64 sums in the reference (~1e-9).
-            None if g.name.starts_with("grad.conv") && g.name.ends_with(".bias") => compare(gv, wv, 1e-6, 0.0),
-            // Running statistics: fp32 reductions over up to 57,600 elements per channel.
-            None if g.name.starts_with("after.") => compare(gv, wv, 1e-6, 1e-5),
-            // Logits, loss and gradients: fp32 sums in a different order on each backend;
-            // an absolute floor scaled to the tensor's largest magnitude covers elements near
-            // zero (conv bias gradients are pure rounding noise, true value 0).
-            None => {
-                let scale = wv.iter().fold(0f64, |a, &v| a.max(v.abs() as f64));
-                compare(gv, wv, 1e-5 * scale + 1e-9, 1e-4)
-            }
-        };
-        eprintln!("{} {:<34} {c}", arch.name, g.name);
-        assert!(c.passed(), "{} {} (seed {seed}): {c}", arch.name, g.name);
+    for (name, c) in wgsl_cnn::compare::step_outputs(&got, &want, &params, 1e-3).unwrap_or_else(|e| panic!("{e}")) {
+        eprintln!("{} {name:<34} {c}", arch.name);
+        assert!(c.passed(), "{} {name} (seed {seed}): {c}", arch.name);
     }
 }
 
