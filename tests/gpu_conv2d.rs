@@ -197,12 +197,15 @@ fn tiled_kernels_fit_this_adapter() {
 }
 
 /// The subgroup kernels run in the checks above on lavapipe's Vulkan adapter (CI's main
-/// pass); wgpu's GL backend (CI's GL pass) has no subgroups, so there they are never offered.
+/// pass); wgpu's GL backend (CI's GL pass) and the web's limits (CI's web-limits pass) have no
+/// subgroups, so there they are never offered.
 #[test]
 fn subgroup_kernels_where_the_device_has_subgroups() {
     let ctx = ctx();
     eprintln!("{} ({:?}): subgroups {}", ctx.info.name, ctx.info.backend, ctx.has_subgroups());
-    if ctx.info.backend == wgpu::Backend::Vulkan && ctx.info.name.contains("llvmpipe") {
+    if wgsl_cnn::gpu::context::web_limits() {
+        assert!(!subgroup_runs(&ctx), "a device opened with the web's limits has no subgroups");
+    } else if ctx.info.backend == wgpu::Backend::Vulkan && ctx.info.name.contains("llvmpipe") {
         assert!(subgroup_runs(&ctx), "lavapipe's Vulkan adapter offers SUBGROUP; the kernels should run");
     }
     if ctx.info.backend == wgpu::Backend::Gl {

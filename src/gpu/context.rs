@@ -142,6 +142,16 @@ pub fn device_limits(adapter: &wgpu::Limits) -> wgpu::Limits {
     .or_worse_values_from(adapter)
 }
 
+/// Environment variable: `1` opens devices as a web page gets them from wgpu today, so that
+/// native tests prove every kernel the page can pick: WebGPU's default limits (8 storage
+/// buffers per stage, 16 KiB of workgroup memory, …) and no subgroups (wgpu's WebGPU backend
+/// does not offer them yet).
+pub const WEB_LIMITS_ENV: &str = "WGSL_CNN_WEB_LIMITS";
+
+pub fn web_limits() -> bool {
+    cfg!(not(target_arch = "wasm32")) && std::env::var(WEB_LIMITS_ENV).is_ok_and(|v| v == "1")
+}
+
 /// "name (backend, device type, driver)".
 pub fn describe(info: &wgpu::AdapterInfo) -> String {
     format!(
@@ -272,13 +282,17 @@ impl GpuContext {
         let adapter = choose_adapter(&inst, choice).await?;
         let info = adapter.get_info();
         let alimits = adapter.limits();
-        let limits = device_limits(&alimits);
+        let web = web_limits();
+        let limits = if web { wgpu::Limits::default().or_worse_values_from(&alimits) } else { device_limits(&alimits) };
         let (misfits, unfit) = super::kernels::check(&limits);
         if !misfits.is_empty() {
             return Err(anyhow!("{} cannot run every kernel:\n  {}", describe(&info), misfits.join("\n  ")));
         }
         // Subgroups where offered: the matmul and conv2d kernels that use them are candidates.
-        let wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES | wgpu::Features::SUBGROUP;
+        let mut wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES | wgpu::Features::SUBGROUP;
+        if web {
+            wanted.remove(wgpu::Features::SUBGROUP);
+        }
         let features = adapter.features() & wanted;
         let (device, queue) = adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgsl-cnn"),
