@@ -8,7 +8,7 @@ import { drawCurve, confusionTable, setupPad } from './view.js';
 
 const $ = (id) => document.getElementById(id);
 // What the page has done, for people reading the console and for the browser tests.
-const state = { phase: 'starting', lines: [], errors: [], epochs: [], adapter: null, dataReport: null, details: null, prediction: null };
+const state = { phase: 'starting', lines: [], lineTimes: [], errors: [], epochs: [], adapter: null, dataReport: null, details: null, prediction: null };
 window.wgslCnn = state;
 
 const WEBGPU_HELP = 'Use a browser that ships WebGPU: Chrome or Edge 113 or later (Windows, macOS, ChromeOS), ' +
@@ -52,6 +52,7 @@ function options() {
 
 function log(line) {
   state.lines.push(line);
+  state.lineTimes.push(performance.now());
   const el = $('log');
   el.textContent += line + '\n';
   el.scrollTop = el.scrollHeight;
@@ -126,6 +127,8 @@ async function train() {
   $('pause').disabled = false;
   state.phase = 'training';
   state.lines = [];
+  state.lineTimes = [];
+  state.losses = [];
   state.epochs = [];
   $('log').textContent = '';
   const losses = [];
@@ -147,7 +150,7 @@ async function train() {
     msPerStep = wall / Math.max(1, r.recorded);
     perCall = stepsPerCall(msPerStep);
     for (const e of r.events) {
-      if (e.kind === 'loss') { losses.push(e.loss); drawCurve($('curve'), losses); }
+      if (e.kind === 'loss') { losses.push(e.loss); state.losses.push(e); drawCurve($('curve'), losses); }
       if (e.kind === 'epoch') state.epochs.push(e);
       if (e.line) log(e.line);
     }
@@ -180,7 +183,16 @@ async function predict() {
   const img = pad.getContext('2d').getImageData(0, 0, pad.width, pad.height).data;
   const gray = new Uint8Array(pad.width * pad.height);
   for (let i = 0; i < gray.length; i++) gray[i] = img[4 * i];
-  const p = JSON.parse(await session.predict(pad.width, pad.height, gray));
+  let p;
+  try {
+    p = JSON.parse(await session.predict(pad.width, pad.height, gray));
+  } catch (e) {
+    // A blank pad and the like: said beside the pad, training is not affected.
+    const li = document.createElement('li');
+    li.textContent = message(e);
+    $('top').replaceChildren(li);
+    return;
+  }
   state.prediction = p;
   $('top').replaceChildren(...p.top.map((t) => {
     const li = document.createElement('li');

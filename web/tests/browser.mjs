@@ -83,6 +83,7 @@ const browser = await chromium.launch({ executablePath, args: [...FLAGS, '--enab
   await (await download).saveAs(join(out, 'model.safetensors'));
 
   // A "7": a bar across the top and a stroke down to the lower left.
+  await page.locator('#pad').scrollIntoViewIfNeeded();
   const box = await page.locator('#pad').boundingBox();
   const at = (x, y) => [box.x + x * box.width, box.y + y * box.height];
   const strokes = [[[0.25, 0.22], [0.75, 0.22], [0.45, 0.8]]];
