@@ -195,8 +195,8 @@ impl<B: Backend + 'static> Model<B> {
     /// op (`Op::Adam` or `Op::Sgd`), so one dispatch on the GPU. SGD keeps its momentum
     /// buffer in the store's Adam m buffer (v unused); its first step with a momentum fills
     /// it without reading it.
-    pub fn optimizer_step(&mut self, be: &mut B, cfg: impl Into<OptimizerConfig>) {
-        let cfg = cfg.into();
+    pub fn optimizer_step<C: Into<OptimizerConfig> + Copy>(&mut self, be: &mut B, cfg: &C) {
+        let cfg: OptimizerConfig = (*cfg).into();
         self.adam_step += 1;
         self.optimizer = cfg;
         let s = &self.store;
@@ -217,7 +217,7 @@ impl<B: Backend + 'static> Model<B> {
     /// Forward (training mode), loss, backward and the optimizer step (`optimizer_step`; an
     /// `&AdamConfig` is Adam) on the batch in place; a loss that is not finite is recorded
     /// on the device (`read_loss_soon`, `loss_and_nonfinite`); nothing is read back.
-    pub fn train_step(&mut self, be: &mut B, n: usize, cfg: impl Into<OptimizerConfig>) {
+    pub fn train_step<C: Into<OptimizerConfig> + Copy>(&mut self, be: &mut B, n: usize, cfg: &C) {
         self.forward(be, n, true);
         self.backward(be, n);
         self.optimizer_step(be, cfg);
