@@ -7,8 +7,11 @@ then Linear(784, 10)).
 
 Subcommands (see scripts/README.md):
   make    --dir D [--model M] [--batch-size N] [--seed S] [--mnist DIR] [--lr LR]
+          [--optimizer adam|adamw|sgd] [--momentum MU] [--dampening D] [--nesterov] [--weight-decay WD]
           writes D/init.safetensors (PyTorch state_dict), D/batch.safetensors (x, y) and
-          D/pytorch.safetensors (logits, loss, grad.*, after.*) from one PyTorch step.
+          D/pytorch.safetensors (logits, loss, grad.*, after.*) from one PyTorch step of
+          torch.optim.Adam (the default), AdamW or SGD with those hyper-parameters (as
+          `wgsl-cnn step` takes them; recorded in the files' metadata).
   compare GOT.safetensors WANT.safetensors [--model M] [--lr LR] [--eps EPS]
           per-tensor errors of GOT against the reference WANT; exits 1 on any failure. The model
           (and so the bounds) is the one whose tensor names WANT holds, unless --model says.
@@ -142,6 +145,58 @@ STAT_RTOL, STAT_ATOL = 1e-5, 1e-6
 #   bound = ADAM_FLOOR + min(2·lr, lr·eps·(2·δ)/(min(|g_got|, |g_want|) + eps)²), δ that element's
 #   measured gradient difference (×2 for margin, as tests/model_gpu.rs does with its tensor-wide δ).
 ADAM_FLOOR = 1e-7  # parameters are ≤ ~0.2 (ulp ~1.5e-8) and the update's rounding is ~1e-10
+# The same with Adam's weight decay (g + wd·p: p is the same on both sides, so δ is the
+#   gradients') and AdamW's (p·(1 − lr·wd) is the same on both sides, rounding aside).
+# after.<parameter> with SGD: the first step is p − lr·c·(g + wd·p), c = 1 + μ with Nesterov
+#   (the buffer is d itself), else 1, so two gradients δ apart give updates lr·c·δ apart:
+#   bound = SGD_FLOOR + lr·c·(2·δ) (×2 for margin as above), SGD_FLOOR the rounding of p − lr·d.
+SGD_FLOOR = 1e-7
+
+
+def optimizer_of(meta):
+    """(name, lr, momentum, dampening, nesterov, weight_decay) as a file's metadata records them
+    (`make` and `wgsl-cnn step` write the same keys); Adam at the given defaults without them."""
+    name = meta.get("optimizer", "adam")
+    wd_default = "0.01" if name == "adamw" else "0"
+    return (name, float(meta["lr"]) if "lr" in meta else None, float(meta.get("momentum", "0")),
+            float(meta.get("dampening", "0")), meta.get("nesterov", "false") == "true",
+            float(meta.get("weight_decay", wd_default)))
+
+
+def torch_optimizer(torch, params, args):
+    """The torch.optim optimizer `make` steps with, from its flags (PyTorch's defaults otherwise)."""
+    if args.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, dampening=args.dampening,
+                               nesterov=args.nesterov, weight_decay=args.weight_decay or 0.0)
+    if args.momentum or args.dampening or args.nesterov:
+        sys.exit("--momentum, --dampening and --nesterov are options of --optimizer sgd")
+    if args.optimizer == "adamw":
+        wd = 0.01 if args.weight_decay is None else args.weight_decay
+        return torch.optim.AdamW(params, lr=args.lr, weight_decay=wd)
+    return torch.optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay or 0.0)
+
+
+def optimizer_meta(args):
+    """The metadata keys `wgsl-cnn step` writes for the same optimizer (OptimizerConfig::metadata)."""
+    meta = {"optimizer": args.optimizer}
+    if args.optimizer == "sgd":
+        meta.update(momentum=str(args.momentum), dampening=str(args.dampening),
+                    nesterov="true" if args.nesterov else "false", weight_decay=str(args.weight_decay or 0.0))
+    else:
+        wd = (0.01 if args.optimizer == "adamw" else 0.0) if args.weight_decay is None else args.weight_decay
+        meta.update(weight_decay=str(wd))
+    return meta
+
+
+def optimizer_flags(args):
+    """`wgsl-cnn step`'s flags for the optimizer of `args`."""
+    flags = ["--optimizer", args.optimizer, "--lr", str(args.lr)]
+    if args.optimizer == "sgd":
+        flags += ["--momentum", str(args.momentum), "--dampening", str(args.dampening)]
+        flags += ["--nesterov"] if args.nesterov else []
+    if args.weight_decay is not None:
+        flags += ["--weight-decay", str(args.weight_decay)]
+    return flags
 
 
 def read_idx(path):
@@ -425,9 +480,9 @@ def make(args):
         source = "uniform random x in [0, 1), random labels"
     x, y = x.contiguous(), y.contiguous()
 
-    # One step exactly as the seed's training loop does it.
+    # One step exactly as the seed's training loop does it (with the optimizer asked for).
     model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    opt = torch_optimizer(torch, model.parameters(), args)
     crit = torch.nn.CrossEntropyLoss()
     opt.zero_grad()
     out = model(x)
@@ -442,12 +497,12 @@ def make(args):
 
     scale, fragile = spec.diagnostics(init, x, y)
     meta = {"torch": torch.__version__, "seed": str(args.seed), "lr": str(args.lr), "batch": source,
-            ZERO_GRAD_META: json.dumps(scale), FRAGILE_META: json.dumps(fragile)}
+            ZERO_GRAD_META: json.dumps(scale), FRAGILE_META: json.dumps(fragile), **optimizer_meta(args)}
     save_file(init, os.path.join(args.dir, "init.safetensors"), metadata=meta)
     save_file({"x": x, "y": y}, os.path.join(args.dir, "batch.safetensors"), metadata=meta)
     save_file({k: v.contiguous() for k, v in result.items()}, os.path.join(args.dir, "pytorch.safetensors"), metadata=meta)
     what = "" if spec.name == DEFAULT_MODEL else f"model {spec.name} ({spec.n_params:,} parameters), "
-    print(f"torch {torch.__version__}: {what}batch {n} ({source}), seed {args.seed}, loss {loss.item():.6f}")
+    print(f"torch {torch.__version__}: {what}batch {n} ({source}), seed {args.seed}, loss {loss.item():.6f}, {opt.__class__.__name__} {opt.defaults}")
     print(f"wrote {args.dir}/init.safetensors, batch.safetensors, pytorch.safetensors")
     print_fragile(fragile, spec.fragile_by)
 
@@ -495,6 +550,12 @@ def compare_files(got_path, want_path, lr, eps, label=None, model=None):
         meta = f.metadata() or {}
     noise_scale = json.loads(meta.get(ZERO_GRAD_META, "{}"))
     fragile = json.loads(meta.get(FRAGILE_META, "[]"))
+    optimizer, _, momentum, _, nesterov, weight_decay = optimizer_of(meta)
+    with safe_open(got_path, framework="np") as f:
+        got_optimizer = optimizer_of(f.metadata() or {})[0]
+    if got_optimizer != optimizer:
+        print(f"{got_path} took a step of {got_optimizer}, {want_path} of {optimizer}")
+        return False
     spec, exact = detect_model(want)
     if model is not None and model != spec.name:
         if exact:
@@ -538,10 +599,23 @@ def compare_files(got_path, want_path, lr, eps, label=None, model=None):
                 gw = gg
             gg, gw = gg.astype(np.float64).ravel(), gw.astype(np.float64).ravel()
             delta = 2.0 * np.abs(gg - gw)
-            # Gradients of opposite signs: the interval between them contains 0, where the slope
-            # of g/(|g|+eps) is 1/eps, so the bound is lr·δ/eps (capped at 2·lr).
-            gmin = np.where(np.sign(gg) == np.sign(gw), np.minimum(np.abs(gg), np.abs(gw)), 0.0)
-            bound = ADAM_FLOOR + np.minimum(2.0 * lr, lr * eps * delta / (gmin + eps) ** 2)
+            if optimizer == "sgd":
+                c = 1.0 + momentum if nesterov and momentum > 0 else 1.0
+                bound = SGD_FLOOR + lr * c * delta
+            else:
+                # Gradients of opposite signs: the interval between them contains 0, where the slope
+                # of g/(|g|+eps) is 1/eps, so the bound is lr·δ/eps (capped at 2·lr).
+                slack = 0.0
+                if optimizer == "adam" and weight_decay > 0:
+                    # Adam's L2 term: the step sees g + wd·p (δ unchanged, p the same on both
+                    # sides). p is taken as WANT's value after the step, within about lr of the
+                    # init, so gmin is lowered by wd·lr to stay on the safe side.
+                    p_after = w64
+                    gg, gw = gg + weight_decay * p_after, gw + weight_decay * p_after
+                    slack = 1.01 * weight_decay * lr
+                gmin = np.where(np.sign(gg) == np.sign(gw), np.minimum(np.abs(gg), np.abs(gw)), 0.0)
+                gmin = np.maximum(gmin - slack, 0.0)
+                bound = ADAM_FLOOR + np.minimum(2.0 * lr, lr * eps * delta / (gmin + eps) ** 2)
         elif param is not None:  # running statistics
             bound = STAT_ATOL + STAT_RTOL * np.abs(w64)
         elif name[len("grad."):] in spec.zero_grad_params:
@@ -573,7 +647,11 @@ def compare_files(got_path, want_path, lr, eps, label=None, model=None):
 
 
 def compare(args):
-    sys.exit(0 if compare_files(args.got, args.want, args.lr, args.eps, model=args.model) else 1)
+    lr = args.lr
+    if lr is None:
+        with safe_open(args.want, framework="np") as f:
+            lr = optimizer_of(f.metadata() or {})[1]
+    sys.exit(0 if compare_files(args.got, args.want, 1e-3 if lr is None else lr, args.eps, model=args.model) else 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -696,6 +774,9 @@ def selfcheck(args):
     with safe_open(want, framework="np") as f:
         meta = f.metadata() or {}
     lr = float(meta.get("lr", args.lr))
+    if optimizer_of(meta)[0] != "adam" or optimizer_of(meta)[5] != 0:
+        sys.exit(f"{want}: selfcheck's float64 and sequential steps are Adam's without weight decay; "
+                 "make the directory without optimizer flags (`run` checks the other optimizers)")
     ok = True
 
     print(f"1. {want} against itself (model {spec.name})")
@@ -786,7 +867,7 @@ def run(args):
         cmd = [args.bin, "--backend", backend, "step", *model,
                "--init", os.path.join(args.dir, "init.safetensors"),
                "--batch", os.path.join(args.dir, "batch.safetensors"),
-               "--out", out, "--lr", str(args.lr)]
+               "--out", out, *optimizer_flags(args)]
         print("\n$ " + " ".join(cmd), flush=True)
         if subprocess.run(cmd).returncode != 0:
             print(f"wgsl-cnn step --backend {backend} failed")
@@ -810,12 +891,20 @@ def main():
         p.add_argument("--seed", type=int, default=0, help="torch.manual_seed for the model; also picks the images")
         p.add_argument("--mnist", help="directory with train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]; random x if absent")
         p.add_argument("--lr", type=float, default=1e-3)
+        p.add_argument("--optimizer", choices=["adam", "adamw", "sgd"], default="adam",
+                       help="torch.optim.Adam, AdamW or SGD, as `wgsl-cnn step --optimizer` [default: %(default)s]")
+        p.add_argument("--momentum", type=float, default=0.0, help="SGD's momentum")
+        p.add_argument("--dampening", type=float, default=0.0, help="SGD's dampening")
+        p.add_argument("--nesterov", action="store_true", help="SGD's Nesterov momentum")
+        p.add_argument("--weight-decay", type=float, default=None,
+                       help="weight decay [default: PyTorch's: 0, for adamw 0.01]")
 
     make_options(sub.add_parser("make", help="init, batch and PyTorch's step output"))
     p = sub.add_parser("compare", help="compare a step output (GOT) to the reference (WANT)")
     p.add_argument("got")
     p.add_argument("want")
-    p.add_argument("--lr", type=float, default=1e-3, help="the step's learning rate (for the Adam bound)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="the step's learning rate (for the after-step bound) [default: WANT's `lr` metadata, else 1e-3]")
     p.add_argument("--eps", type=float, default=1e-8, help="Adam's eps (for the Adam bound)")
     p.add_argument("--model", choices=list(MODELS),
                    help="whose bounds to use [default: the model whose tensor names WANT holds]")

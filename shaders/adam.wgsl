@@ -11,13 +11,17 @@
 //   Step t uses row t − first. A t outside the table writes NaN into param (and leaves m, v
 //   alone), so that the non-finite guard trips loudly; the host refills the table in time.
 //
+// Weight decay, as PyTorch: `l2` adds l2·p to the gradient (Adam's weight_decay; 0 skips
+// it, a uniform branch), and `decay` scales the parameter before the update (AdamW's
+// 1 − lr·wd, computed on the host in f64; 1 leaves it exact).
+//
 // The table is bound as u32s so that the header is read as integers, whatever a driver
 // might do to the subnormal floats those bits spell; rows are bitcast back to f32 (exact).
-// β1, β2 and eps are fixed and stay uniform.
+// β1, β2, eps, l2 and decay are fixed and stay uniform.
 //
 // adam_step4 covers whole vec4s [0, end) (end counts vec4s); adam_step the scalar
 // elements [start, end) (the tail, or everything for short buffers).
-struct Params { start: u32, end: u32, beta1: f32, beta2: f32, eps: f32 }
+struct Params { start: u32, end: u32, beta1: f32, beta2: f32, eps: f32, l2: f32, decay: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> state: array<u32>;
 @group(0) @binding(2) var<storage, read> table: array<vec4<u32>>;
@@ -57,12 +61,16 @@ fn adam_step(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg:
         return;
     }
     let h = bitcast<vec4<f32>>(table[row]);
-    let g = grad[i];
+    let w = param[i];
+    var g = grad[i];
+    if (p.l2 != 0.0) {
+        g += p.l2 * w;
+    }
     let mi = p.beta1 * m[i] + h[2] * g;
     let vi = p.beta2 * v[i] + h[3] * g * g;
     m[i] = mi;
     v[i] = vi;
-    param[i] -= h[0] * (mi / (sqrt(vi) * h[1] + p.eps));
+    param[i] = w * p.decay - h[0] * (mi / (sqrt(vi) * h[1] + p.eps));
 }
 
 @compute @workgroup_size(64)
@@ -78,10 +86,14 @@ fn adam_step4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
         return;
     }
     let h = bitcast<vec4<f32>>(table[row]);
-    let g = grad4[i];
+    let w = param4[i];
+    var g = grad4[i];
+    if (p.l2 != 0.0) {
+        g += p.l2 * w;
+    }
     let mi = p.beta1 * m4[i] + h[2] * g;
     let vi = p.beta2 * v4[i] + h[3] * g * g;
     m4[i] = mi;
     v4[i] = vi;
-    param4[i] -= h[0] * (mi / (sqrt(vi) * h[1] + p.eps));
+    param4[i] = w * p.decay - h[0] * (mi / (sqrt(vi) * h[1] + p.eps));
 }

@@ -15,7 +15,7 @@
 //! same buffer (WebGPU forbids binding one buffer read-only and writable in one dispatch);
 //! the CPU reference checks this.
 
-use crate::shapes::{AdamConfig, BatchNormShape, Conv2dShape, MatmulShape, PoolShape};
+use crate::shapes::{AdamConfig, BatchNormShape, Conv2dShape, MatmulShape, PoolShape, SgdConfig};
 
 /// The element-wise work a matrix product does in its own pass (layers fuse what would
 /// otherwise be separate ops, see `nn::Spec::build` and `nn::Sequential::new`):
@@ -134,7 +134,14 @@ pub enum Op<'a, T, I, D> {
     /// (a whole parameter store: one op for the whole model). The step number t is state[0]
     /// on the device (counted by `SoftmaxCrossEntropy`); `step` is the same number as the
     /// host knows it, which the backends check or use to prepare per-step constants.
+    /// Weight decay as `cfg` says: Adam's L2 term or AdamW's decoupled decay.
     Adam { cfg: AdamConfig, step: u32, len: usize, state: &'a I, param: &'a T, grad: &'a T, m: &'a T, v: &'a T },
+    /// One SGD step (`torch.optim.SGD`: weight decay, momentum, dampening, Nesterov) over the
+    /// first `len` elements of param and the momentum buffer `buf` (a whole parameter store;
+    /// the store's Adam m buffer serves as the momentum buffer). With momentum 0, `buf` is
+    /// neither read nor written; `first`: it holds nothing yet, and this step sets it to the
+    /// (decayed) gradient without reading it, as PyTorch's first step clones it.
+    Sgd { cfg: SgdConfig, first: bool, len: usize, param: &'a T, grad: &'a T, buf: &'a T },
 }
 
 /// The `Op` type of backend `B`.
@@ -161,6 +168,7 @@ impl<T, I, D> Op<'_, T, I, D> {
             Op::CountCorrect { .. } => "count_correct",
             Op::Confusion { .. } => "confusion",
             Op::Adam { .. } => "adam",
+            Op::Sgd { .. } => "sgd",
         }
     }
 }

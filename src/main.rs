@@ -9,6 +9,7 @@ use wgsl_cnn::dataset::Dataset;
 use wgsl_cnn::gpu::{AdapterChoice, Gpu};
 use wgsl_cnn::model::Arch;
 use wgsl_cnn::reference::Cpu;
+use wgsl_cnn::shapes::OptimizerConfig;
 use wgsl_cnn::train::TrainConfig;
 
 /// mimalloc instead of the system allocator: wgpu-core allocates and grows vectors for
@@ -129,7 +130,7 @@ enum Command {
         json: bool,
     },
     /// One training step from a PyTorch state_dict and batch, writing logits, loss,
-    /// gradients and the state after Adam (see the README for the PyTorch side).
+    /// gradients and the state after the optimizer's step (see the README for the PyTorch side).
     Step {
         /// The model INIT holds [default: the one it records, else lenet5].
         #[arg(long, value_parser = model_names())]
@@ -142,8 +143,8 @@ enum Command {
         batch: PathBuf,
         #[arg(long)]
         out: PathBuf,
-        #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
-        lr: f32,
+        #[command(flatten)]
+        opt: OptimizerArgs,
     },
     /// The architecture and the parameter table.
     Summary {
@@ -243,18 +244,19 @@ struct TrainArgs {
     epochs: usize,
     #[arg(long, default_value_t = 100)]
     batch_size: usize,
-    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
-    lr: f32,
+    #[command(flatten)]
+    opt: OptimizerArgs,
     /// Seeds the initialisation and the shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Train on the first N training images only (quick runs).
     #[arg(long)]
     limit_train: Option<usize>,
-    /// Checkpoint written after each epoch (Adam's state goes next to it, *.optim.safetensors).
+    /// Checkpoint written after each epoch (the optimizer's state goes next to it, *.optim.safetensors).
     #[arg(long, default_value = "model.safetensors")]
     save: PathBuf,
-    /// Continue from a checkpoint saved by `train` (up to --epochs in total).
+    /// Continue from a checkpoint saved by `train` (up to --epochs in total), with the
+    /// optimizer it was trained with (its hyper-parameters may change).
     #[arg(long)]
     resume: Option<PathBuf>,
     /// Exit with an error if the last epoch's test accuracy (%) is below this (0 to 100).
@@ -269,6 +271,49 @@ struct TrainArgs {
     /// Do not draw the curves picture (the metrics file is still written).
     #[arg(long)]
     no_plots: bool,
+}
+
+/// The optimizer flags `train` and `step` share: PyTorch's optimizers and their names.
+#[derive(clap::Args, Clone, PartialEq)]
+struct OptimizerArgs {
+    /// The optimizer, as torch.optim's Adam, AdamW (decoupled weight decay) or SGD.
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
+    optimizer: OptimizerArg,
+    /// The learning rate.
+    #[arg(long, default_value_t = 1e-3, allow_negative_numbers = true)]
+    lr: f32,
+    /// SGD's momentum (0: none).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    momentum: f32,
+    /// SGD's dampening of the momentum.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    dampening: f32,
+    /// SGD's Nesterov momentum (needs --momentum above 0 and zero --dampening).
+    #[arg(long)]
+    nesterov: bool,
+    /// Weight decay: SGD's and Adam's L2 term, AdamW's decoupled decay
+    /// [default: 0, for adamw 0.01 as PyTorch].
+    #[arg(long, allow_negative_numbers = true)]
+    weight_decay: Option<f32>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OptimizerArg {
+    Adam,
+    Adamw,
+    Sgd,
+}
+
+impl OptimizerArgs {
+    /// The validated optimizer.
+    fn config(&self) -> Result<OptimizerConfig> {
+        let name = match self.optimizer {
+            OptimizerArg::Adam => "adam",
+            OptimizerArg::Adamw => "adamw",
+            OptimizerArg::Sgd => "sgd",
+        };
+        OptimizerConfig::from_options(name, self.lr, self.momentum, self.dampening, self.nesterov, self.weight_decay).map_err(anyhow::Error::msg)
+    }
 }
 
 impl Default for TrainArgs {
@@ -319,12 +364,10 @@ fn run(mut cli: Cli) -> Result<()> {
             let names = cli.dataset().class_names();
             with_backend!(cli, be => predict(be, &inputs, &checkpoint, arch.as_ref(), batch_size, json, &names))
         }
-        Command::Step { model, init, batch, out, lr } => {
-            if !(lr.is_finite() && lr > 0.0) {
-                bail!("--lr {lr} is not allowed: the learning rate must be a finite number above 0");
-            }
+        Command::Step { model, init, batch, out, opt } => {
+            let opt = opt.config()?;
             let arch = arch(model.as_deref())?;
-            with_backend!(cli, be => pollster::block_on(wgsl_cnn::step::run(be, arch.as_ref(), &init, &batch, &out, lr)))
+            with_backend!(cli, be => pollster::block_on(wgsl_cnn::step::run(be, arch.as_ref(), &init, &batch, &out, &opt)))
         }
         Command::Summary { model } => {
             print!("{}", wgsl_cnn::model::summary::summary(&wgsl_cnn::model::zoo::arch(&model)?));
@@ -355,12 +398,14 @@ fn train<B: Backend + 'static>(be: &mut B, cli: &Cli, args: &TrainArgs) -> Resul
     if args.log_every == 0 {
         bail!("--log-every must be at least 1");
     }
+    let optimizer = args.opt.config()?;
     let data = load_data(cli)?;
     let cfg = TrainConfig {
         model: arch(args.model.as_deref())?,
         epochs: args.epochs,
         batch_size: args.batch_size,
-        lr: args.lr,
+        lr: args.opt.lr,
+        optimizer,
         seed: args.seed,
         limit_train: args.limit_train,
         save: Some(args.save.clone()),

@@ -10,7 +10,7 @@ use crate::backend::Backend;
 use crate::checkpoint::{self, NamedTensor, TensorData};
 use crate::model::state::{model_from_state_dict, state_dict, state_dict_specs};
 use crate::model::{Arch, CLASSES, IMAGE_PIXELS};
-use crate::shapes::AdamConfig;
+use crate::shapes::OptimizerConfig;
 
 /// A batch file: `x` f32 [N, 1, 28, 28] and `y` int64 [N] with labels 0–9.
 pub fn load_batch(path: &Path) -> Result<(Vec<f32>, Vec<u32>)> {
@@ -51,15 +51,16 @@ fn batch_of(path: &Path, tensors: Vec<NamedTensor>) -> Result<(Vec<f32>, Vec<u32
     Ok((x_data, y_data))
 }
 
-/// Runs one training step (train mode, Adam with `lr`) and returns the tensors of the
-/// output file: `logits`, `loss`, `grad.<param>`, `after.<state_dict key>`.
+/// Runs one training step (train mode, then one step of `opt` from fresh optimizer state, as
+/// a new `torch.optim` optimizer takes) and returns the tensors of the output file: `logits`,
+/// `loss`, `grad.<param>`, `after.<state_dict key>`.
 pub async fn one_step<B: Backend + 'static>(
     be: &mut B,
     arch: &Arch,
     init: &[NamedTensor],
     x: &[f32],
     y: &[u32],
-    lr: f32,
+    opt: &OptimizerConfig,
 ) -> Result<Vec<NamedTensor>> {
     let n = y.len();
     let mut model = model_from_state_dict(be, arch, init, n)?;
@@ -74,7 +75,7 @@ pub async fn one_step<B: Backend + 'static>(
         let p = &model.store.params[id.0];
         out.push(NamedTensor { name: format!("grad.{}", p.name), shape: p.shape.clone(), data: TensorData::F32(be.read_async(model.store.grad(id)).await) });
     }
-    model.adam_update(be, &AdamConfig { lr, ..AdamConfig::default() });
+    model.optimizer_step(be, opt);
     for t in state_dict(be, &model).await {
         out.push(NamedTensor { name: format!("after.{}", t.name), ..t });
     }
@@ -82,12 +83,12 @@ pub async fn one_step<B: Backend + 'static>(
 }
 
 /// The `step` command: INIT (state_dict of `arch`, or of the model INIT records when `arch`
-/// is None) and BATCH files in, OUT file written.
-pub async fn run<B: Backend + 'static>(be: &mut B, arch: Option<&Arch>, init: &Path, batch: &Path, out: &Path, lr: f32) -> Result<()> {
+/// is None) and BATCH files in, OUT file written, one step of `opt`.
+pub async fn run<B: Backend + 'static>(be: &mut B, arch: Option<&Arch>, init: &Path, batch: &Path, out: &Path, opt: &OptimizerConfig) -> Result<()> {
     let arch = crate::model::state::arch_for(init, arch)?;
     let (init_tensors, _) = checkpoint::load_strict(init, &state_dict_specs(&arch))?;
     let (x, y) = load_batch(batch)?;
-    let (tensors, meta) = step_file(be, &arch, (init, &init_tensors), (batch, &x, &y), lr).await?;
+    let (tensors, meta) = step_file(be, &arch, (init, &init_tensors), (batch, &x, &y), opt).await?;
     checkpoint::save(out, &tensors, &meta)?;
     println!("wrote {} tensors for a batch of {} to {} (backend: {})", tensors.len(), y.len(), out.display(), be.name());
     Ok(())
@@ -95,12 +96,12 @@ pub async fn run<B: Backend + 'static>(be: &mut B, arch: Option<&Arch>, init: &P
 
 /// The `step` command on files already in memory (the page): INIT and BATCH bytes in, the
 /// bytes of the file `run` would write out. INIT is taken as the model it records.
-pub async fn run_bytes<B: Backend + 'static>(be: &mut B, init: &[u8], batch: &[u8], lr: f32) -> Result<Vec<u8>> {
+pub async fn run_bytes<B: Backend + 'static>(be: &mut B, init: &[u8], batch: &[u8], opt: &OptimizerConfig) -> Result<Vec<u8>> {
     let (init_path, batch_path) = (Path::new("init.safetensors"), Path::new("batch.safetensors"));
     let arch = crate::model::state::arch_from_bytes(init_path, init)?;
     let (init_tensors, _) = checkpoint::load_strict_bytes(init_path, init, &state_dict_specs(&arch))?;
     let (x, y) = batch_of(batch_path, checkpoint::load_any_bytes(batch_path, batch)?)?;
-    let (tensors, meta) = step_file(be, &arch, (init_path, &init_tensors), (batch_path, &x, &y), lr).await?;
+    let (tensors, meta) = step_file(be, &arch, (init_path, &init_tensors), (batch_path, &x, &y), opt).await?;
     checkpoint::to_bytes(Path::new("out.safetensors"), &tensors, &meta)
 }
 
@@ -110,16 +111,19 @@ async fn step_file<B: Backend + 'static>(
     arch: &Arch,
     (init, init_tensors): (&Path, &[NamedTensor]),
     (batch, x, y): (&Path, &[f32], &[u32]),
-    lr: f32,
+    opt: &OptimizerConfig,
 ) -> Result<(Vec<NamedTensor>, BTreeMap<String, String>)> {
     if let Some(budget) = be.memory_budget() {
         crate::nn::sizer::check_batch(arch, y.len(), &budget, &[], "the batch size")
             .with_context(|| format!("{}", batch.display()))?;
     }
-    let tensors = one_step(be, arch, init_tensors, x, y, lr).await.with_context(|| format!("{}", init.display()))?;
+    opt.validate().map_err(anyhow::Error::msg)?;
+    let tensors = one_step(be, arch, init_tensors, x, y, opt).await.with_context(|| format!("{}", init.display()))?;
     let mut meta = BTreeMap::new();
     meta.insert("backend".to_string(), be.name());
     meta.insert("model".to_string(), arch.name.to_string());
-    meta.insert("lr".to_string(), lr.to_string());
+    for (k, v) in opt.metadata() {
+        meta.insert(k.to_string(), v);
+    }
     Ok((tensors, meta))
 }

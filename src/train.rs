@@ -17,7 +17,7 @@ use crate::data::{Mnist, Split};
 use crate::model::{state, zoo, Arch, Model, IMAGE_PIXELS};
 use crate::nn::{Capacity, EVAL_BATCH};
 use crate::rng::Rng;
-use crate::shapes::AdamConfig;
+use crate::shapes::OptimizerConfig;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli;
@@ -30,7 +30,11 @@ pub struct TrainConfig {
     pub model: Option<Arch>,
     pub epochs: usize,
     pub batch_size: usize,
+    /// The learning rate, whichever the optimizer.
     pub lr: f32,
+    /// The optimizer and its other hyper-parameters (its own learning rate is replaced by
+    /// `lr`: see `optimizer()`).
+    pub optimizer: OptimizerConfig,
     pub seed: u64,
     /// Train on the first N training images only.
     pub limit_train: Option<usize>,
@@ -46,6 +50,13 @@ pub struct TrainConfig {
     pub plots: bool,
 }
 
+impl TrainConfig {
+    /// The optimizer of the run: `optimizer` with learning rate `lr`.
+    pub fn optimizer(&self) -> OptimizerConfig {
+        self.optimizer.with_lr(self.lr)
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
@@ -53,6 +64,7 @@ impl Default for TrainConfig {
             epochs: 5,
             batch_size: 100,
             lr: 1e-3,
+            optimizer: OptimizerConfig::default(),
             seed: 0,
             limit_train: None,
             save: Some(PathBuf::from("model.safetensors")),
@@ -164,8 +176,12 @@ pub fn model_for<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConf
     let capacity = Capacity::with_eval(cfg.batch_size, eval_batch);
     match &cfg.resume {
         Some(path) => {
-            let (model, epoch, meta) = state::load_training(be, path, cfg.model.as_ref(), capacity)?;
-            println!("Resumed {} from {} after epoch {epoch} (Adam step {})", model.arch.name, path.display(), model.adam_step);
+            let optimizer = cfg.optimizer();
+            let (model, epoch, meta) = state::load_training_as(be, path, cfg.model.as_ref(), capacity, Some(&optimizer))?;
+            println!("Resumed {} from {} after epoch {epoch} ({} step {})", model.arch.name, path.display(), model.optimizer.name(), model.adam_step);
+            if model.optimizer != optimizer {
+                eprintln!("note: resuming with {}; {} was trained with {}", optimizer.describe(), path.display(), model.optimizer.describe());
+            }
             // Shuffling and step numbers follow the seed and batch size: a change means the
             // remaining epochs differ from what a straight run would have done.
             for (key, now) in [("seed", cfg.seed.to_string()), ("batch_size", cfg.batch_size.to_string())] {
@@ -210,7 +226,7 @@ type InFlight = (usize, f64, usize, PendingRead);
 pub struct Trainer<B: Backend> {
     pub model: Model<B>,
     pub cfg: TrainConfig,
-    adam: AdamConfig,
+    optimizer: OptimizerConfig,
     train_ds: B::Dataset,
     test_ds: B::Dataset,
     perm: B::Index,
@@ -235,8 +251,10 @@ pub struct Trainer<B: Backend> {
 impl<B: Backend + 'static> Trainer<B> {
     /// Uploads the data (the first `cfg.limit_train` training images) for `model`, which has
     /// trained `start_epoch` epochs (`model_for`).
-    pub fn new(be: &mut B, model: Model<B>, start_epoch: usize, data: &Mnist, cfg: &TrainConfig) -> Result<Self> {
+    pub fn new(be: &mut B, mut model: Model<B>, start_epoch: usize, data: &Mnist, cfg: &TrainConfig) -> Result<Self> {
         validate(cfg)?;
+        // What a checkpoint records, even one saved before the first step.
+        model.optimizer = cfg.optimizer();
         if start_epoch >= cfg.epochs {
             bail!("the checkpoint has already trained {start_epoch} epochs; ask for more with --epochs");
         }
@@ -253,7 +271,7 @@ impl<B: Backend + 'static> Trainer<B> {
         Ok(Trainer {
             model,
             cfg: cfg.clone(),
-            adam: AdamConfig { lr: cfg.lr, ..AdamConfig::default() },
+            optimizer: cfg.optimizer(),
             train_ds,
             test_ds,
             perm,
@@ -305,7 +323,7 @@ impl<B: Backend + 'static> Trainer<B> {
             let nb = batch.min(self.n_train - offset);
             let recording = Instant::now();
             self.model.gather_batch(be, &self.train_ds, &self.perm, offset, nb);
-            self.model.train_step(be, nb, &self.adam);
+            self.model.train_step(be, nb, &self.optimizer);
             be.submit();
             self.record_seconds += recording.elapsed().as_secs_f64();
             if self.recorded == 0 {
@@ -369,6 +387,7 @@ pub fn validate(cfg: &TrainConfig) -> Result<()> {
     if !(cfg.lr.is_finite() && cfg.lr > 0.0) {
         bail!("--lr {} is not allowed: the learning rate must be a finite number above 0 (the recipe uses 0.001)", cfg.lr);
     }
+    cfg.optimizer().validate().map_err(anyhow::Error::msg)?;
     if cfg.limit_train == Some(0) {
         bail!("--limit-train must be at least 1");
     }

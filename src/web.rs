@@ -22,6 +22,7 @@ use crate::data::Mnist;
 use crate::dataset::Dataset;
 use crate::gpu::{AdapterChoice, Gpu};
 use crate::model::{state, zoo, Model};
+use crate::shapes::OptimizerConfig;
 use crate::train::{model_for, Event, TrainConfig, Trainer};
 
 struct Inner {
@@ -115,7 +116,8 @@ impl Session {
     }
 
     /// Prepares a training run from the CLI's options as JSON (`model`, `epochs`,
-    /// `batch_size`, `lr`, `seed`, `limit_train`, `log_every`; the CLI's defaults where
+    /// `batch_size`, `lr`, `optimizer`, `momentum`, `dampening`, `nesterov`, `weight_decay`,
+    /// `seed`, `limit_train`, `log_every`; the CLI's defaults where
     /// absent): builds the model and uploads the data. Returns {steps, n_train, n_test, model,
     /// parameters}.
     pub fn start(&self, options: &str) -> Result<String, JsValue> {
@@ -204,11 +206,29 @@ fn config_from_json(text: &str) -> Result<TrainConfig> {
         Some(x) => x.as_f64().ok_or_else(|| anyhow!("--lr: {x} is not a number"))? as f32,
     };
     let limit = int("limit_train", 0)?;
+    let float = |k: &str| -> Result<Option<f32>> {
+        match v.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(x) => Ok(Some(x.as_f64().ok_or_else(|| anyhow!("--{}: {x} is not a number", k.replace('_', "-")))? as f32)),
+        }
+    };
+    let name = v.get("optimizer").and_then(Value::as_str).unwrap_or("adam");
+    let nesterov = v.get("nesterov").and_then(Value::as_bool).unwrap_or(false);
+    let optimizer = OptimizerConfig::from_options(
+        name,
+        lr,
+        float("momentum")?.unwrap_or(0.0),
+        float("dampening")?.unwrap_or(0.0),
+        nesterov,
+        float("weight_decay")?,
+    )
+    .map_err(anyhow::Error::msg)?;
     Ok(TrainConfig {
         model,
         epochs: int("epochs", d.epochs)?,
         batch_size: int("batch_size", d.batch_size)?,
         lr,
+        optimizer,
         seed: int("seed", d.seed as usize)? as u64,
         limit_train: (limit > 0).then_some(limit),
         save: None,
@@ -287,7 +307,8 @@ impl Session {
         promise(&self.0, move |inner| async move {
             let mut guard = inner.try_borrow_mut().map_err(|_| busy())?;
             let inner = &mut *guard;
-            let bytes = crate::step::run_bytes(&mut inner.be, &init, &batch, lr).await?;
+            let opt = OptimizerConfig::default().with_lr(lr);
+            let bytes = crate::step::run_bytes(&mut inner.be, &init, &batch, &opt).await?;
             Ok(Uint8Array::from(bytes.as_slice()).into())
         })
     }

@@ -119,6 +119,10 @@ fn hand_counted() -> Vec<(Op, u64, u64)> {
         (Op::Confusion { n: N, classes: 10 }, 1_000, 5_200),
         // fc1.weight: 14·400,000 = 5,600,000; 4·(7·400,000) = 11,200,000
         (Op::Adam { len: 400_000 }, 5_600_000, 11_200_000),
+        // SGD with a momentum: 5·400,000 = 2,000,000; 4·(5·400,000) = 8,000,000 (param, grad,
+        // buffer in; param, buffer out); without: 2·400,000 and 4·(3·400,000)
+        (Op::Sgd { len: 400_000, momentum: true }, 2_000_000, 8_000_000),
+        (Op::Sgd { len: 400_000, momentum: false }, 800_000, 4_800_000),
     ]
 }
 
@@ -161,6 +165,11 @@ fn build_constants() {
 
 /// The op calls one training step (gather + train_step) makes, traced on the GPU backend.
 fn traced_train_step(arch: &Arch, n: usize) -> Vec<Traced> {
+    traced_step_with(arch, n, &AdamConfig::default().into())
+}
+
+/// `traced_train_step` with optimizer `opt`.
+fn traced_step_with(arch: &Arch, n: usize, opt: &wgsl_cnn::shapes::OptimizerConfig) -> Vec<Traced> {
     let mut be = Gpu::new(&AdapterChoice::default()).unwrap_or_else(|e| panic!("{e:#}"));
     let rec = trace::attach(&mut be);
     let images = vec![7u8; n * 784];
@@ -170,10 +179,28 @@ fn traced_train_step(arch: &Arch, n: usize) -> Vec<Traced> {
     let mut model = Model::new(&mut be, arch, n, 0).unwrap();
     rec.borrow_mut().mode = Trace::Record;
     model.gather_batch(&mut be, &ds, &perm, 0, n);
-    model.train_step(&mut be, n, &AdamConfig::default());
+    model.train_step(&mut be, n, opt);
     be.submit();
     let calls = std::mem::take(&mut rec.borrow_mut().calls);
     calls
+}
+
+/// Every optimizer is one op call over the whole store, with as many dispatches as Adam's
+/// (so a LeNet-5 step is the same length whichever the optimizer).
+#[test]
+fn every_optimizer_is_one_call_of_adams_dispatches() {
+    use wgsl_cnn::shapes::{OptimizerConfig, SgdConfig};
+    let adam = traced_train_step(&zoo::lenet5(), N);
+    let count = |calls: &[Traced]| calls.iter().map(|c| c.dispatches).sum::<u64>();
+    let sgd = OptimizerConfig::Sgd(SgdConfig { lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 5e-4, ..SgdConfig::default() });
+    for opt in [sgd, OptimizerConfig::Sgd(SgdConfig::default()), AdamConfig::adamw(1e-3).into()] {
+        let calls = traced_step_with(&zoo::lenet5(), N, &opt);
+        let last = calls.last().unwrap();
+        let kind = if matches!(opt, OptimizerConfig::Sgd(_)) { "sgd sgd" } else { "adam adam" };
+        assert_eq!(last.name(), kind, "{}", opt.name());
+        assert_eq!(calls.len(), adam.len(), "{}", opt.name());
+        assert_eq!((count(&calls), last.dispatches), (count(&adam), adam.last().unwrap().dispatches), "{}", opt.name());
+    }
 }
 
 #[test]

@@ -749,3 +749,139 @@ fn pytorch_written_file_loads_strictly_and_save_reproduces_it_byte_for_byte() {
         "save differs from PyTorch's bytes"
     );
 }
+
+// ---- optimizer state (issue 27) ---------------------------------------------------------
+
+use wgsl_cnn::model::{state, zoo, Model};
+use wgsl_cnn::reference::Cpu;
+use wgsl_cnn::shapes::{AdamConfig, OptimizerConfig, SgdConfig};
+
+/// `steps` training steps of an mlp on the CPU reference, each on its own seeded batch of 4.
+fn train_steps(be: &mut Cpu, model: &mut Model<Cpu>, cfg: &OptimizerConfig, first: u64, steps: u64) {
+    for s in first..first + steps {
+        let mut rng = Rng::new(1000 + s);
+        let x = rng.uniform_vec(4 * 784, 0.0, 1.0);
+        let y: Vec<u32> = (0..4).map(|_| rng.below(10) as u32).collect();
+        model.set_batch(be, &x, &y);
+        model.train_step(be, 4, cfg);
+    }
+}
+
+fn optimizers() -> [OptimizerConfig; 5] {
+    [
+        OptimizerConfig::Sgd(SgdConfig { lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 5e-4, ..SgdConfig::default() }),
+        OptimizerConfig::Sgd(SgdConfig { lr: 0.05, ..SgdConfig::default() }),
+        OptimizerConfig::Adam(AdamConfig::adamw(2e-3)),
+        OptimizerConfig::Adam(AdamConfig { weight_decay: 1e-2, ..AdamConfig::default() }),
+        OptimizerConfig::default(),
+    ]
+}
+
+/// Each optimizer's state goes into the optimizer file under its own names with the optimizer
+/// and its hyper-parameters in the metadata, and a resume from it continues bit for bit as
+/// the run that was not interrupted (SGD's momentum buffer included).
+#[test]
+fn optimizer_state_round_trips_and_resumes_bit_exactly() {
+    let dir = TempDir::new("optim-resume");
+    for (k, cfg) in optimizers().iter().enumerate() {
+        let path = dir.join(format!("m{k}.safetensors"));
+        let be = &mut Cpu::default();
+        let mut straight = Model::new(be, &zoo::mlp(), 4, 7).unwrap();
+        train_steps(be, &mut straight, cfg, 0, 3);
+        pollster::block_on(state::save_training(be, &straight, &path, 1, &[])).unwrap();
+        train_steps(be, &mut straight, cfg, 3, 2);
+
+        let names: Vec<String> = load_any(&optimizer_path(&path)).unwrap().into_iter().map(|t| t.name).collect();
+        let prefixes: &[&str] = match cfg {
+            OptimizerConfig::Sgd(s) if s.momentum != 0.0 => &["sgd.momentum_buffer."],
+            OptimizerConfig::Sgd(_) => &[],
+            OptimizerConfig::Adam(_) => &["adam.m.", "adam.v."],
+        };
+        let params = straight.store.params.len();
+        assert_eq!(names.len(), prefixes.len() * params, "{}: {names:?}", cfg.name());
+        assert!(names.iter().all(|n| prefixes.iter().any(|p| n.starts_with(p))), "{}: {names:?}", cfg.name());
+        for p in [&path, &optimizer_path(&path)] {
+            let m = load_metadata(p).unwrap();
+            for (key, value) in cfg.metadata() {
+                assert_eq!(m.get(key), Some(&value), "{}: metadata `{key}` of {}", cfg.name(), p.display());
+            }
+        }
+
+        let be2 = &mut Cpu::default();
+        let (mut resumed, epoch, _) = state::load_training_as(be2, &path, None, 4, Some(cfg)).unwrap();
+        assert_eq!((epoch, resumed.adam_step, resumed.optimizer), (1, 3, *cfg));
+        assert_eq!(resumed.momentum_set, matches!(cfg, OptimizerConfig::Sgd(s) if s.momentum != 0.0));
+        train_steps(be2, &mut resumed, cfg, 3, 2);
+        let (a, b) = (pollster::block_on(state::state_dict(be, &straight)), pollster::block_on(state::state_dict(be2, &resumed)));
+        for (x, y) in a.iter().zip(&b) {
+            assert_bits_equal(y, x);
+        }
+    }
+}
+
+/// SGD saved without a momentum and resumed with one starts the buffer afresh (the next step
+/// clones d, as PyTorch does for a parameter without a buffer): the same as a fresh momentum
+/// run from the same parameters.
+#[test]
+fn sgd_resumed_with_a_momentum_starts_the_buffer_afresh() {
+    let dir = TempDir::new("optim-momentum");
+    let path = dir.join("m.safetensors");
+    let plain = OptimizerConfig::Sgd(SgdConfig { lr: 0.05, ..SgdConfig::default() });
+    let heavy = OptimizerConfig::Sgd(SgdConfig { lr: 0.05, momentum: 0.9, dampening: 0.5, ..SgdConfig::default() });
+    let be = &mut Cpu::default();
+    let mut model = Model::new(be, &zoo::mlp(), 4, 3).unwrap();
+    train_steps(be, &mut model, &plain, 0, 2);
+    pollster::block_on(state::save_training(be, &model, &path, 1, &[])).unwrap();
+    let (mut resumed, _, _) = state::load_training_as(be, &path, None, 4, Some(&heavy)).unwrap();
+    assert!(!resumed.momentum_set);
+    train_steps(be, &mut resumed, &heavy, 2, 1);
+    // By hand: the first step with a momentum is p − lr·g whatever the dampening.
+    let mut fresh = Model::new(be, &zoo::mlp(), 4, 3).unwrap();
+    train_steps(be, &mut fresh, &plain, 0, 3);
+    let (a, b) = (pollster::block_on(state::state_dict(be, &resumed)), pollster::block_on(state::state_dict(be, &fresh)));
+    for (x, y) in a.iter().zip(&b) {
+        assert_bits_equal(x, y);
+    }
+}
+
+/// A resume with another optimizer is refused before anything is loaded, naming both
+/// optimizers and the file; a checkpoint from before there were several optimizers (no
+/// `optimizer` metadata) is Adam's.
+#[test]
+fn resume_with_another_optimizer_is_an_error_naming_both() {
+    let dir = TempDir::new("optim-other");
+    let [sgd, _, adamw, _, adam] = optimizers();
+    for (saved, wanted) in [(sgd, adam), (adam, sgd), (adam, adamw), (adamw, adam)] {
+        let path = dir.join(format!("{}.safetensors", saved.name()));
+        let be = &mut Cpu::default();
+        let mut model = Model::new(be, &zoo::mlp(), 4, 1).unwrap();
+        train_steps(be, &mut model, &saved, 0, 1);
+        pollster::block_on(state::save_training(be, &model, &path, 1, &[])).unwrap();
+        let msg = match state::load_training_as(be, &path, None, 4, Some(&wanted)) {
+            Ok(_) => panic!("{} resumed as {}", saved.name(), wanted.name()),
+            Err(e) => format!("{e:#}"),
+        };
+        for needle in [format!("`{}`", saved.name()), format!("`{}`", wanted.name()), path.display().to_string(), format!("--optimizer {}", saved.name())] {
+            assert!(msg.contains(&needle), "message lacks {needle:?}: {msg}");
+        }
+        // The same optimizer with other hyper-parameters resumes.
+        let other_lr = saved.with_lr(0.5);
+        state::load_training_as(be, &path, None, 4, Some(&other_lr)).unwrap();
+    }
+
+    // An older Adam pair: the `optimizer` key and the hyper-parameters removed from both files.
+    let path = dir.join("adam.safetensors");
+    for p in [path.clone(), optimizer_path(&path)] {
+        let tensors = load_any(&p).unwrap();
+        let mut m = load_metadata(&p).unwrap();
+        for (key, _) in adam.metadata() {
+            m.remove(key);
+        }
+        save(&p, &tensors, &m).unwrap();
+    }
+    let be = &mut Cpu::default();
+    let (model, _, _) = state::load_training_as(be, &path, None, 4, Some(&adam)).unwrap();
+    assert_eq!(model.optimizer, adam);
+    let msg = format!("{:#}", state::load_training_as(be, &path, None, 4, Some(&sgd)).err().expect("refused"));
+    assert!(msg.contains("`adam`") && msg.contains("`sgd`"), "{msg}");
+}

@@ -251,6 +251,75 @@ fn nonsense_settings_are_refused_with_what_is_allowed() {
     validate(&base).unwrap();
 }
 
+/// The optimizer flags as `OptimizerConfig::from_options` (the CLI's and the page's path) and
+/// `validate` take them: PyTorch's rules, each error naming the flag.
+#[test]
+fn optimizer_settings_are_validated_as_pytorch_does() {
+    use wgsl_cnn::shapes::{AdamConfig, OptimizerConfig, SgdConfig};
+    let ok = |name: &str, lr: f32, mu: f32, damp: f32, nesterov: bool, wd: Option<f32>| OptimizerConfig::from_options(name, lr, mu, damp, nesterov, wd);
+    // Defaults as PyTorch's: AdamW decays by 0.01 unless told, Adam and SGD not at all.
+    assert_eq!(ok("adam", 1e-3, 0.0, 0.0, false, None), Ok(OptimizerConfig::Adam(AdamConfig::default())));
+    assert_eq!(ok("adamw", 1e-3, 0.0, 0.0, false, None), Ok(OptimizerConfig::Adam(AdamConfig::adamw(1e-3))));
+    assert_eq!(ok("adamw", 1e-3, 0.0, 0.0, false, Some(0.0)).unwrap().weight_decay(), 0.0);
+    assert_eq!(
+        ok("sgd", 0.1, 0.9, 0.0, true, Some(5e-4)),
+        Ok(OptimizerConfig::Sgd(SgdConfig { lr: 0.1, momentum: 0.9, dampening: 0.0, nesterov: true, weight_decay: 5e-4 }))
+    );
+    for (r, needles) in [
+        (ok("sgd", 0.1, 0.0, 0.0, true, None), &["--nesterov", "momentum above 0"][..]),
+        (ok("sgd", 0.1, 0.9, 0.1, true, None), &["--nesterov", "zero dampening"]),
+        (ok("sgd", 0.1, -0.9, 0.0, false, None), &["--momentum -0.9"]),
+        (ok("sgd", 0.1, f32::INFINITY, 0.0, false, None), &["--momentum inf"]),
+        (ok("sgd", 0.1, 0.9, f32::NAN, false, None), &["--dampening NaN"]),
+        (ok("sgd", 0.1, 0.0, 0.0, false, Some(-1e-4)), &["--weight-decay -0.0001"]),
+        (ok("adamw", 1e-3, 0.0, 0.0, false, Some(f32::NAN)), &["--weight-decay NaN"]),
+        (ok("adam", 0.0, 0.0, 0.0, false, None), &["--lr 0", "above 0"]),
+        (ok("adam", 1e-3, 0.9, 0.0, false, None), &["--momentum", "--optimizer sgd"]),
+        (ok("adamw", 1e-3, 0.0, 0.5, false, None), &["--dampening", "--optimizer sgd"]),
+        (ok("adam", 1e-3, 0.0, 0.0, true, None), &["--nesterov", "--optimizer sgd"]),
+        (ok("rmsprop", 1e-3, 0.0, 0.0, false, None), &["rmsprop", "adam, adamw, sgd"]),
+    ] {
+        let msg = r.expect_err("refused");
+        assert_mentions(&msg, needles);
+    }
+    // Through the trainer's validation (the page's options arrive there too).
+    let bad = OptimizerConfig::Sgd(SgdConfig { nesterov: true, ..SgdConfig::default() });
+    assert_mentions(&err(validate(&TrainConfig { save: None, optimizer: bad, ..TrainConfig::default() })), &["--nesterov"]);
+}
+
+/// The CLI refuses bad optimizer flags for `train` and `step` before reading any file.
+#[test]
+fn optimizer_flags_are_refused_before_any_work() {
+    let dir = temp_dir("faults", "optimizer-flags");
+    let missing = dir.join("missing");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_wgsl-cnn"))
+            .args(args)
+            .args(["--data-dir", missing.to_str().unwrap()])
+            .env("WGPU_BACKEND", "none-such")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let step = ["step", "--init", "a.safetensors", "--batch", "b.safetensors", "--out", "c.safetensors", "--backend", "cpu"];
+    for (args, needles) in [
+        (&["train", "--backend", "cpu", "--optimizer", "adam", "--momentum", "0.9"][..], &["--momentum is an option of --optimizer sgd"][..]),
+        (&["train", "--backend", "cpu", "--optimizer", "sgd", "--nesterov"], &["--nesterov needs a momentum above 0"]),
+        (&["train", "--backend", "cpu", "--optimizer", "sgd", "--momentum", "-1"], &["--momentum -1 is not allowed"]),
+        (&["train", "--backend", "cpu", "--optimizer", "adamw", "--weight-decay", "-0.5"], &["--weight-decay -0.5 is not allowed"]),
+        (&["train", "--backend", "cpu", "--optimizer", "rmsprop"], &["rmsprop", "adamw"]),
+    ] {
+        assert_mentions(&run(args), needles);
+    }
+    let mut bad_step: Vec<&str> = step.to_vec();
+    bad_step.extend(["--optimizer", "sgd", "--momentum", "0.9", "--dampening", "0.5", "--nesterov"]);
+    assert_mentions(&run(&bad_step), &["--nesterov", "zero dampening"]);
+    let mut bad_step: Vec<&str> = step.to_vec();
+    bad_step.extend(["--lr", "nan"]);
+    assert_mentions(&run(&bad_step), &["--lr NaN"]);
+}
+
 #[test]
 fn unwritable_save_targets_are_found_before_training() {
     let dir = temp_dir("faults", "save-target");

@@ -1,4 +1,4 @@
-//! Every entry point of shaders/{maxpool,batchnorm,activation,reduce,adam,gather}.wgsl
+//! Every entry point of shaders/{maxpool,batchnorm,activation,reduce,adam,sgd,gather}.wgsl
 //! against its CPU twin in src/reference, on seeded random inputs (seed printed in every
 //! assertion message; set WGSL_CNN_TEST_SEED to replay one), over odd shapes, batch 1,
 //! batches larger than a workgroup, and the seed model's shapes. Float outputs are poisoned
@@ -9,10 +9,10 @@ mod common;
 use std::rc::Rc;
 
 use wgsl_cnn::compare::compare;
-use wgsl_cnn::gpu::{activation, adam, batchnorm, gather, maxpool, reduce, AdapterChoice, GpuContext, RawBuffer};
+use wgsl_cnn::gpu::{activation, adam, batchnorm, gather, maxpool, reduce, sgd, AdapterChoice, GpuContext, RawBuffer};
 use wgsl_cnn::reference;
 use wgsl_cnn::rng::Rng;
-use wgsl_cnn::shapes::{AdamConfig, BatchNormShape, PoolShape};
+use wgsl_cnn::shapes::{AdamConfig, BatchNormShape, PoolShape, SgdConfig};
 
 fn ctx() -> GpuContext {
     GpuContext::new(&AdapterChoice::default()).unwrap_or_else(|e| panic!("{e:#}"))
@@ -666,6 +666,46 @@ fn adam_outside_its_table_writes_nan_params() {
     }
 }
 
+/// Adam's weight decay (the L2 term) and AdamW's decoupled decay, over three steps, each
+/// run by the reference from the GPU's state before it (so each step's own error is
+/// measured, as `adam_over_a_store_matches_reference` does). The L2 term g + wd·p may be
+/// fused on the GPU and rounds twice in the reference: an ulp of |g| + wd·|p| (< 1.1 here),
+/// which m takes times 1 − β1: m within 2e-8 absolute. v as plain Adam's. param within
+/// 1e-6·lr absolute plus 1e-6 relative: the update's error is that of m over √v̂ ≥ about
+/// 0.7·|g| (v̂ holds this step's g²), a few 1e-7 of lr; a wrong decay moves p by
+/// lr·wd·|p|, about 1e-3·lr here and more.
+#[test]
+fn adam_weight_decay_and_adamw_match_reference() {
+    let ctx = ctx();
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 12);
+    let configs = [
+        AdamConfig { lr: 1e-2, weight_decay: 0.1, ..AdamConfig::default() },
+        AdamConfig { lr: 1e-2, weight_decay: 0.1, ..AdamConfig::adamw(1e-2) },
+        AdamConfig::adamw(1e-3),
+    ];
+    for cfg in configs {
+        let table = upload(&ctx, &adam::hyper_table(&cfg, 1, 3));
+        for len in [1, 3, 257, 1_003, 5_000, 40_001] {
+            let p0 = rng.uniform_vec(len, -1.0, 1.0);
+            let (pb, mb, vb, gb, sb) = (upload(&ctx, &p0), ctx.buffer(len), ctx.buffer(len), ctx.buffer(len), ctx.buffer(2));
+            for t in 1..=3 {
+                let g = rng.uniform_vec(len, -1.0, 1.0);
+                let (mut p, mut m, mut v): (Vec<f32>, Vec<f32>, Vec<f32>) = (ctx.read(&pb), ctx.read(&mb), ctx.read(&vb));
+                reference::adam::step(&cfg, t, &mut p, &g, &mut m, &mut v);
+                ctx.write(&gb, &g);
+                ctx.write(&sb, &[t]);
+                adam::step(&ctx, &cfg, len, &sb, &table, &pb, &gb, &mb, &vb);
+                let what = format!("{} wd {} len {len} t {t}", if cfg.decoupled { "adamw" } else { "adam" }, cfg.weight_decay);
+                check(&format!("{what} m"), seed, &ctx.read::<f32>(&mb), &m, 2e-8, 1e-6);
+                check(&format!("{what} v"), seed, &ctx.read::<f32>(&vb), &v, 1e-12, 1e-6);
+                check(&format!("{what} param"), seed, &ctx.read::<f32>(&pb), &p, 1e-6 * cfg.lr as f64, 1e-6);
+            }
+            ctx.clear_bind_groups();
+        }
+    }
+}
+
 #[test]
 fn hyper_table_layout() {
     let cfg = AdamConfig::default();
@@ -674,6 +714,61 @@ fn hyper_table_layout() {
     assert_eq!((t[0].to_bits(), t[1].to_bits(), t[2], t[3]), (7, 3, 0.0, 0.0));
     for r in 0..3 {
         assert_eq!(t[4 + 4 * r..8 + 4 * r], reference::adam::hyper(&cfg, 7 + r as u32));
+    }
+}
+
+// ---- sgd -----------------------------------------------------------------------------
+
+/// SGD in every form PyTorch has (plain, weight decay, momentum, dampening, Nesterov), over
+/// four steps from fresh state, against `reference::sgd::step`, each step run from the GPU's
+/// state before it (its own error measured), at lengths below and above the vec4 threshold,
+/// with and without a tail, and the LeNet-5 store's. The first step with a momentum must
+/// not read the buffer: it starts NaN-poisoned, and so stays untouched without a momentum.
+/// Each value is a few roundings (p − lr·(g + wd·p), μ·b + (1 − dampening)·d, d + μ·b): the
+/// GPU may fuse a multiply-add where the reference rounds twice, an ulp of the largest term,
+/// so 2e-7 absolute (the terms stay below about 1) plus 1e-6 relative.
+#[test]
+fn sgd_matches_reference() {
+    let ctx = ctx();
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 13);
+    let configs = [
+        SgdConfig { lr: 0.1, ..SgdConfig::default() },
+        SgdConfig { lr: 0.1, weight_decay: 0.01, ..SgdConfig::default() },
+        SgdConfig { lr: 0.05, momentum: 0.9, ..SgdConfig::default() },
+        SgdConfig { lr: 0.05, momentum: 0.5, dampening: 0.3, weight_decay: 1e-3, ..SgdConfig::default() },
+        SgdConfig { lr: 0.05, momentum: 0.9, nesterov: true, weight_decay: 5e-4, ..SgdConfig::default() },
+    ];
+    for cfg in configs {
+        for len in [1, 3, 255, 257, 1_003, 4_099, 50_001, 431_552] {
+            let mut p = rng.uniform_vec(len, -1.0, 1.0);
+            let mut b = vec![f32::NAN; len];
+            let (pb, gb, bb) = (upload(&ctx, &p), ctx.buffer(len), poisoned(&ctx, len));
+            for t in 1..=4 {
+                let first = t == 1;
+                let g = rng.uniform_vec(len, -1.0, 1.0);
+                let (mut pw, mut bw): (Vec<f32>, Vec<f32>) = (ctx.read(&pb), ctx.read(&bb));
+                reference::sgd::step(&cfg, first, &mut pw, &g, &mut bw);
+                reference::sgd::step(&cfg, first, &mut p, &g, &mut b);
+                ctx.write(&gb, &g);
+                let dispatches = ctx.dispatches.get();
+                sgd::step(&ctx, &cfg, first, len, &pb, &gb, &bb);
+                if len % 4 == 0 && len >= activation::VEC4_MIN {
+                    assert_eq!(ctx.dispatches.get() - dispatches, 1, "one dispatch over a store of {len}");
+                }
+                let what = format!("sgd {cfg:?} len {len} t {t}");
+                let (pg, bg): (Vec<f32>, Vec<f32>) = (ctx.read(&pb), ctx.read(&bb));
+                check(&format!("{what} param"), seed, &pg, &pw, 2e-7, 1e-6);
+                if cfg.momentum == 0.0 {
+                    assert!(bg.iter().all(|x| x.is_nan()), "{what}: without a momentum the buffer is not written");
+                } else {
+                    check(&format!("{what} buffer"), seed, &bg, &bw, 2e-7, 1e-6);
+                }
+                // And the GPU's trajectory stays near the reference's own over the steps.
+                check(&format!("{what} param after {t} steps"), seed, &pg, &p, 1e-6, 1e-5);
+            }
+            ctx.clear_bind_groups();
+        }
     }
 }
 

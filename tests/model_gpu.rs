@@ -13,6 +13,7 @@ use wgsl_cnn::model::state::{parameter_specs, state_dict, state_dict_specs};
 use wgsl_cnn::model::{zoo, Arch, Model};
 use wgsl_cnn::reference::Cpu;
 use wgsl_cnn::rng::Rng;
+use wgsl_cnn::shapes::OptimizerConfig;
 use wgsl_cnn::step::one_step;
 use wgsl_cnn::train::{self, TrainConfig};
 
@@ -43,8 +44,8 @@ fn one_training_step_matches_the_reference(arch: &Arch, seed: u64) {
     let init = pollster::block_on(state_dict(&mut cpu, &fresh));
     let params: Vec<String> = parameter_specs(arch).into_iter().map(|s| s.name).collect();
     let (x, y) = batch(37, seed);
-    let want = pollster::block_on(one_step(&mut cpu, arch, &init, &x, &y, 1e-3)).unwrap();
-    let got = pollster::block_on(one_step(&mut gpu, arch, &init, &x, &y, 1e-3)).unwrap();
+    let want = pollster::block_on(one_step(&mut cpu, arch, &init, &x, &y, &OptimizerConfig::default())).unwrap();
+    let got = pollster::block_on(one_step(&mut gpu, arch, &init, &x, &y, &OptimizerConfig::default())).unwrap();
     for (name, c) in wgsl_cnn::compare::step_outputs(&got, &want, &params, 1e-3).unwrap_or_else(|e| panic!("{e}")) {
         eprintln!("{} {name:<34} {c}", arch.name);
         assert!(c.passed(), "{} {name} (seed {seed}): {c}", arch.name);

@@ -3,9 +3,9 @@
 //! explicitly transposed storage) and the `Cpu` backend against the free functions.
 
 use wgsl_cnn::backend::{Backend, Fused, Op};
-use wgsl_cnn::reference::{activation, adam, batchnorm, conv2d, gather, matmul, maxpool, reduce, Cpu};
+use wgsl_cnn::reference::{activation, adam, batchnorm, conv2d, gather, matmul, maxpool, reduce, sgd, Cpu};
 use wgsl_cnn::rng::Rng;
-use wgsl_cnn::shapes::{AdamConfig, BatchNormShape, Conv2dShape, MatmulShape, PoolShape, BN_EPS};
+use wgsl_cnn::shapes::{AdamConfig, BatchNormShape, Conv2dShape, MatmulShape, PoolShape, SgdConfig, BN_EPS};
 
 fn assert_close(what: &str, got: &[f64], want: &[f64], tol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
@@ -323,6 +323,140 @@ fn batchnorm_stats_normalize_and_running_by_hand() {
     // Normalised output of each channel has mean beta and (biased) variance ≈ gamma²·var/(var + eps).
     let ch0 = [y[0], y[1], y[4], y[5]];
     assert!((ch0.iter().sum::<f64>() / 4.0 - 1.0).abs() < 1e-14);
+}
+
+#[test]
+fn sgd_two_steps_on_a_scalar_by_hand() {
+    // Nesterov: p = 1, grads 0.5 then −0.25, lr 0.1, μ 0.9, wd 0.01 (torch.optim.SGD's order).
+    // Step 1: d = 0.5 + 0.01·1 = 0.51; b = d = 0.51 (the first step clones d);
+    //   d = 0.51 + 0.9·0.51 = 0.969; p = 1 − 0.1·0.969 = 0.9031
+    // Step 2: d = −0.25 + 0.01·0.9031 = −0.240969; b = 0.9·0.51 + 1·(−0.240969) = 0.218031;
+    //   d = −0.240969 + 0.9·0.218031 = −0.0447411; p = 0.9031 + 0.00447411 = 0.90757411
+    let cfg = SgdConfig { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 0.01, ..SgdConfig::default() };
+    let (mut p, mut b) = (vec![1.0f64], vec![f64::NAN]);
+    sgd::step(&cfg, true, &mut p, &[0.5], &mut b);
+    assert_close("sgd nesterov step 1 (p, b)", &[p[0], b[0]], &[0.9031, 0.51], 1e-15);
+    sgd::step(&cfg, false, &mut p, &[-0.25], &mut b);
+    assert_close("sgd nesterov step 2 (p, b)", &[p[0], b[0]], &[0.907_574_11, 0.218_031], 1e-15);
+
+    // Dampening 0.5, no Nesterov, no decay: the first step's buffer is d undamped (PyTorch).
+    // Step 1: b = 0.5; p = 1 − 0.1·0.5 = 0.95. Step 2: b = 0.9·0.5 + 0.5·(−0.25) = 0.325;
+    //   p = 0.95 − 0.1·0.325 = 0.9175
+    let cfg = SgdConfig { lr: 0.1, momentum: 0.9, dampening: 0.5, ..SgdConfig::default() };
+    let (mut p, mut b) = (vec![1.0f64], vec![f64::NAN]);
+    sgd::step(&cfg, true, &mut p, &[0.5], &mut b);
+    assert_close("sgd damped step 1 (p, b)", &[p[0], b[0]], &[0.95, 0.5], 1e-15);
+    sgd::step(&cfg, false, &mut p, &[-0.25], &mut b);
+    assert_close("sgd damped step 2 (p, b)", &[p[0], b[0]], &[0.9175, 0.325], 1e-15);
+
+    // Plain SGD leaves the buffer alone: p = 1 − 0.1·(0.5 + 0.01) = 0.949.
+    let cfg = SgdConfig { lr: 0.1, weight_decay: 0.01, ..SgdConfig::default() };
+    let (mut p, mut b) = (vec![1.0f64], vec![f64::NAN]);
+    sgd::step(&cfg, true, &mut p, &[0.5], &mut b);
+    assert!((p[0] - 0.949).abs() < 1e-15 && b[0].is_nan(), "plain sgd: p {}, b {}", p[0], b[0]);
+
+    // The GPU's scalars: [lr, μ, 1 − dampening, wd] rounded to f32 from f64.
+    let h = sgd::hyper(&SgdConfig { lr: 0.1, momentum: 0.9, dampening: 0.1, nesterov: false, weight_decay: 5e-4 });
+    assert_eq!(h, [0.1f32, 0.9, 0.9, 5e-4]);
+}
+
+/// torch.optim.SGD's and Adam's/AdamW's update loops written out from PyTorch's source in
+/// f64 (`_single_tensor_sgd`, `_single_tensor_adam`), independently of src/reference, over
+/// six steps on random tensors: the f64 reference matches them to rounding, and the f32
+/// reference (what the GPU is held to) stays within 2e-6 of them.
+#[test]
+fn optimizers_follow_pytorch_formulas_over_several_steps() {
+    let mut rng = Rng::new(27);
+    let n = 257;
+    let p0: Vec<f64> = rng.uniform_vec(n, -1.0, 1.0).into_iter().map(f64::from).collect();
+    let grads: Vec<Vec<f64>> = (0..6).map(|_| rng.uniform_vec(n, -1.0, 1.0).into_iter().map(f64::from).collect()).collect();
+    let as32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
+    let widen = |v: &[f32]| v.iter().map(|&x| x as f64).collect::<Vec<f64>>();
+
+    // (lr, momentum, dampening, nesterov, weight_decay) as Python floats.
+    for (lr, mu, damp, nesterov, wd) in [(0.1, 0.0, 0.0, false, 0.0), (0.05, 0.9, 0.0, true, 5e-4), (0.05, 0.8, 0.25, false, 1e-2), (0.01, 0.0, 0.0, false, 0.1)] {
+        let cfg = SgdConfig { lr: lr as f32, momentum: mu as f32, dampening: damp as f32, nesterov, weight_decay: wd as f32 };
+        let mut want = p0.clone();
+        let mut buf: Option<Vec<f64>> = None;
+        let (mut p, mut b) = (p0.clone(), vec![0.0f64; n]);
+        let (mut p32, mut b32) = (as32(&p0), vec![0.0f32; n]);
+        for (t, g) in grads.iter().enumerate() {
+            // PyTorch: grad = grad.add(param, alpha=wd); buf = clone(grad) or
+            // buf.mul_(μ).add_(grad, alpha=1 − dampening); grad = grad.add(buf, alpha=μ) or buf;
+            // param.add_(grad, alpha=−lr)
+            let mut d: Vec<f64> = g.iter().zip(&want).map(|(g, p)| if wd != 0.0 { g + wd * p } else { *g }).collect();
+            if mu != 0.0 {
+                let nb: Vec<f64> = match &buf {
+                    None => d.clone(),
+                    Some(b) => b.iter().zip(&d).map(|(b, d)| b * mu + (1.0 - damp) * d).collect(),
+                };
+                d = if nesterov { d.iter().zip(&nb).map(|(d, b)| d + mu * b).collect() } else { nb.clone() };
+                buf = Some(nb);
+            }
+            for (p, d) in want.iter_mut().zip(&d) {
+                *p += -lr * d;
+            }
+            sgd::step(&cfg, t == 0, &mut p, g, &mut b);
+            sgd::step(&cfg, t == 0, &mut p32, &as32(g), &mut b32);
+            let what = format!("sgd {cfg:?} step {}", t + 1);
+            assert_close(&format!("{what} f64"), &p, &want, 1e-14);
+            if let Some(wb) = &buf {
+                assert_close(&format!("{what} f64 buffer"), &b, wb, 1e-14);
+            }
+            assert_close(&format!("{what} f32"), &widen(&p32), &want, 2e-6);
+        }
+    }
+
+    // (lr, weight_decay, decoupled): Adam with its L2 term, AdamW with PyTorch's default decay and a larger one.
+    for (lr, wd, decoupled) in [(1e-2, 0.1, false), (1e-3, 0.01, true), (1e-2, 0.1, true)] {
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8f64);
+        let cfg = AdamConfig { lr: lr as f32, weight_decay: wd as f32, decoupled, ..AdamConfig::default() };
+        let (mut want, mut wm, mut wv) = (p0.clone(), vec![0.0f64; n], vec![0.0f64; n]);
+        let (mut p, mut m, mut v) = (p0.clone(), vec![0.0f64; n], vec![0.0f64; n]);
+        let (mut p32, mut m32, mut v32) = (as32(&p0), vec![0.0f32; n], vec![0.0f32; n]);
+        for (t, g) in grads.iter().enumerate() {
+            let step = t as i32 + 1;
+            // PyTorch: param.mul_(1 − lr·wd) (AdamW) or grad = grad.add(param, alpha=wd) (Adam);
+            // exp_avg.lerp_(grad, 1 − β1); exp_avg_sq.mul_(β2).addcmul_(grad, grad, value=1 − β2);
+            // step_size = lr/bc1; denom = sqrt(exp_avg_sq)/sqrt(bc2) + eps; param.addcdiv_(exp_avg, denom, value=−step_size)
+            let (bc1, bc2) = (1.0 - b1.powi(step), 1.0 - b2.powi(step));
+            for i in 0..n {
+                let mut gi = g[i];
+                if decoupled {
+                    want[i] *= 1.0 - lr * wd;
+                } else {
+                    gi += wd * want[i];
+                }
+                wm[i] = b1 * wm[i] + (1.0 - b1) * gi;
+                wv[i] = b2 * wv[i] + (1.0 - b2) * gi * gi;
+                want[i] -= lr / bc1 * (wm[i] / (wv[i].sqrt() / bc2.sqrt() + eps));
+            }
+            adam::step(&cfg, step as u32, &mut p, g, &mut m, &mut v);
+            adam::step(&cfg, step as u32, &mut p32, &as32(g), &mut m32, &mut v32);
+            let what = format!("adam {cfg:?} step {step}");
+            assert_close(&format!("{what} f64"), &p, &want, 1e-14);
+            assert_close(&format!("{what} f64 m"), &m, &wm, 1e-15);
+            assert_close(&format!("{what} f32"), &widen(&p32), &want, 2e-6);
+        }
+    }
+}
+
+#[test]
+fn sgd_through_the_backend_equals_the_free_function() {
+    let mut cpu = Cpu::default();
+    let mut rng = Rng::new(5);
+    let (p0, g) = (rng.uniform_vec(37, -1.0, 1.0), rng.uniform_vec(37, -1.0, 1.0));
+    let (tp, tg, tb) = (cpu.tensor(37), cpu.tensor(37), cpu.tensor(37));
+    cpu.write(&tp, &p0);
+    cpu.write(&tg, &g);
+    let cfg = SgdConfig { lr: 0.1, momentum: 0.9, nesterov: true, weight_decay: 1e-3, ..SgdConfig::default() };
+    let (mut p, mut b) = (p0.clone(), vec![0.0f32; 37]);
+    for first in [true, false] {
+        cpu.run(Op::Sgd { cfg, first, len: 37, param: &tp, grad: &tg, buf: &tb });
+        sgd::step(&cfg, first, &mut p, &g, &mut b);
+        assert_eq!(cpu.read(&tp), p);
+        assert_eq!(cpu.read(&tb), b);
+    }
 }
 
 #[test]

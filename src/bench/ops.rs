@@ -40,6 +40,8 @@ pub enum Call {
     CountCorrect { n: usize, classes: usize },
     Confusion { n: usize, classes: usize },
     Adam { len: usize },
+    /// `momentum`: the step reads and writes a momentum buffer.
+    Sgd { len: usize, momentum: bool },
 }
 
 fn conv_macs(s: &Conv2dShape) -> u64 {
@@ -73,6 +75,7 @@ impl Call {
             Op::CountCorrect { n, classes, .. } => Call::CountCorrect { n, classes },
             Op::Confusion { n, classes, .. } => Call::Confusion { n, classes },
             Op::Adam { len, .. } => Call::Adam { len },
+            Op::Sgd { len, cfg, .. } => Call::Sgd { len, momentum: cfg.momentum != 0.0 },
         }
     }
 
@@ -96,6 +99,7 @@ impl Call {
             Call::CountCorrect { .. } => "count_correct",
             Call::Confusion { .. } => "confusion",
             Call::Adam { .. } => "adam",
+            Call::Sgd { .. } => "sgd",
         }
     }
 
@@ -127,7 +131,7 @@ impl Call {
             Call::MaxpoolBackward(s) => pool(s),
             Call::BatchnormStats(s) | Call::BatchnormNormalize(s) | Call::BatchnormBackward { s, pooled: None } => bn(s),
             Call::BatchnormBackward { s, pooled: Some(ps) } => format!("{} <- {}", bn(s), pool(ps)),
-            Call::ReluForward { len } | Call::ReluBackward { len } | Call::Adam { len } => format!("{len}"),
+            Call::ReluForward { len } | Call::ReluBackward { len } | Call::Adam { len } | Call::Sgd { len, .. } => format!("{len}"),
             Call::Matmul { s, bias, relu, mask, bias_grad } => format!(
                 "{}x{}{} . {}x{}{}{}{}{}{}",
                 s.m,
@@ -184,6 +188,9 @@ impl Call {
             // m = β1·m + (1−β1)·g (3), v = β2·v + (1−β2)·g² (4),
             // p −= lr·(m/bc1)/(√(v/bc2) + eps) (7)
             Call::Adam { len } => 14 * *len as u64,
+            // p −= lr·d (2); with momentum b = μ·b + (1 − dampening)·d (3); Nesterov's
+            // d + μ·b and the weight decay's g + wd·p (2 each) not counted
+            Call::Sgd { len, momentum } => (if *momentum { 5 } else { 2 }) * *len as u64,
         }
     }
 
@@ -235,6 +242,8 @@ impl Call {
             Call::Confusion { n: b, classes } => F32 * n(b * classes + b + 2 * b),
             // param, grad, m, v in; param, m, v out
             Call::Adam { len } => F32 * n(7 * len),
+            // param, grad (and the buffer) in; param (and the buffer) out
+            Call::Sgd { len, momentum } => F32 * n(if *momentum { 5 * len } else { 3 * len }),
         }
     }
 }

@@ -3,7 +3,7 @@
 
 use super::activation::vec4_split;
 use super::context::{Access, GpuContext, Kernel, RawBuffer};
-use crate::reference::adam::hyper;
+use crate::reference::adam::{decay, hyper};
 use crate::shapes::AdamConfig;
 
 use Access::{Read as R, ReadWrite as W};
@@ -21,6 +21,8 @@ struct Params {
     beta1: f32,
     beta2: f32,
     eps: f32,
+    l2: f32,
+    decay: f32,
 }
 
 /// Floats in the table's header, and per step.
@@ -57,7 +59,9 @@ pub fn hyper_table(cfg: &AdamConfig, first_step: u32, count: u32) -> Vec<f32> {
 ///
 /// `state` is the u32 step state of `reduce::softmax_cross_entropy` (only state[0], this
 /// step's t, is read); `table` holds [`hyper_table`]. Both live on the device, so one bind
-/// group serves every step and the host writes nothing per step. For a parameter store
+/// group serves every step and the host writes nothing per step. Weight decay as `cfg`
+/// says (`reference::adam::decay`): g += l2·p before the moments (Adam), or p·(1 − lr·wd)
+/// in place of p in the last line (AdamW). For a parameter store
 /// `len` is the store length (a multiple of 4 when each tensor is padded to 64 elements):
 /// one vec4 dispatch; a scalar one covers a tail of `len % 4`, and buffers shorter than
 /// `activation::VEC4_MIN` run scalar only.
@@ -79,7 +83,8 @@ pub fn step(
         assert!(b.len >= len, "adam: a buffer of {} elements for a step over {len}", b.len);
     }
     let (v4, tail) = vec4_split(len);
-    let mut p = Params { start: 0, end: v4 as u32, beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps };
+    let [l2, decay] = decay(cfg);
+    let mut p = Params { start: 0, end: v4 as u32, beta1: cfg.beta1, beta2: cfg.beta2, eps: cfg.eps, l2, decay };
     let bufs = [state, table, param, grad, m, v];
     if v4 > 0 {
         ctx.dispatch(&STEP4, &p, &bufs, ctx.grid(v4.div_ceil(64)));

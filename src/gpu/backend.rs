@@ -6,7 +6,7 @@ use std::rc::Rc;
 use anyhow::Result;
 
 use super::context::{AdapterChoice, GpuContext, RawBuffer};
-use super::{activation, adam, batchnorm, conv2d, gather, matmul, maxpool, reduce};
+use super::{activation, adam, batchnorm, conv2d, gather, matmul, maxpool, reduce, sgd};
 use crate::backend::{Backend, Op, OpFor, PendingRead};
 use crate::shapes::AdamConfig;
 
@@ -232,6 +232,7 @@ impl Gpu {
                 let table = self.adam_table.covering(ctx, &cfg, step);
                 adam::step(ctx, &cfg, len, state, &table, param, grad, m, v)
             }
+            Op::Sgd { cfg, first, len, param, grad, buf } => sgd::step(ctx, &cfg, first, len, param, grad, buf),
         }
     }
 }

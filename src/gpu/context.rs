@@ -35,6 +35,7 @@ pub fn shader_source(file: &str) -> Result<String> {
         "batchnorm" => include_str!("../../shaders/batchnorm.wgsl"),
         "reduce" => include_str!("../../shaders/reduce.wgsl"),
         "adam" => include_str!("../../shaders/adam.wgsl"),
+        "sgd" => include_str!("../../shaders/sgd.wgsl"),
         "gather" => include_str!("../../shaders/gather.wgsl"),
         "matmul" => include_str!("../../shaders/matmul.wgsl"),
         "conv2d" => include_str!("../../shaders/conv2d.wgsl"),

@@ -17,6 +17,7 @@ pub mod matmul;
 pub mod maxpool;
 pub mod readback;
 pub mod reduce;
+pub mod sgd;
 pub mod smoke;
 
 pub use backend::{Gpu, GpuDataset, GpuTensor, Moment, Observer};

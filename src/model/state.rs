@@ -1,7 +1,9 @@
-//! A model's state_dict in PyTorch's names, and the training state (Adam's moments, the
-//! epoch, the Adam step) in a second file next to it, both as safetensors. Both record the
-//! model's name (`model` metadata), and loading one as another model is an error naming
-//! both and the tensors that differ.
+//! A model's state_dict in PyTorch's names, and the training state (the optimizer's state:
+//! Adam's moments or SGD's momentum buffer; the epoch, the step) in a second file next to
+//! it, both as safetensors. Both record the model's name (`model` metadata) and the optimizer
+//! with its hyper-parameters (`optimizer`, `lr`, …: `OptimizerConfig::metadata`); loading one
+//! as another model is an error naming both and the tensors that differ, and resuming with
+//! another optimizer an error naming both optimizers.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,6 +16,7 @@ use crate::checkpoint::{self, Dtype, NamedTensor, Spec, TensorData};
 use crate::nn::store::{Builder, Entry};
 use crate::nn::Capacity;
 use crate::reference::Cpu;
+use crate::shapes::OptimizerConfig;
 
 /// Every state_dict entry of `arch` in PyTorch's order (parameters, each BatchNorm's
 /// buffers right after its weight and bias).
@@ -178,11 +181,22 @@ pub async fn save_model<B: Backend + 'static>(be: &mut B, model: &Model<B>, path
     checkpoint::save(path, &state_dict(be, model).await, metadata)
 }
 
-fn optimizer_specs<B: Backend>(model: &Model<B>) -> Vec<Spec> {
+/// The prefixes of the optimizer file's tensors under `cfg`, each followed by every parameter's
+/// name: Adam's (and AdamW's) `adam.m.`, `adam.v.`; SGD's `sgd.momentum_buffer.` with a
+/// momentum, none without (PyTorch keeps no buffer then: the file holds metadata only).
+fn optimizer_prefixes(cfg: &OptimizerConfig) -> &'static [&'static str] {
+    match cfg {
+        OptimizerConfig::Adam(_) => &["adam.m.", "adam.v."],
+        OptimizerConfig::Sgd(s) if s.momentum != 0.0 => &["sgd.momentum_buffer."],
+        OptimizerConfig::Sgd(_) => &[],
+    }
+}
+
+fn optimizer_specs<B: Backend>(model: &Model<B>, cfg: &OptimizerConfig) -> Vec<Spec> {
     let mut specs = Vec::new();
-    for moment in ["m", "v"] {
+    for prefix in optimizer_prefixes(cfg) {
         for p in &model.store.params {
-            specs.push(Spec::new(format!("adam.{moment}.{}", p.name), &p.shape, Dtype::F32));
+            specs.push(Spec::new(format!("{prefix}{}", p.name), &p.shape, Dtype::F32));
         }
     }
     specs
@@ -213,7 +227,8 @@ fn fault_point(k: u32) {
     }
 }
 
-/// Writes the model (state_dict) and, next to it, Adam's state and the epoch count, so that
+/// Writes the model (state_dict) and, next to it, the optimizer's state (that of
+/// `model.optimizer`: Adam's m and v, or SGD's momentum buffer) and the epoch count, so that
 /// the files at `path` are a resumable pair at every instant: both files are written to
 /// temporary files first (a full disk fails here, leaving the old save), the current
 /// optimizer file is kept as `.<name>.prev`, then the optimizer file and last the model
@@ -230,11 +245,12 @@ pub async fn save_training<B: Backend + 'static>(
     let mut meta = model_metadata(model, epoch, extra);
     meta.insert("save_id".to_string(), new_save_id());
     let mut moments = Vec::new();
-    for which in ["m", "v"] {
+    // SGD's momentum buffer is the store's m buffer (`Model::optimizer_step`).
+    for (k, prefix) in optimizer_prefixes(&model.optimizer).iter().enumerate() {
         for id in model.store.ids() {
             let p = &model.store.params[id.0];
-            let t = if which == "m" { model.store.adam_m(id) } else { model.store.adam_v(id) };
-            moments.push(NamedTensor { name: format!("adam.{which}.{}", p.name), shape: p.shape.clone(), data: TensorData::F32(be.read_async(t).await) });
+            let t = if k == 0 { model.store.adam_m(id) } else { model.store.adam_v(id) };
+            moments.push(NamedTensor { name: format!("{prefix}{}", p.name), shape: p.shape.clone(), data: TensorData::F32(be.read_async(t).await) });
         }
     }
     let opath = checkpoint::optimizer_path(path);
@@ -255,13 +271,17 @@ pub async fn save_training<B: Backend + 'static>(
 }
 
 /// What a checkpoint of `model` records besides its tensors: the format, the model, the epochs
-/// trained, Adam's step, and `extra` (the recipe).
+/// trained, the optimizer's steps (`adam_step`, whichever the optimizer), the optimizer and
+/// its hyper-parameters (`OptimizerConfig::metadata`), and `extra` (the recipe).
 pub fn model_metadata<B: Backend>(model: &Model<B>, epoch: usize, extra: &[(&str, String)]) -> BTreeMap<String, String> {
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), "wgsl-cnn".to_string());
     meta.insert("model".to_string(), model.arch.name.to_string());
     meta.insert("epoch".to_string(), epoch.to_string());
     meta.insert("adam_step".to_string(), model.adam_step.to_string());
+    for (k, v) in model.optimizer.metadata() {
+        meta.insert(k.to_string(), v);
+    }
     for (k, v) in extra {
         meta.insert(k.to_string(), v.clone());
     }
@@ -285,20 +305,53 @@ fn keep_copy(from: &Path, to: &Path) -> Result<()> {
 pub const MAX_EPOCH: u64 = 1_000_000;
 pub const MAX_ADAM_STEP: u64 = 1 << 31;
 
-/// Loads a model and its optimizer state for resuming; returns the epochs already trained
-/// and the checkpoint's metadata (the recipe it was trained with).
+/// The optimizer a checkpoint's metadata records (`OptimizerConfig::from_metadata`: Adam for
+/// files from before there were several), errors naming the file.
+pub fn recorded_optimizer(path: &Path, meta: &BTreeMap<String, String>) -> Result<OptimizerConfig> {
+    OptimizerConfig::from_metadata(|k| meta.get(k).cloned()).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Loads a model and its optimizer state for resuming, whatever optimizer the checkpoint
+/// records (`model.optimizer` says which); returns the epochs already trained and the
+/// checkpoint's metadata (the recipe it was trained with).
 pub fn load_training<B: Backend + 'static>(
     be: &mut B,
     path: &Path,
     wanted: Option<&Arch>,
     capacity: impl Into<Capacity>,
 ) -> Result<(Model<B>, usize, BTreeMap<String, String>)> {
+    load_training_as(be, path, wanted, capacity, None)
+}
+
+/// `load_training` for a run with `optimizer`: a checkpoint of another optimizer (another
+/// `--optimizer` name; hyper-parameters may change) is an error naming both, as its state
+/// means nothing to this one.
+pub fn load_training_as<B: Backend + 'static>(
+    be: &mut B,
+    path: &Path,
+    wanted: Option<&Arch>,
+    capacity: impl Into<Capacity>,
+    optimizer: Option<&OptimizerConfig>,
+) -> Result<(Model<B>, usize, BTreeMap<String, String>)> {
     let (mut model, meta) = load_with_metadata(be, path, wanted, capacity)?;
+    let recorded = recorded_optimizer(path, &meta)?;
+    if let Some(o) = optimizer.filter(|o| o.name() != recorded.name()) {
+        bail!(
+            "{} was trained with optimizer `{}`, not `{}`: its optimizer state ({}) does not carry over to {}; \
+             resume with --optimizer {} (its hyper-parameters may change), or train afresh without --resume",
+            path.display(),
+            recorded.name(),
+            o.name(),
+            recorded.describe(),
+            o.name(),
+            recorded.name()
+        );
+    }
     let mut opath = checkpoint::optimizer_path(path);
     if std::fs::symlink_metadata(&opath).is_err() {
         bail!("{}: no optimizer state next to it ({} is missing), so training cannot resume", path.display(), opath.display());
     }
-    let specs = optimizer_specs(&model);
+    let specs = optimizer_specs(&model, &recorded);
     let (mut moments, mut ometa) = checkpoint::load_strict(&opath, &specs)?;
     let prev = previous_optimizer_path(path);
     if meta.get("save_id") != ometa.get("save_id") && prev.is_file() {
@@ -310,7 +363,7 @@ pub fn load_training<B: Backend + 'static>(
             (moments, ometa, opath) = (m, om, prev);
         }
     }
-    for key in ["save_id", "epoch", "adam_step", "model"] {
+    for key in ["save_id", "epoch", "adam_step", "model", "optimizer"] {
         if meta.get(key) != ometa.get(key) {
             bail!(
                 "{} and {} disagree on {key} ({:?} vs {:?}): they come from different saves",
@@ -333,7 +386,10 @@ pub fn load_training<B: Backend + 'static>(
     let epoch = parse("epoch", MAX_EPOCH)? as usize;
     let step = parse("adam_step", MAX_ADAM_STEP)? as u32;
     model.set_adam_step(be, step);
+    model.optimizer = recorded;
     let n = model.store.params.len();
+    // The tensors are in `optimizer_prefixes` order: m (or SGD's momentum buffer), then v.
+    model.momentum_set = matches!(recorded, OptimizerConfig::Sgd(_)) && !moments.is_empty();
     for (i, t) in moments.iter().enumerate() {
         let id = crate::nn::ParamId(i % n);
         let dst = if i < n { model.store.adam_m(id) } else { model.store.adam_v(id) };

@@ -7,7 +7,7 @@ use anyhow::Result;
 use super::store::{Builder, Store};
 use super::{Feat, Layer, Spec};
 use crate::backend::{Backend, Op};
-use crate::shapes::AdamConfig;
+use crate::shapes::{AdamConfig, OptimizerConfig};
 
 /// A network as its users name it: what it is called, what it takes, what it is.
 #[derive(Clone, Debug, PartialEq)]
@@ -55,8 +55,16 @@ pub struct Model<B: Backend> {
     /// the activations of such batches (eval needs no gradient buffers).
     pub eval_capacity: usize,
     pub store: Store<B>,
-    /// Adam steps taken so far (the device counts them too: `state[0]`).
+    /// Optimizer steps taken so far, whichever the optimizer (the device counts them too:
+    /// `state[0]`; the name is from when Adam was the only one, as the checkpoints' key).
     pub adam_step: u32,
+    /// The optimizer whose state the store holds: the last step's, or the one a checkpoint
+    /// recorded (`state::load_training`); Adam's defaults for a fresh model. Checkpoints
+    /// record it.
+    pub optimizer: OptimizerConfig,
+    /// Whether the store's momentum buffer (SGD's, kept in the Adam m buffer) holds a
+    /// momentum: false until an SGD step with momentum, or a checkpoint, sets it.
+    pub momentum_set: bool,
     net: Box<dyn Layer<B>>,
     eval_net: Option<Box<dyn Layer<B>>>,
     /// The batch in place, for up to `eval_capacity` samples.
@@ -107,7 +115,7 @@ impl<B: Backend + 'static> Model<B> {
         if let Some(refusal) = be.refused_allocation() {
             return Err(refused_error(arch, capacity, eval_capacity, &refusal));
         }
-        Ok(Model { arch: arch.clone(), capacity, eval_capacity, store, adam_step: 0, net, eval_net, x, y, logits: None, loss, dlogits, correct, state })
+        Ok(Model { arch: arch.clone(), capacity, eval_capacity, store, adam_step: 0, optimizer: OptimizerConfig::default(), momentum_set: false, net, eval_net, x, y, logits: None, loss, dlogits, correct, state })
     }
 
     /// Err when the backend refused one of the model's allocations (the CPU reference's
@@ -180,18 +188,39 @@ impl<B: Backend + 'static> Model<B> {
 
     /// One Adam step over the whole store with the current gradients (one op).
     pub fn adam_update(&mut self, be: &mut B, cfg: &AdamConfig) {
-        self.adam_step += 1;
-        let s = &self.store;
-        be.scope("adam");
-        be.run(Op::Adam { cfg: *cfg, step: self.adam_step, len: s.len, state: &self.state, param: &s.value, grad: &s.grad, m: &s.m, v: &s.v });
+        self.optimizer_step(be, cfg);
     }
 
-    /// Forward (training mode), loss, backward and Adam on the batch in place; a loss that
-    /// is not finite is recorded on the device (`read_loss_soon`, `loss_and_nonfinite`); nothing is read back.
-    pub fn train_step(&mut self, be: &mut B, n: usize, cfg: &AdamConfig) {
+    /// One step of `cfg`'s optimizer over the whole store with the current gradients: one
+    /// op (`Op::Adam` or `Op::Sgd`), so one dispatch on the GPU. SGD keeps its momentum
+    /// buffer in the store's Adam m buffer (v unused); its first step with a momentum fills
+    /// it without reading it.
+    pub fn optimizer_step<C: Into<OptimizerConfig> + Copy>(&mut self, be: &mut B, cfg: &C) {
+        let cfg: OptimizerConfig = (*cfg).into();
+        self.adam_step += 1;
+        self.optimizer = cfg;
+        let s = &self.store;
+        match cfg {
+            OptimizerConfig::Adam(cfg) => {
+                be.scope("adam");
+                be.run(Op::Adam { cfg, step: self.adam_step, len: s.len, state: &self.state, param: &s.value, grad: &s.grad, m: &s.m, v: &s.v });
+            }
+            OptimizerConfig::Sgd(cfg) => {
+                be.scope("sgd");
+                let first = !self.momentum_set;
+                be.run(Op::Sgd { cfg, first, len: s.len, param: &s.value, grad: &s.grad, buf: &s.m });
+                self.momentum_set |= cfg.momentum != 0.0;
+            }
+        }
+    }
+
+    /// Forward (training mode), loss, backward and the optimizer step (`optimizer_step`; an
+    /// `&AdamConfig` is Adam) on the batch in place; a loss that is not finite is recorded
+    /// on the device (`read_loss_soon`, `loss_and_nonfinite`); nothing is read back.
+    pub fn train_step<C: Into<OptimizerConfig> + Copy>(&mut self, be: &mut B, n: usize, cfg: &C) {
         self.forward(be, n, true);
         self.backward(be, n);
-        self.adam_update(be, cfg);
+        self.optimizer_step(be, cfg);
     }
 
     /// Eval-mode forward of the batch in place, adding its correct predictions to the

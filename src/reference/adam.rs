@@ -1,5 +1,8 @@
-//! Adam, exactly as PyTorch's single-tensor `torch.optim.Adam` (no weight decay, no amsgrad):
+//! Adam, exactly as PyTorch's single-tensor `torch.optim.Adam` and `torch.optim.AdamW` (no
+//! amsgrad, no maximize):
 //!
+//!   g = g + wd·p                     (Adam's weight decay, an L2 term; `decoupled` false)
+//!   p = p·(1 − lr·wd)                (AdamW's decoupled decay; `decoupled` true)
 //!   m = β1·m + (1 − β1)·g            (PyTorch writes m.lerp_(g, 1 − β1): equal up to rounding)
 //!   v = β2·v + (1 − β2)·g²
 //!   bc1 = 1 − β1^t,  bc2 = 1 − β2^t   (t = step, counting from 1)
@@ -7,8 +10,8 @@
 //!   denom = √v / √bc2 + eps
 //!   p −= step_size · m / denom
 //!
-//! PyTorch computes bc1, bc2, step_size and √bc2 in Python floats (f64) from the Python
-//! floats lr, β1, β2, then rounds them to the tensor's dtype. `AdamConfig` holds f32, so the
+//! PyTorch computes bc1, bc2, step_size, √bc2 and 1 − lr·wd in Python floats (f64) from the
+//! Python floats lr, β1, β2, wd, then rounds them to the tensor's dtype. `AdamConfig` holds f32, so the
 //! f64 value the user wrote is recovered as the shortest decimal that rounds to that f32
 //! (0.9f32 → 0.9f64, not 0.89999997615814…), which is the Python float PyTorch would hold.
 
@@ -25,6 +28,10 @@ struct Scalars {
     step_size: f64,
     bc2_sqrt: f64,
     eps: f64,
+    /// Adam's L2 coefficient (0 for AdamW or without weight decay).
+    l2: f64,
+    /// AdamW's factor 1 − lr·wd (1 for Adam).
+    decay: f64,
 }
 
 fn scalars(cfg: &AdamConfig, step: u32) -> Scalars {
@@ -41,7 +48,17 @@ fn scalars(cfg: &AdamConfig, step: u32) -> Scalars {
         step_size: lr / bc1,
         bc2_sqrt: bc2.sqrt(),
         eps,
+        l2: if cfg.decoupled { 0.0 } else { decimal(cfg.weight_decay) },
+        decay: if cfg.decoupled { 1.0 - lr * decimal(cfg.weight_decay) } else { 1.0 },
     }
+}
+
+/// The weight-decay constants the kernel takes as they are, rounded to f32 once:
+/// `[l2, decay]`: g += l2·p (Adam's weight decay, else 0) and p = p·decay before the update
+/// (AdamW's 1 − lr·wd, computed in f64, else 1).
+pub fn decay(cfg: &AdamConfig) -> [f32; 2] {
+    let s = scalars(cfg, 1);
+    [s.l2 as f32, s.decay as f32]
 }
 
 /// What a GPU kernel needs for step `step` (counting from 1), computed in f64 and rounded
@@ -58,7 +75,9 @@ pub fn hyper(cfg: &AdamConfig, step: u32) -> [f32; 4] {
 }
 
 /// One Adam step over a parameter tensor, in T arithmetic with the scalars rounded to T
-/// (as PyTorch does for an f32 tensor).
+/// (as PyTorch does for an f32 tensor). Weight decay as PyTorch applies it: an L2 term added
+/// to the gradient (Adam), or the parameter scaled by 1 − lr·wd first (AdamW); neither when
+/// the weight decay is 0.
 pub fn step<T: Real>(cfg: &AdamConfig, step: u32, param: &mut [T], grad: &[T], m: &mut [T], v: &mut [T]) {
     let n = param.len();
     assert!(grad.len() == n && m.len() == n && v.len() == n, "adam: param, grad, m and v differ in length");
@@ -66,8 +85,16 @@ pub fn step<T: Real>(cfg: &AdamConfig, step: u32, param: &mut [T], grad: &[T], m
     let (b1, b2) = (T::from_f64(s.beta1), T::from_f64(s.beta2));
     let (omb1, omb2) = (T::from_f64(s.one_minus_beta1), T::from_f64(s.one_minus_beta2));
     let (step_size, bc2_sqrt, eps) = (T::from_f64(s.step_size), T::from_f64(s.bc2_sqrt), T::from_f64(s.eps));
+    let (l2, decay) = (T::from_f64(s.l2), T::from_f64(s.decay));
+    let (use_l2, use_decay) = (s.l2 != 0.0, s.decay != 1.0);
     for i in 0..n {
-        let g = grad[i];
+        let mut g = grad[i];
+        if use_l2 {
+            g += l2 * param[i];
+        }
+        if use_decay {
+            param[i] *= decay;
+        }
         m[i] = b1 * m[i] + omb1 * g;
         v[i] = b2 * v[i] + omb2 * g * g;
         let denom = v[i].sqrt() / bc2_sqrt + eps;

@@ -12,7 +12,7 @@
 use std::cell::{Ref, RefCell, RefMut};
 use std::rc::Rc;
 
-use super::{activation, adam, batchnorm, conv2d, gather, matmul, maxpool, reduce, Real};
+use super::{activation, adam, batchnorm, conv2d, gather, matmul, maxpool, reduce, sgd, Real};
 use crate::backend::{Backend, Op, PendingRead};
 use crate::memlimit::Refusal;
 use crate::shapes::BatchNormShape;
@@ -405,6 +405,10 @@ impl<T: Real> Backend for CpuBackend<T> {
                 let t = state.borrow()[0];
                 assert_eq!(t, step, "adam: the device counted {t} training steps, the host {step}");
                 adam::step(&cfg, t, &mut param.get_mut(len), &grad.get(len), &mut m.get_mut(len), &mut v.get_mut(len));
+            }
+            Op::Sgd { cfg, first, len, param, grad, buf } => {
+                check_aliasing(kind, &[grad], &[param, buf]);
+                sgd::step(&cfg, first, &mut param.get_mut(len), &grad.get(len), &mut buf.get_mut(len));
             }
         }
     }

@@ -12,6 +12,7 @@ pub mod matmul;
 pub mod maxpool;
 pub mod real;
 pub mod reduce;
+pub mod sgd;
 
 pub use backend::{Cpu, Cpu64, CpuBackend, CpuDataset, CpuIndex, CpuTensor};
 pub use real::Real;

@@ -87,7 +87,9 @@ pub fn train<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) 
             be.name()
         );
         if let Some(path) = &cfg.save {
-            let recipe = [("seed", cfg.seed.to_string()), ("lr", cfg.lr.to_string()), ("batch_size", cfg.batch_size.to_string())];
+            // The optimizer and its hyper-parameters (lr among them) are the model's
+            // (`state::model_metadata`).
+            let recipe = [("seed", cfg.seed.to_string()), ("batch_size", cfg.batch_size.to_string())];
             pollster::block_on(state::save_training(be, &trainer.model, path, report.epoch, &recipe))?;
         }
         if let (Some(m), Some(save)) = (metrics.as_mut(), &cfg.save) {
