@@ -103,7 +103,7 @@ fn num(r: &Value, key: &str) -> Result<Option<f64>> {
 pub fn runs(records: &[Value]) -> Result<Vec<Run>> {
     let mut runs: BTreeMap<(u64, String, String, String, String, u64), Run> = BTreeMap::new();
     for (i, r) in records.iter().enumerate() {
-        let read = || -> Result<()> {
+        let mut read = || -> Result<()> {
             let key = (uint(r, "unix_time")?, text(r, "adapter")?, text(r, "git_commit")?, text(r, "driver_info")?, text(r, "model")?, uint(r, "batch")?);
             let run = runs.entry(key).or_insert(Run {
                 adapter: text(r, "adapter")?,
