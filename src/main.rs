@@ -226,6 +226,10 @@ struct BenchArgs {
     /// Also write one flat JSON record per measurement here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Measure nothing: print the results table (Markdown, one row per run) of these
+    /// `--json` files, or of the *.json files in these directories (e.g. results/).
+    #[arg(long, num_args = 1.., value_name = "JSON")]
+    table: Vec<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -523,7 +527,11 @@ fn adapters(choice: &AdapterChoice) -> Result<()> {
 }
 
 fn bench(cli: &Cli, args: &BenchArgs) -> Result<()> {
-    use wgsl_cnn::bench::{BenchConfig, Timer};
+    use wgsl_cnn::bench::{table, BenchConfig, Timer};
+    if !args.table.is_empty() {
+        print!("{}", table::render(&table::read_runs(&args.table)?));
+        return Ok(());
+    }
     if cli.backend == BackendKind::Cpu {
         bail!("bench always runs the GPU and the CPU reference; leave out --backend cpu");
     }

@@ -330,6 +330,7 @@ fn temp_json(tag: &str) -> PathBuf {
 fn quick_bench_json_covers_every_op_of_the_training_step() {
     let json = temp_json("quick");
     let (stdout, records) = run_bench(&["--quick"], &json);
+    let table = table_of(&json);
     std::fs::remove_file(&json).ok();
     // --quick: 5 repeats; timestamps where the adapter has them (lavapipe has).
     let timer = if stdout.contains("timer:    GPU timestamps") { "timestamp" } else { "wall" };
@@ -368,13 +369,37 @@ fn quick_bench_json_covers_every_op_of_the_training_step() {
         let line = stdout.lines().find(|l| l.starts_with("kernel:   ") && l.contains(op)).unwrap_or_else(|| panic!("no choice for {op}:\n{stdout}"));
         assert!(line.ends_with(" measured"), "{line}");
     }
+    // Schema 2: the mode on every record, one kernel_choice record per printed choice.
+    assert!(records.iter().all(|r| r["schema"] == 2 && r["autotune"] == "cached"), "schema or autotune missing");
+    let choices: Vec<&Value> = records.iter().filter(|r| r["kind"] == "kernel_choice").collect();
+    assert_eq!(choices.len(), stdout.lines().filter(|l| l.starts_with("kernel:   ")).count(), "kernel_choice records");
+    for c in &choices {
+        let line = format!("kernel:   {}: {} (", c["shape"].as_str().unwrap(), c["kernel"].as_str().unwrap());
+        assert!(stdout.contains(&line), "{c} was not printed as {line:?}");
+        assert!(c["median_ms"].as_f64().is_some_and(|m| m > 0.0) && c["measured"] == true, "{c}");
+    }
+    // The results table of this one run: a header, a rule and its row.
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    let adapter = records[0]["adapter"].as_str().unwrap();
+    assert!(rows[2].starts_with(&format!("| {adapter} | ")) && rows[2].contains("(mean of 5)") && rows[2].contains("matmul: "), "{table}");
+}
+
+/// `wgsl-cnn bench --table JSON`'s output.
+fn table_of(json: &PathBuf) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_wgsl-cnn")).args(["bench", "--table"]).arg(json).output().expect("run bench --table");
+    assert!(out.status.success(), "bench --table: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
 }
 
 #[test]
 fn wall_clock_timer_covers_every_op_too() {
     let json = temp_json("wall");
     let (stdout, records) = run_bench(&["--timer", "wall", "--repeats", "2", "--warmup", "0", "--no-cpu", "--autotune", "off"], &json);
+    let table = table_of(&json);
     std::fs::remove_file(&json).ok();
+    assert!(records.iter().all(|r| r["autotune"] == "off" && r["kind"] != "kernel_choice"), "--autotune off recorded choices");
+    assert!(table.lines().nth(2).is_some_and(|row| row.contains("| fixed rules (--autotune off) |") && row.contains("| — |")), "{table}");
     assert!(stdout.contains("timer:    wall clock around a submit-and-wait"), "{stdout}");
     assert!(stdout.contains("kernels:  fixed rules (--autotune off)") && !stdout.contains("kernel:   "), "{stdout}");
     check_op_records(&records, 2, "wall");

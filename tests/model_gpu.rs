@@ -84,7 +84,10 @@ fn step_tool_writes_the_same_file_on_both_backends(arch: &Arch) {
     ];
     checkpoint::save(&dir.join("batch.safetensors"), &batch_tensors, &Default::default()).unwrap();
     for backend in ["cpu", "gpu"] {
-        let out = Command::new(env!("CARGO_BIN_EXE_wgsl-cnn"))
+        // WGSL_CNN_BIN: the binary's copy when this test binary runs away from its build
+        // (scripts/gpu-check.sh).
+        let bin = std::env::var_os("WGSL_CNN_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_wgsl-cnn").into());
+        let out = Command::new(bin)
             .args(["--backend", backend, "step", "--model", arch.name, "--init"])
             .arg(dir.join("init.safetensors"))
             .arg("--batch")

@@ -27,6 +27,7 @@
 pub mod host_clock;
 pub mod ops;
 mod report;
+pub mod table;
 pub mod trace;
 
 use std::path::PathBuf;
@@ -413,12 +414,18 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
         ops,
         e2e,
         distinct_kernels: (timer == Timer::Timestamp).then_some(kernels.len()),
+        autotune: match be.ctx.tuner() {
+            Some(t) if t.mode() == crate::gpu::autotune::Mode::Refresh => "refresh",
+            Some(_) => "cached",
+            None => "off",
+        },
+        choices: be.ctx.tuner().map(|t| t.used()).unwrap_or_default(),
     };
     print!("{}", report.table());
     if let Some(path) = &cfg.json {
         let text = serde_json::to_string_pretty(&report.records(cfg.quick))?;
         std::fs::write(path, text + "\n").with_context(|| format!("could not write {}", path.display()))?;
-        println!("wrote {} records to {}", report.ops.len() + report.e2e.len(), path.display());
+        println!("wrote {} records to {}", report.ops.len() + report.e2e.len() + report.choices.len(), path.display());
     }
     Ok(report)
 }

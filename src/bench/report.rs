@@ -1,10 +1,11 @@
 //! What `bench` found, as a table for people (`Report::table`) and as flat JSON records for
-//! tools (`Report::records`).
+//! tools (`Report::records`; `table.rs` reads them back).
 
 use serde_json::{json, Value};
 
 use crate::text::thousands;
 
+use super::table::SCHEMA;
 use super::{host_clock, host_cpu, host_load, host_threads, rate, E2e, OpTiming, Stats, Timer, GIT_COMMIT, TRAIN_IMAGES, WGPU_VERSION};
 
 /// One run of the benchmark: the adapter, how it was timed, every op call and the end-to-end
@@ -20,6 +21,10 @@ pub struct Report {
     pub ops: Vec<OpTiming>,
     pub e2e: Vec<E2e>,
     pub distinct_kernels: Option<usize>,
+    /// How kernels were chosen: "cached" or "refresh" (the tuner), "off" (fixed rules).
+    pub autotune: &'static str,
+    /// The tuner's choices this run used, in first-use order (empty with `--autotune off`).
+    pub choices: Vec<crate::gpu::autotune::Choice>,
 }
 
 fn timer_name(t: Timer) -> &'static str {
@@ -159,6 +164,7 @@ impl Report {
         let base =
             |kind: &str, kernel: &str, op: &str, shape: String, device: &str, st: &Stats, flops: u64, bytes: u64| {
                 json!({
+                    "schema": SCHEMA,
                     "kind": kind,
                     "model": self.model,
                     "kernel": kernel,
@@ -176,9 +182,10 @@ impl Report {
                     "git_commit": GIT_COMMIT,
                     "host_cpu": host_cpu(),
                     "host_threads": host_threads(),
-                "host_load": host_load(),
+                    "host_load": host_load(),
                     "unix_time": unix_time,
                     "quick": quick,
+                    "autotune": self.autotune,
                     "timer": if kind == "op" { timer_name(self.timer) } else { "wall" },
                     "repeats": st.repeats,
                     "median_ms": st.median,
@@ -232,6 +239,29 @@ impl Report {
                 r["images_per_s"] = Value::Null;
             }
             out.push(r);
+        }
+        // What the tuner chose: `kernel` the chosen kernel, `shape` the op and shape as the
+        // tuner names them, `median_ms` the chosen kernel's mean time per call when it was
+        // timed (`timer` "tuner": `repeats` 0, min and max equal to it).
+        for c in &self.choices {
+            let ms = c.times_us.iter().find(|(k, _)| *k == c.kernel).map(|(_, us)| us * 1e-3);
+            let family = c.key.split([' ', '.']).next().unwrap_or("");
+            let st = Stats { median: 0.0, min: 0.0, max: 0.0, repeats: 0 };
+            let mut r = base("kernel_choice", &c.kernel, family, c.key.clone(), "gpu", &st, 0, 0);
+            r["timer"] = json!("tuner");
+            for k in ["median_ms", "min_ms", "max_ms"] {
+                r[k] = ms.map_or(Value::Null, |m| json!(m));
+            }
+            for k in ["index", "calls", "dispatches", "first_ms", "percent_of_step", "images_per_s", "epoch_s", "flops", "bytes", "gflops", "gbps"] {
+                r[k] = Value::Null;
+            }
+            r["measured"] = json!(c.measured);
+            out.push(r);
+        }
+        for r in &mut out {
+            if r.get("measured").is_none() {
+                r["measured"] = Value::Null;
+            }
         }
         Value::Array(out)
     }

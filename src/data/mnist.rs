@@ -66,11 +66,16 @@ pub struct LoadReport {
 /// The default data directory when neither `--data-dir` nor `WGSL_CNN_DATA` is given.
 pub const DEFAULT_DATA_DIR: &str = "data/mnist";
 
-/// The directory of the offline subset shipped in `assets/`.
+/// Overrides [`assets_subset_dir`]: a copy of `assets/mnist-subset` for test binaries run
+/// away from the checkout they were built in (scripts/gpu-check.sh).
+pub const ASSETS_SUBSET_ENV: &str = "WGSL_CNN_ASSETS_SUBSET";
+
+/// The directory of the offline subset shipped in `assets/` (or `WGSL_CNN_ASSETS_SUBSET`).
 pub fn assets_subset_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("assets")
-        .join("mnist-subset")
+    match std::env::var_os(ASSETS_SUBSET_ENV) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("assets").join("mnist-subset"),
+    }
 }
 
 /// Where `stem` is in `dir`: the raw IDX file if present, else `<stem>.gz`, else `None`.
