@@ -2,7 +2,6 @@
 //! compute shader, each checked against a plain-Rust CPU reference.
 
 pub mod backend;
-#[cfg(not(target_arch = "wasm32"))]
 pub mod bench;
 pub mod checkpoint;
 pub mod compare;

@@ -301,6 +301,38 @@ impl Session {
         Ok(arch.name.to_string())
     }
 
+    /// `wgsl-cnn bench` without its per-op profile (a page can neither time op calls with
+    /// timestamps inside passes nor wait between them): the first step, the step with a wait
+    /// after each, its host record + submit time, steps back to back, an eval batch, on a
+    /// synthetic data set. Options as JSON: `model`, `batch`, `repeats`, `warmup`, and what the
+    /// browser says of itself (`adapter`: its description, `host`: the user agent, `threads`:
+    /// navigator.hardwareConcurrency), which go into the records where wgpu knows nothing.
+    /// Resolves to {records (the schema of `bench --json`), table (as `bench` prints it)}.
+    pub fn bench(&self, options: &str) -> Promise {
+        let options = options.to_string();
+        promise(&self.0, move |inner| async move {
+            let mut guard = inner.try_borrow_mut().map_err(|_| busy())?;
+            let v: Value = serde_json::from_str(&options).map_err(|e| anyhow!("the options are not JSON: {e}"))?;
+            let int = |k: &str, d: u64| v.get(k).and_then(Value::as_u64).unwrap_or(d) as usize;
+            let arch = zoo::arch(v.get("model").and_then(Value::as_str).unwrap_or("lenet5"))?;
+            let (batch, repeats, warmup) = (int("batch", 100), int("repeats", 5), int("warmup", 1));
+            let mut report = crate::bench::end_to_end(&mut guard.be, &arch, batch, repeats, warmup).await?;
+            if report.ctx_info.name.is_empty() {
+                report.ctx_info.name = v.get("adapter").and_then(Value::as_str).unwrap_or("unknown").to_string();
+            }
+            let mut records = report.records(false);
+            for r in records.as_array_mut().into_iter().flatten() {
+                if let Some(host) = v.get("host") {
+                    r["host_cpu"] = host.clone();
+                }
+                if let Some(threads) = v.get("threads") {
+                    r["host_threads"] = threads.clone();
+                }
+            }
+            Ok(JsValue::from_str(&json!({"records": records, "table": report.table()}).to_string()))
+        })
+    }
+
     /// One training step from a PyTorch-written state_dict and batch, as `wgsl-cnn step`:
     /// resolves to the bytes of the file it writes (`logits`, `loss`, `grad.*`, `after.*`).
     pub fn step(&self, init: Vec<u8>, batch: Vec<u8>, lr: f32) -> Promise {

@@ -405,3 +405,28 @@ fn wall_clock_timer_covers_every_op_too() {
     check_op_records(&records, 2, "wall");
     assert!(!records.iter().any(|r| r["device"] == "cpu"), "--no-cpu still timed the CPU reference");
 }
+
+/// The page's benchmark (`bench::end_to_end`, awaited) natively: the CLI's end-to-end records
+/// and no op rows, which `bench --table` reads like any run's.
+#[test]
+fn the_pages_end_to_end_benchmark_gives_records_the_table_reads() {
+    let mut gpu = Gpu::new(&AdapterChoice { autotune: wgsl_cnn::gpu::autotune::Mode::Off, ..Default::default() }).unwrap();
+    let report = pollster::block_on(wgsl_cnn::bench::end_to_end(&mut gpu, &zoo::lenet5(), 20, 2, 0)).unwrap();
+    assert!(report.ops.is_empty());
+    let kinds: Vec<&str> = report.e2e.iter().map(|e| e.kernel).collect();
+    assert_eq!(kinds, ["train_step", "train_step_recording", "train_step_submit", "train_step_recording_wall", "train_step_pipelined", "eval_batch"]);
+    for e in &report.e2e {
+        assert!(e.stats.median > 0.0 && e.stats.median.is_finite(), "{}: {:?}", e.kernel, e.stats);
+        assert_eq!(e.images, 20);
+    }
+    // The step's FLOPs are those of the traced step, so GFLOP/s are real figures.
+    let traced: u64 = traced_train_step(&zoo::lenet5(), 20).iter().map(|c| c.call.flops()).sum();
+    assert_eq!(report.e2e[0].flops, traced);
+    let table = report.table();
+    assert!(table.contains("op calls not profiled") && table.contains("train step, back to back"), "{table}");
+    let json = temp_json("page");
+    std::fs::write(&json, serde_json::to_string(&report.records(false)).unwrap()).unwrap();
+    let rows = table_of(&json);
+    std::fs::remove_file(&json).ok();
+    assert!(rows.lines().nth(2).is_some_and(|row| row.contains("fixed rules (--autotune off)")), "{rows}");
+}

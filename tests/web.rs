@@ -11,6 +11,7 @@
 //! - a short training run lowers the loss, prints the seed's lines, and the checkpoint the page
 //!   downloads evaluates with `wgsl-cnn eval` to the accuracy the page printed;
 //! - a drawn digit gets the class `wgsl-cnn predict` gives the same picture;
+//! - the benchmark view's JSON has `bench --json`'s schema (`bench --table` renders it);
 //! - without `--enable-unsafe-webgpu` the page says WebGPU is missing, with no uncaught error.
 
 mod common;
@@ -131,6 +132,13 @@ fn the_page_trains_predicts_and_matches_the_reference() {
         }
     }
     assert_eq!(results["step_errors"].as_array().unwrap().len(), 0, "{}", results["step_errors"]);
+
+    // The benchmark view's JSON: bench --json's schema, as `bench --table` reads it.
+    let bench = dir.join("bench.json");
+    let table = run(&["bench", "--table", bench.to_str().unwrap()]);
+    let row = table.lines().nth(2).unwrap_or_else(|| panic!("bench --table printed no row:\n{table}"));
+    assert!(row.starts_with("| google swiftshader |") && row.contains("lenet5"), "{table}");
+    eprintln!("the page's benchmark:\n{}\n{table}", results["bench_table"].as_str().unwrap_or(""));
 
     // Training: the seed's lines, a falling loss, the accuracy `eval` finds in the download.
     let train = &results["train"];

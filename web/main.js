@@ -26,6 +26,11 @@ function fail(text) {
   status(text, 'error');
 }
 
+function median(v) {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length ? s[Math.floor(s.length / 2)] : NaN;
+}
+
 function message(e) {
   return e && e.message ? e.message : String(e);
 }
@@ -124,6 +129,7 @@ function stepsPerCall(msPerStep) {
 async function train() {
   running = true;
   $('start').disabled = true;
+  $('bench-run').disabled = true;
   $('pause').disabled = false;
   state.phase = 'training';
   state.lines = [];
@@ -138,15 +144,14 @@ async function train() {
   let perCall = 1;
   let msPerStep = 0;
   let started = performance.now();
-  let hostMs = 0;
-  let steps = 0;
+  const hostPerStep = [];
   for (;;) {
     if (paused) await new Promise((r) => { resume = r; });
     const t0 = performance.now();
     const r = JSON.parse(await session.advance(perCall));
     const wall = performance.now() - t0;
-    hostMs += r.host_ms;
-    steps += r.recorded;
+    // Per call, ms of host time per step; the first call's includes creating the pipelines.
+    if (r.recorded > 0) hostPerStep.push(r.host_ms / r.recorded);
     msPerStep = wall / Math.max(1, r.recorded);
     perCall = stepsPerCall(msPerStep);
     for (const e of r.events) {
@@ -157,15 +162,16 @@ async function train() {
     const epochDone = r.done ? epochs : r.epoch;
     $('progress').value = (epochDone * summary.n_train + (r.done ? 0 : r.images)) / (epochs * summary.n_train);
     const secs = (performance.now() - started) / 1000;
+    state.hostMsPerStep = median(hostPerStep.slice(1).length ? hostPerStep.slice(1) : hostPerStep);
     $('rate').textContent = `${Math.round((epochDone * summary.n_train + (r.done ? 0 : r.images)) / secs)} images/s · ` +
-      `host ${(hostMs / Math.max(1, steps)).toFixed(2)} ms per step (record + submit)`;
-    state.hostMsPerStep = hostMs / Math.max(1, steps);
+      `host ${state.hostMsPerStep.toFixed(2)} ms per step (record + submit, median)`;
     if (r.done) break;
     await new Promise((r) => setTimeout(r, 0));
   }
   running = false;
   $('pause').disabled = true;
   $('start').disabled = false;
+  $('bench-run').disabled = false;
   await afterModel();
   state.phase = 'trained';
 }
@@ -218,6 +224,31 @@ async function loadCheckpoint(file) {
   const name = session.load_checkpoint(file.name, new Uint8Array(await file.arrayBuffer()));
   log(`loaded ${file.name} (model ${name})`);
   await afterModel();
+}
+
+async function bench() {
+  $('bench-run').disabled = true;
+  $('bench-table').textContent = 'running…';
+  try {
+    const options = {
+      model: $('bench-model').value, batch: Number($('bench-batch').value), repeats: Number($('bench-repeats').value), warmup: 1,
+      adapter: state.adapter.description, host: navigator.userAgent, threads: navigator.hardwareConcurrency || 1,
+    };
+    const r = JSON.parse(await session.bench(JSON.stringify(options)));
+    state.bench = r;
+    $('bench-table').textContent = r.table;
+    $('bench-save').disabled = false;
+  } finally {
+    $('bench-run').disabled = running;
+  }
+}
+
+function saveBench() {
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(new Blob([JSON.stringify(state.bench.records, null, 1) + '\n'], { type: 'application/json' }));
+  a.download = 'bench.json';
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 10000);
 }
 
 /// Runs `f`, showing its error on the page instead of leaving an uncaught rejection.
@@ -283,6 +314,9 @@ async function boot() {
   };
   $('predict').onclick = guarded(predict);
   $('save').onclick = guarded(saveCheckpoint);
+  $('bench-run').onclick = guarded(bench);
+  $('bench-save').onclick = saveBench;
+  $('bench-run').disabled = false;
   $('load').onchange = guarded(async (e) => loadCheckpoint(e.target.files[0]));
   $('pick').onchange = guarded(async (e) => dataLoaded(await loadPickedData(e.target.files)));
   state.phase = 'loading data';

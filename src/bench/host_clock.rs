@@ -9,7 +9,7 @@
 //! counts what the host spends recording and submitting and nothing else; on a real GPU the
 //! two nearly agree.
 
-use std::time::Instant;
+use web_time::Instant;
 
 /// Which clock the host figures are on.
 pub fn name() -> &'static str {

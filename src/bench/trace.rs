@@ -6,7 +6,7 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Instant;
+use web_time::Instant;
 
 use super::ops::Call;
 use crate::gpu::{Gpu, Moment};
@@ -20,6 +20,7 @@ pub enum Trace {
     Record,
     /// As `Record`, and time each call on the wall clock from a wait before it to a wait
     /// after it (so the time includes recording, pipeline creation on first use, submit).
+    /// The waits block (`GpuContext::finish`): native only; the page records.
     Wall,
 }
 

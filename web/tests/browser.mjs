@@ -3,7 +3,8 @@
 //
 // OUT_DIR holds the inputs the Rust test prepared (step-<model>-init.safetensors and
 // step-<model>-batch.safetensors) and receives what the page produced: step-<model>-web.safetensors,
-// model.safetensors (the checkpoint the page downloads), pad.png (the drawn digit) and
+// model.safetensors (the checkpoint the page downloads), bench.json (the benchmark view's
+// records), pad.png (the drawn digit) and
 // results.json (the page's lines, details, prediction, errors and timings). It checks nothing
 // itself beyond the page reaching each state; tests/web.rs asserts.
 
@@ -50,7 +51,7 @@ async function until(page, what, test, seconds) {
 
 const browser = await chromium.launch({ executablePath, args: [...FLAGS, '--enable-unsafe-webgpu'] });
 
-// 2. One `step` per model from the test's files.
+// 2. One `step` per model from the test's files, and the benchmark view.
 {
   const { page, errors } = await open(browser, base);
   await until(page, 'the page ready', (s) => s.phase === 'ready', 300);
@@ -63,6 +64,15 @@ const browser = await chromium.launch({ executablePath, args: [...FLAGS, '--enab
     writeFileSync(join(out, `step-${model}-web.safetensors`), Buffer.from(got, 'base64'));
     results.step[model] = { ms: Date.now() - t };
   }
+  // The benchmark view: a small run, its JSON downloaded as a user would.
+  await page.fill('#bench-batch', '20');
+  await page.fill('#bench-repeats', '2');
+  await page.click('#bench-run');
+  await page.waitForFunction(() => window.wgslCnn.bench || window.wgslCnn.phase === 'failed', null, { timeout: 600000, polling: 250 });
+  const benchFile = page.waitForEvent('download');
+  await page.click('#bench-save');
+  await (await benchFile).saveAs(join(out, 'bench.json'));
+  results.bench_table = await page.evaluate(() => window.wgslCnn.bench && window.wgslCnn.bench.table);
   results.step_errors = errors;
   await page.close();
 }

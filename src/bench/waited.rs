@@ -1,0 +1,110 @@
+//! The end-to-end measurements, awaited so that the page runs them too: a training step or an
+//! eval batch with a wait after it, steps back to back with one wait at the end. The CLI's
+//! `bench` interleaves them with its per-op profiles; the page, which cannot time op calls
+//! (wgpu's WebGPU backend has no timestamps inside passes, and a page cannot block between
+//! calls), runs them on their own (`end_to_end`).
+
+use anyhow::{ensure, Result};
+use web_time::Instant;
+
+use super::host_clock::StepTimes;
+use super::trace::{self, Trace};
+use super::{Report, Stats, Timer, Workload, E2e};
+use crate::backend::Backend;
+use crate::gpu::Gpu;
+use crate::model::Arch;
+
+/// One training step recorded, submitted and waited for: (ms from the start of recording to
+/// the device's end, the host's record and submit times).
+pub async fn waited_step<B: Backend + 'static>(be: &mut B, w: &mut Workload<B>) -> (f64, StepTimes) {
+    let t = Instant::now();
+    let host = StepTimes::measure(be, |be| w.record_train_step(be), |be, ()| be.submit());
+    be.settle().await;
+    (t.elapsed().as_secs_f64() * 1e3, host)
+}
+
+/// One eval batch recorded, submitted and waited for (ms).
+pub async fn waited_eval<B: Backend + 'static>(be: &mut B, w: &mut Workload<B>) -> f64 {
+    let t = Instant::now();
+    w.eval_batch(be);
+    be.settle().await;
+    t.elapsed().as_secs_f64() * 1e3
+}
+
+/// `steps` training steps back to back with one wait at the end, as training runs: ms per step.
+pub async fn back_to_back<B: Backend + 'static>(be: &mut B, w: &mut Workload<B>, steps: usize) -> f64 {
+    let t = Instant::now();
+    for _ in 0..steps {
+        w.train_step(be);
+    }
+    be.settle().await;
+    t.elapsed().as_secs_f64() * 1e3 / steps.max(1) as f64
+}
+
+/// `bench` without the per-op profile (the page's benchmark): the first step, `warmup` more,
+/// then `repeats` of (a waited step, a waited eval batch), then `repeats` steps back to back.
+/// The report has the same end-to-end records as the CLI's, and no op rows.
+pub async fn end_to_end(be: &mut Gpu, arch: &Arch, batch: usize, repeats: usize, warmup: usize) -> Result<Report> {
+    ensure!(batch >= 1, "the batch must be at least 1");
+    ensure!(repeats >= 1, "at least one repeat");
+    let mut w = Workload::new(be, arch, batch)?;
+    let rec = trace::attach(be);
+    let t = Instant::now();
+    rec.borrow_mut().mode = Trace::Record;
+    w.train_step(be);
+    be.settle().await;
+    let first_step_ms = t.elapsed().as_secs_f64() * 1e3;
+    let calls = std::mem::take(&mut rec.borrow_mut().calls);
+    rec.borrow_mut().mode = Trace::Record;
+    w.eval_batch(be);
+    be.settle().await;
+    let eval_calls = std::mem::take(&mut rec.borrow_mut().calls);
+    rec.borrow_mut().mode = Trace::Off;
+    be.observer = None;
+    for _ in 0..warmup {
+        w.train_step(be);
+        be.settle().await;
+    }
+    let (mut latency, mut recording, mut submitting, mut recording_wall, mut eval) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..repeats {
+        let (ms, host) = waited_step(be, &mut w).await;
+        latency.push(ms);
+        recording.push((host.host.0 + host.host.1) * 1e-3);
+        submitting.push(host.host.1 * 1e-3);
+        recording_wall.push((host.wall.0 + host.wall.1) * 1e-3);
+        eval.push(waited_eval(be, &mut w).await);
+    }
+    let throughput = back_to_back(be, &mut w, repeats).await;
+    let (flops, bytes) = (calls.iter().map(|c| c.call.flops()).sum(), calls.iter().map(|c| c.call.bytes()).sum());
+    let step = |kernel, what: &str, stats| E2e { kernel, what: what.to_string(), device: "gpu", stats, images: batch, flops, bytes };
+    let e2e = vec![
+        step("train_step", "train step, wait after each", Stats::of(&latency)),
+        step("train_step_recording", "  of which host CPU to record + submit", Stats::of(&recording)),
+        step("train_step_submit", "    of which submit (wgpu encodes, queues)", Stats::of(&submitting)),
+        step("train_step_recording_wall", "  record + submit on the wall clock", Stats::of(&recording_wall)),
+        step("train_step_pipelined", "train step, back to back (mean)", Stats { median: throughput, min: throughput, max: throughput, repeats }),
+        E2e {
+            kernel: "eval_batch",
+            what: "eval batch, wait after each".into(),
+            device: "gpu",
+            stats: Stats::of(&eval),
+            images: batch,
+            flops: eval_calls.iter().map(|c| c.call.flops()).sum(),
+            bytes: eval_calls.iter().map(|c| c.call.bytes()).sum(),
+        },
+    ];
+    Ok(Report {
+        model: arch.name,
+        ctx_info: be.ctx.info.clone(),
+        batch,
+        timer: Timer::Wall,
+        repeats,
+        warmup,
+        first_step_ms,
+        ops: Vec::new(),
+        e2e,
+        distinct_kernels: None,
+        autotune: if be.ctx.tuner().is_some() { "cached" } else { "off" },
+        choices: be.ctx.tuner().map(|t| t.used()).unwrap_or_default(),
+    })
+}
