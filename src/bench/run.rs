@@ -7,7 +7,8 @@ use anyhow::{bail, ensure, Context, Result};
 
 use super::ops::Call;
 use super::trace::{self, Trace, Traced};
-use super::{back_to_back, header, waited_eval, waited_step, BenchConfig, OpTiming, Report, Stats, Timer, Workload, E2e};
+use super::waited::Waited;
+use super::{back_to_back, header, BenchConfig, OpTiming, Report, Stats, Timer, Workload, E2e};
 use crate::gpu::GpuContext;
 use crate::gpu::Gpu;
 use crate::reference::Cpu;
@@ -76,8 +77,7 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
     );
     let mut per_call: Vec<Vec<f64>> = vec![Vec::new(); calls.len()];
     let mut kernels = std::collections::BTreeSet::new();
-    let (mut latency, mut recording, mut submitting, mut eval) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut recording_wall = Vec::new();
+    let mut waited = Waited::default();
     for _ in 0..repeats {
         if timer == Timer::Timestamp {
             set_mode(Trace::Record);
@@ -108,12 +108,7 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
             }
         }
 
-        let (ms, host) = pollster::block_on(waited_step(&mut be, &mut w));
-        recording.push((host.host.0 + host.host.1) * 1e-3);
-        submitting.push(host.host.1 * 1e-3);
-        recording_wall.push((host.wall.0 + host.wall.1) * 1e-3);
-        latency.push(ms);
-        eval.push(pollster::block_on(waited_eval(&mut be, &mut w)));
+        pollster::block_on(waited.repeat(&mut be, &mut w));
     }
     let ops = group_calls(&calls, &per_call);
     let step_flops = calls.iter().map(|c| c.call.flops()).sum();
@@ -122,40 +117,13 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
     // Throughput as training runs: steps back to back, one wait at the end.
     eprintln!("bench: {repeats} train steps back to back");
     let throughput = pollster::block_on(back_to_back(&mut be, &mut w, repeats));
-    let mut e2e = Vec::new();
     let eval_calls = {
         set_mode(Trace::Record);
         w.eval_batch(&mut be);
         be.ctx.finish();
         take_calls()
     };
-    let gpu_step = |kernel, what: &str, stats| E2e {
-        kernel,
-        what: what.to_string(),
-        device: "gpu",
-        stats,
-        images: batch,
-        flops: step_flops,
-        bytes: step_bytes,
-    };
-    e2e.push(gpu_step("train_step", "train step, wait after each", Stats::of(&latency)));
-    e2e.push(gpu_step("train_step_recording", "  of which host CPU to record + submit", Stats::of(&recording)));
-    e2e.push(gpu_step("train_step_submit", "    of which submit (wgpu encodes, queues)", Stats::of(&submitting)));
-    e2e.push(gpu_step("train_step_recording_wall", "  record + submit on the wall clock", Stats::of(&recording_wall)));
-    e2e.push(gpu_step(
-        "train_step_pipelined",
-        "train step, back to back (mean)",
-        Stats { median: throughput, min: throughput, max: throughput, repeats },
-    ));
-    e2e.push(E2e {
-        kernel: "eval_batch",
-        what: "eval batch, wait after each".into(),
-        device: "gpu",
-        stats: Stats::of(&eval),
-        images: batch,
-        flops: eval_calls.iter().map(|c| c.call.flops()).sum(),
-        bytes: eval_calls.iter().map(|c| c.call.bytes()).sum(),
-    });
+    let mut e2e = waited.rows(batch, repeats, throughput, &calls, &eval_calls);
 
     // The CPU reference, same step, same run.
     let cpu_steps = cfg.cpu_steps();

@@ -8,7 +8,7 @@ use anyhow::{ensure, Result};
 use web_time::Instant;
 
 use super::host_clock::StepTimes;
-use super::trace::{self, Trace};
+use super::trace::{self, Trace, Traced};
 use super::{Report, Stats, Timer, Workload, E2e};
 use crate::backend::Backend;
 use crate::gpu::Gpu;
@@ -41,6 +41,52 @@ pub async fn back_to_back<B: Backend + 'static>(be: &mut B, w: &mut Workload<B>,
     t.elapsed().as_secs_f64() * 1e3 / steps.max(1) as f64
 }
 
+/// The end-to-end timings of one run, repeat by repeat, and the rows they make.
+#[derive(Default)]
+pub struct Waited {
+    latency: Vec<f64>,
+    recording: Vec<f64>,
+    submitting: Vec<f64>,
+    recording_wall: Vec<f64>,
+    eval: Vec<f64>,
+}
+
+impl Waited {
+    /// One repeat: a waited step, then a waited eval batch.
+    pub async fn repeat<B: Backend + 'static>(&mut self, be: &mut B, w: &mut Workload<B>) {
+        let (ms, host) = waited_step(be, w).await;
+        self.latency.push(ms);
+        self.recording.push((host.host.0 + host.host.1) * 1e-3);
+        self.submitting.push(host.host.1 * 1e-3);
+        self.recording_wall.push((host.wall.0 + host.wall.1) * 1e-3);
+        self.eval.push(waited_eval(be, w).await);
+    }
+
+    /// The end-to-end rows: the step waited and its host parts, `back_to_back` ms per step over
+    /// `repeats` steps, the eval batch; FLOPs and bytes from the traced step and eval calls.
+    pub fn rows(&self, batch: usize, repeats: usize, back_to_back: f64, step: &[Traced], eval: &[Traced]) -> Vec<E2e> {
+        let (flops, bytes) = (step.iter().map(|c| c.call.flops()).sum(), step.iter().map(|c| c.call.bytes()).sum());
+        let row = |kernel, what: &str, stats| E2e { kernel, what: what.to_string(), device: "gpu", stats, images: batch, flops, bytes };
+        let pipelined = Stats { median: back_to_back, min: back_to_back, max: back_to_back, repeats };
+        vec![
+            row("train_step", "train step, wait after each", Stats::of(&self.latency)),
+            row("train_step_recording", "  of which host CPU to record + submit", Stats::of(&self.recording)),
+            row("train_step_submit", "    of which submit (wgpu encodes, queues)", Stats::of(&self.submitting)),
+            row("train_step_recording_wall", "  record + submit on the wall clock", Stats::of(&self.recording_wall)),
+            row("train_step_pipelined", "train step, back to back (mean)", pipelined),
+            E2e {
+                kernel: "eval_batch",
+                what: "eval batch, wait after each".into(),
+                device: "gpu",
+                stats: Stats::of(&self.eval),
+                images: batch,
+                flops: eval.iter().map(|c| c.call.flops()).sum(),
+                bytes: eval.iter().map(|c| c.call.bytes()).sum(),
+            },
+        ]
+    }
+}
+
 /// `bench` without the per-op profile (the page's benchmark): the first step, `warmup` more,
 /// then `repeats` of (a waited step, a waited eval batch), then `repeats` steps back to back.
 /// The report has the same end-to-end records as the CLI's, and no op rows.
@@ -65,34 +111,12 @@ pub async fn end_to_end(be: &mut Gpu, arch: &Arch, batch: usize, repeats: usize,
         w.train_step(be);
         be.settle().await;
     }
-    let (mut latency, mut recording, mut submitting, mut recording_wall, mut eval) = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut waited = Waited::default();
     for _ in 0..repeats {
-        let (ms, host) = waited_step(be, &mut w).await;
-        latency.push(ms);
-        recording.push((host.host.0 + host.host.1) * 1e-3);
-        submitting.push(host.host.1 * 1e-3);
-        recording_wall.push((host.wall.0 + host.wall.1) * 1e-3);
-        eval.push(waited_eval(be, &mut w).await);
+        waited.repeat(be, &mut w).await;
     }
     let throughput = back_to_back(be, &mut w, repeats).await;
-    let (flops, bytes) = (calls.iter().map(|c| c.call.flops()).sum(), calls.iter().map(|c| c.call.bytes()).sum());
-    let step = |kernel, what: &str, stats| E2e { kernel, what: what.to_string(), device: "gpu", stats, images: batch, flops, bytes };
-    let e2e = vec![
-        step("train_step", "train step, wait after each", Stats::of(&latency)),
-        step("train_step_recording", "  of which host CPU to record + submit", Stats::of(&recording)),
-        step("train_step_submit", "    of which submit (wgpu encodes, queues)", Stats::of(&submitting)),
-        step("train_step_recording_wall", "  record + submit on the wall clock", Stats::of(&recording_wall)),
-        step("train_step_pipelined", "train step, back to back (mean)", Stats { median: throughput, min: throughput, max: throughput, repeats }),
-        E2e {
-            kernel: "eval_batch",
-            what: "eval batch, wait after each".into(),
-            device: "gpu",
-            stats: Stats::of(&eval),
-            images: batch,
-            flops: eval_calls.iter().map(|c| c.call.flops()).sum(),
-            bytes: eval_calls.iter().map(|c| c.call.bytes()).sum(),
-        },
-    ];
+    let e2e = waited.rows(batch, repeats, throughput, &calls, &eval_calls);
     Ok(Report {
         model: arch.name,
         ctx_info: be.ctx.info.clone(),
