@@ -147,7 +147,7 @@ fn relu_special_values_match_reference_bit_for_bit() {
 
 /// Shapes for both the generic kernels and the k = 2, w % 4 == 0 vec4 ones.
 fn pool_shapes() -> Vec<PoolShape> {
-    let p = |n, c, h, w, k| PoolShape { n, c, h, w, k };
+    let p = |n, c, h, w, k| PoolShape { n, c, h, w, k, stride: k };
     vec![
         p(1, 1, 5, 7, 2),    // odd h, w: the last row/column is outside every window
         p(3, 2, 9, 11, 3),   // k = 3, ragged edges

@@ -110,9 +110,9 @@ fn conv2d_gradients_match_finite_differences() {
 fn maxpool_backward_matches_finite_differences() {
     let mut rng = Rng::new(12);
     let shapes = [
-        PoolShape { n: 2, c: 3, h: 6, w: 8, k: 2 },
-        PoolShape { n: 1, c: 2, h: 7, w: 5, k: 2 }, // odd: last row/column belong to no window
-        PoolShape { n: 3, c: 1, h: 9, w: 7, k: 3 },
+        PoolShape { n: 2, c: 3, h: 6, w: 8, k: 2, stride: 2 },
+        PoolShape { n: 1, c: 2, h: 7, w: 5, k: 2, stride: 2 }, // odd: last row/column belong to no window
+        PoolShape { n: 3, c: 1, h: 9, w: 7, k: 3, stride: 3 },
     ];
     // With the fused ReLU (forward_fused), the same backward must be that of pool then ReLU.
     for (s, relu) in shapes.iter().flat_map(|&s| [(s, false), (s, true)]) {
