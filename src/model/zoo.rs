@@ -36,7 +36,7 @@ pub fn lenet5() -> Arch {
         ("relu3", ReLU),
         ("fc2", Linear { d_in: 500, d_out: 10 }),
     ]);
-    Arch { name: "lenet5", title: "LeNet-5 with BatchNorm (the seed's PyTorch model)", input: IMAGE, classes: CLASSES, spec }
+    Arch { name: "lenet5".into(), title: "LeNet-5 with BatchNorm (the seed's PyTorch model)".into(), input: IMAGE, classes: CLASSES, spec }
 }
 
 /// The notebook's "fully connected neural network with one hidden layer" (784 → 500 → 10).
@@ -47,7 +47,7 @@ pub fn mlp() -> Arch {
         ("relu", ReLU),
         ("fc2", Linear { d_in: 500, d_out: 10 }),
     ]);
-    Arch { name: "mlp", title: "one hidden layer of 500 (the notebook's MLP)", input: IMAGE, classes: CLASSES, spec }
+    Arch { name: "mlp".into(), title: "one hidden layer of 500 (the notebook's MLP)".into(), input: IMAGE, classes: CLASSES, spec }
 }
 
 /// The notebook's `NN(784)`: `NN_block` (Linear(784, 784) + ReLU) applied 10 times with the
@@ -59,6 +59,6 @@ pub fn tied() -> Arch {
         ("body", Spec::repeat(10, "block", block)),
         ("head", Linear { d_in: 784, d_out: 10 }),
     ]);
-    Arch { name: "tied", title: "NN(784): one Linear(784, 784) + ReLU block applied 10 times, weights tied", input: IMAGE, classes: CLASSES, spec }
+    Arch { name: "tied".into(), title: "NN(784): one Linear(784, 784) + ReLU block applied 10 times, weights tied".into(), input: IMAGE, classes: CLASSES, spec }
 }
 
