@@ -67,6 +67,8 @@ enum AutotuneArg {
 enum DatasetArg {
     Mnist,
     FashionMnist,
+    Kmnist,
+    Idx,
 }
 
 impl Cli {
@@ -74,6 +76,8 @@ impl Cli {
         match self.dataset {
             DatasetArg::Mnist => Dataset::Mnist,
             DatasetArg::FashionMnist => Dataset::FashionMnist,
+            DatasetArg::Kmnist => Dataset::Kmnist,
+            DatasetArg::Idx => Dataset::Idx,
         }
     }
     fn adapter(&self) -> AdapterChoice {
@@ -414,6 +418,7 @@ fn eval<B: Backend + 'static>(
     }
     let mut model = wgsl_cnn::model::state::load_model(be, checkpoint, arch, capacity)?;
     eprintln!("model: {}", model.arch.name);
+    wgsl_cnn::train::check_classes(&model.arch, &data)?;
     let d = pollster::block_on(evaluate_split_detailed(be, &mut model, &data.test, misclassified.is_some()));
     let acc = 100.0 * d.correct as f64 / d.n as f64;
     println!("Accuracy of the network on the {} test images: {} %", d.n, wgsl_cnn::train::python_float(acc));

@@ -192,3 +192,66 @@ fn summary_of_a_bad_file_is_an_error_not_a_panic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("lenet5, mlp, tied"), "{err}");
 }
+
+// ---- data sets with other class counts -------------------------------------------------
+
+/// Writes the first `n` train and test images of the subset as a raw IDX directory, with
+/// labels mapped by `label`.
+fn idx_dir(dir: &Path, n: usize, label: impl Fn(usize, u8) -> u8) {
+    let data = wgsl_cnn::data::load_assets_subset().unwrap();
+    for (split, prefix) in [(&data.train, "train"), (&data.test, "t10k")] {
+        let mut img = vec![0, 0, 8, 3];
+        for d in [n as u32, 28, 28] {
+            img.extend(d.to_be_bytes());
+        }
+        img.extend(&split.images[..n * 784]);
+        std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), img).unwrap();
+        let mut lab = vec![0, 0, 8, 1];
+        lab.extend((n as u32).to_be_bytes());
+        lab.extend(split.labels[..n].iter().enumerate().map(|(i, &l)| label(i, l)));
+        std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), lab).unwrap();
+    }
+}
+
+#[test]
+fn the_classes_come_from_the_labels_and_the_model_must_match() {
+    use wgsl_cnn::dataset::Dataset;
+    let dir = common::temp_dir("model-file", "classes");
+    let data_dir = dir.join("emnist-like");
+    std::fs::create_dir_all(&data_dir).unwrap();
+    // 47 classes, as EMNIST balanced: every label 0–46 occurs.
+    idx_dir(&data_dir, 200, |i, l| ((l as usize * 5 + i) % 47) as u8);
+    assert_eq!(Dataset::Idx.load(&data_dir, true).unwrap().classes(), 47);
+    // The same files as MNIST: labels above 9 are refused.
+    let err = format!("{:#}", Dataset::Mnist.load(&data_dir, true).unwrap_err());
+    assert!(err.contains("out of range (labels are 0–9)"), "{err}");
+    // KMNIST: ten classes by its spec, named.
+    let kdir = dir.join("kmnist");
+    std::fs::create_dir_all(&kdir).unwrap();
+    idx_dir(&kdir, 100, |_, l| l);
+    assert_eq!(Dataset::Kmnist.load(&kdir, true).unwrap().classes(), 10);
+    assert_eq!(Dataset::Kmnist.class_names()[1], "ki");
+
+    let args = |model: &str| {
+        let mut c = cli();
+        c.args(["--backend", "cpu", "--dataset", "idx", "--data-dir"]).arg(&data_dir);
+        c.args(["train", "--epochs", "1", "--batch-size", "50", "--no-progress", "--no-plots", "--model", model, "--save"]).arg(dir.join("m.safetensors"));
+        c
+    };
+    let out = args("mlp").output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("has 47 classes (labels 0–46), but model `mlp` gives 10 scores per image"), "{err}");
+    // A model file with 47 outputs trains on it, and evaluates without the file.
+    let net = dir.join("mlp47.json");
+    let text = std::fs::read_to_string(example("mlp")).unwrap().replace("\"classes\": 10", "\"classes\": 47").replace("Linear(500, 10)", "Linear(500, 47)");
+    std::fs::write(&net, text).unwrap();
+    let out = run_ok(&mut args(net.to_str().unwrap()));
+    assert!(out.contains("Accuracy of the network on the 200 test images"), "{out}");
+    let out = run_ok(cli().args(["--backend", "cpu", "--dataset", "idx", "--data-dir"]).arg(&data_dir).arg("eval").arg("--checkpoint").arg(dir.join("m.safetensors")));
+    assert!(out.contains("Confusion matrix") && out.contains("  46 "), "{out}");
+    // and that model on MNIST's ten classes is refused
+    let out = cli().args(["--backend", "cpu", "--data-dir", "assets/mnist-subset", "eval", "--checkpoint"]).arg(dir.join("m.safetensors")).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("has 10 classes") && err.contains("gives 47 scores"), "{err}");
+}

@@ -35,6 +35,20 @@ pub struct Mnist {
     pub report: LoadReport,
 }
 
+impl Mnist {
+    /// How many classes the data set has: ten for the sets whose labels are 0–9 by their
+    /// spec (MNIST, Fashion-MNIST, KMNIST: `max_label` + 1), else one more than the largest label of either
+    /// split (`spec::IDX`). A model's last layer must give this many scores.
+    pub fn classes(&self) -> usize {
+        let largest = self.train.labels.iter().chain(&self.test.labels).copied().max().unwrap_or(0) as usize;
+        if self.report.max_label < u8::MAX {
+            self.report.max_label as usize + 1
+        } else {
+            largest + 1
+        }
+    }
+}
+
 /// What was checked about one file.
 #[derive(Clone, Debug)]
 pub struct FileReport {
@@ -61,6 +75,8 @@ pub struct LoadReport {
     pub files: Vec<FileReport>,
     /// One-line remarks, e.g. that the files are not the official MNIST.
     pub notes: Vec<String>,
+    /// The largest label the spec allows (`FileSpec::max_label`).
+    pub max_label: u8,
 }
 
 /// The default data directory when neither `--data-dir` nor `WGSL_CNN_DATA` is given.
@@ -171,6 +187,7 @@ pub fn load_with(dir: &Path, spec: &DatasetSpec) -> Result<Mnist> {
         test_count: test.count,
         files,
         notes: Vec::new(),
+        max_label: spec.train.labels.max_label,
     };
     Ok(Mnist {
         train,
@@ -221,7 +238,7 @@ pub fn from_bytes(
     let (train, mut reports) = load_split(&unchecked.train, &mut read)?;
     let (test, test_reports) = load_split(&unchecked.test, &mut read)?;
     reports.extend(test_reports);
-    let report = LoadReport { dataset: spec.name, dir: PathBuf::from(source), train_count: train.count, test_count: test.count, files: reports, notes: Vec::new() };
+    let report = LoadReport { dataset: spec.name, dir: PathBuf::from(source), train_count: train.count, test_count: test.count, files: reports, notes: Vec::new(), max_label: spec.train.labels.max_label };
     let mut mnist = Mnist { train, test, report };
     let list = checksums.map(|text| super::local::parse_checksums(text, &format!("{source}/{}", super::local::CHECKSUMS_FILE))).transpose()?;
     super::local::verify_md5s(&mut mnist, spec, list.as_deref(), source, "")?;
