@@ -329,7 +329,7 @@ fn run(mut cli: Cli) -> Result<()> {
         Command::Predict { inputs, checkpoint, model, batch_size, json } => {
             let arch = arch(model.as_deref())?;
             let names = cli.dataset().class_names();
-            with_backend!(cli, be => predict(be, &inputs, &checkpoint, arch.as_ref(), batch_size, json, &names))
+            with_backend!(cli, be => predict(be, &inputs, &checkpoint, arch.as_ref(), batch_size, json, names))
         }
         Command::Step { model, init, batch, out, lr } => {
             if !(lr.is_finite() && lr > 0.0) {
@@ -430,7 +430,7 @@ fn eval<B: Backend + 'static>(
         d.n,
         d.correct
     );
-    print!("{}", d.confusion.format(&cli.dataset().class_names()));
+    print!("{}", d.confusion.format(cli.dataset().class_names()));
     if let Some(dir) = misclassified {
         let files = write_mistakes(dir, &data.test, &d.mistakes)?;
         println!("wrote {} misclassified images and overview.png ({files} files) to {}", d.mistakes.len(), dir.display());

@@ -140,7 +140,7 @@ fn step_tool_writes_the_same_file_on_both_backends(arch: &Arch) {
     checkpoint::save(&dir.join("batch.safetensors"), &batch_tensors, &Default::default()).unwrap();
     for backend in ["cpu", "gpu"] {
         let out = Command::new(env!("CARGO_BIN_EXE_wgsl-cnn"))
-            .args(["--backend", backend, "step", "--model", arch.name, "--init"])
+            .args(["--backend", backend, "step", "--model", &arch.name, "--init"])
             .arg(dir.join("init.safetensors"))
             .arg("--batch")
             .arg(dir.join("batch.safetensors"))
