@@ -553,3 +553,43 @@ fn cpu_backend_matches_the_free_functions() {
     assert_eq!(cpu.read(&gx), [0.2, 0.4, 0.0, 1.0]);
     assert_eq!(cpu.read_index(&gy), [8, 4]);
 }
+
+#[test]
+fn avgpool_by_hand() {
+    use wgsl_cnn::reference::avgpool;
+    // 3×3 input 1..9, window 2, stride 1: four overlapping windows.
+    let s = PoolShape { n: 1, c: 1, h: 3, w: 3, k: 2, stride: 1 };
+    let x: Vec<f64> = (1..=9).map(f64::from).collect();
+    let mut y = vec![f64::NAN; 4];
+    avgpool::forward(&s, &x, &mut y);
+    assert_eq!(y, [3.0, 4.0, 6.0, 7.0]);
+    // The centre is in all four windows, the corners in one.
+    let mut dx = vec![f64::NAN; 9];
+    avgpool::backward(&s, &[1.0; 4], &mut dx);
+    assert_eq!(dx, [0.25, 0.5, 0.25, 0.5, 1.0, 0.5, 0.25, 0.5, 0.25]);
+    // Stride 3 > k = 2 on 5×5: windows at rows/columns 0–1 and 3–4; row/column 2 gets nothing.
+    let s = PoolShape { n: 1, c: 1, h: 5, w: 5, k: 2, stride: 3 };
+    let mut dx = vec![f64::NAN; 25];
+    avgpool::backward(&s, &[4.0, 8.0, 12.0, 16.0], &mut dx);
+    assert_eq!(&dx[..5], &[1.0, 1.0, 0.0, 2.0, 2.0]);
+    assert_eq!(&dx[10..15], &[0.0; 5]);
+}
+
+#[test]
+fn tanh_and_sigmoid_by_hand() {
+    use wgsl_cnn::reference::activation::{backward, forward};
+    use wgsl_cnn::shapes::Activation;
+    let x = [0.0f64, 1.0, -1.0];
+    let (mut t, mut s) = ([0.0; 3], [0.0; 3]);
+    forward(Activation::Tanh, &x, &mut t);
+    forward(Activation::Sigmoid, &x, &mut s);
+    assert_eq!(t, [0.0, 1f64.tanh(), -(1f64.tanh())]);
+    assert_eq!(s[0], 0.5);
+    assert!((s[1] - 0.7310585786300049).abs() < 1e-15 && (s[1] + s[2] - 1.0).abs() < 1e-15);
+    let (mut dt, mut ds) = ([0.0; 3], [0.0; 3]);
+    backward(Activation::Tanh, &t, &[2.0; 3], &mut dt);
+    backward(Activation::Sigmoid, &s, &[2.0; 3], &mut ds);
+    assert_eq!(dt[0], 2.0); // tanh'(0) = 1
+    assert_eq!(ds[0], 0.5); // sigmoid'(0) = 1/4
+    assert!((dt[1] - 2.0 / 1f64.cosh().powi(2)).abs() < 1e-15);
+}
