@@ -119,6 +119,7 @@ fn bad_files_are_errors_naming_the_layer() {
         (net(r#"{"name": "f", "layer": "Flatten()"}, {"name": "body", "repeat": 2, "layers": [{"name": "fc", "layer": "Linear(784, 10)"}]}"#), "body.block: a block applied 2 times must keep its shape"),
         (net(r#"{"name": "f", "layer": "Flatten()"}, {"name": "fc", "layer": "Linear(784, 47)"}"#), "the model has 10 classes, but its last layer (fc) gives [N, 47]"),
         (net(""), "`layers` is empty"),
+        (net(r#"{"name": "c", "layer": "Conv2d(1, 16777216, 1, padding=16777216)"}"#), "c gives [N, 16777216, 33554460, 33554460], more than 2^31 values"),
         (r#"{"name": "net", "layers": [], "extra": 1}"#.to_string(), "unknown key `extra`"),
         (r#"{"name": "net", "input": [3, 32, 32], "layers": [{"name": "f", "layer": "Flatten()"}]}"#.to_string(), "`input` [N, 3, 32, 32] is not what the data sets give"),
         ("{\"name\": \"net\", \"layers\": [".to_string(), "net.json: not valid JSON"),

@@ -188,7 +188,7 @@ impl Spec {
                 if x.h + 2 * pad < k || x.w + 2 * pad < k {
                     bail!("{name}: kernel_size {k} does not fit the {}×{} input ({x}) with padding {pad}", x.h, x.w);
                 }
-                Feat::image(c_out, (x.h + 2 * pad - k) / stride + 1, (x.w + 2 * pad - k) / stride + 1)
+                sized(name, Feat::image(c_out, (x.h + 2 * pad - k) / stride + 1, (x.w + 2 * pad - k) / stride + 1))?
             }
             Spec::BatchNorm2d { c } => {
                 image_in(&self.describe())?;
@@ -312,6 +312,18 @@ impl Spec {
             leaf => out.push((path.to_string(), leaf.clone(), x, times)),
         }
         Ok(())
+    }
+}
+
+/// The most values one sample's activation may hold (far more than any buffer takes; it keeps
+/// every size computation of a model file's network from overflowing).
+pub const MAX_FEATURES: usize = 1 << 31;
+
+/// `f`, or an error naming `name` when it holds more than `MAX_FEATURES` values.
+fn sized(name: &str, f: Feat) -> Result<Feat> {
+    match f.c.checked_mul(f.h).and_then(|n| n.checked_mul(f.w)) {
+        Some(n) if n <= MAX_FEATURES => Ok(f),
+        _ => bail!("{name} gives {f}, more than 2^31 values per image"),
     }
 }
 
