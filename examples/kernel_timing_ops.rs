@@ -38,7 +38,7 @@ fn main() {
     };
     let mut total = 0.0;
 
-    for s in [PoolShape { n: 100, c: 20, h: 24, w: 24, k: 2 }, PoolShape { n: 100, c: 50, h: 8, w: 8, k: 2 }] {
+    for s in [PoolShape { n: 100, c: 20, h: 24, w: 24, k: 2, stride: 2 }, PoolShape { n: 100, c: 50, h: 8, w: 8, k: 2, stride: 2 }] {
         let (x, y, am, dx) = (rand(&mut rng, s.x_len()), ctx.buffer(s.y_len()), ctx.buffer(s.y_len()), ctx.buffer(s.x_len()));
         let tag = format!("[{},{},{},{}]", s.n, s.c, s.h, s.w);
         total += time(&ctx, reps, &format!("maxpool forward {tag}"), || maxpool::forward(&ctx, &s, &x, &y, &am));

@@ -83,11 +83,18 @@ fn x_tap(base: u32, ih: i32, iw: i32) -> f32 {
 }
 
 // dy[img, co, oh, ow] with oh·stride = a, ow·stride = b, or 0 where no such output exists.
+// Stride 1 skips the divisions (uniform branch), which CPU adapters run slowly.
 fn dy_tap(img: u32, co: u32, a: i32, b: i32) -> f32 {
-    let s = i32(p.stride);
-    let oh = a / s;
-    let ow = b / s;
-    let ok = a >= 0 && b >= 0 && a % s == 0 && b % s == 0 && oh < i32(p.h_out) && ow < i32(p.w_out);
+    var oh = a;
+    var ow = b;
+    var ok = a >= 0 && b >= 0;
+    if (p.stride != 1u) {
+        let s = i32(p.stride);
+        oh = a / s;
+        ow = b / s;
+        ok = ok && a % s == 0 && b % s == 0;
+    }
+    ok = ok && oh < i32(p.h_out) && ow < i32(p.w_out);
     let idx = ((img * p.c_out + co) * p.h_out + u32(max(oh, 0))) * p.w_out + u32(max(ow, 0));
     return select(0.0, in1[min(idx, arrayLength(&in1) - 1u)], ok);
 }

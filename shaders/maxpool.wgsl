@@ -1,5 +1,5 @@
-// MaxPool2d, square window k, stride k, over x [planes = n·c, h, w] → y [planes, ho, wo]
-// (ho = h / k, wo = w / k, floor). argmax holds the index within the input's h·w plane of
+// MaxPool2d, square window k, stride `stride` (PyTorch's default: k), over x [planes = n·c,
+// h, w] → y [planes, ho, wo] (ho = (h − k)/stride + 1, floor). argmax holds the index within the input's h·w plane of
 // each window's maximum: the first one in row-major window order on ties (strict >).
 // With p.relu = 1 a ReLU follows in the same pass: y = relu(max), and where the ReLU zeroes
 // a window's output its argmax is NO_ARGMAX, so the backward routes that window nothing
@@ -11,6 +11,7 @@
 struct Params {
     planes: u32, h: u32, w: u32, k: u32, ho: u32, wo: u32, hb: u32, wb: u32,
     relu: u32, normalize: u32, c: u32, eps: f32,
+    stride: u32, _pad0: u32, _pad1: u32, _pad2: u32,
 }
 @group(0) @binding(0) var<uniform> p: Params;
 
@@ -85,7 +86,7 @@ fn maxpool_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     let oy = r / p.wo;
     let ox = r - oy * p.wo;
     let base = plane * p.h * p.w;
-    let first = oy * p.k * p.w + ox * p.k;
+    let first = oy * p.stride * p.w + ox * p.stride;
     let a = affine(plane);
     var best_i = first;
     var best = normalized(x[base + first], a);
@@ -104,7 +105,7 @@ fn maxpool_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups
     argmax[o] = out.argmax;
 }
 
-// One invocation per k×k block of the input, hb = ceil(h / k) by wb = ceil(w / k) blocks
+// stride = k. One invocation per k×k block of the input, hb = ceil(h / k) by wb = ceil(w / k) blocks
 // per plane, so that every dx element is written exactly once without atomics: blocks
 // that are pooling windows route dy to their argmax and write 0 elsewhere; the partial
 // blocks past the floor (h or w not a multiple of k) write 0.
@@ -192,4 +193,36 @@ fn maxpool_backward_k2(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
     let o = (r * 2u) * w4 + c; // vec4 index of the top row (input row 2·r over all planes)
     dx4[o] = routed[0];
     dx4[o + w4] = routed[1];
+}
+
+// Any stride (the kernel for stride ≠ k, where windows overlap or leave gaps): one invocation
+// per input element, which gathers dy from every window holding it whose argmax it is, in
+// output order (the reference's order of summation); 0 when there is none.
+@compute @workgroup_size(64)
+fn maxpool_backward_gather(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                           @builtin(local_invocation_index) li: u32) {
+    let t = flat_group(wg, nwg) * 64u + li;
+    let per_plane = p.h * p.w;
+    if (t >= p.planes * per_plane) {
+        return;
+    }
+    let plane = t / per_plane;
+    let i = t - plane * per_plane;
+    let iy = i / p.w;
+    let ix = i - iy * p.w;
+    // windows oy with oy·stride ≤ iy < oy·stride + k, likewise for ox
+    let oy_lo = select(0u, (iy - p.k) / p.stride + 1u, iy >= p.k);
+    let oy_hi = min(iy / p.stride + 1u, p.ho);
+    let ox_lo = select(0u, (ix - p.k) / p.stride + 1u, ix >= p.k);
+    let ox_hi = min(ix / p.stride + 1u, p.wo);
+    var g = 0.0;
+    for (var oy = oy_lo; oy < oy_hi; oy++) {
+        for (var ox = ox_lo; ox < ox_hi; ox++) {
+            let o = (plane * p.ho + oy) * p.wo + ox;
+            if (bargmax[o] == i) {
+                g += dy[o];
+            }
+        }
+    }
+    grad_x[t] = g;
 }

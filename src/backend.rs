@@ -15,7 +15,7 @@
 //! same buffer (WebGPU forbids binding one buffer read-only and writable in one dispatch);
 //! the CPU reference checks this.
 
-use crate::shapes::{AdamConfig, BatchNormShape, Conv2dShape, MatmulShape, PoolShape, SgdConfig};
+use crate::shapes::{Activation, AdamConfig, BatchNormShape, Conv2dShape, MatmulShape, PoolShape, SgdConfig};
 
 /// The element-wise work a matrix product does in its own pass (layers fuse what would
 /// otherwise be separate ops, see `nn::Spec::build` and `nn::Sequential::new`):
@@ -81,8 +81,14 @@ pub enum Op<'a, T, I, D> {
     /// also that ReLU's backward. With `normalize`, the window maxima are taken over
     /// normalize(x) (a BatchNorm2d before the pool; its backward then receives dx as dy).
     MaxpoolForward { s: PoolShape, relu: bool, normalize: Option<Normalize<'a, T>>, x: &'a T, y: &'a T, argmax: &'a I },
-    /// dx is fully written: dy routed to each window's argmax, zero elsewhere.
+    /// dx is fully written: dy routed to each window's argmax, zero elsewhere (summed where
+    /// overlapping windows, stride < k, pick the same input).
     MaxpoolBackward { s: PoolShape, dy: &'a T, argmax: &'a I, dx: &'a T },
+
+    /// y = the mean of each k×k window (AvgPool2d, no padding).
+    AvgpoolForward { s: PoolShape, x: &'a T, y: &'a T },
+    /// dx is fully written: each input gets Σ dy/(k·k) over the windows holding it.
+    AvgpoolBackward { s: PoolShape, dy: &'a T, dx: &'a T },
 
     /// Per-channel batch mean and biased variance, and the running statistics updated with
     /// them (running = (1 − momentum)·running + momentum·batch, the unbiased variance
@@ -111,6 +117,11 @@ pub enum Op<'a, T, I, D> {
     ReluForward { len: usize, x: &'a T, y: &'a T },
     /// dx = dy where the forward output y > 0, else 0.
     ReluBackward { len: usize, y: &'a T, dy: &'a T, dx: &'a T },
+    /// y = f(x) element-wise (Tanh, Sigmoid).
+    ActivationForward { f: Activation, len: usize, x: &'a T, y: &'a T },
+    /// dx = dy·f'(x), computed from the forward's output y (1 − y² for Tanh, y·(1 − y) for
+    /// Sigmoid).
+    ActivationBackward { f: Activation, len: usize, y: &'a T, dy: &'a T, dx: &'a T },
 
     /// C = op(A)·op(B) (+ bias broadcast over rows), or C += that with `s.accumulate`, with
     /// what `fused` adds in the same pass (see `Fused`).
@@ -157,11 +168,17 @@ impl<T, I, D> Op<'_, T, I, D> {
             Op::Conv2dGradWeight { .. } => "conv2d_grad_weight",
             Op::MaxpoolForward { .. } => "maxpool_forward",
             Op::MaxpoolBackward { .. } => "maxpool_backward",
+            Op::AvgpoolForward { .. } => "avgpool_forward",
+            Op::AvgpoolBackward { .. } => "avgpool_backward",
             Op::BatchnormStats { .. } => "batchnorm_stats",
             Op::BatchnormNormalize { .. } => "batchnorm_normalize",
             Op::BatchnormBackward { .. } => "batchnorm_backward",
             Op::ReluForward { .. } => "relu_forward",
             Op::ReluBackward { .. } => "relu_backward",
+            Op::ActivationForward { f: Activation::Tanh, .. } => "tanh_forward",
+            Op::ActivationForward { f: Activation::Sigmoid, .. } => "sigmoid_forward",
+            Op::ActivationBackward { f: Activation::Tanh, .. } => "tanh_backward",
+            Op::ActivationBackward { f: Activation::Sigmoid, .. } => "sigmoid_backward",
             Op::Matmul { .. } => "matmul",
             Op::SumRows { .. } => "sum_rows",
             Op::SoftmaxCrossEntropy { .. } => "softmax_cross_entropy",

@@ -68,6 +68,8 @@ enum AutotuneArg {
 enum DatasetArg {
     Mnist,
     FashionMnist,
+    Kmnist,
+    Idx,
 }
 
 impl Cli {
@@ -75,6 +77,8 @@ impl Cli {
         match self.dataset {
             DatasetArg::Mnist => Dataset::Mnist,
             DatasetArg::FashionMnist => Dataset::FashionMnist,
+            DatasetArg::Kmnist => Dataset::Kmnist,
+            DatasetArg::Idx => Dataset::Idx,
         }
     }
     fn adapter(&self) -> AdapterChoice {
@@ -100,7 +104,7 @@ enum Command {
         #[arg(long, default_value = "model.safetensors")]
         checkpoint: PathBuf,
         /// The checkpoint's model [default: the one it records].
-        #[arg(long, value_parser = model_names())]
+        #[arg(long, value_name = "MODEL")]
         model: Option<String>,
         /// Images per forward pass [default: 1000, or the most the adapter's limits allow]
         #[arg(long)]
@@ -120,7 +124,7 @@ enum Command {
         #[arg(long, default_value = "model.safetensors")]
         checkpoint: PathBuf,
         /// The checkpoint's model [default: the one it records].
-        #[arg(long, value_parser = model_names())]
+        #[arg(long, value_name = "MODEL")]
         model: Option<String>,
         /// Files per forward pass.
         #[arg(long, default_value_t = 100)]
@@ -133,7 +137,7 @@ enum Command {
     /// gradients and the state after the optimizer's step (see the README for the PyTorch side).
     Step {
         /// The model INIT holds [default: the one it records, else lenet5].
-        #[arg(long, value_parser = model_names())]
+        #[arg(long, value_name = "MODEL")]
         model: Option<String>,
         /// state_dict in PyTorch's names (safetensors).
         #[arg(long)]
@@ -148,7 +152,8 @@ enum Command {
     },
     /// The architecture and the parameter table.
     Summary {
-        #[arg(long, value_parser = model_names(), default_value = "lenet5")]
+        /// lenet5, mlp, tied or a model file (.json).
+        #[arg(long, value_name = "MODEL", default_value = "lenet5")]
         model: String,
     },
     /// Load MNIST (downloading missing files unless --offline), verify it and print what was loaded.
@@ -187,19 +192,26 @@ enum Command {
     Bench(BenchArgs),
 }
 
-/// `--model`'s choices.
-fn model_names() -> clap::builder::PossibleValuesParser {
-    clap::builder::PossibleValuesParser::new(wgsl_cnn::model::zoo::NAMES)
+/// `--model`: a built-in model (lenet5, mlp, tied) or a model file (`.json`, see the README).
+fn model_arch(name: &str) -> Result<Arch> {
+    if wgsl_cnn::model::zoo::NAMES.contains(&name) {
+        return wgsl_cnn::model::zoo::arch(name);
+    }
+    let path = std::path::Path::new(name);
+    if name.ends_with(".json") || path.is_file() {
+        return wgsl_cnn::model::file::load(path);
+    }
+    bail!("no model named {name:?}: the built-in models are {}, or give a model file (.json)", wgsl_cnn::model::zoo::NAMES.join(", "))
 }
 
 fn arch(name: Option<&str>) -> Result<Option<Arch>> {
-    name.map(wgsl_cnn::model::zoo::arch).transpose()
+    name.map(model_arch).transpose()
 }
 
 #[derive(Parser, Clone)]
 struct BenchArgs {
     /// The model whose training step is timed.
-    #[arg(long, value_parser = model_names(), default_value = "lenet5")]
+    #[arg(long, value_name = "MODEL", default_value = "lenet5")]
     model: String,
     /// Images per training step.
     #[arg(long, default_value_t = 100)]
@@ -241,8 +253,8 @@ enum TimerArg {
 
 #[derive(Parser, Clone, PartialEq)]
 struct TrainArgs {
-    /// The network [default: lenet5, or with --resume the checkpoint's].
-    #[arg(long, value_parser = model_names())]
+    /// The network: lenet5, mlp, tied or a model file (.json) [default: lenet5, or with --resume the checkpoint's].
+    #[arg(long, value_name = "MODEL")]
     model: Option<String>,
     #[arg(long, default_value_t = 5)]
     epochs: usize,
@@ -366,7 +378,7 @@ fn run(mut cli: Cli) -> Result<()> {
         Command::Predict { inputs, checkpoint, model, batch_size, json } => {
             let arch = arch(model.as_deref())?;
             let names = cli.dataset().class_names();
-            with_backend!(cli, be => predict(be, &inputs, &checkpoint, arch.as_ref(), batch_size, json, &names))
+            with_backend!(cli, be => predict(be, &inputs, &checkpoint, arch.as_ref(), batch_size, json, names))
         }
         Command::Step { model, init, batch, out, opt } => {
             let opt = opt.config()?;
@@ -374,7 +386,7 @@ fn run(mut cli: Cli) -> Result<()> {
             with_backend!(cli, be => pollster::block_on(wgsl_cnn::step::run(be, arch.as_ref(), &init, &batch, &out, &opt)))
         }
         Command::Summary { model } => {
-            print!("{}", wgsl_cnn::model::summary::summary(&wgsl_cnn::model::zoo::arch(&model)?));
+            print!("{}", wgsl_cnn::model::summary::summary(&model_arch(&model)?));
             Ok(())
         }
         Command::Data { offline, repair } if cli.dataset() == Dataset::Mnist => wgsl_cnn::data::data_command(&cli.data_dir(), offline, repair),
@@ -455,6 +467,7 @@ fn eval<B: Backend + 'static>(
     }
     let mut model = wgsl_cnn::model::state::load_model(be, checkpoint, arch, capacity)?;
     eprintln!("model: {}", model.arch.name);
+    wgsl_cnn::train::check_classes(&model.arch, &data)?;
     let d = pollster::block_on(evaluate_split_detailed(be, &mut model, &data.test, misclassified.is_some()));
     let acc = 100.0 * d.correct as f64 / d.n as f64;
     println!("Accuracy of the network on the {} test images: {} %", d.n, wgsl_cnn::train::python_float(acc));
@@ -466,7 +479,7 @@ fn eval<B: Backend + 'static>(
         d.n,
         d.correct
     );
-    print!("{}", d.confusion.format(&cli.dataset().class_names()));
+    print!("{}", d.confusion.format(cli.dataset().class_names()));
     if let Some(dir) = misclassified {
         let files = write_mistakes(dir, &data.test, &d.mistakes)?;
         println!("wrote {} misclassified images and overview.png ({files} files) to {}", d.mistakes.len(), dir.display());
@@ -536,7 +549,7 @@ fn bench(cli: &Cli, args: &BenchArgs) -> Result<()> {
         bail!("bench always runs the GPU and the CPU reference; leave out --backend cpu");
     }
     let cfg = BenchConfig {
-        arch: wgsl_cnn::model::zoo::arch(&args.model)?,
+        arch: model_arch(&args.model)?,
         batch: args.batch,
         quick: args.quick,
         repeats: args.repeats,

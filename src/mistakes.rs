@@ -38,7 +38,7 @@ impl Confusion {
 
     /// Per-class accuracy lines, then the matrix (`names[c]` labels class c).
     pub fn format(&self, names: &[&str]) -> String {
-        let name = |c: usize| names.get(c).copied().unwrap_or("?");
+        let name = |c: usize| names.get(c).map_or_else(|| c.to_string(), |n| n.to_string());
         let mut s = String::from("Per-class accuracy:\n");
         for c in 0..self.classes {
             let (ok, all) = (self.get(c, c), self.class_total(c));

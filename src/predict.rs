@@ -104,7 +104,7 @@ pub fn prepare_file(path: &Path) -> Result<Vec<u8>> {
 
 /// One line of text for a file.
 pub fn format_line(path: &Path, outcome: &Outcome, names: &[&str]) -> String {
-    let name = |c: usize| names.get(c).copied().unwrap_or("?");
+    let name = |c: usize| names.get(c).map_or_else(|| c.to_string(), |n| n.to_string());
     match outcome {
         Outcome::Predicted { class, top } => {
             let tops: Vec<String> = top.iter().map(|&(c, p)| format!("{} {:.2} %", name(c), 100.0 * p)).collect();
@@ -116,7 +116,7 @@ pub fn format_line(path: &Path, outcome: &Outcome, names: &[&str]) -> String {
 
 /// One JSON record for a file.
 pub fn json_record(path: &Path, outcome: &Outcome, names: &[&str]) -> serde_json::Value {
-    let name = |c: usize| names.get(c).copied().unwrap_or("?");
+    let name = |c: usize| names.get(c).map_or_else(|| c.to_string(), |n| n.to_string());
     match outcome {
         Outcome::Predicted { class, top } => serde_json::json!({
             "file": path.display().to_string(),

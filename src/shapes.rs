@@ -38,8 +38,9 @@ impl Conv2dShape {
     }
 }
 
-/// MaxPool2d with a square window `k` and stride `k` (the seed uses 2) over x [n, c, h, w],
-/// giving y [n, c, h / k, w / k] (floor, as PyTorch without ceil_mode).
+/// A pooling layer (MaxPool2d, AvgPool2d) with a square window `k` and stride `stride`
+/// (PyTorch's default stride is k) over x [n, c, h, w], giving y [n, c, h_out, w_out] with
+/// h_out = (h − k) / stride + 1 (floor, as PyTorch without padding or ceil_mode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolShape {
     pub n: usize,
@@ -47,16 +48,17 @@ pub struct PoolShape {
     pub h: usize,
     pub w: usize,
     pub k: usize,
+    pub stride: usize,
 }
 
 impl PoolShape {
     #[inline]
     pub fn h_out(&self) -> usize {
-        self.h / self.k
+        (self.h - self.k) / self.stride + 1
     }
     #[inline]
     pub fn w_out(&self) -> usize {
-        self.w / self.k
+        (self.w - self.k) / self.stride + 1
     }
     #[inline]
     pub fn x_len(&self) -> usize {
@@ -65,6 +67,12 @@ impl PoolShape {
     #[inline]
     pub fn y_len(&self) -> usize {
         self.n * self.c * self.h_out() * self.w_out()
+    }
+    /// Whether windows tile the input without overlap or gaps (stride = k): every input
+    /// element lies in at most one window.
+    #[inline]
+    pub fn disjoint(&self) -> bool {
+        self.stride == self.k
     }
 }
 
@@ -376,3 +384,23 @@ impl OptimizerConfig {
 
 pub const BN_EPS: f32 = 1e-5;
 pub const BN_MOMENTUM: f32 = 0.1;
+
+/// The smooth element-wise activations (ReLU has ops of its own, which fuse with their
+/// neighbours): their forward and a backward that reads the forward's output.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// y = tanh(x); dx = dy·(1 − y²).
+    Tanh,
+    /// y = 1/(1 + e^−x); dx = dy·y·(1 − y).
+    Sigmoid,
+}
+
+impl Activation {
+    /// PyTorch's module name ("Tanh", "Sigmoid").
+    pub fn name(self) -> &'static str {
+        match self {
+            Activation::Tanh => "Tanh",
+            Activation::Sigmoid => "Sigmoid",
+        }
+    }
+}

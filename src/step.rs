@@ -122,6 +122,7 @@ async fn step_file<B: Backend + 'static>(
     let mut meta = BTreeMap::new();
     meta.insert("backend".to_string(), be.name());
     meta.insert("model".to_string(), arch.name.to_string());
+    meta.insert("architecture".to_string(), crate::model::file::to_json(arch));
     for (k, v) in opt.metadata() {
         meta.insert(k.to_string(), v);
     }

@@ -160,13 +160,14 @@ pub fn clamp_batch(data: &Mnist, cfg: &TrainConfig) -> TrainConfig {
 /// and the epochs it has already trained.
 pub fn model_for<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConfig) -> Result<(Model<B>, usize)> {
     validate(cfg)?;
+    let arch = match &cfg.resume {
+        Some(path) => state::arch_for(path, cfg.model.as_ref())?,
+        None => cfg.model.clone().unwrap_or_else(zoo::lenet5),
+    };
+    check_classes(&arch, data)?;
     // Evaluation runs in batches of EVAL_BATCH, or fewer where the limits say so.
     let mut eval_batch = EVAL_BATCH.max(cfg.batch_size);
     if let Some(budget) = be.memory_budget() {
-        let arch = match &cfg.resume {
-            Some(path) => state::arch_for(path, cfg.model.as_ref())?,
-            None => cfg.model.clone().unwrap_or_else(zoo::lenet5),
-        };
         let n_train = cfg.limit_train.map_or(data.train.count, |l| l.min(data.train.count));
         let data_buffers = [n_train * IMAGE_PIXELS, n_train * 4, data.test.count * IMAGE_PIXELS, data.test.count * 4, n_train * 4, data.test.count * 4];
         let data_buffers: Vec<u64> = data_buffers.iter().map(|&b| b as u64).collect();
@@ -193,6 +194,25 @@ pub fn model_for<B: Backend + 'static>(be: &mut B, data: &Mnist, cfg: &TrainConf
         }
         None => Ok((Model::new(be, cfg.model.as_ref().unwrap_or(&zoo::lenet5()), capacity, cfg.seed)?, 0)),
     }
+}
+
+/// That the model gives one score per class of the data set (`Mnist::classes`).
+pub fn check_classes(arch: &Arch, data: &Mnist) -> Result<()> {
+    let k = data.classes();
+    if arch.classes != k {
+        let th = |n: usize| crate::text::thousands(n as u64);
+        anyhow::bail!(
+            "the data set ({}) has {} classes (labels 0–{}), but model `{}` gives {} scores per image; its last layer must have {} outputs \
+             (a model file with \"classes\": {k} whose last layer is a Linear(…, {k}), see examples/models)",
+            data.report.dataset,
+            th(k),
+            k - 1,
+            arch.name,
+            th(arch.classes),
+            th(k)
+        );
+    }
+    Ok(())
 }
 
 /// What training did, as it happened, for the caller to print or draw.

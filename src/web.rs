@@ -267,7 +267,7 @@ impl Session {
             let names = inner.dataset.class_names();
             let (be, model) = inner.parts()?;
             let p = crate::predict::probabilities(be, model, std::slice::from_ref(&pixels)).await.remove(0);
-            let top: Vec<Value> = crate::predict::top_k(&p, 3).into_iter().map(|(c, q)| json!({"class": c, "name": names[c], "probability": q})).collect();
+            let top: Vec<Value> = crate::predict::top_k(&p, 3).into_iter().map(|(c, q)| json!({"class": c, "name": names.get(c).map_or_else(|| c.to_string(), |n| n.to_string()), "probability": q})).collect();
             Ok(JsValue::from_str(&json!({"top": top, "probabilities": p, "pixels": pixels}).to_string()))
         })
     }

@@ -26,10 +26,10 @@ fn conv2_shape(n: usize) -> Conv2dShape {
     Conv2dShape { n, c_in: 20, h: 12, w: 12, c_out: 50, k: 5, stride: 1, pad: 0 }
 }
 fn pool1_shape(n: usize) -> PoolShape {
-    PoolShape { n, c: 20, h: 24, w: 24, k: 2 }
+    PoolShape { n, c: 20, h: 24, w: 24, k: 2, stride: 2 }
 }
 fn pool2_shape(n: usize) -> PoolShape {
-    PoolShape { n, c: 50, h: 8, w: 8, k: 2 }
+    PoolShape { n, c: 50, h: 8, w: 8, k: 2, stride: 2 }
 }
 fn fc1_shape(n: usize) -> MatmulShape {
     mm(n, 500, 800, false, true)

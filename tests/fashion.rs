@@ -138,10 +138,10 @@ fn class_names_appear_in_the_confusion_matrix() {
     let mut counts = vec![0u32; 100];
     counts[0] = 7;
     counts[9 * 10 + 7] = 3; // three ankle boots taken for sneakers
-    let text = Confusion { classes: 10, counts }.format(&names);
+    let text = Confusion { classes: 10, counts }.format(names);
     assert!(text.contains("0 T-shirt/top  100.00 % (7/7)"), "{text}");
     assert!(text.contains("9 Ankle boot     0.00 % (0/3)"), "{text}");
     // MNIST's digits print no name column.
-    let text = Confusion { classes: 10, counts: vec![1; 100] }.format(&Dataset::Mnist.class_names());
+    let text = Confusion { classes: 10, counts: vec![1; 100] }.format(Dataset::Mnist.class_names());
     assert!(text.contains("  3  10.00 % (1/10)"), "{text}");
 }

@@ -1,4 +1,4 @@
-//! Every entry point of shaders/{maxpool,batchnorm,activation,reduce,adam,sgd,gather}.wgsl
+//! Every entry point of shaders/{maxpool,avgpool,batchnorm,activation,reduce,adam,sgd,gather}.wgsl
 //! against its CPU twin in src/reference, on seeded random inputs (seed printed in every
 //! assertion message; set WGSL_CNN_TEST_SEED to replay one), over odd shapes, batch 1,
 //! batches larger than a workgroup, and the seed model's shapes. Float outputs are poisoned
@@ -9,10 +9,10 @@ mod common;
 use std::rc::Rc;
 
 use wgsl_cnn::compare::compare;
-use wgsl_cnn::gpu::{activation, adam, batchnorm, gather, maxpool, reduce, sgd, AdapterChoice, GpuContext, RawBuffer};
+use wgsl_cnn::gpu::{activation, adam, avgpool, batchnorm, gather, maxpool, reduce, sgd, AdapterChoice, GpuContext, RawBuffer};
 use wgsl_cnn::reference;
 use wgsl_cnn::rng::Rng;
-use wgsl_cnn::shapes::{AdamConfig, BatchNormShape, PoolShape, SgdConfig};
+use wgsl_cnn::shapes::{Activation, AdamConfig, BatchNormShape, PoolShape, SgdConfig};
 
 fn ctx() -> GpuContext {
     GpuContext::new(&AdapterChoice::default()).unwrap_or_else(|e| panic!("{e:#}"))
@@ -147,7 +147,7 @@ fn relu_special_values_match_reference_bit_for_bit() {
 
 /// Shapes for both the generic kernels and the k = 2, w % 4 == 0 vec4 ones.
 fn pool_shapes() -> Vec<PoolShape> {
-    let p = |n, c, h, w, k| PoolShape { n, c, h, w, k };
+    let p = |n, c, h, w, k| PoolShape { n, c, h, w, k, stride: k };
     vec![
         p(1, 1, 5, 7, 2),    // odd h, w: the last row/column is outside every window
         p(3, 2, 9, 11, 3),   // k = 3, ragged edges
@@ -157,6 +157,13 @@ fn pool_shapes() -> Vec<PoolShape> {
         p(1, 20, 24, 24, 2), // batch 1
         p(100, 20, 24, 24, 2), // seed pool1
         p(100, 50, 8, 8, 2),   // seed pool2
+        // stride ≠ k (the generic forward, the gather backward): overlapping windows,
+        // windows with gaps between them, ragged edges, one large enough for a 2-D grid
+        PoolShape { n: 2, c: 3, h: 9, w: 11, k: 3, stride: 2 },
+        PoolShape { n: 1, c: 2, h: 7, w: 8, k: 2, stride: 1 },
+        PoolShape { n: 3, c: 2, h: 10, w: 9, k: 2, stride: 3 },
+        PoolShape { n: 1, c: 1, h: 5, w: 5, k: 5, stride: 2 },
+        PoolShape { n: 50, c: 20, h: 24, w: 24, k: 3, stride: 2 },
     ]
 }
 
@@ -224,6 +231,68 @@ fn maxpool_forward_and_backward_match_reference() {
     }
     // Both sides of the fused ReLU were exercised.
     assert!(zeroed > 0 && kept > 0, "fused ReLU: {zeroed} windows zeroed, {kept} kept");
+}
+
+// ---- avgpool -------------------------------------------------------------------------
+
+#[test]
+fn avgpool_forward_and_backward_match_reference() {
+    let ctx = ctx();
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 21);
+    // every shape of the maxpool test (stride = k and not), and the 1998 LeNet-5's pools
+    let mut shapes = pool_shapes();
+    shapes.push(PoolShape { n: 100, c: 6, h: 28, w: 28, k: 2, stride: 2 });
+    shapes.push(PoolShape { n: 7, c: 16, h: 10, w: 10, k: 2, stride: 2 });
+    for s in shapes {
+        let x = rng.uniform_vec(s.x_len(), -2.0, 2.0);
+        let dy = rng.uniform_vec(s.y_len(), -1.0, 1.0);
+        let (mut y, mut dx) = (vec![0.0; s.y_len()], vec![0.0; s.x_len()]);
+        reference::avgpool::forward(&s, &x, &mut y);
+        reference::avgpool::backward(&s, &dy, &mut dx);
+        let (xb, dyb) = (upload(&ctx, &x), upload(&ctx, &dy));
+        let (yb, dxb) = (poisoned(&ctx, s.y_len()), poisoned(&ctx, s.x_len()));
+        avgpool::forward(&ctx, &s, &xb, &yb);
+        avgpool::backward(&ctx, &s, &dyb, &dxb);
+        // f32 sums of at most 25 terms against f64 ones
+        check(&format!("avgpool forward {s:?}"), seed, &ctx.read::<f32>(&yb), &y, 1e-6, 1e-5);
+        check(&format!("avgpool backward {s:?}"), seed, &ctx.read::<f32>(&dxb), &dx, 1e-6, 1e-5);
+        ctx.clear_bind_groups();
+    }
+}
+
+// ---- tanh, sigmoid -----------------------------------------------------------------------
+
+#[test]
+fn tanh_and_sigmoid_match_reference() {
+    let ctx = ctx();
+    let seed = seed();
+    let mut rng = Rng::new(seed ^ 22);
+    for f in [Activation::Tanh, Activation::Sigmoid] {
+        // below and above the vec4 threshold, with and without a tail
+        for len in [1, 3, 255, 256, 257, 1003, 50_001] {
+            let mut x = rng.uniform_vec(len, -6.0, 6.0);
+            // the saturated ends, where a naive exp would overflow, and 0
+            for (i, v) in [0.0, 20.0, -20.0, 100.0, -100.0, 1e-7, -3e-4].into_iter().enumerate() {
+                if i < len {
+                    x[i] = v;
+                }
+            }
+            let dy = rng.uniform_vec(len, -1.0, 1.0);
+            let (mut y, mut dx) = (vec![0.0; len], vec![0.0; len]);
+            reference::activation::forward(f, &x, &mut y);
+            reference::activation::backward(f, &y, &dy, &mut dx);
+            let (xb, dyb) = (upload(&ctx, &x), upload(&ctx, &dy));
+            let (yb, dxb) = (poisoned(&ctx, len), poisoned(&ctx, len));
+            activation::forward(&ctx, f, len, &xb, &yb);
+            // The backward reads the reference's y so that each kernel is checked on its own.
+            let yref = upload(&ctx, &y);
+            activation::backward(&ctx, f, len, &yref, &dyb, &dxb);
+            check(&format!("{f:?} forward len {len}"), seed, &ctx.read::<f32>(&yb), &y, 2e-6, 1e-5);
+            check(&format!("{f:?} backward len {len}"), seed, &ctx.read::<f32>(&dxb), &dx, 2e-6, 1e-5);
+            ctx.clear_bind_groups();
+        }
+    }
 }
 
 // ---- batchnorm -----------------------------------------------------------------------

@@ -38,7 +38,7 @@ fn batchnorm_backward_through_the_pool_matches_pool_then_batchnorm_backward() {
     let ctx = GpuContext::new(&AdapterChoice::default()).unwrap_or_else(|e| panic!("{e:#}"));
     let seed = common::base_seed();
     let mut rng = Rng::new(seed ^ 0x9001);
-    let p = |n, c, h, w, k| PoolShape { n, c, h, w, k };
+    let p = |n, c, h, w, k| PoolShape { n, c, h, w, k, stride: k };
     let shapes = [
         p(3, 5, 8, 12, 2),    // k = 2, w % 4 == 0, h even: the vec4 dx kernel
         p(2, 3, 7, 9, 2),     // odd h and w: a row and a column outside every window

@@ -120,7 +120,7 @@ fn conv2d() {
     let mut r = Rng::new(s);
     let (c_in, c_out, k) = (size(&mut r, 1, 5), size(&mut r, 3, 13), size(&mut r, 2, 5));
     let input = Feat::image(c_in, size(&mut r, k, 14), size(&mut r, k, 13));
-    check(Case { spec: Spec::Conv2d { c_in, c_out, k }, input, n: size(&mut r, 1, 7), capacity: 9, seed: s });
+    check(Case { spec: Spec::conv(c_in, c_out, k), input, n: size(&mut r, 1, 7), capacity: 9, seed: s });
 }
 
 #[test]
@@ -137,7 +137,7 @@ fn maxpool2d() {
     let s = seed(3);
     let mut r = Rng::new(s);
     let input = Feat::image(size(&mut r, 1, 6), size(&mut r, 4, 13), size(&mut r, 4, 11));
-    check(Case { spec: Spec::MaxPool2d { k: 2 }, input, n: size(&mut r, 1, 5), capacity: 5, seed: s });
+    check(Case { spec: Spec::max_pool(2), input, n: size(&mut r, 1, 5), capacity: 5, seed: s });
 }
 
 #[test]
@@ -145,7 +145,7 @@ fn relu_and_flatten() {
     let s = seed(4);
     let mut r = Rng::new(s);
     let input = Feat::image(size(&mut r, 1, 6), size(&mut r, 1, 9), size(&mut r, 1, 9));
-    let spec = Spec::Sequential(vec![("relu", Spec::ReLU), ("flatten", Spec::Flatten)]);
+    let spec = Spec::seq(vec![("relu", Spec::ReLU), ("flatten", Spec::Flatten)]);
     check(Case { spec, input, n: size(&mut r, 1, 6), capacity: 6, seed: s });
 }
 
@@ -162,8 +162,8 @@ fn a_block_repeated_with_tied_weights() {
     let s = seed(6);
     let mut r = Rng::new(s);
     let d = size(&mut r, 5, 60);
-    let block = Spec::Sequential(vec![("fc", Spec::Linear { d_in: d, d_out: d }), ("relu", Spec::ReLU)]);
-    let spec = Spec::Repeat { times: size(&mut r, 2, 4), name: "block", block: Box::new(block) };
+    let block = Spec::seq(vec![("fc", Spec::Linear { d_in: d, d_out: d }), ("relu", Spec::ReLU)]);
+    let spec = Spec::repeat(size(&mut r, 2, 4), "block", block);
     check(Case { spec, input: Feat::flat(d), n: size(&mut r, 1, 21), capacity: 21, seed: s });
 }
 
@@ -172,10 +172,10 @@ fn a_small_convolutional_stack() {
     let s = seed(7);
     let mut r = Rng::new(s);
     let c = size(&mut r, 2, 6);
-    let spec = Spec::Sequential(vec![
-        ("conv", Spec::Conv2d { c_in: 1, c_out: c, k: 3 }),
+    let spec = Spec::seq(vec![
+        ("conv", Spec::conv(1, c, 3)),
         ("bn", Spec::BatchNorm2d { c }),
-        ("pool", Spec::MaxPool2d { k: 2 }),
+        ("pool", Spec::max_pool(2)),
         ("relu", Spec::ReLU),
         ("flatten", Spec::Flatten),
         ("fc", Spec::Linear { d_in: c * 16, d_out: 7 }),
@@ -185,10 +185,90 @@ fn a_small_convolutional_stack() {
 
 #[test]
 fn shapes_that_do_not_fit_are_errors_naming_the_layer() {
-    let spec = Spec::Sequential(vec![("fc1", Spec::Linear { d_in: 784, d_out: 10 })]);
+    let spec = Spec::seq(vec![("fc1", Spec::Linear { d_in: 784, d_out: 10 })]);
     let err = spec.output("", Feat::image(1, 28, 28)).unwrap_err().to_string();
-    assert!(err.contains("fc1") && err.contains("Linear(784, 10)") && err.contains("[N, 1, 28, 28]"), "{err}");
-    let spec = Spec::Repeat { times: 3, name: "block", block: Box::new(Spec::Linear { d_in: 5, d_out: 4 }) };
+    assert!(err.contains("fc1 expects 784 inputs") && err.contains("[N, 1, 28, 28]") && err.contains("Flatten"), "{err}");
+    let spec = Spec::repeat(3, "block", Spec::Linear { d_in: 5, d_out: 4 });
     let err = spec.output("body", Feat::flat(5)).unwrap_err().to_string();
     assert!(err.contains("body") && err.contains("keep its shape"), "{err}");
+}
+
+#[test]
+fn conv2d_with_stride_and_padding() {
+    let s = seed(8);
+    let mut r = Rng::new(s);
+    let (c_in, c_out, k) = (size(&mut r, 1, 4), size(&mut r, 3, 9), size(&mut r, 2, 5));
+    let (stride, pad) = (size(&mut r, 1, 3), size(&mut r, 1, 2));
+    let input = Feat::image(c_in, size(&mut r, k, 13), size(&mut r, k, 11));
+    check(Case { spec: Spec::Conv2d { c_in, c_out, k, stride, pad }, input, n: size(&mut r, 1, 5), capacity: 6, seed: s });
+    // LeNet-1998's first convolution: padding 2 on a 5 × 5 kernel keeps 28 × 28.
+    let spec = Spec::Conv2d { c_in: 1, c_out: 6, k: 5, stride: 1, pad: 2 };
+    check(Case { spec, input: Feat::image(1, 28, 28), n: 3, capacity: 4, seed: s });
+}
+
+#[test]
+fn maxpool2d_with_a_stride_other_than_k() {
+    let s = seed(9);
+    let mut r = Rng::new(s);
+    let input = Feat::image(size(&mut r, 1, 5), size(&mut r, 5, 13), size(&mut r, 5, 11));
+    for (k, stride) in [(3, 2), (2, 1), (2, 3)] {
+        check(Case { spec: Spec::MaxPool2d { k, stride }, input, n: size(&mut r, 1, 5), capacity: 5, seed: s });
+        // with the ReLU it fuses, and after a BatchNorm2d (which fuses only with stride = k)
+        let spec = Spec::seq(vec![("bn", Spec::BatchNorm2d { c: input.c }), ("pool", Spec::MaxPool2d { k, stride }), ("relu", Spec::ReLU)]);
+        check(Case { spec, input, n: size(&mut r, 2, 5), capacity: 5, seed: s });
+    }
+}
+
+#[test]
+fn avgpool2d() {
+    let s = seed(10);
+    let mut r = Rng::new(s);
+    let input = Feat::image(size(&mut r, 1, 5), size(&mut r, 5, 13), size(&mut r, 5, 11));
+    for (k, stride) in [(2, 2), (3, 3), (3, 2), (2, 3)] {
+        check(Case { spec: Spec::AvgPool2d { k, stride }, input, n: size(&mut r, 1, 5), capacity: 5, seed: s });
+    }
+}
+
+#[test]
+fn tanh_and_sigmoid() {
+    let s = seed(11);
+    let mut r = Rng::new(s);
+    let input = Feat::image(size(&mut r, 1, 6), size(&mut r, 1, 9), size(&mut r, 1, 9));
+    let spec = Spec::seq(vec![("tanh", Spec::Tanh), ("sigmoid", Spec::Sigmoid)]);
+    check(Case { spec, input, n: size(&mut r, 1, 6), capacity: 6, seed: s });
+    // long enough for the vec4 kernels and their tail
+    let spec = Spec::seq(vec![("sigmoid", Spec::Sigmoid), ("tanh", Spec::Tanh)]);
+    check(Case { spec, input: Feat::image(3, 11, 13), n: 3, capacity: 4, seed: s });
+}
+
+#[test]
+fn lenet_1998_stack() {
+    // conv (padding 2) → tanh → avgpool → conv → tanh → avgpool → flatten → linear → sigmoid
+    let s = seed(12);
+    let spec = Spec::seq(vec![
+        ("conv1", Spec::Conv2d { c_in: 1, c_out: 3, k: 5, stride: 1, pad: 2 }),
+        ("tanh1", Spec::Tanh),
+        ("pool1", Spec::AvgPool2d { k: 2, stride: 2 }),
+        ("conv2", Spec::conv(3, 4, 3)),
+        ("tanh2", Spec::Tanh),
+        ("pool2", Spec::AvgPool2d { k: 2, stride: 2 }),
+        ("flatten", Spec::Flatten),
+        ("fc", Spec::Linear { d_in: 4 * 2 * 2, d_out: 7 }),
+        ("sigmoid", Spec::Sigmoid),
+    ]);
+    check(Case { spec, input: Feat::image(1, 13, 13), n: 3, capacity: 4, seed: s });
+}
+
+#[test]
+fn misfits_name_the_layer_and_the_shapes() {
+    let err = |spec: Spec, x: Feat| spec.output("", x).unwrap_err().to_string();
+    let spec = Spec::seq(vec![("flatten", Spec::Flatten), ("fc1", Spec::Linear { d_in: 800, d_out: 10 })]);
+    assert_eq!(err(spec, Feat::image(50, 5, 5)), "fc1 expects 800 inputs, the layer before gives 1,250");
+    let spec = Spec::seq(vec![("conv1", Spec::conv(1, 6, 5)), ("conv2", Spec::conv(16, 6, 5))]);
+    let e = err(spec, Feat::image(1, 28, 28));
+    assert!(e.starts_with("conv2 expects 16 input channels, the layer before gives 6"), "{e}");
+    let e = err(Spec::seq(vec![("pool", Spec::AvgPool2d { k: 5, stride: 1 })]), Feat::image(2, 4, 9));
+    assert!(e.starts_with("pool: AvgPool2d(5, stride=1) does not fit the 4×9 input"), "{e}");
+    let e = err(Spec::seq(vec![("conv", Spec::conv(1, 2, 0))]), Feat::image(1, 4, 4));
+    assert!(e.contains("conv") && e.contains("at least 1"), "{e}");
 }

@@ -108,7 +108,7 @@ fn confusion_adds_up_and_cpu_and_gpu_agree() {
         }
     }
     assert_eq!(dg.confusion, dc.confusion, "CPU and GPU confusion matrices (seed {seed})");
-    let text = dg.confusion.format(&wgsl_cnn::dataset::Dataset::Mnist.class_names());
+    let text = dg.confusion.format(wgsl_cnn::dataset::Dataset::Mnist.class_names());
     assert!(text.contains("Per-class accuracy") && text.lines().count() == 1 + 10 + 1 + 1 + 10, "{text}");
     let out = common::temp_dir("metrics", "mistakes");
     let written = write_mistakes(&out, &data.test, &dg.mistakes).unwrap();

@@ -88,7 +88,7 @@ fn step_tool_writes_the_same_file_on_both_backends(arch: &Arch) {
         // (scripts/gpu-check.sh).
         let bin = std::env::var_os("WGSL_CNN_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_wgsl-cnn").into());
         let out = Command::new(bin)
-            .args(["--backend", backend, "step", "--model", arch.name, "--init"])
+            .args(["--backend", backend, "step", "--model", &arch.name, "--init"])
             .arg(dir.join("init.safetensors"))
             .arg("--batch")
             .arg(dir.join("batch.safetensors"))

@@ -90,3 +90,20 @@ fn tied_parameters_are_stored_once() {
     assert_eq!(names, ["body.block.fc.weight", "body.block.fc.bias", "head.weight", "head.bias"]);
     assert_eq!(model.store.total(), 623_290);
 }
+
+#[test]
+fn lenet_1998_gradient_matches_finite_differences_in_f64() {
+    // Conv2d with padding, Tanh, AvgPool2d, and a strided MaxPool2d and Sigmoid in a variant.
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/models/lenet1998.json");
+    let arch = wgsl_cnn::model::file::load(&path).unwrap();
+    check(&arch, 2027, 6);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"AvgPool2d(2)\" },\n    { \"name\": \"conv2\"", "\"MaxPool2d(4, stride=2)\" },\n    { \"name\": \"conv2\"")
+        .replace("Conv2d(6, 16, kernel_size=5)", "Conv2d(6, 16, kernel_size=3, stride=2, padding=1)")
+        .replace("Linear(400, 120)", "Linear(144, 120)")
+        .replace("\"tanh3\",   \"layer\": \"Tanh()\"", "\"tanh3\",   \"layer\": \"Sigmoid()\"");
+    let variant = wgsl_cnn::model::file::parse(&text, "variant").unwrap_or_else(|e| panic!("{e:#}\n{text}"));
+    assert!(variant.spec != arch.spec);
+    check(&variant, 2028, 6);
+}

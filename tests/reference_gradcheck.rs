@@ -12,9 +12,9 @@
 //! off by O(1) in relative terms; `checker_rejects_a_slightly_wrong_gradient` shows the check
 //! catches even a 1e-4 relative error.
 
-use wgsl_cnn::reference::{activation, batchnorm, conv2d, matmul, maxpool, reduce};
+use wgsl_cnn::reference::{activation, avgpool, batchnorm, conv2d, matmul, maxpool, reduce};
 use wgsl_cnn::rng::Rng;
-use wgsl_cnn::shapes::{BatchNormShape, Conv2dShape, MatmulShape, PoolShape};
+use wgsl_cnn::shapes::{Activation, BatchNormShape, Conv2dShape, MatmulShape, PoolShape};
 
 const H: f64 = 1e-6;
 const TOL: f64 = 1e-7;
@@ -110,16 +110,22 @@ fn conv2d_gradients_match_finite_differences() {
 fn maxpool_backward_matches_finite_differences() {
     let mut rng = Rng::new(12);
     let shapes = [
-        PoolShape { n: 2, c: 3, h: 6, w: 8, k: 2 },
-        PoolShape { n: 1, c: 2, h: 7, w: 5, k: 2 }, // odd: last row/column belong to no window
-        PoolShape { n: 3, c: 1, h: 9, w: 7, k: 3 },
+        PoolShape { n: 2, c: 3, h: 6, w: 8, k: 2, stride: 2 },
+        PoolShape { n: 1, c: 2, h: 7, w: 5, k: 2, stride: 2 }, // odd: last row/column belong to no window
+        PoolShape { n: 3, c: 1, h: 9, w: 7, k: 3, stride: 3 },
+        PoolShape { n: 2, c: 2, h: 9, w: 8, k: 3, stride: 2 }, // overlapping windows
+        PoolShape { n: 1, c: 3, h: 6, w: 7, k: 2, stride: 1 }, // every inner input in 4 windows
+        PoolShape { n: 2, c: 1, h: 9, w: 10, k: 2, stride: 3 }, // gaps between windows
     ];
     // With the fused ReLU (forward_fused), the same backward must be that of pool then ReLU.
     for (s, relu) in shapes.iter().flat_map(|&s| [(s, false), (s, true)]) {
         // Distinct values 1/len apart (shuffled), so no window has a tie within ±h; with the
         // ReLU, centred on 0 but none within 0.5/len of it (the ReLU's kink).
         let len = s.x_len();
-        let shift = if relu { 0.5 } else { 0.0 };
+        // (a whole number of steps, so that no value lands within 0.5/len of 0; larger
+        // windows of the new shapes need more below 0 for the ReLU to zero some)
+        let below = if s.disjoint() { 0.5 } else { 0.85 };
+        let shift = if relu { (below * len as f64).round() / len as f64 } else { 0.0 };
         let mut x: Vec<f64> = (0..len).map(|i| (i as f64 + 0.5) / len as f64 - shift).collect();
         rng.shuffle(&mut x);
         let r = rand(&mut rng, s.y_len());
@@ -224,6 +230,49 @@ fn matmul_gradients_match_finite_differences() {
                 assert_grad(&format!("matmul dbias {s:?}"), &dbias, &numeric_grad(&bias, |v| loss(&a, &b, v)));
             }
         }
+    }
+}
+
+#[test]
+fn avgpool_backward_matches_finite_differences() {
+    let mut rng = Rng::new(16);
+    let shapes = [
+        PoolShape { n: 2, c: 3, h: 6, w: 8, k: 2, stride: 2 },
+        PoolShape { n: 1, c: 2, h: 7, w: 5, k: 2, stride: 2 }, // last row/column in no window
+        PoolShape { n: 2, c: 2, h: 9, w: 8, k: 3, stride: 2 }, // overlapping windows
+        PoolShape { n: 1, c: 1, h: 6, w: 7, k: 2, stride: 1 },
+        PoolShape { n: 2, c: 1, h: 9, w: 10, k: 2, stride: 3 }, // gaps
+    ];
+    for s in shapes {
+        let x = rand(&mut rng, s.x_len());
+        let r = rand(&mut rng, s.y_len());
+        let loss = |x: &[f64]| {
+            let mut y = vec![0.0; s.y_len()];
+            avgpool::forward(&s, x, &mut y);
+            dot(&r, &y)
+        };
+        let mut dx = vec![f64::NAN; s.x_len()];
+        avgpool::backward(&s, &r, &mut dx);
+        assert_grad(&format!("avgpool dx {s:?}"), &dx, &numeric_grad(&x, loss));
+    }
+}
+
+#[test]
+fn tanh_and_sigmoid_backward_match_finite_differences() {
+    let mut rng = Rng::new(17);
+    for f in [Activation::Tanh, Activation::Sigmoid] {
+        let x: Vec<f64> = (0..40).map(|_| rng.uniform(-4.0, 4.0)).collect();
+        let r = rand(&mut rng, x.len());
+        let loss = |x: &[f64]| {
+            let mut y = vec![0.0; x.len()];
+            activation::forward(f, x, &mut y);
+            dot(&r, &y)
+        };
+        let mut y = vec![0.0; x.len()];
+        activation::forward(f, &x, &mut y);
+        let mut dx = vec![f64::NAN; x.len()];
+        activation::backward(f, &y, &r, &mut dx);
+        assert_grad(&format!("{f:?} dx"), &dx, &numeric_grad(&x, loss));
     }
 }
 

@@ -233,7 +233,7 @@ fn maxpool_ties_go_to_the_first_max() {
     // x is one 3×4 plane, k = 2: two windows; the third row belongs to no window (floor).
     //   window 0 = rows 0–1, cols 0–1 = [5, 5 / 5, 1]  → first 5 at (0,0): index 0
     //   window 1 = rows 0–1, cols 2–3 = [0, 3 / 3, 3]  → first 3 at (0,3): index 3
-    let s = PoolShape { n: 1, c: 1, h: 3, w: 4, k: 2 };
+    let s = PoolShape { n: 1, c: 1, h: 3, w: 4, k: 2, stride: 2 };
     let x = [5.0, 5.0, 0.0, 3.0, 5.0, 1.0, 3.0, 3.0, 9.0, 9.0, 9.0, 9.0];
     let (mut y, mut am) = (vec![f64::NAN; 2], vec![u32::MAX; 2]);
     maxpool::forward(&s, &x, &mut y, &mut am);
@@ -245,7 +245,7 @@ fn maxpool_ties_go_to_the_first_max() {
     assert_close("pool dx", &dx, &[10.0, 0.0, 0.0, 20.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], 0.0);
 
     // Second plane and batch: the argmax is plane-relative. Planes [1,2/3,4] and [4,3/2,1] (k = 2).
-    let s = PoolShape { n: 2, c: 1, h: 2, w: 2, k: 2 };
+    let s = PoolShape { n: 2, c: 1, h: 2, w: 2, k: 2, stride: 2 };
     let (mut y, mut am) = (vec![f64::NAN; 2], vec![u32::MAX; 2]);
     maxpool::forward(&s, &[1.0, 2.0, 3.0, 4.0, 4.0, 3.0, 2.0, 1.0], &mut y, &mut am);
     assert_eq!(am, [3, 0]);
@@ -262,7 +262,7 @@ fn maxpool_ties_go_to_the_first_max() {
 fn maxpool_with_relu_is_pool_then_relu() {
     // Planes 2×4, k = 2 (two windows each), over edge cases: a negative window, a window
     // whose max is −0.0, one whose max is 0 on a tie, a NaN window, positive ties.
-    let s = PoolShape { n: 2, c: 1, h: 2, w: 4, k: 2 };
+    let s = PoolShape { n: 2, c: 1, h: 2, w: 4, k: 2, stride: 2 };
     let nan = f64::NAN;
     let x = [-3.0, -1.0, -0.0, 0.0, -2.0, -5.0, -4.0, 0.0, /* plane 2 */ 2.0, nan, 1.0, 1.0, -1.0, 7.0, 0.5, 1.0];
     let dy = [10.0, 20.0, 30.0, nan];
@@ -610,7 +610,7 @@ fn cpu_backend_matches_the_free_functions() {
 
     // conv2d forward → maxpool → relu → matmul → softmax CE → count_correct → adam, through the trait.
     let cs = Conv2dShape { n: 2, c_in: 1, h: 6, w: 6, c_out: 3, k: 3, stride: 1, pad: 0 };
-    let ps = PoolShape { n: 2, c: 3, h: 4, w: 4, k: 2 };
+    let ps = PoolShape { n: 2, c: 3, h: 4, w: 4, k: 2, stride: 2 };
     let ms = MatmulShape { m: 2, n: 5, k: 12, trans_a: false, trans_b: true, accumulate: false };
     let (x, w, b) = (rng.uniform_vec(cs.x_len(), -1.0, 1.0), rng.uniform_vec(cs.w_len(), -1.0, 1.0), rng.uniform_vec(3, -1.0, 1.0));
     let (fw, fb) = (rng.uniform_vec(5 * 12, -1.0, 1.0), rng.uniform_vec(5, -1.0, 1.0));
@@ -686,4 +686,44 @@ fn cpu_backend_matches_the_free_functions() {
     cpu.run(Op::Gather { ds: &ds, perm: &perm, offset: 0, n: 2, x: &gx, y: &gy });
     assert_eq!(cpu.read(&gx), [0.2, 0.4, 0.0, 1.0]);
     assert_eq!(cpu.read_index(&gy), [8, 4]);
+}
+
+#[test]
+fn avgpool_by_hand() {
+    use wgsl_cnn::reference::avgpool;
+    // 3×3 input 1..9, window 2, stride 1: four overlapping windows.
+    let s = PoolShape { n: 1, c: 1, h: 3, w: 3, k: 2, stride: 1 };
+    let x: Vec<f64> = (1..=9).map(f64::from).collect();
+    let mut y = vec![f64::NAN; 4];
+    avgpool::forward(&s, &x, &mut y);
+    assert_eq!(y, [3.0, 4.0, 6.0, 7.0]);
+    // The centre is in all four windows, the corners in one.
+    let mut dx = vec![f64::NAN; 9];
+    avgpool::backward(&s, &[1.0; 4], &mut dx);
+    assert_eq!(dx, [0.25, 0.5, 0.25, 0.5, 1.0, 0.5, 0.25, 0.5, 0.25]);
+    // Stride 3 > k = 2 on 5×5: windows at rows/columns 0–1 and 3–4; row/column 2 gets nothing.
+    let s = PoolShape { n: 1, c: 1, h: 5, w: 5, k: 2, stride: 3 };
+    let mut dx = vec![f64::NAN; 25];
+    avgpool::backward(&s, &[4.0, 8.0, 12.0, 16.0], &mut dx);
+    assert_eq!(&dx[..5], &[1.0, 1.0, 0.0, 2.0, 2.0]);
+    assert_eq!(&dx[10..15], &[0.0; 5]);
+}
+
+#[test]
+fn tanh_and_sigmoid_by_hand() {
+    use wgsl_cnn::reference::activation::{backward, forward};
+    use wgsl_cnn::shapes::Activation;
+    let x = [0.0f64, 1.0, -1.0];
+    let (mut t, mut s) = ([0.0; 3], [0.0; 3]);
+    forward(Activation::Tanh, &x, &mut t);
+    forward(Activation::Sigmoid, &x, &mut s);
+    assert_eq!(t, [0.0, 1f64.tanh(), -(1f64.tanh())]);
+    assert_eq!(s[0], 0.5);
+    assert!((s[1] - 0.7310585786300049).abs() < 1e-15 && (s[1] + s[2] - 1.0).abs() < 1e-15);
+    let (mut dt, mut ds) = ([0.0; 3], [0.0; 3]);
+    backward(Activation::Tanh, &t, &[2.0; 3], &mut dt);
+    backward(Activation::Sigmoid, &s, &[2.0; 3], &mut ds);
+    assert_eq!(dt[0], 2.0); // tanh'(0) = 1
+    assert_eq!(ds[0], 0.5); // sigmoid'(0) = 1/4
+    assert!((dt[1] - 2.0 / 1f64.cosh().powi(2)).abs() < 1e-15);
 }

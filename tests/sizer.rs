@@ -56,7 +56,7 @@ fn the_estimate_accounts_for_every_batch_dependent_gpu_buffer() {
             let align = be.view_alignment();
             let estimate: u64 = footprint(&arch, n, align).unwrap().iter().sum();
             assert!(estimate <= real, "{} batch {n}: estimate {estimate} > real {real}", arch.name);
-            gaps.push((arch.name, n, real - estimate, perm_free - before));
+            gaps.push((arch.name.clone(), n, real - estimate, perm_free - before));
         }
     }
     for pair in gaps.chunks(2) {

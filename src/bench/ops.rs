@@ -11,7 +11,7 @@
 //!   twice moves more than this; the figure is the least any implementation must move.
 
 use crate::backend::{DatasetShape, Op};
-use crate::shapes::{BatchNormShape, Conv2dShape, MatmulShape, PoolShape};
+use crate::shapes::{Activation, BatchNormShape, Conv2dShape, MatmulShape, PoolShape};
 
 const F32: u64 = 4;
 
@@ -27,12 +27,16 @@ pub enum Call {
     /// pool's pass (`Op::MaxpoolForward`).
     MaxpoolForward { s: PoolShape, relu: bool, normalize: bool },
     MaxpoolBackward(PoolShape),
+    AvgpoolForward(PoolShape),
+    AvgpoolBackward(PoolShape),
     BatchnormStats(BatchNormShape),
     BatchnormNormalize(BatchNormShape),
     /// `pooled`: dy is the gradient of this MaxPool2d's output (its backward folded in).
     BatchnormBackward { s: BatchNormShape, pooled: Option<PoolShape> },
     ReluForward { len: usize },
     ReluBackward { len: usize },
+    ActivationForward { f: Activation, len: usize },
+    ActivationBackward { f: Activation, len: usize },
     /// `relu`, `mask`, `bias_grad`: what the product fuses (`backend::Fused`).
     Matmul { s: MatmulShape, bias: bool, relu: bool, mask: bool, bias_grad: bool },
     SumRows { rows: usize, cols: usize },
@@ -58,11 +62,15 @@ impl Call {
             Op::Conv2dGradWeight { s, db, .. } => Call::Conv2dGradWeight { s, bias: db.is_some() },
             Op::MaxpoolForward { s, relu, normalize, .. } => Call::MaxpoolForward { s, relu, normalize: normalize.is_some() },
             Op::MaxpoolBackward { s, .. } => Call::MaxpoolBackward(s),
+            Op::AvgpoolForward { s, .. } => Call::AvgpoolForward(s),
+            Op::AvgpoolBackward { s, .. } => Call::AvgpoolBackward(s),
             Op::BatchnormStats { s, .. } => Call::BatchnormStats(s),
             Op::BatchnormNormalize { s, .. } => Call::BatchnormNormalize(s),
             Op::BatchnormBackward { s, pooled, .. } => Call::BatchnormBackward { s, pooled: pooled.map(|(ps, _)| ps) },
             Op::ReluForward { len, .. } => Call::ReluForward { len },
             Op::ReluBackward { len, .. } => Call::ReluBackward { len },
+            Op::ActivationForward { f, len, .. } => Call::ActivationForward { f, len },
+            Op::ActivationBackward { f, len, .. } => Call::ActivationBackward { f, len },
             Op::Matmul { s, bias, fused, .. } => Call::Matmul {
                 s,
                 bias: bias.is_some(),
@@ -88,11 +96,17 @@ impl Call {
             Call::Conv2dGradWeight { .. } => "conv2d_grad_weight",
             Call::MaxpoolForward { .. } => "maxpool_forward",
             Call::MaxpoolBackward(_) => "maxpool_backward",
+            Call::AvgpoolForward(_) => "avgpool_forward",
+            Call::AvgpoolBackward(_) => "avgpool_backward",
             Call::BatchnormStats(_) => "batchnorm_stats",
             Call::BatchnormNormalize(_) => "batchnorm_normalize",
             Call::BatchnormBackward { .. } => "batchnorm_backward",
             Call::ReluForward { .. } => "relu_forward",
             Call::ReluBackward { .. } => "relu_backward",
+            Call::ActivationForward { f: Activation::Tanh, .. } => "tanh_forward",
+            Call::ActivationForward { f: Activation::Sigmoid, .. } => "sigmoid_forward",
+            Call::ActivationBackward { f: Activation::Tanh, .. } => "tanh_backward",
+            Call::ActivationBackward { f: Activation::Sigmoid, .. } => "sigmoid_backward",
             Call::Matmul { .. } => "matmul",
             Call::SumRows { .. } => "sum_rows",
             Call::SoftmaxCrossEntropy { .. } => "softmax_cross_entropy",
@@ -119,7 +133,10 @@ impl Call {
                 if s.stride != 1 || s.pad != 0 { format!(" s{} p{}", s.stride, s.pad) } else { String::new() }
             )
         };
-        let pool = |s: &PoolShape| format!("{}x{}x{}x{} -> {}x{} k{}", s.n, s.c, s.h, s.w, s.h_out(), s.w_out(), s.k);
+        let pool = |s: &PoolShape| {
+            let stride = if s.stride != s.k { format!(" s{}", s.stride) } else { String::new() };
+            format!("{}x{}x{}x{} -> {}x{} k{}{stride}", s.n, s.c, s.h, s.w, s.h_out(), s.w_out(), s.k)
+        };
         let bn = |s: &BatchNormShape| format!("{}x{}x{}", s.n, s.c, s.hw);
         match self {
             Call::Gather { n, pixels } => format!("{n}x{pixels} u8"),
@@ -128,10 +145,15 @@ impl Call {
             Call::MaxpoolForward { s, relu, normalize } => {
                 format!("{}{}{}", if *normalize { "bn " } else { "" }, pool(s), if *relu { " relu" } else { "" })
             }
-            Call::MaxpoolBackward(s) => pool(s),
+            Call::MaxpoolBackward(s) | Call::AvgpoolForward(s) | Call::AvgpoolBackward(s) => pool(s),
             Call::BatchnormStats(s) | Call::BatchnormNormalize(s) | Call::BatchnormBackward { s, pooled: None } => bn(s),
             Call::BatchnormBackward { s, pooled: Some(ps) } => format!("{} <- {}", bn(s), pool(ps)),
-            Call::ReluForward { len } | Call::ReluBackward { len } | Call::Adam { len } | Call::Sgd { len, .. } => format!("{len}"),
+            Call::ReluForward { len }
+            | Call::ReluBackward { len }
+            | Call::ActivationForward { len, .. }
+            | Call::ActivationBackward { len, .. }
+            | Call::Adam { len }
+            | Call::Sgd { len, .. } => format!("{len}"),
             Call::Matmul { s, bias, relu, mask, bias_grad } => format!(
                 "{}x{}{} . {}x{}{}{}{}{}{}",
                 s.m,
@@ -168,6 +190,10 @@ impl Call {
             }
             // routes values, no arithmetic
             Call::MaxpoolBackward(_) => 0,
+            // k² − 1 adds and one scale per window
+            Call::AvgpoolForward(s) => (s.y_len() * s.k * s.k) as u64,
+            // one scale per window and one add per window element
+            Call::AvgpoolBackward(s) => (s.y_len() * (1 + s.k * s.k)) as u64,
             // Σx (1 add) and Σx² (multiply-add) per element; per channel, the running
             // statistics: 2 blends of 3 flops each and the unbiased-variance scale
             Call::BatchnormStats(s) => 3 * s.len() as u64 + 7 * s.c as u64,
@@ -179,6 +205,11 @@ impl Call {
             Call::BatchnormBackward { s, pooled: None } => 11 * s.len() as u64,
             Call::BatchnormBackward { s, pooled: Some(ps) } => (8 * s.len() + 3 * ps.y_len()) as u64,
             Call::ReluForward { len } | Call::ReluBackward { len } => *len as u64,
+            // tanh: one exp, two adds, a division (4); sigmoid: exp, add, division (3)
+            Call::ActivationForward { f: Activation::Tanh, len } => 4 * *len as u64,
+            Call::ActivationForward { f: Activation::Sigmoid, len } => 3 * *len as u64,
+            // dy·(1 − y²) and dy·y·(1 − y): three each
+            Call::ActivationBackward { len, .. } => 3 * *len as u64,
             Call::Matmul { s, bias_grad, .. } => 2 * (s.m * s.n * s.k) as u64 + if *bias_grad { (s.m * s.k) as u64 } else { 0 },
             Call::SumRows { rows, cols } => (rows * cols) as u64,
             // per logit: max (1), subtract max (1), exp (1), sum (1), normalise (1),
@@ -212,6 +243,8 @@ impl Call {
             Call::MaxpoolForward { s, normalize, .. } => F32 * n(s.x_len() + 2 * s.y_len() + if *normalize { 4 * s.c } else { 0 }),
             // dy and argmax in; dx out
             Call::MaxpoolBackward(s) => F32 * n(2 * s.y_len() + s.x_len()),
+            // x in, y out; dy in, dx out
+            Call::AvgpoolForward(s) | Call::AvgpoolBackward(s) => F32 * n(s.x_len() + s.y_len()),
             // x, running mean, running var in; mean, var, running mean, running var out
             Call::BatchnormStats(s) => F32 * n(s.len() + 6 * s.c),
             // x, mean, var, gamma, beta in; y out
@@ -221,7 +254,8 @@ impl Call {
             Call::BatchnormBackward { s, pooled: None } => F32 * n(3 * s.len() + 5 * s.c),
             Call::BatchnormBackward { s, pooled: Some(ps) } => F32 * n(2 * s.len() + 2 * ps.y_len() + 5 * s.c),
             // x in, y out
-            Call::ReluForward { len } => F32 * n(2 * len),
+            Call::ReluForward { len } | Call::ActivationForward { len, .. } => F32 * n(2 * len),
+            Call::ActivationBackward { len, .. } => F32 * n(3 * len),
             // y, dy in, dx out
             Call::ReluBackward { len } => F32 * n(3 * len),
             // A, B (and bias, mask) in; C (and the bias gradient, read and written) out

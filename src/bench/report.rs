@@ -11,7 +11,7 @@ use super::{host_clock, host_cpu, host_load, host_threads, rate, E2e, OpTiming, 
 /// One run of the benchmark: the adapter, how it was timed, every op call and the end-to-end
 /// figures.
 pub struct Report {
-    pub model: &'static str,
+    pub model: String,
     pub ctx_info: wgpu::AdapterInfo,
     pub batch: usize,
     pub timer: Timer,

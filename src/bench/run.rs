@@ -149,7 +149,7 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
     }
 
     let report = Report {
-        model: cfg.arch.name,
+        model: cfg.arch.name.clone(),
         ctx_info: be.ctx.info.clone(),
         batch,
         timer,

@@ -118,7 +118,7 @@ pub async fn end_to_end(be: &mut Gpu, arch: &Arch, batch: usize, repeats: usize,
     let throughput = back_to_back(be, &mut w, repeats).await;
     let e2e = waited.rows(batch, repeats, throughput, &calls, &eval_calls);
     Ok(Report {
-        model: arch.name,
+        model: arch.name.clone(),
         ctx_info: be.ctx.info.clone(),
         batch,
         timer: Timer::Wall,

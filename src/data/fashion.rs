@@ -34,7 +34,7 @@ pub const FASHION_CLASSES: [&str; 10] =
     ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 
 const fn unhashed(stem: &'static str, kind: FileKind) -> FileSpec {
-    FileSpec { stem, kind, md5: None }
+    FileSpec { stem, kind, md5: None, max_label: 9 }
 }
 
 /// 60,000 training and 10,000 test examples; md5s are checked on the `.gz` (see the module).

@@ -214,8 +214,8 @@ fn decode_from(src: &mut dyn Read, on_disk: u64, spec: &FileSpec, expected_count
     hasher.update(&data);
     let md5: String = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
     if spec.kind == FileKind::Labels {
-        if let Some((i, &label)) = data.iter().enumerate().find(|&(_, &l)| l > 9) {
-            bail!("label {label} at index {i} is out of range (labels are 0–9)");
+        if let Some((i, &label)) = data.iter().enumerate().find(|&(_, &l)| l > spec.max_label) {
+            bail!("label {label} at index {i} is out of range (labels are 0–{})", spec.max_label);
         }
     }
     if let Some(want) = expected_count {

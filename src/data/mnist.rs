@@ -35,6 +35,19 @@ pub struct Mnist {
     pub report: LoadReport,
 }
 
+impl Mnist {
+    /// How many classes the data set has: ten for the sets whose labels are 0–9 by their
+    /// spec (MNIST, Fashion-MNIST, KMNIST: `max_label` + 1), else one more than the largest label of either
+    /// split (`spec::IDX`). A model's last layer must give this many scores.
+    pub fn classes(&self) -> usize {
+        if self.report.max_label < u8::MAX {
+            self.report.max_label as usize + 1
+        } else {
+            self.report.largest_label as usize + 1
+        }
+    }
+}
+
 /// What was checked about one file.
 #[derive(Clone, Debug)]
 pub struct FileReport {
@@ -61,6 +74,15 @@ pub struct LoadReport {
     pub files: Vec<FileReport>,
     /// One-line remarks, e.g. that the files are not the official MNIST.
     pub notes: Vec<String>,
+    /// The largest label the spec allows (`FileSpec::max_label`).
+    pub max_label: u8,
+    /// The largest label in either split.
+    pub largest_label: u8,
+}
+
+/// The largest label of either split.
+fn largest_label(train: &Split, test: &Split) -> u8 {
+    train.labels.iter().chain(&test.labels).copied().max().unwrap_or(0)
 }
 
 /// The default data directory when neither `--data-dir` nor `WGSL_CNN_DATA` is given.
@@ -176,6 +198,8 @@ pub fn load_with(dir: &Path, spec: &DatasetSpec) -> Result<Mnist> {
         test_count: test.count,
         files,
         notes: Vec::new(),
+        max_label: spec.train.labels.max_label,
+        largest_label: largest_label(&train, &test),
     };
     Ok(Mnist {
         train,
@@ -226,7 +250,7 @@ pub fn from_bytes(
     let (train, mut reports) = load_split(&unchecked.train, &mut read)?;
     let (test, test_reports) = load_split(&unchecked.test, &mut read)?;
     reports.extend(test_reports);
-    let report = LoadReport { dataset: spec.name, dir: PathBuf::from(source), train_count: train.count, test_count: test.count, files: reports, notes: Vec::new() };
+    let report = LoadReport { dataset: spec.name, dir: PathBuf::from(source), train_count: train.count, test_count: test.count, files: reports, notes: Vec::new(), max_label: spec.train.labels.max_label, largest_label: largest_label(&train, &test) };
     let mut mnist = Mnist { train, test, report };
     let list = checksums.map(|text| super::local::parse_checksums(text, &format!("{source}/{}", super::local::CHECKSUMS_FILE))).transpose()?;
     super::local::verify_md5s(&mut mnist, spec, list.as_deref(), source, "")?;
@@ -276,11 +300,12 @@ impl fmt::Display for LoadReport {
         for (name, n) in [("train", self.train_count), ("test", self.test_count)] {
             writeln!(
                 f,
-                "  {:<6} {:>6} images of 28×28 u8 ({} pixel bytes), {:>6} labels 0–9",
+                "  {:<6} {:>6} images of 28×28 u8 ({} pixel bytes), {:>6} labels 0–{}",
                 format!("{name}:"),
                 thousands(n as u64),
                 thousands((n * PIXELS) as u64),
-                thousands(n as u64)
+                thousands(n as u64),
+                if self.max_label < u8::MAX { self.max_label } else { self.largest_label }
             )?;
         }
         for file in &self.files {

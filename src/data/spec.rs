@@ -20,6 +20,9 @@ pub struct FileSpec {
     /// md5 (lower-case hex) of the DECOMPRESSED IDX bytes, or `None` to skip the check.
     /// Decompressed, because the same IDX bytes circulate in differently made `.gz` files.
     pub md5: Option<&'static str>,
+    /// Labels files: the largest label allowed (9 for the ten-class sets; 255 for `IDX`,
+    /// whose classes come from its labels).
+    pub max_label: u8,
 }
 
 /// The images and labels of one split (train or test).
@@ -51,7 +54,7 @@ impl DatasetSpec {
     }
 
     /// The same file names with no md5 and no count expectations: structure is still
-    /// fully validated (magic, 28×28, exact length, equal counts, labels 0–9).
+    /// fully validated (magic, 28×28, exact length, equal counts, labels up to `max_label`).
     pub const fn unchecked(&self) -> DatasetSpec {
         const fn strip(f: FileSpec) -> FileSpec {
             FileSpec { md5: None, ..f }
@@ -76,8 +79,32 @@ const fn file(stem: &'static str, kind: FileKind, md5: &'static str) -> FileSpec
         stem,
         kind,
         md5: Some(md5),
+        max_label: 9,
     }
 }
+
+const fn any_file(stem: &'static str, kind: FileKind, max_label: u8) -> FileSpec {
+    FileSpec { stem, kind, md5: None, max_label }
+}
+
+/// Any IDX data set of 28 × 28 grey images under MNIST's four file names, with any counts
+/// and labels 0–255: the classes are 0 to the largest label found (`Mnist::classes`), as
+/// EMNIST's splits (47 classes for `balanced`, 27 for `letters`, whose labels start at 1),
+/// once their files are renamed (and, for EMNIST, transposed: its images are stored
+/// column by column).
+pub const IDX: DatasetSpec = DatasetSpec {
+    name: "IDX data set",
+    train: SplitSpec { images: any_file(TRAIN_IMAGES, FileKind::Images, 255), labels: any_file(TRAIN_LABELS, FileKind::Labels, 255), count: None },
+    test: SplitSpec { images: any_file(TEST_IMAGES, FileKind::Images, 255), labels: any_file(TEST_LABELS, FileKind::Labels, 255), count: None },
+};
+
+/// Kuzushiji-MNIST (Clanuwat et al. 2018): ten classes of cursive hiragana, MNIST's sizes
+/// and file names (no md5s are published for the decompressed files: any counts load).
+pub const KMNIST: DatasetSpec = DatasetSpec {
+    name: "Kuzushiji-MNIST",
+    train: SplitSpec { images: any_file(TRAIN_IMAGES, FileKind::Images, 9), labels: any_file(TRAIN_LABELS, FileKind::Labels, 9), count: None },
+    test: SplitSpec { images: any_file(TEST_IMAGES, FileKind::Images, 9), labels: any_file(TEST_LABELS, FileKind::Labels, 9), count: None },
+};
 
 pub const TRAIN_IMAGES: &str = "train-images-idx3-ubyte";
 pub const TRAIN_LABELS: &str = "train-labels-idx1-ubyte";

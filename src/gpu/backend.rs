@@ -6,7 +6,7 @@ use std::rc::Rc;
 use anyhow::Result;
 
 use super::context::{AdapterChoice, GpuContext, RawBuffer};
-use super::{activation, adam, batchnorm, conv2d, gather, matmul, maxpool, reduce, sgd};
+use super::{activation, adam, avgpool, batchnorm, conv2d, gather, matmul, maxpool, reduce, sgd};
 use crate::backend::{Backend, Op, OpFor, PendingRead};
 use crate::shapes::AdamConfig;
 
@@ -200,6 +200,8 @@ impl Gpu {
                 maxpool::forward_fused(ctx, &s, relu, normalize, x, y, argmax)
             }
             Op::MaxpoolBackward { s, dy, argmax, dx } => maxpool::backward(ctx, &s, dy, argmax, dx),
+            Op::AvgpoolForward { s, x, y } => avgpool::forward(ctx, &s, x, y),
+            Op::AvgpoolBackward { s, dy, dx } => avgpool::backward(ctx, &s, dy, dx),
             Op::BatchnormStats { s, x, mean, var, running_mean, running_var } => {
                 batchnorm::stats(ctx, &s, x, mean, var, running_mean, running_var)
             }
@@ -212,6 +214,8 @@ impl Gpu {
             },
             Op::ReluForward { len, x, y } => activation::relu_forward(ctx, len, x, y),
             Op::ReluBackward { len, y, dy, dx } => activation::relu_backward(ctx, len, y, dy, dx),
+            Op::ActivationForward { f, len, x, y } => activation::forward(ctx, f, len, x, y),
+            Op::ActivationBackward { f, len, y, dy, dx } => activation::backward(ctx, f, len, y, dy, dx),
             Op::Matmul { s, a, b, bias, fused, c } => {
                 let fused = matmul::Fused {
                     relu: fused.relu,

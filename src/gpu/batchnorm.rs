@@ -239,7 +239,7 @@ pub fn backward_pooled(
     dbeta: &RawBuffer,
 ) {
     assert!(
-        pool.n == s.n && pool.c == s.c && pool.h * pool.w == s.hw && pool.k > 0,
+        pool.n == s.n && pool.c == s.c && pool.h * pool.w == s.hw && pool.k > 0 && pool.disjoint(),
         "batchnorm backward_pooled: {pool:?} does not pool {s:?}"
     );
     check("backward_pooled", s, &[x, dx], &[mean, var, gamma, dgamma, dbeta]);

@@ -32,6 +32,7 @@ pub fn shader_source(file: &str) -> Result<String> {
         "smoke" => include_str!("../../shaders/smoke.wgsl"),
         "activation" => include_str!("../../shaders/activation.wgsl"),
         "maxpool" => include_str!("../../shaders/maxpool.wgsl"),
+        "avgpool" => include_str!("../../shaders/avgpool.wgsl"),
         "batchnorm" => include_str!("../../shaders/batchnorm.wgsl"),
         "reduce" => include_str!("../../shaders/reduce.wgsl"),
         "adam" => include_str!("../../shaders/adam.wgsl"),

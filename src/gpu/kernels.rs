@@ -9,11 +9,11 @@ use std::sync::OnceLock;
 use anyhow::{anyhow, Context, Result};
 
 use super::context::{shader_source, Kernel};
-use super::{activation, adam, batchnorm, conv2d, gather, matmul, maxpool, reduce, sgd, smoke};
+use super::{activation, adam, avgpool, batchnorm, conv2d, gather, matmul, maxpool, reduce, sgd, smoke};
 
 /// The shader files (shaders/<file>.wgsl, without common.wgsl), in the order of `all_kernels`.
 pub const SHADER_FILES: &[&str] =
-    &["smoke", "activation", "maxpool", "batchnorm", "reduce", "adam", "sgd", "gather", "matmul", "matmul_subgroup", "conv2d", "conv2d_subgroup"];
+    &["smoke", "activation", "maxpool", "avgpool", "batchnorm", "reduce", "adam", "sgd", "gather", "matmul", "matmul_subgroup", "conv2d", "conv2d_subgroup"];
 
 /// Shader files whose kernels use subgroup builtins: they compile only on devices opened with
 /// `Features::SUBGROUP`, and run only there (`GpuContext::has_subgroups`); elsewhere the
@@ -36,6 +36,7 @@ pub fn all_kernels() -> Vec<&'static Kernel> {
         smoke::KERNELS,
         activation::KERNELS,
         maxpool::KERNELS,
+        avgpool::KERNELS,
         batchnorm::KERNELS,
         reduce::KERNELS,
         adam::KERNELS,

@@ -1,4 +1,4 @@
-//! MaxPool2d forward (keeping argmax) and backward (shaders/maxpool.wgsl; CPU twin
+//! MaxPool2d (any stride) forward (keeping argmax) and backward (shaders/maxpool.wgsl; CPU twin
 //! src/reference/maxpool.rs).
 
 use super::context::{Access, GpuContext, Kernel, RawBuffer};
@@ -19,6 +19,12 @@ static BACKWARD: Kernel = Kernel {
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
 };
 
+static BACKWARD_GATHER: Kernel = Kernel {
+    file: "maxpool",
+    entry: "maxpool_backward_gather",
+    bindings: &[Access::Read, Access::Read, Access::ReadWrite],
+};
+
 static FORWARD_K2: Kernel = Kernel {
     file: "maxpool",
     entry: "maxpool_forward_k2",
@@ -30,7 +36,7 @@ static BACKWARD_K2: Kernel = Kernel {
     bindings: &[Access::Read, Access::Read, Access::ReadWrite],
 };
 /// Every kernel of this file, for `kernels::all_kernels`.
-pub(crate) static KERNELS: &[&Kernel] = &[&FORWARD, &BACKWARD, &FORWARD_K2, &BACKWARD_K2];
+pub(crate) static KERNELS: &[&Kernel] = &[&FORWARD, &BACKWARD, &BACKWARD_GATHER, &FORWARD_K2, &BACKWARD_K2];
 
 #[repr(C)]
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -50,10 +56,12 @@ struct Params {
     normalize: u32,
     c: u32,
     eps: f32,
+    stride: u32,
+    _pad: [u32; 3],
 }
 
 fn params(s: &PoolShape, relu: bool, normalize: bool) -> Params {
-    assert!(s.k > 0, "pool window must be positive");
+    assert!(s.k > 0 && s.stride > 0 && s.h >= s.k && s.w >= s.k, "maxpool: bad shape {s:?}");
     Params {
         planes: (s.n * s.c) as u32,
         h: s.h as u32,
@@ -67,6 +75,8 @@ fn params(s: &PoolShape, relu: bool, normalize: bool) -> Params {
         normalize: normalize as u32,
         c: s.c as u32,
         eps: BN_EPS,
+        stride: s.stride as u32,
+        _pad: [0; 3],
     }
 }
 
@@ -105,7 +115,7 @@ pub fn forward_fused(
     let n = normalize.unwrap_or(Normalize { mean: x, var: x, gamma: x, beta: x });
     assert!([n.mean, n.var, n.gamma, n.beta].iter().all(|b| normalize.is_none() || b.len >= s.c), "maxpool forward: statistics shorter than {} channels", s.c);
     let buffers = [x, y, argmax, n.mean, n.var, n.gamma, n.beta];
-    if s.k == 2 && s.w.is_multiple_of(4) {
+    if s.k == 2 && s.stride == 2 && s.w.is_multiple_of(4) {
         // The seed's pools: vec4 loads, outputs in pairs.
         let pairs = s.y_len() / 2;
         ctx.dispatch(&FORWARD_K2, &p, &buffers, ctx.grid(pairs.div_ceil(64)));
@@ -115,10 +125,15 @@ pub fn forward_fused(
 }
 
 /// dx (fully written) = dy routed to each window's argmax, zero elsewhere (and zero in
-/// all of a window whose argmax is `NO_ARGMAX`).
+/// all of a window whose argmax is `NO_ARGMAX`); with stride ≠ k, each input gathers the
+/// gradients of the windows that chose it (`maxpool_backward_gather`).
 pub fn backward(ctx: &GpuContext, s: &PoolShape, dy: &RawBuffer, argmax: &RawBuffer, dx: &RawBuffer) {
     assert!(dx.len >= s.x_len() && dy.len >= s.y_len() && argmax.len >= s.y_len(), "maxpool backward: buffers too small for {s:?}");
     let p = params(s, false, false);
+    if !s.disjoint() {
+        ctx.dispatch(&BACKWARD_GATHER, &p, &[dy, argmax, dx], ctx.grid(s.x_len().div_ceil(64)));
+        return;
+    }
     if s.k == 2 && s.w.is_multiple_of(4) && s.h.is_multiple_of(2) {
         let pairs = s.y_len() / 2;
         ctx.dispatch(&BACKWARD_K2, &p, &[dy, argmax, dx], ctx.grid(pairs.div_ceil(64)));

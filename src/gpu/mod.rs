@@ -4,6 +4,7 @@
 pub mod activation;
 pub mod adam;
 pub mod autotune;
+pub mod avgpool;
 pub mod backend;
 pub mod batchnorm;
 pub mod context;

@@ -1,6 +1,7 @@
 //! The models (`zoo`), their state_dict and training-state files (`state`) and `summary`.
 //! The layers they are made of live in `crate::nn`.
 
+pub mod file;
 pub mod state;
 pub mod summary;
 pub mod zoo;

@@ -42,7 +42,7 @@ pub fn parameter_specs(arch: &Arch) -> Vec<Spec> {
 fn declared(arch: &Arch) -> crate::nn::Store<Cpu> {
     let mut cpu = Cpu::new();
     let mut b = Builder::new(&mut cpu, 1);
-    let _net = arch.spec.build(&mut b, "", arch.input).expect("the zoo's models build");
+    let _net = arch.spec.build(&mut b, "", arch.input).expect("architectures are checked when made");
     b.finish().0
 }
 
@@ -83,20 +83,27 @@ pub fn arch_from_bytes(path: &Path, bytes: &[u8]) -> Result<Arch> {
     arch_of(path, &checkpoint::metadata_of_bytes(path, bytes)?, None)
 }
 
+/// The architecture a checkpoint's metadata records: its `architecture` (a model file's JSON,
+/// `file::to_json`), or the built-in model its `model` names; None for files with neither.
+pub fn recorded_arch(path: &Path, meta: &BTreeMap<String, String>) -> Result<Option<Arch>> {
+    if let Some(json) = meta.get("architecture") {
+        return super::file::parse(json, &format!("{}: its recorded architecture", path.display())).map(Some);
+    }
+    recorded_model(meta).map(|name| zoo::arch(name).with_context(|| format!("{}: unknown model in its metadata", path.display()))).transpose()
+}
+
 fn arch_of(path: &Path, meta: &BTreeMap<String, String>, wanted: Option<&Arch>) -> Result<Arch> {
-    let recorded = match recorded_model(meta) {
-        Some(name) => Some(zoo::arch(name).with_context(|| format!("{}: unknown model in its metadata", path.display()))?),
-        None => None,
-    };
+    let recorded = recorded_arch(path, meta)?;
     match (wanted, recorded) {
-        (Some(w), Some(r)) if w.name != r.name => bail!(
-            "{} holds model `{}`, not `{}` ({}); pass --model {} or leave --model out",
-            path.display(),
-            r.name,
-            w.name,
-            spec_difference(&r, w),
-            r.name
-        ),
+        (Some(w), Some(r)) if w.name != r.name || w.spec != r.spec || w.classes != r.classes => {
+            let mut diff = spec_difference(&r, w);
+            if diff.is_empty() {
+                diff = format!("the same tensors, but {}", if w.classes != r.classes { "other class counts" } else { "other layers" });
+            }
+            let what = if w.name == r.name { format!("another `{}` than the one given", r.name) } else { format!("model `{}`, not `{}`", r.name, w.name) };
+            let hint = if zoo::NAMES.contains(&r.name.as_str()) && r == zoo::arch(&r.name)? { format!("pass --model {} or leave --model out", r.name) } else { "leave --model out (the checkpoint records its architecture)".to_string() };
+            bail!("{} holds {what} ({diff}); {hint}", path.display())
+        }
         (Some(w), _) => Ok(w.clone()),
         (None, Some(r)) => Ok(r),
         (None, None) => Ok(zoo::lenet5()),
@@ -277,6 +284,7 @@ pub fn model_metadata<B: Backend>(model: &Model<B>, epoch: usize, extra: &[(&str
     let mut meta = BTreeMap::new();
     meta.insert("format".to_string(), "wgsl-cnn".to_string());
     meta.insert("model".to_string(), model.arch.name.to_string());
+    meta.insert("architecture".to_string(), super::file::to_json(&model.arch));
     meta.insert("epoch".to_string(), epoch.to_string());
     meta.insert("adam_step".to_string(), model.adam_step.to_string());
     for (k, v) in model.optimizer.metadata() {
@@ -363,7 +371,7 @@ pub fn load_training_as<B: Backend + 'static>(
             (moments, ometa, opath) = (m, om, prev);
         }
     }
-    for key in ["save_id", "epoch", "adam_step", "model", "optimizer"] {
+    for key in ["save_id", "epoch", "adam_step", "model", "architecture", "optimizer"] {
         if meta.get(key) != ometa.get(key) {
             bail!(
                 "{} and {} disagree on {key} ({:?} vs {:?}): they come from different saves",

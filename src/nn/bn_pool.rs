@@ -72,6 +72,7 @@ impl<B: Backend> BatchNorm2d<B> {
     /// From now on, backward receives the gradient of this pool's output (the pool passes
     /// it through, see `MaxPool2d::backward_done_by_prev`).
     pub fn fold_pool_backward(&mut self, pool: &MaxPool2d<B>) {
+        assert!(pool.s.disjoint(), "the fused backward routes through windows that do not overlap");
         self.pooled = Some((pool.s, pool.argmax.clone()));
     }
 
@@ -137,7 +138,7 @@ impl<B: Backend> Layer<B> for BatchNorm2d<B> {
     }
 }
 
-/// MaxPool2d(k), in one dispatch with up to two neighbours: with `with_normalize`, the
+/// MaxPool2d(k, stride), in one dispatch with up to two neighbours: with `with_normalize`, the
 /// BatchNorm2d before it normalises in the pool's pass; with `with_relu`, a ReLU after it,
 /// whose backward then costs nothing (the forward leaves no argmax where the ReLU zeroed
 /// the output).
@@ -154,8 +155,8 @@ pub struct MaxPool2d<B: Backend> {
 }
 
 impl<B: Backend> MaxPool2d<B> {
-    pub fn new(b: &mut Builder<B>, path: &str, x: Feat, k: usize) -> Self {
-        let s = PoolShape { n: b.capacity, c: x.c, h: x.h, w: x.w, k };
+    pub fn new(b: &mut Builder<B>, path: &str, x: Feat, k: usize, stride: usize) -> Self {
+        let s = PoolShape { n: b.capacity, c: x.c, h: x.h, w: x.w, k, stride };
         let y = b.activation(x.c * s.h_out() * s.w_out());
         let argmax = b.be.index(s.y_len());
         MaxPool2d { scopes: Scopes::new(path), s, relu: false, normalize: None, backward_by_prev: false, y, argmax, dx: None }

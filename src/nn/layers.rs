@@ -6,7 +6,7 @@ use super::store::{Builder, Init, ParamId, Store};
 use super::{Feat, Layer};
 pub use super::bn_pool::{BatchNorm2d, MaxPool2d, Normalization};
 use crate::backend::{Backend, Fused, Op};
-use crate::shapes::{Conv2dShape, MatmulShape};
+use crate::shapes::{Activation, Conv2dShape, MatmulShape, PoolShape};
 
 /// The profile scopes of a layer ("conv2.forward", "conv2.backward").
 pub(super) struct Scopes {
@@ -41,8 +41,9 @@ pub struct Conv2d<B: Backend> {
 }
 
 impl<B: Backend> Conv2d<B> {
-    pub fn new(b: &mut Builder<B>, path: &str, x: Feat, c_in: usize, c_out: usize, k: usize) -> Self {
-        let s = Conv2dShape { n: b.capacity, c_in, h: x.h, w: x.w, c_out, k, stride: 1, pad: 0 };
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(b: &mut Builder<B>, path: &str, x: Feat, c_in: usize, c_out: usize, k: usize, stride: usize, pad: usize) -> Self {
+        let s = Conv2dShape { n: b.capacity, c_in, h: x.h, w: x.w, c_out, k, stride, pad };
         let fan_in = c_in * k * k;
         let w = b.param(format!("{path}.weight"), &[c_out, c_in, k, k], Init::Uniform { fan_in });
         let bias = b.param(format!("{path}.bias"), &[c_out], Init::Uniform { fan_in });
@@ -127,6 +128,83 @@ impl<B: Backend> Layer<B> for Relu<B> {
     }
     fn relu_backward_done_by_next(&mut self) {
         self.done_by_next = true;
+    }
+}
+
+/// Tanh or Sigmoid: its backward reads its own output.
+pub struct Smooth<B: Backend> {
+    scopes: Scopes,
+    f: Activation,
+    per_sample: usize,
+    capacity: usize,
+    y: B::Tensor,
+    dx: Option<B::Tensor>,
+}
+
+impl<B: Backend> Smooth<B> {
+    pub fn new(b: &mut Builder<B>, path: &str, x: Feat, f: Activation) -> Self {
+        let y = b.activation(x.len());
+        Smooth { scopes: Scopes::new(path), f, per_sample: x.len(), capacity: b.capacity, y, dx: None }
+    }
+}
+
+impl<B: Backend> Layer<B> for Smooth<B> {
+    fn forward(&mut self, be: &mut B, _store: &Store<B>, x: &B::Tensor, n: usize, _train: bool) -> B::Tensor {
+        be.scope(&self.scopes.forward);
+        be.run(Op::ActivationForward { f: self.f, len: n * self.per_sample, x, y: &self.y });
+        self.y.clone()
+    }
+
+    fn backward(&mut self, be: &mut B, _store: &Store<B>, dy: &B::Tensor, n: usize, need_dx: bool) -> Option<B::Tensor> {
+        if !need_dx {
+            return None;
+        }
+        be.scope(&self.scopes.backward);
+        let dx = grad_buffer(be, &mut self.dx, self.capacity * self.per_sample);
+        be.run(Op::ActivationBackward { f: self.f, len: n * self.per_sample, y: &self.y, dy, dx: &dx });
+        Some(dx)
+    }
+
+    fn has_params(&self) -> bool {
+        false
+    }
+}
+
+/// AvgPool2d(k, stride), no padding.
+pub struct AvgPool2d<B: Backend> {
+    scopes: Scopes,
+    s: PoolShape,
+    y: B::Tensor,
+    dx: Option<B::Tensor>,
+}
+
+impl<B: Backend> AvgPool2d<B> {
+    pub fn new(b: &mut Builder<B>, path: &str, x: Feat, k: usize, stride: usize) -> Self {
+        let s = PoolShape { n: b.capacity, c: x.c, h: x.h, w: x.w, k, stride };
+        let y = b.activation(x.c * s.h_out() * s.w_out());
+        AvgPool2d { scopes: Scopes::new(path), s, y, dx: None }
+    }
+}
+
+impl<B: Backend> Layer<B> for AvgPool2d<B> {
+    fn forward(&mut self, be: &mut B, _store: &Store<B>, x: &B::Tensor, n: usize, _train: bool) -> B::Tensor {
+        be.scope(&self.scopes.forward);
+        be.run(Op::AvgpoolForward { s: PoolShape { n, ..self.s }, x, y: &self.y });
+        self.y.clone()
+    }
+
+    fn backward(&mut self, be: &mut B, _store: &Store<B>, dy: &B::Tensor, n: usize, need_dx: bool) -> Option<B::Tensor> {
+        if !need_dx {
+            return None;
+        }
+        be.scope(&self.scopes.backward);
+        let dx = grad_buffer(be, &mut self.dx, self.s.x_len());
+        be.run(Op::AvgpoolBackward { s: PoolShape { n, ..self.s }, dy, dx: &dx });
+        Some(dx)
+    }
+
+    fn has_params(&self) -> bool {
+        false
     }
 }
 

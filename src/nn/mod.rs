@@ -24,6 +24,7 @@ pub use store::{Builder, Init, ParamId, Store};
 use anyhow::{bail, Result};
 
 use crate::backend::Backend;
+use crate::shapes::Activation;
 
 /// The shape of one sample's activation: channels, height, width (a flat vector of f
 /// features is f × 1 × 1).
@@ -96,28 +97,67 @@ pub trait Layer<B: Backend> {
 /// A model or a part of one, as data.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Spec {
-    /// Conv2d(c_in, c_out, kernel_size=k), stride 1, no padding.
-    Conv2d { c_in: usize, c_out: usize, k: usize },
+    /// Conv2d(c_in, c_out, kernel_size=k, stride, padding=pad): PyTorch's zeros padding on
+    /// every side.
+    Conv2d { c_in: usize, c_out: usize, k: usize, stride: usize, pad: usize },
     BatchNorm2d { c: usize },
-    /// MaxPool2d(k) (stride k).
-    MaxPool2d { k: usize },
+    /// MaxPool2d(k, stride) (PyTorch's default stride is k).
+    MaxPool2d { k: usize, stride: usize },
+    /// AvgPool2d(k, stride), no padding: the mean of each k × k window.
+    AvgPool2d { k: usize, stride: usize },
     ReLU,
+    Tanh,
+    Sigmoid,
     Flatten,
     Linear { d_in: usize, d_out: usize },
     /// Children in order, each under its attribute name.
-    Sequential(Vec<(&'static str, Spec)>),
+    Sequential(Vec<(String, Spec)>),
     /// `block`, stored under `name`, applied `times` times with the same parameters.
-    Repeat { times: usize, name: &'static str, block: Box<Spec> },
+    Repeat { times: usize, name: String, block: Box<Spec> },
 }
 
 impl Spec {
+    /// Conv2d(c_in, c_out, k): stride 1, no padding.
+    pub fn conv(c_in: usize, c_out: usize, k: usize) -> Spec {
+        Spec::Conv2d { c_in, c_out, k, stride: 1, pad: 0 }
+    }
+
+    /// MaxPool2d(k): stride k.
+    pub fn max_pool(k: usize) -> Spec {
+        Spec::MaxPool2d { k, stride: k }
+    }
+
+    /// Children named as a PyTorch module's attributes.
+    pub fn seq(children: Vec<(&str, Spec)>) -> Spec {
+        Spec::Sequential(children.into_iter().map(|(n, s)| (n.to_string(), s)).collect())
+    }
+
+    /// `block` under `name`, applied `times` times with one set of weights.
+    pub fn repeat(times: usize, name: &str, block: Spec) -> Spec {
+        Spec::Repeat { times, name: name.to_string(), block: Box::new(block) }
+    }
+
     /// PyTorch's repr of a leaf layer ("Conv2d(1, 20, kernel_size=5)").
     pub fn describe(&self) -> String {
         match self {
-            Spec::Conv2d { c_in, c_out, k } => format!("Conv2d({c_in}, {c_out}, kernel_size={k})"),
+            Spec::Conv2d { c_in, c_out, k, stride, pad } => {
+                let mut s = format!("Conv2d({c_in}, {c_out}, kernel_size={k}");
+                if *stride != 1 {
+                    s += &format!(", stride={stride}");
+                }
+                if *pad != 0 {
+                    s += &format!(", padding={pad}");
+                }
+                s + ")"
+            }
             Spec::BatchNorm2d { c } => format!("BatchNorm2d({c}, eps=1e-05, momentum=0.1)"),
-            Spec::MaxPool2d { k } => format!("MaxPool2d({k})"),
+            Spec::MaxPool2d { k, stride } if k == stride => format!("MaxPool2d({k})"),
+            Spec::MaxPool2d { k, stride } => format!("MaxPool2d({k}, stride={stride})"),
+            Spec::AvgPool2d { k, stride } if k == stride => format!("AvgPool2d({k})"),
+            Spec::AvgPool2d { k, stride } => format!("AvgPool2d({k}, stride={stride})"),
             Spec::ReLU => "ReLU()".into(),
+            Spec::Tanh => "Tanh()".into(),
+            Spec::Sigmoid => "Sigmoid()".into(),
             Spec::Flatten => "Flatten()".into(),
             Spec::Linear { d_in, d_out } => format!("Linear({d_in}, {d_out})"),
             Spec::Sequential(_) => "Sequential".into(),
@@ -125,32 +165,60 @@ impl Spec {
         }
     }
 
-    /// The output shape for input `x`, or an error naming `path` and what does not fit.
+    /// The output shape for input `x`, or an error naming `path` and what does not fit
+    /// ("fc1 expects 800 inputs, the layer before gives 1,250").
     pub fn output(&self, path: &str, x: Feat) -> Result<Feat> {
+        let th = |n: usize| crate::text::thousands(n as u64);
+        let name = if path.is_empty() { "the model" } else { path };
+        let image_in = |what: &str| -> Result<()> {
+            if x.is_flat() && x.c > 1 {
+                bail!("{name}: {what} needs an image input [N, C, H, W], the layer before gives {x}");
+            }
+            Ok(())
+        };
         Ok(match *self {
-            Spec::Conv2d { c_in, c_out, k } => {
-                if x.c != c_in || x.h < k || x.w < k {
-                    bail!("{path}: {} does not take an input of {x}", self.describe());
+            Spec::Conv2d { c_in, c_out, k, stride, pad } => {
+                if k == 0 || stride == 0 || c_in == 0 || c_out == 0 {
+                    bail!("{name}: {} needs channels, kernel_size and stride of at least 1", self.describe());
                 }
-                Feat::image(c_out, x.h - k + 1, x.w - k + 1)
+                image_in(&self.describe())?;
+                if x.c != c_in {
+                    bail!("{name} expects {} input channels, the layer before gives {} ({x})", th(c_in), th(x.c));
+                }
+                if x.h + 2 * pad < k || x.w + 2 * pad < k {
+                    bail!("{name}: kernel_size {k} does not fit the {}×{} input ({x}) with padding {pad}", x.h, x.w);
+                }
+                sized(name, Feat::image(c_out, (x.h + 2 * pad - k) / stride + 1, (x.w + 2 * pad - k) / stride + 1))?
             }
             Spec::BatchNorm2d { c } => {
-                if x.c != c || x.is_flat() {
-                    bail!("{path}: {} does not take an input of {x}", self.describe());
+                image_in(&self.describe())?;
+                if x.c != c {
+                    bail!("{name} expects {} channels, the layer before gives {} ({x})", th(c), th(x.c));
                 }
                 x
             }
-            Spec::MaxPool2d { k } => {
-                if k == 0 || x.h < k || x.w < k || x.is_flat() {
-                    bail!("{path}: {} does not take an input of {x}", self.describe());
+            Spec::MaxPool2d { k, stride } | Spec::AvgPool2d { k, stride } => {
+                if k == 0 || stride == 0 {
+                    bail!("{name}: {} needs kernel_size and stride of at least 1", self.describe());
                 }
-                Feat::image(x.c, x.h / k, x.w / k)
+                image_in(&self.describe())?;
+                if x.h < k || x.w < k {
+                    bail!("{name}: {} does not fit the {}×{} input ({x})", self.describe(), x.h, x.w);
+                }
+                Feat::image(x.c, (x.h - k) / stride + 1, (x.w - k) / stride + 1)
             }
-            Spec::ReLU => x,
+            Spec::ReLU | Spec::Tanh | Spec::Sigmoid => x,
             Spec::Flatten => Feat::flat(x.len()),
             Spec::Linear { d_in, d_out } => {
-                if !x.is_flat() || x.c != d_in {
-                    bail!("{path}: {} does not take an input of {x} (it needs [N, {d_in}])", self.describe());
+                if d_in == 0 || d_out == 0 {
+                    bail!("{name}: {} needs at least one input and one output", self.describe());
+                }
+                if !x.is_flat() {
+                    let hint = if x.len() == d_in { " (put a Flatten before it)" } else { "" };
+                    bail!("{name} expects {} inputs ([N, {d_in}]), the layer before gives {x}{hint}", th(d_in));
+                }
+                if x.c != d_in {
+                    bail!("{name} expects {} inputs, the layer before gives {}", th(d_in), th(x.c));
                 }
                 Feat::flat(d_out)
             }
@@ -161,10 +229,13 @@ impl Spec {
                 }
                 x
             }
-            Spec::Repeat { times, name, ref block } => {
+            Spec::Repeat { times, ref name, ref block } => {
+                if times == 0 {
+                    bail!("{}: a block must be applied at least once", join(path, name));
+                }
                 let y = block.output(&join(path, name), x)?;
                 if times > 1 && y != x {
-                    bail!("{path}: a block applied {times} times must keep its shape, but maps {x} to {y}");
+                    bail!("{}: a block applied {times} times must keep its shape, but maps {x} to {y}", join(path, name));
                 }
                 y
             }
@@ -175,10 +246,13 @@ impl Spec {
     pub fn build<B: Backend + 'static>(&self, b: &mut Builder<B>, path: &str, x: Feat) -> Result<Box<dyn Layer<B>>> {
         let y = self.output(path, x)?;
         Ok(match *self {
-            Spec::Conv2d { c_in, c_out, k } => Box::new(layers::Conv2d::new(b, path, x, c_in, c_out, k)),
+            Spec::Conv2d { c_in, c_out, k, stride, pad } => Box::new(layers::Conv2d::new(b, path, x, c_in, c_out, k, stride, pad)),
             Spec::BatchNorm2d { c } => Box::new(layers::BatchNorm2d::new(b, path, x, c)),
-            Spec::MaxPool2d { k } => Box::new(layers::MaxPool2d::new(b, path, x, k)),
+            Spec::MaxPool2d { k, stride } => Box::new(layers::MaxPool2d::new(b, path, x, k, stride)),
+            Spec::AvgPool2d { k, stride } => Box::new(layers::AvgPool2d::new(b, path, x, k, stride)),
             Spec::ReLU => Box::new(layers::Relu::new(b, path, x)),
+            Spec::Tanh => Box::new(layers::Smooth::new(b, path, x, Activation::Tanh)),
+            Spec::Sigmoid => Box::new(layers::Smooth::new(b, path, x, Activation::Sigmoid)),
             Spec::Flatten => Box::new(layers::Flatten),
             Spec::Linear { d_in, d_out } => Box::new(layers::Linear::new(b, path, d_in, d_out)),
             Spec::Sequential(ref children) => {
@@ -201,7 +275,7 @@ impl Spec {
                 debug_assert_eq!(x, y);
                 Box::new(Sequential::new(built))
             }
-            Spec::Repeat { times, name, ref block } => {
+            Spec::Repeat { times, ref name, ref block } => {
                 let p = join(path, name);
                 let was_tying = b.tying;
                 let mut copies = Vec::new();
@@ -238,6 +312,18 @@ impl Spec {
             leaf => out.push((path.to_string(), leaf.clone(), x, times)),
         }
         Ok(())
+    }
+}
+
+/// The most values one sample's activation may hold (far more than any buffer takes; it keeps
+/// every size computation of a model file's network from overflowing).
+pub const MAX_FEATURES: usize = 1 << 31;
+
+/// `f`, or an error naming `name` when it holds more than `MAX_FEATURES` values.
+fn sized(name: &str, f: Feat) -> Result<Feat> {
+    match f.c.checked_mul(f.h).and_then(|n| n.checked_mul(f.w)) {
+        Some(n) if n <= MAX_FEATURES => Ok(f),
+        _ => bail!("{name} gives {f}, more than 2^31 values per image"),
     }
 }
 

@@ -12,10 +12,11 @@ use crate::shapes::{AdamConfig, OptimizerConfig};
 /// A network as its users name it: what it is called, what it takes, what it is.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Arch {
-    /// The `--model` name, also recorded in checkpoints.
-    pub name: &'static str,
+    /// The `--model` name (a built-in model's, or the `name` of a model file), also recorded
+    /// in checkpoints.
+    pub name: String,
     /// One line for `summary`.
-    pub title: &'static str,
+    pub title: String,
     /// One sample of the input (an MNIST image: 1 × 28 × 28).
     pub input: Feat,
     pub classes: usize,

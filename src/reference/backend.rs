@@ -12,7 +12,7 @@
 use std::cell::{Ref, RefCell, RefMut};
 use std::rc::Rc;
 
-use super::{activation, adam, batchnorm, conv2d, gather, matmul, maxpool, reduce, sgd, Real};
+use super::{activation, adam, avgpool, batchnorm, conv2d, gather, matmul, maxpool, reduce, sgd, Real};
 use crate::backend::{Backend, Op, PendingRead};
 use crate::memlimit::Refusal;
 use crate::shapes::BatchNormShape;
@@ -301,6 +301,14 @@ impl<T: Real> Backend for CpuBackend<T> {
                 check_aliasing(kind, &[dy], &[dx]);
                 maxpool::backward(&s, &dy.get(s.y_len()), &argmax.borrow()[..s.y_len()], &mut dx.get_mut(s.x_len()));
             }
+            Op::AvgpoolForward { s, x, y } => {
+                check_aliasing(kind, &[x], &[y]);
+                avgpool::forward(&s, &x.get(s.x_len()), &mut y.get_mut(s.y_len()));
+            }
+            Op::AvgpoolBackward { s, dy, dx } => {
+                check_aliasing(kind, &[dy], &[dx]);
+                avgpool::backward(&s, &dy.get(s.y_len()), &mut dx.get_mut(s.x_len()));
+            }
             Op::BatchnormStats { s, x, mean, var, running_mean, running_var } => {
                 check_aliasing(kind, &[x], &[mean, var, running_mean, running_var]);
                 let c = s.c;
@@ -360,6 +368,14 @@ impl<T: Real> Backend for CpuBackend<T> {
             Op::ReluBackward { len, y, dy, dx } => {
                 check_aliasing(kind, &[y, dy], &[dx]);
                 activation::relu_backward(&y.get(len), &dy.get(len), &mut dx.get_mut(len));
+            }
+            Op::ActivationForward { f, len, x, y } => {
+                check_aliasing(kind, &[x], &[y]);
+                activation::forward(f, &x.get(len), &mut y.get_mut(len));
+            }
+            Op::ActivationBackward { f, len, y, dy, dx } => {
+                check_aliasing(kind, &[y, dy], &[dx]);
+                activation::backward(f, &y.get(len), &dy.get(len), &mut dx.get_mut(len));
             }
             Op::Matmul { s, a, b, bias, fused, c } => {
                 let mut inputs = vec![a, b];

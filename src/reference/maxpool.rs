@@ -1,4 +1,5 @@
-//! MaxPool2d with window k and stride k over x [n, c, h, w] → y [n, c, h/k, w/k] (floor).
+//! MaxPool2d with window k and stride `stride` over x [n, c, h, w] → y [n, c, h_out, w_out]
+//! (h_out = (h − k)/stride + 1, floor; PyTorch's default stride is k).
 //! argmax[o] is the index iy·w + ix of the window's maximum within its input h·w plane, as
 //! PyTorch's `return_indices`. Ties go to the first maximum: the window is scanned row-major
 //! and a later element replaces the best only when strictly greater.
@@ -26,15 +27,15 @@ pub fn forward_fused<T: Real>(s: &PoolShape, relu: bool, x: &[T], y: &mut [T], a
     assert_eq!(x.len(), s.x_len(), "maxpool: x has the wrong length for {s:?}");
     assert_eq!(y.len(), s.y_len(), "maxpool: y has the wrong length for {s:?}");
     assert_eq!(argmax.len(), s.y_len(), "maxpool: argmax has the wrong length for {s:?}");
-    let (ho, wo, k) = (s.h_out(), s.w_out(), s.k);
+    let (ho, wo, k, st) = (s.h_out(), s.w_out(), s.k, s.stride);
     for plane in 0..s.n * s.c {
         let xp = &x[plane * s.h * s.w..(plane + 1) * s.h * s.w];
         for oy in 0..ho {
             for ox in 0..wo {
-                let mut best_i = (oy * k) * s.w + ox * k;
+                let mut best_i = (oy * st) * s.w + ox * st;
                 for ky in 0..k {
                     for kx in 0..k {
-                        let i = (oy * k + ky) * s.w + ox * k + kx;
+                        let i = (oy * st + ky) * s.w + ox * st + kx;
                         #[allow(clippy::eq_op)] // x != x: NaN test on a generic Real
                         if xp[i] > xp[best_i] || xp[i] != xp[i] {
                             best_i = i;
@@ -53,8 +54,8 @@ pub fn forward_fused<T: Real>(s: &PoolShape, relu: bool, x: &[T], y: &mut [T], a
 }
 
 /// dx is fully written: zero everywhere, then dy[o] added at each window's argmax (none for
-/// NO_ARGMAX). Windows do not overlap (stride = k), so each input receives at most one
-/// gradient.
+/// NO_ARGMAX), in output order. With stride < k windows overlap and an input may receive
+/// the gradients of several windows (summed in output order, as the GPU's gather does).
 pub fn backward<T: Real>(s: &PoolShape, dy: &[T], argmax: &[u32], dx: &mut [T]) {
     assert_eq!(dy.len(), s.y_len(), "maxpool: dy has the wrong length for {s:?}");
     assert_eq!(argmax.len(), s.y_len(), "maxpool: argmax has the wrong length for {s:?}");

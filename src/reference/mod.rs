@@ -4,6 +4,7 @@
 
 pub mod activation;
 pub mod adam;
+pub mod avgpool;
 pub mod backend;
 pub mod batchnorm;
 pub mod conv2d;
