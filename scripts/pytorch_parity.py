@@ -3,7 +3,8 @@
 
 Models (`--model`, as `wgsl-cnn step --model`): lenet5 (the seed's LeNet-5, the default), mlp (the
 seed notebook's one-hidden-layer network) and tied (one Linear(784, 784) + ReLU applied 10 times,
-then Linear(784, 10)).
+then Linear(784, 10)), or a model file (`examples/models/lenet1998.json`: its layers built as the
+torch.nn modules they are written as, under the file's names).
 
 Subcommands (see scripts/README.md):
   make    --dir D [--model M] [--batch-size N] [--seed S] [--mnist DIR] [--lr LR]
@@ -440,6 +441,65 @@ MODELS = {
 DEFAULT_MODEL = "lenet5"
 
 
+def file_model(path):
+    """The Model of a `--model FILE.json` network (README "Your own network"): its layers as PyTorch
+    modules under the file's names (so the state_dict keys are those `wgsl-cnn` uses), `repeat`
+    blocks applied with one set of weights. No fragile-decision analysis (it is written per built-in
+    model); the bounds are lenet5's."""
+    import torch.nn as nn
+
+    with open(path) as f:
+        doc = json.load(f)
+    kinds = {k: getattr(nn, k) for k in ["Conv2d", "BatchNorm2d", "MaxPool2d", "AvgPool2d", "ReLU", "Tanh", "Sigmoid", "Flatten", "Linear"]}
+    scope = dict(kinds, nn=type("nn", (), kinds))
+
+    class Repeat(nn.Module):
+        def __init__(self, block_name, block, times):
+            super().__init__()
+            self.block_name, self.times = block_name, times
+            self.add_module(block_name, block)
+
+        def forward(self, x):
+            for _ in range(self.times):
+                x = getattr(self, self.block_name)(x)
+            return x
+
+    def sequential(layers):
+        seq = nn.Sequential()
+        for layer in layers:
+            if "repeat" in layer:
+                module = Repeat(layer.get("block", "block"), sequential(layer["layers"]), layer["repeat"])
+            elif "layers" in layer:
+                module = sequential(layer["layers"])
+            else:
+                module = eval(layer["layer"], {"__builtins__": {}}, scope)
+            seq.add_module(layer["name"], module)
+        return seq
+
+    def build():
+        return lambda: sequential(doc["layers"])
+
+    probe = build()()
+    state = list(probe.state_dict())
+    params = [n for n, _ in probe.named_parameters()]
+    layers = list(dict.fromkeys(k.rsplit(".", 1)[0] for k in params))
+    batchnorm = {n for n, m in probe.named_modules() if isinstance(m, nn.BatchNorm2d)}
+    spec = Model(path, layers, batchnorm, sum(p.numel() for p in probe.parameters()), set(), RTOL, ATOL_SCALE, build,
+                 lambda init, x, y: ({}, []))
+    if spec.state_keys != state:
+        sys.exit(f"{path}: the state_dict {state} is not in the layer order the script expects")
+    return spec
+
+
+def model_spec(name):
+    """A built-in model by name, or the network of a model file (a path ending in .json)."""
+    if name in MODELS:
+        return MODELS[name]
+    if name.endswith(".json"):
+        return file_model(name)
+    sys.exit(f"unknown model {name!r}: {', '.join(MODELS)} or a model file (.json)")
+
+
 def make(args):
     import torch
     from safetensors.torch import save_file
@@ -451,7 +511,7 @@ def make(args):
     if n < 1:
         sys.exit("--batch-size must be at least 1")
 
-    spec = MODELS[args.model]
+    spec = model_spec(args.model)
     torch.manual_seed(args.seed)
     model = spec.build()()
     init = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
@@ -560,7 +620,7 @@ def compare_files(got_path, want_path, lr, eps, label=None, model=None):
     if model is not None and model != spec.name:
         if exact:
             sys.exit(f"{want_path} holds model {spec.name}'s tensors, not {model}'s")
-        spec = MODELS[model]
+        spec = model_spec(model)
     elif not exact:
         print(f"note: the tensor names of {want_path} are not exactly those of any model; "
               f"comparing with {spec.name}'s bounds")
@@ -885,8 +945,8 @@ def main():
 
     def make_options(p):
         p.add_argument("--dir", required=True, help="output directory")
-        p.add_argument("--model", choices=list(MODELS), default=DEFAULT_MODEL,
-                       help="the model to build (as `wgsl-cnn step --model`) [default: %(default)s]")
+        p.add_argument("--model", default=DEFAULT_MODEL,
+                       help="the model to build, a name or a model file (as `wgsl-cnn step --model`) [default: %(default)s]")
         p.add_argument("--batch-size", type=int, default=100)
         p.add_argument("--seed", type=int, default=0, help="torch.manual_seed for the model; also picks the images")
         p.add_argument("--mnist", help="directory with train-images-idx3-ubyte[.gz] and train-labels-idx1-ubyte[.gz]; random x if absent")
@@ -906,8 +966,8 @@ def main():
     p.add_argument("--lr", type=float, default=None,
                    help="the step's learning rate (for the after-step bound) [default: WANT's `lr` metadata, else 1e-3]")
     p.add_argument("--eps", type=float, default=1e-8, help="Adam's eps (for the Adam bound)")
-    p.add_argument("--model", choices=list(MODELS),
-                   help="whose bounds to use [default: the model whose tensor names WANT holds]")
+    p.add_argument("--model",
+                   help="whose bounds to use, a name or a model file [default: the model whose tensor names WANT holds]")
     p = sub.add_parser("run", help="make, then wgsl-cnn step on cpu and gpu, each compared")
     make_options(p)
     p.add_argument("--bin", required=True, help="path to the wgsl-cnn binary (target/release/wgsl-cnn)")
