@@ -7,6 +7,14 @@ fn flat_group(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wg.x + wg.y * nwg.x;
 }
 
+// The pooling windows that hold input row (or column) i, for windows of k with `stride` and
+// `count` windows along the axis: the o in [range.x, range.y) with o·stride ≤ i < o·stride + k.
+// Shared by the backward kernels that gather (avgpool, maxpool with stride ≠ k).
+fn windows_holding(i: u32, k: u32, stride: u32, count: u32) -> vec2<u32> {
+    let lo = select(0u, (i - k) / stride + 1u, i >= k);
+    return vec2<u32>(lo, min(i / stride + 1u, count));
+}
+
 // ReLU's rule, shared by its kernels and the matmul epilogues: keep v where its sign bit is
 // clear and it is not +0 (positive, +inf, positive NaN), or where it is any NaN (NaN
 // propagates, as in PyTorch); elsewhere ReLU gives +0.0 and its backward a zero gradient.

@@ -210,14 +210,11 @@ fn maxpool_backward_gather(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_wo
     let i = t - plane * per_plane;
     let iy = i / p.w;
     let ix = i - iy * p.w;
-    // windows oy with oy·stride ≤ iy < oy·stride + k, likewise for ox
-    let oy_lo = select(0u, (iy - p.k) / p.stride + 1u, iy >= p.k);
-    let oy_hi = min(iy / p.stride + 1u, p.ho);
-    let ox_lo = select(0u, (ix - p.k) / p.stride + 1u, ix >= p.k);
-    let ox_hi = min(ix / p.stride + 1u, p.wo);
+    let oy_range = windows_holding(iy, p.k, p.stride, p.ho);
+    let ox_range = windows_holding(ix, p.k, p.stride, p.wo);
     var g = 0.0;
-    for (var oy = oy_lo; oy < oy_hi; oy++) {
-        for (var ox = ox_lo; ox < ox_hi; ox++) {
+    for (var oy = oy_range.x; oy < oy_range.y; oy++) {
+        for (var ox = ox_range.x; ox < ox_range.y; ox++) {
             let o = (plane * p.ho + oy) * p.wo + ox;
             if (bargmax[o] == i) {
                 g += dy[o];
