@@ -128,6 +128,6 @@ else
 fi
 
 echo
-echo "all steps passed in $((SECONDS - start)) s. The README row this record adds (README, \"Benchmark results\"):"
+echo "all steps passed in $((SECONDS - start)) s. The README row this record adds (README, \"Benchmark\"):"
 "$bin" bench --table "$record" | tail -1
 echo "Send $(basename "$record") (it goes into results/) with this output."

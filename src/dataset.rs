@@ -81,7 +81,7 @@ impl Dataset {
             (Dataset::Mnist, false) => crate::data::ensure(dir, &mirrors_from_env()),
             (Dataset::FashionMnist, true) => load_with(dir, &FASHION_MNIST),
             (Dataset::FashionMnist, false) => ensure_fashion(dir, &fashion_mirrors_from_env(), &DownloadOptions::default()),
-            // No download: the files go into the directory by hand (see the README).
+            // No download: the files go into the directory by hand (see docs/data.md).
             (Dataset::Kmnist | Dataset::Idx, _) => crate::data::local::load_dir(dir, self.spec()),
         }
     }

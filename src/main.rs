@@ -14,7 +14,7 @@ use wgsl_cnn::train::TrainConfig;
 
 /// mimalloc instead of the system allocator: wgpu-core allocates and grows vectors for
 /// every compute pass it encodes, and glibc's malloc spent about a third of a training
-/// step's host instructions on them (README, "What the benchmark found").
+/// step's host instructions on them (docs/performance.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -41,7 +41,7 @@ struct Cli {
     /// downloaded there [default: data/mnist, or data/fashion-mnist].
     #[arg(long, global = true, env = "WGSL_CNN_DATA")]
     data_dir: Option<PathBuf>,
-    /// The data set: MNIST digits or Zalando's Fashion-MNIST (same format and sizes).
+    /// The data set: MNIST digits, Zalando's Fashion-MNIST, Kuzushiji-MNIST, or any IDX set of 28×28 images under MNIST's file names (its classes from its labels).
     #[arg(long, global = true, value_enum, default_value_t = DatasetArg::Mnist)]
     dataset: DatasetArg,
     #[command(subcommand)]
@@ -134,7 +134,7 @@ enum Command {
         json: bool,
     },
     /// One training step from a PyTorch state_dict and batch, writing logits, loss,
-    /// gradients and the state after the optimizer's step (see the README for the PyTorch side).
+    /// gradients and the state after the optimizer's step (see docs/parity.md for the PyTorch side).
     Step {
         /// The model INIT holds [default: the one it records, else lenet5].
         #[arg(long, value_name = "MODEL")]
@@ -192,7 +192,7 @@ enum Command {
     Bench(BenchArgs),
 }
 
-/// `--model`: a built-in model (lenet5, mlp, tied) or a model file (`.json`, see the README).
+/// `--model`: a built-in model (lenet5, mlp, tied) or a model file (`.json`, see docs/models.md).
 fn model_arch(name: &str) -> Result<Arch> {
     if wgsl_cnn::model::zoo::NAMES.contains(&name) {
         return wgsl_cnn::model::zoo::arch(name);

@@ -234,6 +234,12 @@ fn one_training_step_makes_these_op_calls() {
     let dispatches: u64 = calls.iter().map(|c| c.dispatches).sum();
     eprintln!("LeNet-5 training step: {dispatches} dispatches");
     assert!(dispatches <= 27, "{dispatches} dispatches per LeNet-5 step");
+    // The README and docs/architecture.md quote this count.
+    for doc in ["README.md", "docs/architecture.md"] {
+        let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(doc)).unwrap().replace('\n', " ");
+        let said = text.split_once("LeNet-5 training step is **").and_then(|(_, t)| t.split_once(" dispatches**")).map(|(n, _)| n.trim().to_string());
+        assert_eq!(said, Some(dispatches.to_string()), "{doc} should say \"A LeNet-5 training step is **{dispatches} dispatches**\"");
+    }
     // Every call of the step is one the hand counts above or their twins cover by kind.
     let kinds: std::collections::BTreeSet<&str> = hand_counted().iter().map(|(op, _, _)| op.kind()).collect();
     for c in &calls {

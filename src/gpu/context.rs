@@ -307,7 +307,7 @@ impl GpuContext {
         .await
         .with_context(|| format!("could not open a device on {}", describe(&info)))?;
         // The page chooses kernels by the fixed rules: the tuner's timings wait for the device
-        // and its cache is a file (see README, "In the browser").
+        // and its cache is a file (see docs/browser.md).
         let tune = choice.autotune != super::autotune::Mode::Off && cfg!(not(target_arch = "wasm32"));
         let tuner = tune.then(|| {
             let dir = super::autotune::default_cache_dir();
