@@ -372,7 +372,7 @@ pub fn load_strict_bytes(path: &Path, bytes: &[u8], expected: &[Spec]) -> Result
 
 /// The header's tensors are exactly `expected`, with their dtypes and shapes.
 fn check_header(path: &Path, header: &[u8], expected: &[Spec]) -> Result<()> {
-    let json: serde_json::Value = serde_json::from_slice(&header)
+    let json: serde_json::Value = serde_json::from_slice(header)
         .with_context(|| format!("{}: not a valid safetensors file", path.display()))?;
     let entries = json.as_object().cloned().unwrap_or_default();
     let present: BTreeSet<&str> = entries.keys().map(String::as_str).filter(|n| *n != "__metadata__").collect();

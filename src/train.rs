@@ -356,7 +356,7 @@ impl<B: Backend + 'static> Trainer<B> {
             self.step += 1;
             self.recorded += 1;
             let last = self.step == self.steps;
-            if self.step % log_every == 0 || last {
+            if self.step.is_multiple_of(log_every) || last {
                 self.pending.push_back((s, self.started.elapsed().as_secs_f64(), offset + nb, self.model.read_loss_soon(be)));
             }
             // The epoch's last read, and the oldest of more than two, are waited for.

@@ -51,7 +51,7 @@ fn help_flags(args: &[&str]) -> BTreeSet<String> {
     // An option line: "  -h, --help  …" or "      --lr <LR>  …"; its option is the first `--` word.
     for line in text.lines().map(str::trim_start).filter(|l| l.starts_with('-')) {
         let first = line.split_whitespace().map(|w| w.trim_end_matches(',')).find(|w| w.starts_with("--"));
-        set.extend(first.map(|w| flags(w)).unwrap_or_default());
+        set.extend(first.map(flags).unwrap_or_default());
     }
     set.remove("--help");
     set.remove("--version");
