@@ -301,10 +301,11 @@ impl Session {
         Ok(arch.name.to_string())
     }
 
-    /// `wgsl-cnn bench` without its per-op profile (a page can neither time op calls with
-    /// timestamps inside passes nor wait between them): the first step, the step with a wait
-    /// after each, its host record + submit time, steps back to back, an eval batch, on a
-    /// synthetic data set. Options as JSON: `model`, `batch`, `repeats`, `warmup`, and what the
+    /// `wgsl-cnn bench` as a page can run it (`bench::end_to_end`): each op call of the step
+    /// timed by GPU timestamps where the browser grants `timestamp-query` (each dispatch in a
+    /// pass of its own; none otherwise, as a page cannot wait between op calls), the first
+    /// step, the step with a wait after each, its host record + submit time, steps back to
+    /// back, an eval batch, on a synthetic data set. Options as JSON: `model`, `batch`, `repeats`, `warmup`, and what the
     /// browser says of itself (`adapter`: its description, `host`: the user agent, `threads`:
     /// navigator.hardwareConcurrency), which go into the records where wgpu knows nothing.
     /// Resolves to {records (the schema of `bench --json`), table (as `bench` prints it)}.

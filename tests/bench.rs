@@ -413,12 +413,23 @@ fn wall_clock_timer_covers_every_op_too() {
 }
 
 /// The page's benchmark (`bench::end_to_end`, awaited) natively: the CLI's end-to-end records
-/// and no op rows, which `bench --table` reads like any run's.
+/// and one op row per op call of the step, timed by timestamps (no first-call wall time: a
+/// page cannot wait between op calls), which `bench --table` reads like any run's.
 #[test]
 fn the_pages_end_to_end_benchmark_gives_records_the_table_reads() {
     let mut gpu = Gpu::new(&AdapterChoice { autotune: wgsl_cnn::gpu::autotune::Mode::Off, ..Default::default() }).unwrap();
+    assert!(gpu.ctx.can_time_passes(), "{} has no timestamp queries: this test needs them", gpu.ctx.info.name);
     let report = pollster::block_on(wgsl_cnn::bench::end_to_end(&mut gpu, &zoo::lenet5(), 20, 2, 0)).unwrap();
-    assert!(report.ops.is_empty());
+    let names: Vec<String> = report.ops.iter().map(|o| o.name.clone()).collect();
+    let traced: Vec<String> = traced_train_step(&zoo::lenet5(), 20).iter().map(Traced::name).collect();
+    assert_eq!(names, traced, "one op row per op call of the step");
+    for o in &report.ops {
+        assert!(o.stats.median > 0.0 && o.stats.median.is_finite() && o.first_ms.is_none(), "{}: {:?} first {:?}", o.name, o.stats, o.first_ms);
+    }
+    let records = report.records(false);
+    let op_records: Vec<&Value> = records.as_array().unwrap().iter().filter(|r| r["kind"] == "op").collect();
+    assert_eq!(op_records.len(), traced.len());
+    assert!(op_records.iter().all(|r| r["timer"] == "timestamp" && r["first_ms"].is_null()), "{op_records:?}");
     let kinds: Vec<&str> = report.e2e.iter().map(|e| e.kernel).collect();
     assert_eq!(kinds, ["train_step", "train_step_recording", "train_step_submit", "train_step_recording_wall", "train_step_pipelined", "eval_batch"]);
     for e in &report.e2e {
@@ -429,10 +440,52 @@ fn the_pages_end_to_end_benchmark_gives_records_the_table_reads() {
     let traced: u64 = traced_train_step(&zoo::lenet5(), 20).iter().map(|c| c.call.flops()).sum();
     assert_eq!(report.e2e[0].flops, traced);
     let table = report.table();
-    assert!(table.contains("op calls not profiled") && table.contains("train step, back to back"), "{table}");
+    assert!(table.contains("sum of op calls") && table.contains("top 3: 1. ") && table.contains("train step, back to back"), "{table}");
     let json = temp_json("page");
     std::fs::write(&json, serde_json::to_string(&report.records(false)).unwrap()).unwrap();
     let rows = table_of(&json);
     std::fs::remove_file(&json).ok();
     assert!(rows.lines().nth(2).is_some_and(|row| row.contains("fixed rules (--autotune off)")), "{rows}");
+}
+
+/// Profiling pass by pass (each dispatch in a compute pass of its own, timed by the pass's
+/// timestamp writes: what WebGPU offers) times every op call of a step, sees the same kernels
+/// as timestamps inside one pass, and changes no bit of what the step computes.
+#[test]
+fn a_step_profiled_pass_by_pass_times_every_call_and_changes_no_bit() {
+    let n = 20;
+    let run = |how: Option<bool>| {
+        let mut be = Gpu::new(&AdapterChoice { autotune: wgsl_cnn::gpu::autotune::Mode::Off, ..Default::default() }).unwrap();
+        let rec = trace::attach(&mut be);
+        let images: Vec<u8> = (0..n * 784).map(|i| (i * 37 % 251) as u8).collect();
+        let labels: Vec<u8> = (0..n as u8).map(|i| i * 3 % 10).collect();
+        let ds = be.dataset(&images, &labels, 784);
+        let perm = be.index(n);
+        be.write_index(&perm, &(0..n as u32).collect::<Vec<_>>());
+        let mut model = Model::new(&mut be, &zoo::lenet5(), n, 3).unwrap();
+        rec.borrow_mut().mode = Trace::Record;
+        match how {
+            Some(true) => be.ctx.start_profiling_passes(2048).unwrap(),
+            Some(false) => be.ctx.start_profiling(2048).unwrap(),
+            None => {}
+        }
+        model.gather_batch(&mut be, &ds, &perm, 0, n);
+        model.train_step(&mut be, n, &AdamConfig::default());
+        let times = how.map(|_| be.ctx.stop_profiling().unwrap()).unwrap_or_default();
+        be.submit();
+        let calls = std::mem::take(&mut rec.borrow_mut().calls);
+        let mut kernels = std::collections::BTreeSet::new();
+        let per_call = trace::call_times(&times, calls.len(), &mut kernels).unwrap();
+        let ids: Vec<_> = model.store.ids().collect();
+        let params: Vec<Vec<f32>> = ids.iter().map(|&id| be.read(model.store.value(id))).collect();
+        (calls.len(), times.len(), per_call, kernels, params)
+    };
+    let (calls, _, _, _, plain) = run(None);
+    let (calls_p, dispatches_p, per_call_p, kernels_p, params_p) = run(Some(true));
+    assert_eq!(calls_p, calls);
+    assert!(params_p == plain, "profiling pass by pass changed the step's result");
+    assert!(per_call_p.iter().all(|&ms| ms > 0.0 && ms.is_finite()), "{per_call_p:?}");
+    let (_, dispatches_i, _, kernels_i, params_i) = run(Some(false));
+    assert!(params_i == plain, "profiling inside the pass changed the step's result");
+    assert_eq!((dispatches_p, &kernels_p), (dispatches_i, &kernels_i), "the two ways see other dispatches");
 }

@@ -139,6 +139,18 @@ fn the_page_trains_predicts_and_matches_the_reference() {
     let row = table.lines().nth(2).unwrap_or_else(|| panic!("bench --table printed no row:\n{table}"));
     assert!(row.starts_with("| google swiftshader |") && row.contains("lenet5"), "{table}");
     eprintln!("the page's benchmark:\n{}\n{table}", results["bench_table"].as_str().unwrap_or(""));
+    // Chrome grants timestamp-query: one op record per op call of the LeNet-5 step (the 20 of
+    // tests/bench.rs), timed pass by pass. Chrome rounds timestamps (to 100 µs unless told
+    // otherwise), so a short call may read 0; the step's calls together may not.
+    let records: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&bench).unwrap()).unwrap();
+    let ops: Vec<&Value> = records.iter().filter(|r| r["kind"] == "op").collect();
+    assert_eq!(ops.len(), 20, "op records of the page's benchmark: {ops:#?}");
+    assert!(ops.iter().all(|r| r["timer"] == "timestamp" && r["first_ms"].is_null() && r["median_ms"].as_f64().is_some_and(|m| m >= 0.0 && m.is_finite())), "{ops:#?}");
+    let sum: f64 = ops.iter().map(|r| r["median_ms"].as_f64().unwrap()).sum();
+    assert!(sum > 0.0, "the op calls took no time at all: {ops:#?}");
+    for name in ["conv2.forward conv2d_forward", "conv2.backward conv2d_grad_input", "adam adam"] {
+        assert!(ops.iter().any(|r| r["kernel"] == name), "no op record {name}");
+    }
 
     // Training: the seed's lines, a falling loss, the accuracy `eval` finds in the download.
     let train = &results["train"];

@@ -48,6 +48,9 @@ pub use report::Report;
 pub use run::run;
 pub use waited::{back_to_back, end_to_end, waited_eval, waited_step};
 
+/// The most dispatches one profiled step may time (a query set holds 4096 timestamps).
+const MAX_DISPATCHES: u32 = 2048;
+
 /// The wgpu version Cargo.lock resolved, stamped by build.rs ("unknown" without a Cargo.lock).
 pub const WGPU_VERSION: &str = env!("WGSL_CNN_WGPU_VERSION");
 /// The commit this binary was built from, stamped by build.rs: `git rev-parse --short=12
@@ -184,8 +187,9 @@ pub struct OpTiming {
     pub calls: usize,
     /// Dispatches of all of them.
     pub dispatches: u64,
-    /// Wall ms of the first call (with pipeline creation), waits around it.
-    pub first_ms: f64,
+    /// Wall ms of the first call (with pipeline creation), waits around it; None where op
+    /// calls cannot be waited for one by one (the page).
+    pub first_ms: Option<f64>,
     pub stats: Stats,
 }
 

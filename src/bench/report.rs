@@ -116,14 +116,14 @@ impl Report {
         for (i, o) in self.ops.iter().enumerate() {
             let st = &o.stats;
             s += &format!(
-                "{:>3}  {:<46} {:<30} {:>5} {:>10.3} {:>19} {:>9.2} {:>8.2} {:>7.2} {:>6.1}%\n",
+                "{:>3}  {:<46} {:<30} {:>5} {:>10.3} {:>19} {:>9} {:>8.2} {:>7.2} {:>6.1}%\n",
                 i + 1,
                 o.label(),
                 o.op.shape(),
                 o.dispatches,
                 st.median,
                 format!("{:.3}-{:.3}", st.min, st.max),
-                o.first_ms,
+                o.first_ms.map_or("—".into(), |f| format!("{f:.2}")),
                 rate(o.flops(), st.median),
                 rate(o.bytes(), st.median),
                 100.0 * st.median / total,
@@ -132,13 +132,13 @@ impl Report {
         let flops: u64 = self.ops.iter().map(OpTiming::flops).sum();
         let bytes: u64 = self.ops.iter().map(OpTiming::bytes).sum();
         s += &format!(
-            "     {:<46} {:<30} {:>5} {:>10.3} {:>19} {:>9.2} {:>8.2} {:>7.2} {:>6.1}%\n",
+            "     {:<46} {:<30} {:>5} {:>10.3} {:>19} {:>9} {:>8.2} {:>7.2} {:>6.1}%\n",
             "sum of op calls",
             format!("{} calls", self.ops.iter().map(|o| o.calls).sum::<usize>()),
             self.dispatches_per_step(),
             total,
             "",
-            self.ops.iter().map(|o| o.first_ms).sum::<f64>(),
+            self.ops.iter().map(|o| o.first_ms).sum::<Option<f64>>().map_or("—".into(), |f| format!("{f:.2}")),
             rate(flops, total),
             rate(bytes, total),
             100.0

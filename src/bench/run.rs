@@ -5,16 +5,12 @@ use web_time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 
-use super::ops::Call;
 use super::trace::{self, Trace, Traced};
 use super::waited::Waited;
-use super::{back_to_back, header, BenchConfig, OpTiming, Report, Stats, Timer, Workload, E2e};
+use super::{back_to_back, header, BenchConfig, Report, MAX_DISPATCHES, Stats, Timer, Workload, E2e};
 use crate::gpu::GpuContext;
 use crate::gpu::Gpu;
 use crate::reference::Cpu;
-
-/// Most dispatches one profiled step may record (the query set's size / 2).
-const MAX_DISPATCHES: u32 = 2048;
 
 /// Runs the benchmark, prints its report, and writes `cfg.json` if asked (native: the page
 /// runs `end_to_end`).
@@ -84,16 +80,8 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
             be.ctx.start_profiling(MAX_DISPATCHES)?;
             w.train_step(&mut be);
             let times = be.ctx.stop_profiling()?;
-            let mut span = vec![(f64::INFINITY, f64::NEG_INFINITY); calls.len()];
-            for d in &times {
-                let i = d.op.with_context(|| format!("dispatch of {} outside any op call", d.kernel))? as usize;
-                ensure!(i < calls.len(), "dispatch tagged with op call {i} of {}", calls.len());
-                span[i] = (span[i].0.min(d.begin_ns), span[i].1.max(d.end_ns));
-                kernels.insert(d.kernel);
-            }
-            for (i, (b, e)) in span.into_iter().enumerate() {
-                // A call without dispatches takes no device time.
-                per_call[i].push(if e >= b { (e - b) * 1e-6 } else { 0.0 });
+            for (i, ms) in trace::call_times(&times, calls.len(), &mut kernels)?.into_iter().enumerate() {
+                per_call[i].push(ms);
             }
         } else {
             set_mode(Trace::Wall);
@@ -110,7 +98,7 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
 
         pollster::block_on(waited.repeat(&mut be, &mut w));
     }
-    let ops = group_calls(&calls, &per_call);
+    let ops = trace::group_calls(&calls, &per_call);
     let step_flops = calls.iter().map(|c| c.call.flops()).sum();
     let step_bytes = calls.iter().map(|c| c.call.bytes()).sum();
 
@@ -175,28 +163,6 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
     Ok(report)
 }
 
-/// One row per name and shape, in the order of first appearance: calls of one layer that
-/// repeat (a weight-tied block) add their times per repeat and their dispatches.
-#[cfg(not(target_arch = "wasm32"))]
-fn group_calls(calls: &[Traced], per_call: &[Vec<f64>]) -> Vec<OpTiming> {
-    let mut rows: Vec<(String, Call, usize, u64, f64, Vec<f64>)> = Vec::new();
-    for (i, c) in calls.iter().enumerate() {
-        let name = c.name();
-        let first = c.wall_ms.unwrap_or(0.0);
-        match rows.iter_mut().find(|r| r.0 == name && r.1 == c.call) {
-            Some(r) => {
-                r.2 += 1;
-                r.3 += c.dispatches;
-                r.4 += first;
-                r.5.iter_mut().zip(&per_call[i]).for_each(|(t, x)| *t += x);
-            }
-            None => rows.push((name, c.call.clone(), 1, c.dispatches, first, per_call[i].clone())),
-        }
-    }
-    rows.into_iter()
-        .map(|(name, op, calls, dispatches, first_ms, times)| OpTiming { name, op, calls, dispatches, first_ms, stats: Stats::of(&times) })
-        .collect()
-}
 
 
 impl BenchConfig {

@@ -8,7 +8,11 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use web_time::Instant;
 
+use anyhow::{ensure, Context, Result};
+
 use super::ops::Call;
+use super::{OpTiming, Stats};
+use crate::gpu::context::DispatchTime;
 use crate::gpu::{Gpu, Moment};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -88,4 +92,40 @@ pub fn attach(gpu: &mut Gpu) -> Rc<RefCell<Recording>> {
         }
     }));
     rec
+}
+
+/// Each of `calls` op calls' device time in ms from its dispatches' timestamps (the first
+/// begin to the last end), noting the kernels seen; a call without dispatches took none.
+pub fn call_times(times: &[DispatchTime], calls: usize, kernels: &mut std::collections::BTreeSet<&'static str>) -> Result<Vec<f64>> {
+    let mut span = vec![(f64::INFINITY, f64::NEG_INFINITY); calls];
+    for d in times {
+        let i = d.op.with_context(|| format!("dispatch of {} outside any op call", d.kernel))? as usize;
+        ensure!(i < calls, "dispatch tagged with op call {i} of {calls}");
+        span[i] = (span[i].0.min(d.begin_ns), span[i].1.max(d.end_ns));
+        kernels.insert(d.kernel);
+    }
+    Ok(span.into_iter().map(|(b, e)| if e >= b { (e - b) * 1e-6 } else { 0.0 }).collect())
+}
+
+/// One row per name and shape, in the order of first appearance: calls of one layer that
+/// repeat (a weight-tied block) add their times per repeat and their dispatches. The first
+/// call's wall time is known only where the calls were timed on the wall clock (`Trace::Wall`).
+pub fn group_calls(calls: &[Traced], per_call: &[Vec<f64>]) -> Vec<OpTiming> {
+    let mut rows: Vec<(String, Call, usize, u64, Option<f64>, Vec<f64>)> = Vec::new();
+    for (i, c) in calls.iter().enumerate() {
+        let name = c.name();
+        let first = c.wall_ms;
+        match rows.iter_mut().find(|r| r.0 == name && r.1 == c.call) {
+            Some(r) => {
+                r.2 += 1;
+                r.3 += c.dispatches;
+                r.4 = r.4.zip(first).map(|(a, b)| a + b);
+                r.5.iter_mut().zip(&per_call[i]).for_each(|(t, x)| *t += x);
+            }
+            None => rows.push((name, c.call.clone(), 1, c.dispatches, first, per_call[i].clone())),
+        }
+    }
+    rows.into_iter()
+        .map(|(name, op, calls, dispatches, first_ms, times)| OpTiming { name, op, calls, dispatches, first_ms, stats: Stats::of(&times) })
+        .collect()
 }

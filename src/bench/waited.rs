@@ -1,15 +1,15 @@
 //! The end-to-end measurements, awaited so that the page runs them too: a training step or an
 //! eval batch with a wait after it, steps back to back with one wait at the end. The CLI's
-//! `bench` interleaves them with its per-op profiles; the page, which cannot time op calls
-//! (wgpu's WebGPU backend has no timestamps inside passes, and a page cannot block between
-//! calls), runs them on their own (`end_to_end`).
+//! `bench` interleaves them with its per-op profiles; the page runs `end_to_end`, which
+//! interleaves them with per-op profiles from timestamps only (a page cannot block between op
+//! calls to time them on the wall clock).
 
 use anyhow::{ensure, Result};
 use web_time::Instant;
 
 use super::host_clock::StepTimes;
 use super::trace::{self, Trace, Traced};
-use super::{Report, Stats, Timer, Workload, E2e};
+use super::{Report, Stats, Timer, Workload, E2e, MAX_DISPATCHES};
 use crate::backend::Backend;
 use crate::gpu::Gpu;
 use crate::model::Arch;
@@ -87,47 +87,75 @@ impl Waited {
     }
 }
 
-/// `bench` without the per-op profile (the page's benchmark): the first step, `warmup` more,
-/// then `repeats` of (a waited step, a waited eval batch), then `repeats` steps back to back.
-/// The report has the same end-to-end records as the CLI's, and no op rows.
+/// The page's `bench`: the first step, `warmup` more, then `repeats` of (a profiled step, a
+/// waited step, a waited eval batch), then `repeats` steps back to back. The profiled step
+/// times each op call with GPU timestamps: inside the step's pass where the device can write
+/// them there, else with each dispatch in a pass of its own (WebGPU's `timestamp-query`); a
+/// device with no timestamps gets no op rows (a page cannot wait between op calls). Nothing
+/// here blocks, so the page awaits it.
 pub async fn end_to_end(be: &mut Gpu, arch: &Arch, batch: usize, repeats: usize, warmup: usize) -> Result<Report> {
     ensure!(batch >= 1, "the batch must be at least 1");
     ensure!(repeats >= 1, "at least one repeat");
     let mut w = Workload::new(be, arch, batch)?;
     let rec = trace::attach(be);
+    let take = |mode| {
+        let mut r = rec.borrow_mut();
+        r.mode = mode;
+        std::mem::take(&mut r.calls)
+    };
     let t = Instant::now();
-    rec.borrow_mut().mode = Trace::Record;
+    take(Trace::Record);
     w.train_step(be);
     be.settle().await;
     let first_step_ms = t.elapsed().as_secs_f64() * 1e3;
-    let calls = std::mem::take(&mut rec.borrow_mut().calls);
-    rec.borrow_mut().mode = Trace::Record;
+    let calls = take(Trace::Record);
     w.eval_batch(be);
     be.settle().await;
-    let eval_calls = std::mem::take(&mut rec.borrow_mut().calls);
-    rec.borrow_mut().mode = Trace::Off;
-    be.observer = None;
+    let eval_calls = take(Trace::Off);
     for _ in 0..warmup {
         w.train_step(be);
         be.settle().await;
     }
+    let per_pass = if be.ctx.can_profile() {
+        Some(false)
+    } else {
+        be.ctx.can_time_passes().then_some(true)
+    };
+    let mut per_call: Vec<Vec<f64>> = vec![Vec::new(); calls.len()];
+    let mut kernels = std::collections::BTreeSet::new();
     let mut waited = Waited::default();
     for _ in 0..repeats {
+        if let Some(per_pass) = per_pass {
+            take(Trace::Record);
+            if per_pass {
+                be.ctx.start_profiling_passes(MAX_DISPATCHES)?;
+            } else {
+                be.ctx.start_profiling(MAX_DISPATCHES)?;
+            }
+            w.train_step(be);
+            let times = be.ctx.stop_profiling_async().await?;
+            let now = take(Trace::Off);
+            ensure!(now.len() == calls.len(), "the training step made {} op calls, then {}", calls.len(), now.len());
+            for (i, ms) in trace::call_times(&times, calls.len(), &mut kernels)?.into_iter().enumerate() {
+                per_call[i].push(ms);
+            }
+        }
         waited.repeat(be, &mut w).await;
     }
     let throughput = back_to_back(be, &mut w, repeats).await;
+    be.observer = None;
     let e2e = waited.rows(batch, repeats, throughput, &calls, &eval_calls);
     Ok(Report {
         model: arch.name.clone(),
         ctx_info: be.ctx.info.clone(),
         batch,
-        timer: Timer::Wall,
+        timer: if per_pass.is_some() { Timer::Timestamp } else { Timer::Wall },
         repeats,
         warmup,
         first_step_ms,
-        ops: Vec::new(),
+        ops: if per_pass.is_some() { trace::group_calls(&calls, &per_call) } else { Vec::new() },
         e2e,
-        distinct_kernels: None,
+        distinct_kernels: per_pass.map(|_| kernels.len()),
         autotune: if be.ctx.tuner().is_some() { "cached" } else { "off" },
         choices: be.ctx.tuner().map(|t| t.used()).unwrap_or_default(),
     })

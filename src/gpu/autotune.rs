@@ -324,6 +324,8 @@ impl GpuContext {
     /// µs that the work `record` records takes on the device: summed dispatch timestamps
     /// where available, else the wall clock of one submit-and-wait.
     fn time_calls(&self, record: impl Fn()) -> f64 {
+        // (The tuner runs natively only: a page cannot wait inside an op call.)
+        #[cfg(not(target_arch = "wasm32"))]
         if self.can_profile() && self.start_profiling(256).is_ok() {
             record();
             if let Ok(times) = self.stop_profiling() {

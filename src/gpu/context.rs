@@ -202,6 +202,9 @@ pub struct Profiler {
     pub ops: Vec<Option<u32>>,
     /// Dispatches that found the query set full and went untimed.
     pub missed: u32,
+    /// Each timed dispatch in a compute pass of its own, timed by the pass's timestamp writes
+    /// (WebGPU's `timestamp-query`), where the device cannot write timestamps inside a pass.
+    pub per_pass: bool,
 }
 
 /// One profiled dispatch: its kernel, the op label current when it was recorded, and its
@@ -293,7 +296,8 @@ impl GpuContext {
         // Subgroups where offered: the matmul and conv2d kernels that use them are candidates.
         let mut wanted = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES | wgpu::Features::SUBGROUP;
         if web {
-            wanted.remove(wgpu::Features::SUBGROUP);
+            // WebGPU has neither subgroups in wgpu's backend nor timestamps inside passes.
+            wanted.remove(wgpu::Features::SUBGROUP | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES);
         }
         let features = adapter.features() & wanted;
         let (device, queue) = adapter.request_device(&wgpu::DeviceDescriptor {
@@ -658,10 +662,14 @@ impl GpuContext {
             encoder: self.device.create_command_encoder(&Default::default()),
             pass: None,
         });
+        let mut prof = self.profiler.borrow_mut();
+        if prof.as_ref().is_some_and(|pr| pr.per_pass) {
+            self.dispatch_in_own_pass(rec, prof.as_mut().unwrap(), k.entry, &p.0, &bg, groups);
+            return;
+        }
         let pass = rec
             .pass
             .get_or_insert_with(|| rec.encoder.begin_compute_pass(&Default::default()).forget_lifetime());
-        let mut prof = self.profiler.borrow_mut();
         let slot = prof.as_mut().and_then(|pr| {
             let i = pr.labels.len() as u32;
             let fits = 2 * i + 1 < pr.capacity;
@@ -682,6 +690,39 @@ impl GpuContext {
         if let (Some(i), Some(pr)) = (slot, prof.as_ref()) {
             pass.write_timestamp(&pr.query_set, 2 * i + 1);
         }
+        self.dispatches.set(self.dispatches.get() + 1);
+    }
+
+    /// A dispatch in a compute pass of its own whose beginning and end write the next pair of
+    /// timestamps (profiling without `TIMESTAMP_QUERY_INSIDE_PASSES`, as on the web).
+    fn dispatch_in_own_pass(
+        &self,
+        rec: &mut Recorder,
+        pr: &mut Profiler,
+        entry: &'static str,
+        pipeline: &wgpu::ComputePipeline,
+        bg: &wgpu::BindGroup,
+        groups: [u32; 3],
+    ) {
+        rec.pass = None; // ends the open pass
+        let i = pr.labels.len() as u32;
+        let fits = 2 * i + 1 < pr.capacity;
+        if fits {
+            pr.labels.push(entry);
+            pr.ops.push(self.op_label.get());
+        } else {
+            pr.missed += 1;
+        }
+        let writes = fits.then(|| wgpu::ComputePassTimestampWrites {
+            query_set: &pr.query_set,
+            beginning_of_pass_write_index: Some(2 * i),
+            end_of_pass_write_index: Some(2 * i + 1),
+        });
+        let mut pass = rec.encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(entry), timestamp_writes: writes });
+        pass.set_pipeline(pipeline);
+        pass.set_bind_group(0, bg, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        drop(pass);
         self.dispatches.set(self.dispatches.get() + 1);
     }
 
@@ -710,6 +751,12 @@ impl GpuContext {
         self.features.contains(wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
     }
 
+    /// True when the device can time compute passes (`TIMESTAMP_QUERY`, WebGPU's
+    /// `timestamp-query`): `start_profiling_passes` then times each dispatch in a pass of its own.
+    pub fn can_time_passes(&self) -> bool {
+        self.features.contains(wgpu::Features::TIMESTAMP_QUERY)
+    }
+
     /// Tags the dispatches recorded from now on (None: untagged).
     pub fn set_op_label(&self, label: Option<u32>) {
         self.op_label.set(label);
@@ -720,6 +767,20 @@ impl GpuContext {
     /// submitted first, so that it cannot land in the new query set.
     pub fn start_profiling(&self, max_dispatches: u32) -> Result<()> {
         anyhow::ensure!(self.can_profile(), "{} cannot write timestamps inside compute passes", self.info.name);
+        self.start_profiler(max_dispatches, false);
+        Ok(())
+    }
+
+    /// As `start_profiling`, on a device that can only time whole passes (the web): each
+    /// dispatch recorded from now on runs in a compute pass of its own, timed at its beginning
+    /// and end. The passes' boundaries add to what is timed, so use it where there is no other.
+    pub fn start_profiling_passes(&self, max_dispatches: u32) -> Result<()> {
+        anyhow::ensure!(self.can_time_passes(), "{} cannot write timestamps (no timestamp queries)", self.info.name);
+        self.start_profiler(max_dispatches, true);
+        Ok(())
+    }
+
+    fn start_profiler(&self, max_dispatches: u32, per_pass: bool) {
         let capacity = (2 * max_dispatches).clamp(2, wgpu::QUERY_SET_MAX_QUERIES);
         self.submit();
         let query_set = self.device.create_query_set(&wgpu::QuerySetDescriptor {
@@ -727,14 +788,19 @@ impl GpuContext {
             ty: wgpu::QueryType::Timestamp,
             count: capacity,
         });
-        *self.profiler.borrow_mut() = Some(Profiler { query_set, capacity, labels: Vec::new(), ops: Vec::new(), missed: 0 });
-        Ok(())
+        *self.profiler.borrow_mut() = Some(Profiler { query_set, capacity, labels: Vec::new(), ops: Vec::new(), missed: 0, per_pass });
     }
 
     /// Stops profiling, waits for the recorded work and returns one `DispatchTime` per
     /// timed dispatch, in recording order. Errors if some dispatches found the query set
     /// full (ask `start_profiling` for more) or profiling was not started.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn stop_profiling(&self) -> Result<Vec<DispatchTime>> {
+        pollster::block_on(self.stop_profiling_async())
+    }
+
+    /// `stop_profiling` that awaits the device instead of blocking (natively it blocks).
+    pub async fn stop_profiling_async(&self) -> Result<Vec<DispatchTime>> {
         let pr = self.profiler.borrow_mut().take().ok_or_else(|| anyhow!("profiling was not started"))?;
         anyhow::ensure!(pr.missed == 0, "{} dispatches went untimed: the query set holds {}", pr.missed, pr.capacity / 2);
         let count = 2 * pr.labels.len() as u32;
@@ -760,8 +826,10 @@ impl GpuContext {
         });
         self.submit();
         let slice = staging.slice(..);
-        slice.map_async(wgpu::MapMode::Read, |r| r.expect("mapping the timestamp buffer failed"));
-        self.device.poll(wgpu::PollType::wait_indefinitely()).context("device lost while reading timestamps")?;
+        let mapped = super::mapped::Signal::default();
+        slice.map_async(wgpu::MapMode::Read, mapped.on_mapped());
+        let status = mapped.wait(&self.device).await;
+        anyhow::ensure!(status == super::mapped::Status::Done, "device lost while reading timestamps");
         let ticks: Vec<u64> = bytemuck::cast_slice(&slice.get_mapped_range().context("timestamp buffer is mapped")?).to_vec();
         staging.unmap();
         let period = self.queue.get_timestamp_period() as f64;
