@@ -289,6 +289,19 @@ pub trait Backend {
         Vec::new()
     }
 
+    /// Opens a tuning window where the backend measures kernel choices only between op calls
+    /// (the page's GPU, see gpu::deferred_tuning): the op calls recorded until `end_tuning` queue
+    /// measurements of the shapes that have no choice yet. False where there is nothing to do.
+    fn begin_tuning(&mut self) -> bool {
+        false
+    }
+
+    /// Closes the tuning window: awaits its measurements and makes the choices, which op calls
+    /// take from now on. Returns what could not be measured, one line each.
+    async fn end_tuning(&mut self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// What a model's buffers must fit in (`nn::sizer::check_batch`), where known.
     fn memory_budget(&self) -> Option<crate::nn::sizer::Budget> {
         None

@@ -266,6 +266,8 @@ pub struct Trainer<B: Backend> {
     started: Instant,
     losses: Vec<f32>,
     pending: VecDeque<InFlight>,
+    /// Whether `prepare_kernels` has run.
+    prepared: bool,
 }
 
 impl<B: Backend + 'static> Trainer<B> {
@@ -306,6 +308,7 @@ impl<B: Backend + 'static> Trainer<B> {
             started: Instant::now(),
             losses: Vec::new(),
             pending: VecDeque::new(),
+            prepared: false,
         })
     }
 
@@ -329,6 +332,10 @@ impl<B: Backend + 'static> Trainer<B> {
     /// then awaited), which keeps the host within about 2·log_every steps of the device.
     pub async fn advance(&mut self, be: &mut B, max_steps: usize) -> Result<Vec<Event>> {
         let mut events = Vec::new();
+        if self.recorded == 0 && !self.prepared {
+            self.prepared = true;
+            events.extend(self.prepare_kernels(be).await?.into_iter().map(Event::Kernel));
+        }
         let (batch, log_every) = (self.cfg.batch_size, self.cfg.log_every);
         for _ in 0..max_steps {
             if self.done() {
@@ -383,6 +390,35 @@ impl<B: Backend + 'static> Trainer<B> {
             }
         }
         Ok(events)
+    }
+
+    /// Where the backend measures kernel choices only between op calls (the page: see
+    /// gpu::deferred_tuning), a dry run of every batch shape this run will use (the training
+    /// batch and the epoch's last, shorter one; the evaluation batch and its last one) on a
+    /// scratch model inside a tuning window, so that the choices are made before the first
+    /// step and the run itself is untouched: a run with given choices repeats exactly, as
+    /// natively. Returns what could not be measured. Elsewhere it does nothing.
+    async fn prepare_kernels(&mut self, be: &mut B) -> Result<Vec<String>> {
+        if !be.begin_tuning() {
+            return Ok(Vec::new());
+        }
+        let capacity = Capacity::with_eval(self.model.capacity, self.model.eval_capacity);
+        let dry_run = Model::new(be, &self.model.arch, capacity, self.cfg.seed).map(|mut scratch| {
+            let lasts = |n: usize, batch: usize| [batch.min(n), n % batch].into_iter().filter(|&b| b > 0).collect::<Vec<_>>();
+            for nb in lasts(self.n_train, self.cfg.batch_size) {
+                scratch.gather_batch(be, &self.train_ds, &self.perm, 0, nb);
+                scratch.train_step(be, nb, &self.optimizer);
+                be.submit();
+            }
+            for nb in lasts(self.n_test, capacity.eval) {
+                scratch.gather_batch(be, &self.test_ds, &self.test_order, 0, nb);
+                scratch.eval_batch(be, nb);
+                be.submit();
+            }
+        });
+        let failed = be.end_tuning().await;
+        dry_run?;
+        Ok(failed)
     }
 
     /// Evaluates the epoch's model and moves on to the next epoch.

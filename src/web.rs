@@ -20,6 +20,7 @@ use crate::backend::Backend;
 use crate::checkpoint;
 use crate::data::Mnist;
 use crate::dataset::Dataset;
+use crate::gpu::autotune::Mode;
 use crate::gpu::{AdapterChoice, Gpu};
 use crate::model::{state, zoo, Model};
 use crate::shapes::OptimizerConfig;
@@ -77,7 +78,10 @@ impl Session {
     /// none or the device cannot run every kernel.
     pub async fn open() -> Result<Session, JsValue> {
         std::panic::set_hook(Box::new(|info| web_sys::console::error_1(&format!("wgsl-cnn panicked: {info}").into())));
-        let be = Gpu::open(&AdapterChoice::default()).await.map_err(js_error)?;
+        // Kernel choices measured on this adapter (a deferring tuner, see gpu::deferred_tuning)
+        // where the browser grants timestamps; `start` can turn it off.
+        let choice = AdapterChoice { autotune: Mode::Cached, ..AdapterChoice::default() };
+        let be = Gpu::open(&choice).await.map_err(js_error)?;
         let inner = Inner { be, files: Vec::new(), dataset: Dataset::Mnist, data: None, trainer: None, loaded: None, epochs_done: 0 };
         Ok(Session(Rc::new(RefCell::new(inner))))
     }
@@ -92,6 +96,26 @@ impl Session {
             "driver": i.driver, "driver_info": i.driver_info, "description": inner.be.name(), "software": inner.be.ctx.is_cpu(),
         })
         .to_string()
+    }
+
+    /// The browser-storage key of this adapter's kernel choices (`wgsl-cnn-autotune-` and a hash
+    /// of the adapter, driver, build and shaders), or nothing where the page cannot measure them
+    /// (no `timestamp-query`: the fixed rules).
+    pub fn tuning_key(&self) -> Option<String> {
+        self.0.borrow().be.ctx.tuner().map(|t| format!("wgsl-cnn-{}", t.storage_name()))
+    }
+
+    /// Takes kernel choices kept under `tuning_key` (the text `tuning_json` gave); returns how
+    /// many (0 for choices of another build, which are measured again).
+    pub fn load_tuning(&self, text: &str) -> Result<usize, JsValue> {
+        let inner = self.0.try_borrow().map_err(|_| js_error(busy()))?;
+        let tuner = inner.be.ctx.tuner().ok_or_else(|| js_error(anyhow!("this adapter's kernels are chosen by the fixed rules")))?;
+        tuner.merge_json("the kernel choices in the browser's storage", text).map_err(js_error)
+    }
+
+    /// Every kernel choice made on this adapter so far, to keep under `tuning_key`.
+    pub fn tuning_json(&self) -> Option<String> {
+        self.0.borrow().be.ctx.tuner().map(|t| t.to_json())
     }
 
     /// Hands over one of the data set's files (`train-images-idx3-ubyte.gz`, …).
@@ -123,7 +147,11 @@ impl Session {
     pub fn start(&self, options: &str) -> Result<String, JsValue> {
         let mut inner = self.0.try_borrow_mut().map_err(|_| js_error(busy()))?;
         let cfg = config_from_json(options).map_err(js_error)?;
+        let autotune = autotune_from_json(options).map_err(js_error)?;
         let inner = &mut *inner;
+        if let Some(tuner) = inner.be.ctx.tuner() {
+            tuner.restart(autotune);
+        }
         let data = inner.data.as_ref().ok_or_else(|| js_error(anyhow!("load the data set first")))?;
         let cfg = crate::train::clamp_batch(data, &cfg);
         inner.trainer = None;
@@ -132,6 +160,7 @@ impl Session {
         let summary = json!({
             "steps": trainer.steps, "n_train": trainer.n_train, "n_test": trainer.n_test,
             "model": trainer.model.arch.name, "parameters": trainer.model.store.total(),
+            "autotune": inner.be.ctx.autotune_mode(),
         });
         (inner.trainer, inner.loaded, inner.epochs_done) = (Some(trainer), None, 0);
         Ok(summary.to_string())
@@ -184,6 +213,15 @@ impl Session {
             let line = format!("Accuracy of the network on the {} test images: {} %", d.n, crate::train::python_float(acc));
             Ok(JsValue::from_str(&json!({"correct": d.correct, "n": d.n, "accuracy": acc, "line": line, "classes": names, "confusion": rows}).to_string()))
         })
+    }
+}
+
+/// The CLI's `--autotune` from the page's options (`autotune`: cached, the default; refresh; off).
+fn autotune_from_json(text: &str) -> Result<Mode> {
+    let v: Value = serde_json::from_str(text).map_err(|e| anyhow!("the options are not JSON: {e}"))?;
+    match v.get("autotune").and_then(Value::as_str) {
+        None | Some("") => Ok(Mode::Cached),
+        Some(s) => Mode::parse(s).ok_or_else(|| anyhow!("--autotune: {s:?} is not one of cached, refresh, off")),
     }
 }
 

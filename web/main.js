@@ -8,7 +8,7 @@ import { drawCurve, confusionTable, setupPad } from './view.js';
 
 const $ = (id) => document.getElementById(id);
 // What the page has done, for people reading the console and for the browser tests.
-const state = { phase: 'starting', lines: [], lineTimes: [], errors: [], epochs: [], adapter: null, dataReport: null, details: null, prediction: null };
+const state = { phase: 'starting', lines: [], lineTimes: [], kernels: [], errors: [], epochs: [], adapter: null, dataReport: null, details: null, prediction: null };
 window.wgslCnn = state;
 
 const WEBGPU_HELP = 'Use a browser that ships WebGPU: Chrome or Edge 113 or later (Windows, macOS, ChromeOS), ' +
@@ -52,12 +52,42 @@ function options() {
   return {
     model: f.model.value, epochs: num('epochs'), batch_size: num('batch-size'), lr: num('lr'), seed: num('seed'),
     limit_train: num('limit-train'), log_every: q.has('log-every') ? Number(q.get('log-every')) : undefined,
+    autotune: f.autotune.value,
   };
+}
+
+/// This adapter's kernel choices, kept in the browser's storage under the key the library
+/// names (adapter, driver, build): read once the device is open, written after each tuning.
+function loadTuning() {
+  const key = session.tuning_key();
+  state.tuning = { key, loaded: 0 };
+  if (!key) return;
+  try {
+    const text = localStorage.getItem(key);
+    if (text) state.tuning.loaded = session.load_tuning(text);
+  } catch (e) {
+    // Storage turned off, or a damaged entry: the choices are measured again.
+    console.warn(`kernel choices not read from the browser's storage: ${message(e)}`);
+  }
+}
+
+function saveTuning() {
+  const key = session.tuning_key();
+  if (!key) return;
+  try {
+    localStorage.setItem(key, session.tuning_json());
+  } catch (e) {
+    console.warn(`kernel choices not kept in the browser's storage: ${message(e)}`);
+  }
 }
 
 function log(line) {
   state.lines.push(line);
   state.lineTimes.push(performance.now());
+  show(line);
+}
+
+function show(line) {
   const el = $('log');
   el.textContent += line + '\n';
   el.scrollTop = el.scrollHeight;
@@ -136,6 +166,7 @@ async function train() {
   state.lineTimes = [];
   state.losses = [];
   state.epochs = [];
+  state.kernels = [];
   $('log').textContent = '';
   const losses = [];
   const summary = JSON.parse(session.start(JSON.stringify(options())));
@@ -150,6 +181,8 @@ async function train() {
     const t0 = performance.now();
     const r = JSON.parse(await session.advance(perCall));
     const wall = performance.now() - t0;
+    // The first call measured the kernel choices this run had none for (`autotune`).
+    if (r.events.some((e) => e.kind === 'kernel')) saveTuning();
     // Per call, ms of host time per step; the first call's includes creating the pipelines.
     if (r.recorded > 0) hostPerStep.push(r.host_ms / r.recorded);
     msPerStep = wall / Math.max(1, r.recorded);
@@ -157,7 +190,8 @@ async function train() {
     for (const e of r.events) {
       if (e.kind === 'loss') { losses.push(e.loss); state.losses.push(e); drawCurve($('curve'), losses); }
       if (e.kind === 'epoch') state.epochs.push(e);
-      if (e.line) log(e.line);
+      // Kernel choices go beside the seed's lines, as the CLI prints them on stderr.
+      if (e.kind === 'kernel') { state.kernels.push(e.line); show(`kernel: ${e.line}`); } else if (e.line) log(e.line);
     }
     const epochDone = r.done ? epochs : r.epoch;
     $('progress').value = (epochDone * summary.n_train + (r.done ? 0 : r.images)) / (epochs * summary.n_train);
@@ -235,6 +269,7 @@ async function bench() {
       adapter: state.adapter.description, host: navigator.userAgent, threads: navigator.hardwareConcurrency || 1,
     };
     const r = JSON.parse(await session.bench(JSON.stringify(options)));
+    saveTuning();
     state.bench = r;
     $('bench-table').textContent = r.table;
     $('bench-save').disabled = false;
@@ -294,6 +329,7 @@ async function boot() {
     fail(`Could not open a WebGPU device: ${message(e)}`);
     return;
   }
+  loadTuning();
   const info = JSON.parse(session.adapter());
   // wgpu leaves the adapter's name empty on the web: the browser's own description names it.
   const web = adapter.info || {};

@@ -153,11 +153,7 @@ pub fn run(cfg: &BenchConfig) -> Result<Report> {
         ops,
         e2e,
         distinct_kernels: (timer == Timer::Timestamp).then_some(kernels.len()),
-        autotune: match be.ctx.tuner() {
-            Some(t) if t.mode() == crate::gpu::autotune::Mode::Refresh => "refresh",
-            Some(_) => "cached",
-            None => "off",
-        },
+        autotune: be.ctx.autotune_mode(),
         choices: be.ctx.tuner().map(|t| t.used()).unwrap_or_default(),
     };
     print!("{}", report.table());

@@ -15,8 +15,14 @@
 //! Without a tuner (`Mode::Off`, and the library's default, which the tests rely on for
 //! repeatable kernel choices) every op takes its first candidate: the static rule that the
 //! measurements replace.
+//!
+//! A page cannot wait inside an op call, so there the tuner *defers* (gpu/deferred_tuning.rs):
+//! it measures only inside a tuning window that the caller opens before its first step, records
+//! the candidates' timed calls instead of waiting for them, and makes the choices when the
+//! window closes and the timestamps have been read back. Its cache is a JSON text the page keeps
+//! in the browser's storage (`to_json` / `merge_json`), the same document as the file.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -28,9 +34,9 @@ use serde_json::{json, Value};
 use super::context::{GpuContext, RawBuffer};
 
 /// Untimed warm-up, then up to this many timed trials per candidate.
-const TRIALS: usize = 3;
+pub(super) const TRIALS: usize = 3;
 /// Calls per trial.
-const REPEATS: usize = 3;
+pub(super) const REPEATS: usize = 3;
 /// A candidate whose first trial is this much slower than the best so far gets no more.
 const HOPELESS: f64 = 2.0;
 /// Bumped when the file's layout changes; other versions are measured again.
@@ -89,7 +95,7 @@ fn fmt_us(us: f64) -> String {
 
 /// The choices of one adapter, and where they are kept.
 pub struct Tuner {
-    mode: Mode,
+    mode: Cell<Mode>,
     /// The cache file; None keeps choices for this process only.
     file: Option<PathBuf>,
     identity: Value,
@@ -101,7 +107,11 @@ pub struct Tuner {
     reported: RefCell<usize>,
     /// (op, shape fingerprint) → index of the chosen candidate: the per-call lookup, which
     /// formats and allocates nothing.
-    memo: RefCell<super::context::FastMap<(&'static str, Fingerprint), usize>>,
+    pub(super) memo: RefCell<super::context::FastMap<(&'static str, Fingerprint), usize>>,
+    /// Measures only inside a tuning window, without waiting (see gpu::deferred_tuning).
+    pub(super) deferred: bool,
+    /// The open tuning window, if any, and the measurements it has queued.
+    pub(super) window: RefCell<Option<super::deferred_tuning::Window>>,
 }
 
 /// The numbers that tell one shape of an op from another (zero-padded).
@@ -155,7 +165,7 @@ impl Tuner {
     /// warning, ignored, and replaced at the first save.
     pub fn new(mode: Mode, dir: Option<&Path>, info: &wgpu::AdapterInfo) -> Self {
         let identity = identity(info);
-        let file = dir.map(|d| d.join(format!("autotune-{}.json", &hex(&<md5::Md5 as md5::Digest>::digest(identity.to_string()))[..16])));
+        let file = dir.map(|d| d.join(format!("{}.json", storage_name(&identity))));
         let cache = match &file {
             Some(f) if f.exists() => load(f, &identity).unwrap_or_else(|e| {
                 eprintln!("warning: ignoring the autotune cache: {e:#}; measuring again and rewriting it");
@@ -163,11 +173,71 @@ impl Tuner {
             }),
             _ => BTreeMap::new(),
         };
-        Tuner { mode, file, identity, cache: RefCell::new(cache), used: RefCell::default(), reported: RefCell::new(0), memo: RefCell::default() }
+        Tuner {
+            mode: Cell::new(mode),
+            file,
+            identity,
+            cache: RefCell::new(cache),
+            used: RefCell::default(),
+            reported: RefCell::new(0),
+            memo: RefCell::default(),
+            deferred: false,
+            window: RefCell::default(),
+        }
+    }
+
+    /// This tuner, measuring only inside tuning windows and without waiting (the page's).
+    pub fn deferring(self) -> Self {
+        Tuner { deferred: true, ..self }
+    }
+
+    pub fn is_deferred(&self) -> bool {
+        self.deferred
     }
 
     pub fn mode(&self) -> Mode {
-        self.mode
+        self.mode.get()
+    }
+
+    /// Starts over as a new run would (the page's next training run): `mode` from now on, and
+    /// no choice counted as used, so that `Refresh` measures every shape again.
+    pub fn restart(&self, mode: Mode) {
+        self.mode.set(mode);
+        self.used.borrow_mut().clear();
+        *self.reported.borrow_mut() = 0;
+        self.memo.borrow_mut().clear();
+    }
+
+    /// The cache's name for this adapter, driver and build (`autotune-` and 16 hex digits):
+    /// the file's stem, and the page's key in the browser's storage.
+    pub fn storage_name(&self) -> String {
+        storage_name(&self.identity)
+    }
+
+    /// Every choice, as the cache file holds them.
+    pub fn to_json(&self) -> String {
+        let choices: serde_json::Map<String, Value> = self
+            .cache
+            .borrow()
+            .iter()
+            .map(|(k, c)| {
+                // Times in candidate order; rounded to 0.1 µs, which is all they can tell.
+                let times: Vec<Value> = c.times_us.iter().map(|(n, t)| json!([n, (t * 10.0).round() / 10.0])).collect();
+                (k.clone(), json!({ "kernel": c.kernel, "times_us": times }))
+            })
+            .collect();
+        let doc = json!({ "format": FORMAT, "identity": self.identity, "choices": choices });
+        serde_json::to_string_pretty(&doc).expect("a JSON value prints") + "\n"
+    }
+
+    /// Takes the choices of a cache document kept elsewhere (the browser's storage), `what`
+    /// naming it in errors. Returns how many it took: 0 for a document of another adapter,
+    /// driver, build or format (stale, not wrong); an error for one that is not such a document.
+    pub fn merge_json(&self, what: &str, text: &str) -> Result<usize> {
+        let choices = parse(what, text.as_bytes(), &self.identity)?;
+        let n = choices.len();
+        self.cache.borrow_mut().extend(choices);
+        Ok(n)
     }
 
     pub fn file(&self) -> Option<&Path> {
@@ -190,9 +260,9 @@ impl Tuner {
     }
 
     /// The kernel already chosen for `key` in this process, or cached (unless refreshing).
-    fn known(&self, key: &str) -> Option<String> {
+    pub(super) fn known(&self, key: &str) -> Option<String> {
         let used = self.used.borrow().iter().any(|k| k == key);
-        if !used && self.mode == Mode::Refresh {
+        if !used && self.mode() == Mode::Refresh {
             return None;
         }
         let kernel = self.cache.borrow().get(key).map(|c| c.kernel.clone())?;
@@ -202,7 +272,7 @@ impl Tuner {
         Some(kernel)
     }
 
-    fn record(&self, choice: Choice) {
+    pub(super) fn record(&self, choice: Choice) {
         let key = choice.key.clone();
         self.cache.borrow_mut().insert(key.clone(), choice);
         let mut used = self.used.borrow_mut();
@@ -218,32 +288,31 @@ impl Tuner {
     /// Writes every choice to a temporary file and renames it over the cache file.
     fn save(&self) -> Result<()> {
         let Some(file) = &self.file else { return Ok(()) };
-        let choices: serde_json::Map<String, Value> = self
-            .cache
-            .borrow()
-            .iter()
-            .map(|(k, c)| {
-                // Times in candidate order; rounded to 0.1 µs, which is all they can tell.
-                let times: Vec<Value> = c.times_us.iter().map(|(n, t)| json!([n, (t * 10.0).round() / 10.0])).collect();
-                (k.clone(), json!({ "kernel": c.kernel, "times_us": times }))
-            })
-            .collect();
-        let doc = json!({ "format": FORMAT, "identity": self.identity, "choices": choices });
         let dir = file.parent().expect("the cache file is in a directory");
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        let text = serde_json::to_string_pretty(&doc)? + "\n";
-        crate::checkpoint::files::write_temp(file, text.as_bytes())?.commit()
+        crate::checkpoint::files::write_temp(file, self.to_json().as_bytes())?.commit()
     }
+}
+
+/// `autotune-` and the first 16 hex digits of the identity's md5.
+fn storage_name(identity: &Value) -> String {
+    format!("autotune-{}", &hex(&<md5::Md5 as md5::Digest>::digest(identity.to_string()))[..16])
 }
 
 /// Reads a cache file written for `identity` (another identity or format counts as empty).
 fn load(file: &Path, identity: &Value) -> Result<BTreeMap<String, Choice>> {
     let bytes = crate::fsutil::read_bounded(file, "autotune cache", 4 << 20)?;
-    let doc: Value = serde_json::from_slice(&bytes).with_context(|| format!("{}: not JSON", file.display()))?;
+    parse(&file.display().to_string(), &bytes, identity)
+}
+
+/// The choices of a cache document for `identity` (`what` names it in errors).
+fn parse(what: &str, bytes: &[u8], identity: &Value) -> Result<BTreeMap<String, Choice>> {
+    let doc: Value = serde_json::from_slice(bytes).with_context(|| format!("{what}: not JSON"))?;
     if doc["format"] != json!(FORMAT) || doc["identity"] != *identity {
         return Ok(BTreeMap::new());
     }
-    let bad = |what: &str| anyhow!("{}: {what}", file.display());
+    let file = what;
+    let bad = |msg: &str| anyhow!("{what}: {msg}");
     let choices = doc["choices"].as_object().ok_or_else(|| bad("no \"choices\" object"))?;
     let mut out = BTreeMap::new();
     for (key, c) in choices {
@@ -253,7 +322,7 @@ fn load(file: &Path, identity: &Value) -> Result<BTreeMap<String, Choice>> {
         for t in times {
             match (t[0].as_str(), t[1].as_f64()) {
                 (Some(name), Some(us)) if us.is_finite() && us >= 0.0 => times_us.push((name.to_string(), us)),
-                _ => bail!("{}: choice {key:?} has a bad time {t}", file.display()),
+                _ => bail!("{file}: choice {key:?} has a bad time {t}"),
             }
         }
         out.insert(key.clone(), Choice { key: key.clone(), kernel: kernel.to_string(), times_us, measured: false });
@@ -262,6 +331,16 @@ fn load(file: &Path, identity: &Value) -> Result<BTreeMap<String, Choice>> {
 }
 
 impl GpuContext {
+    /// How kernels are chosen, as the benchmark's records say: "cached" or "refresh" (the
+    /// tuner's mode), "off" (the fixed rules: no tuner, or one turned off).
+    pub fn autotune_mode(&self) -> &'static str {
+        match self.tuner().map(|t| t.mode()) {
+            Some(Mode::Cached) => "cached",
+            Some(Mode::Refresh) => "refresh",
+            Some(Mode::Off) | None => "off",
+        }
+    }
+
     /// The kernel to run `op` on a shape with: `candidates[0]` (the static rule) without a
     /// tuner or with one candidate; else the cached or measured fastest. `fingerprint`
     /// tells the shape apart (same candidates for the same fingerprint), `shape` describes
@@ -279,7 +358,7 @@ impl GpuContext {
     ) -> K {
         assert!(!candidates.is_empty(), "{op}: no candidate kernel");
         let Some(tuner) = self.tuner() else { return candidates[0].1 };
-        if candidates.len() == 1 || tuner.mode == Mode::Off {
+        if candidates.len() == 1 || tuner.mode() == Mode::Off {
             return candidates[0].1;
         }
         if let Some(&i) = tuner.memo.borrow().get(&(op, fingerprint)) {
@@ -291,6 +370,15 @@ impl GpuContext {
                 tuner.memo.borrow_mut().insert((op, fingerprint), i);
                 return candidates[i].1;
             }
+        }
+        if tuner.deferred {
+            // The static rule until the window closes; measured only inside one (not memoised,
+            // so that the choice applies from then on).
+            if tuner.measuring(&key) {
+                let names: Vec<&'static str> = candidates.iter().map(|c| c.0).collect();
+                self.measure_later(&tuner, key, op, fingerprint, &names, temp_lens, &|t, i| run(t, candidates[i].1));
+            }
+            return candidates[0].1;
         }
         let times = self.set_aside(|| {
             let temps: Vec<Rc<RawBuffer>> = temp_lens.iter().map(|&n| self.buffer(n)).collect();

@@ -154,6 +154,12 @@ impl Backend for Gpu {
     fn allocated_bytes(&self) -> Option<u64> {
         Some(self.ctx.allocated_bytes.get())
     }
+    fn begin_tuning(&mut self) -> bool {
+        self.ctx.begin_tuning()
+    }
+    async fn end_tuning(&mut self) -> Vec<String> {
+        self.ctx.end_tuning().await
+    }
     fn new_kernel_choices(&mut self) -> Vec<String> {
         self.ctx.tuner().map_or_else(Vec::new, |t| t.take_new().iter().map(|c| c.describe()).collect())
     }

@@ -310,16 +310,22 @@ impl GpuContext {
         })
         .await
         .with_context(|| format!("could not open a device on {}", describe(&info)))?;
-        // The page chooses kernels by the fixed rules: the tuner's timings wait for the device
-        // and its cache is a file (see docs/browser.md).
-        let tune = choice.autotune != super::autotune::Mode::Off && cfg!(not(target_arch = "wasm32"));
-        let tuner = tune.then(|| {
-            let dir = super::autotune::default_cache_dir();
-            if dir.is_none() {
-                eprintln!("note: no cache directory (set WGSL_CNN_CACHE_DIR); kernel choices are measured on every run");
+        // The page's tuner defers (gpu::deferred_tuning): it cannot wait inside an op call, and
+        // keeps its choices in the browser's storage, which the page reads and writes. With the
+        // web's limits a native device does as the page does, its cache still a file.
+        let defer = cfg!(target_arch = "wasm32") || web;
+        let tuner = match choice.autotune {
+            super::autotune::Mode::Off => None,
+            _ if defer && !features.contains(wgpu::Features::TIMESTAMP_QUERY) => None,
+            mode => {
+                let dir = if cfg!(target_arch = "wasm32") { None } else { super::autotune::default_cache_dir() };
+                if dir.is_none() && !cfg!(target_arch = "wasm32") {
+                    eprintln!("note: no cache directory (set WGSL_CNN_CACHE_DIR); kernel choices are measured on every run");
+                }
+                let tuner = super::autotune::Tuner::new(mode, dir.as_deref(), &info);
+                Some(Rc::new(if defer { tuner.deferring() } else { tuner }))
             }
-            Rc::new(super::autotune::Tuner::new(choice.autotune, dir.as_deref(), &info))
-        });
+        };
         Ok(GpuContext {
             device,
             queue,
@@ -366,12 +372,24 @@ impl GpuContext {
         let first_new_id = self.next_id.get();
         let out = f();
         self.finish();
-        self.bind_groups.borrow_mut().retain(|key, _| key.buffers.iter().all(|&id| id < first_new_id));
+        self.forget_bind_groups_since(first_new_id);
         self.dispatches.set(dispatches);
         self.submits.set(submits);
         self.op_label.set(label);
         *self.profiler.borrow_mut() = profile;
         out
+    }
+
+    /// The id the next buffer (or view) created will have: buffers created from now on have
+    /// ids at least this.
+    pub(crate) fn next_buffer_id(&self) -> u64 {
+        self.next_id.get()
+    }
+
+    /// Forgets the cached bind groups that bind a buffer created since `first_id`
+    /// (`next_buffer_id`), so that dropping such temporary buffers frees them.
+    pub(crate) fn forget_bind_groups_since(&self, first_id: u64) {
+        self.bind_groups.borrow_mut().retain(|key, _| key.buffers.iter().all(|&id| id < first_id));
     }
 
     /// True on CPU adapters (lavapipe, SwiftShader, WARP), which prefer register-blocked
@@ -780,7 +798,7 @@ impl GpuContext {
         Ok(())
     }
 
-    fn start_profiler(&self, max_dispatches: u32, per_pass: bool) {
+    pub(crate) fn start_profiler(&self, max_dispatches: u32, per_pass: bool) {
         let capacity = (2 * max_dispatches).clamp(2, wgpu::QUERY_SET_MAX_QUERIES);
         self.submit();
         let query_set = self.device.create_query_set(&wgpu::QuerySetDescriptor {
@@ -802,6 +820,12 @@ impl GpuContext {
     /// `stop_profiling` that awaits the device instead of blocking (natively it blocks).
     pub async fn stop_profiling_async(&self) -> Result<Vec<DispatchTime>> {
         let pr = self.profiler.borrow_mut().take().ok_or_else(|| anyhow!("profiling was not started"))?;
+        self.read_profile_async(pr).await
+    }
+
+    /// The dispatch times a profile taken out of `profiler` recorded, once the device has
+    /// written them (the work recorded so far is submitted).
+    pub(crate) async fn read_profile_async(&self, pr: Profiler) -> Result<Vec<DispatchTime>> {
         anyhow::ensure!(pr.missed == 0, "{} dispatches went untimed: the query set holds {}", pr.missed, pr.capacity / 2);
         let count = 2 * pr.labels.len() as u32;
         if count == 0 {

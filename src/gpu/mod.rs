@@ -9,6 +9,7 @@ pub mod backend;
 pub mod batchnorm;
 pub mod context;
 pub mod conv2d;
+mod deferred_tuning;
 pub mod gather;
 pub mod kernels;
 pub mod mapped;

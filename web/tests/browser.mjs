@@ -18,9 +18,10 @@ const FLAGS = ['--headless=new', '--no-sandbox', '--no-first-run', '--disable-ba
   '--disable-component-update', '--disable-sync', '--disable-quic'];
 const results = {};
 
-/// A page with every uncaught error and console error collected.
-async function open(browser, url) {
-  const page = await browser.newPage({ acceptDownloads: true });
+/// A page in `context` (a browser context: its own storage) with every uncaught error and
+/// console error collected.
+async function open(context, url) {
+  const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(`uncaught: ${e.message}`));
   page.on('console', (m) => { if (m.type() === 'error') errors.push(`console: ${m.text()}`); });
@@ -43,17 +44,20 @@ async function until(page, what, test, seconds) {
 // 1. Without WebGPU: the page says so, and nothing is thrown.
 {
   const browser = await chromium.launch({ executablePath, args: FLAGS });
-  const { page, errors } = await open(browser, base);
+  const { page, errors } = await open(await browser.newContext(), base);
   await until(page, 'the no-WebGPU message', (s) => s.phase === 'failed' || s.phase === 'ready', 60).catch(() => {});
   results.no_webgpu = { phase: await page.evaluate(() => window.wgslCnn.phase), status: await page.textContent('#status'), errors };
   await browser.close();
 }
 
 const browser = await chromium.launch({ executablePath, args: [...FLAGS, '--enable-unsafe-webgpu'] });
+// One context for what follows: its pages share the browser's storage, where the page keeps the
+// adapter's kernel choices.
+const context = await browser.newContext({ acceptDownloads: true });
 
 // 2. One `step` per model from the test's files, and the benchmark view.
 {
-  const { page, errors } = await open(browser, base);
+  const { page, errors } = await open(context, base);
   await until(page, 'the page ready', (s) => s.phase === 'ready', 300);
   results.adapter = await page.evaluate(() => window.wgslCnn.adapter);
   results.step = {};
@@ -80,13 +84,14 @@ const browser = await chromium.launch({ executablePath, args: [...FLAGS, '--enab
 // 3. A short training run from the URL's options, the checkpoint download, a drawn digit.
 {
   const query = '?model=lenet5&epochs=1&batch-size=50&limit-train=600&log-every=1&seed=3&autostart=1';
-  const { page, errors, t0 } = await open(browser, base + query);
+  const { page, errors, t0 } = await open(context, base + query);
   await until(page, 'the first logged step', (s) => s.lines.length > 0, 600);
   results.first_line_ms = Date.now() - t0;
   await until(page, 'training', (s) => s.phase === 'trained', 900);
   results.train = await page.evaluate(() => ({
     lines: window.wgslCnn.lines, epochs: window.wgslCnn.epochs, details: window.wgslCnn.details,
-    host_ms_per_step: window.wgslCnn.hostMsPerStep, summary: window.wgslCnn.summary,
+    host_ms_per_step: window.wgslCnn.hostMsPerStep, summary: window.wgslCnn.summary, kernels: window.wgslCnn.kernels,
+    tuning: window.wgslCnn.tuning, stored: JSON.parse(localStorage.getItem(window.wgslCnn.tuning.key) || 'null'),
   }));
   const download = page.waitForEvent('download');
   await page.click('#save');
@@ -109,6 +114,13 @@ const browser = await chromium.launch({ executablePath, args: [...FLAGS, '--enab
   const png = await page.evaluate(() => window.wgslCnn.padPng());
   writeFileSync(join(out, 'pad.png'), Buffer.from(png.split(',')[1], 'base64'));
   results.train_errors = errors;
+
+  // 4. The same run again: the kernel choices come from the browser's storage, and the run
+  // repeats line for line.
+  await page.goto(base + query);
+  await until(page, 'training again', (s) => s.phase === 'trained', 900);
+  results.again = await page.evaluate(() => ({ lines: window.wgslCnn.lines, kernels: window.wgslCnn.kernels, tuning: window.wgslCnn.tuning }));
+  results.again_errors = errors;
 }
 await browser.close();
 
