@@ -345,7 +345,8 @@ impl Session {
     /// step, the step with a wait after each, its host record + submit time, steps back to
     /// back, an eval batch, on a synthetic data set. Options as JSON: `model`, `batch`, `repeats`, `warmup`, and what the
     /// browser says of itself (`adapter`: its description, `host`: the user agent, `threads`:
-    /// navigator.hardwareConcurrency), which go into the records where wgpu knows nothing.
+    /// navigator.hardwareConcurrency), which go into the records where wgpu knows nothing, and
+    /// `autotune` (as `start`'s).
     /// Resolves to {records (the schema of `bench --json`), table (as `bench` prints it)}.
     pub fn bench(&self, options: &str) -> Promise {
         let options = options.to_string();
@@ -355,6 +356,9 @@ impl Session {
             let int = |k: &str, d: u64| v.get(k).and_then(Value::as_u64).unwrap_or(d) as usize;
             let arch = zoo::arch(v.get("model").and_then(Value::as_str).unwrap_or("lenet5"))?;
             let (batch, repeats, warmup) = (int("batch", 100), int("repeats", 5), int("warmup", 1));
+            if let Some(tuner) = guard.be.ctx.tuner() {
+                tuner.restart(autotune_from_json(&options)?);
+            }
             let mut report = crate::bench::end_to_end(&mut guard.be, &arch, batch, repeats, warmup).await?;
             if report.ctx_info.name.is_empty() {
                 report.ctx_info.name = v.get("adapter").and_then(Value::as_str).unwrap_or("unknown").to_string();

@@ -267,6 +267,7 @@ async function bench() {
     const options = {
       model: $('bench-model').value, batch: Number($('bench-batch').value), repeats: Number($('bench-repeats').value), warmup: 1,
       adapter: state.adapter.description, host: navigator.userAgent, threads: navigator.hardwareConcurrency || 1,
+      autotune: $('options').elements.autotune.value,
     };
     const r = JSON.parse(await session.bench(JSON.stringify(options)));
     saveTuning();

@@ -146,8 +146,9 @@ pub fn device_limits(adapter: &wgpu::Limits) -> wgpu::Limits {
 
 /// Environment variable: `1` opens devices as a web page gets them from wgpu today, so that
 /// native tests prove every kernel the page can pick: WebGPU's default limits (8 storage
-/// buffers per stage, 16 KiB of workgroup memory, …) and no subgroups (wgpu's WebGPU backend
-/// does not offer them yet).
+/// buffers per stage, 16 KiB of workgroup memory, …), no subgroups (wgpu's WebGPU backend
+/// does not offer them yet), no timestamps inside passes, and a tuner that defers as the
+/// page's does (gpu::deferred_tuning).
 pub const WEB_LIMITS_ENV: &str = "WGSL_CNN_WEB_LIMITS";
 
 pub fn web_limits() -> bool {

@@ -117,7 +117,10 @@ const context = await browser.newContext({ acceptDownloads: true });
 
   // 4. The same run again: the kernel choices come from the browser's storage, and the run
   // repeats line for line.
+  const t1 = Date.now();
   await page.goto(base + query);
+  await until(page, 'the first logged step again', (s) => s.lines.length > 0, 600);
+  results.again_first_line_ms = Date.now() - t1;
   await until(page, 'training again', (s) => s.phase === 'trained', 900);
   results.again = await page.evaluate(() => ({ lines: window.wgslCnn.lines, kernels: window.wgslCnn.kernels, tuning: window.wgslCnn.tuning }));
   results.again_errors = errors;

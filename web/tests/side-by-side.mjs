@@ -3,7 +3,7 @@
 //   cargo build --release and scripts/web.sh --build-only)
 // Native: `wgsl-cnn --autotune off` on SwiftShader's Vulkan driver from Debian's chromium
 // package (VK_ICD_FILENAMES); the page: Chrome's WebGPU on the same SwiftShader. Both use the
-// fixed kernel rules (the page has no tuner). Per round:
+// fixed kernel rules (`--autotune off`, the page's `autotune=off`). Per round:
 // - the step: `bench --no-cpu --batch 100` natively, the page's Benchmark view (batch 100): the
 //   same end-to-end records (the step with a wait after each, back to back, the host's record +
 //   submit on the wall clock);
@@ -58,7 +58,7 @@ async function page(url, f) {
 }
 
 const pageBench = (url) => page(url, async (p) => {
-  await p.goto(url);
+  await p.goto(url + '?autotune=off');
   await p.waitForFunction(() => ['ready', 'failed'].includes(window.wgslCnn.phase), null, { timeout: 300000, polling: 200 });
   await p.fill('#bench-batch', '100');
   await p.fill('#bench-repeats', repeats);
@@ -69,7 +69,7 @@ const pageBench = (url) => page(url, async (p) => {
 
 const pageFirstStep = (url) => page(url, async (p) => {
   const t0 = Date.now();
-  await p.goto(url + '?model=lenet5&epochs=1&limit-train=300&log-every=1&autostart=1');
+  await p.goto(url + '?model=lenet5&epochs=1&limit-train=300&log-every=1&autotune=off&autostart=1');
   await p.waitForFunction(() => window.wgslCnn.lines.length > 0 || window.wgslCnn.phase === 'failed', null, { timeout: 300000, polling: 50 });
   return Date.now() - t0;
 });
