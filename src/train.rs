@@ -266,8 +266,9 @@ pub struct Trainer<B: Backend> {
     started: Instant,
     losses: Vec<f32>,
     pending: VecDeque<InFlight>,
-    /// Whether `prepare_kernels` has run.
+    /// Whether `prepare_kernels` and `prepare_eval_kernels` have run.
     prepared: bool,
+    eval_prepared: bool,
 }
 
 impl<B: Backend + 'static> Trainer<B> {
@@ -309,6 +310,7 @@ impl<B: Backend + 'static> Trainer<B> {
             losses: Vec::new(),
             pending: VecDeque::new(),
             prepared: false,
+            eval_prepared: false,
         })
     }
 
@@ -382,6 +384,10 @@ impl<B: Backend + 'static> Trainer<B> {
                 }
             }
             if last {
+                if !self.eval_prepared {
+                    self.eval_prepared = true;
+                    events.extend(self.prepare_eval_kernels(be).await.into_iter().map(Event::Kernel));
+                }
                 let report = self.end_epoch(be).await;
                 // The evaluation's kernel choices, then the accuracy (the CLI's order).
                 events.extend(be.new_kernel_choices().into_iter().map(Event::Kernel));
@@ -393,32 +399,40 @@ impl<B: Backend + 'static> Trainer<B> {
     }
 
     /// Where the backend measures kernel choices only between op calls (the page: see
-    /// gpu::deferred_tuning), a dry run of every batch shape this run will use (the training
-    /// batch and the epoch's last, shorter one; the evaluation batch and its last one) on a
-    /// scratch model inside a tuning window, so that the choices are made before the first
-    /// step and the run itself is untouched: a run with given choices repeats exactly, as
-    /// natively. Returns what could not be measured. Elsewhere it does nothing.
+    /// gpu::deferred_tuning), a dry run of the training batch shapes this run will use (the
+    /// batch and the epoch's last, shorter one) on a scratch model inside a tuning window, so
+    /// that their choices are made before the first step and the run itself is untouched: a
+    /// run with given choices repeats exactly, as natively. Returns what could not be measured.
+    /// Elsewhere it does nothing.
     async fn prepare_kernels(&mut self, be: &mut B) -> Result<Vec<String>> {
         if !be.begin_tuning() {
             return Ok(Vec::new());
         }
-        let capacity = Capacity::with_eval(self.model.capacity, self.model.eval_capacity);
-        let dry_run = Model::new(be, &self.model.arch, capacity, self.cfg.seed).map(|mut scratch| {
-            let lasts = |n: usize, batch: usize| [batch.min(n), n % batch].into_iter().filter(|&b| b > 0).collect::<Vec<_>>();
-            for nb in lasts(self.n_train, self.cfg.batch_size) {
+        let dry_run = Model::new(be, &self.model.arch, self.model.capacity, self.cfg.seed).map(|mut scratch| {
+            for nb in batches(self.n_train, self.cfg.batch_size) {
                 scratch.gather_batch(be, &self.train_ds, &self.perm, 0, nb);
                 scratch.train_step(be, nb, &self.optimizer);
-                be.submit();
-            }
-            for nb in lasts(self.n_test, capacity.eval) {
-                scratch.gather_batch(be, &self.test_ds, &self.test_order, 0, nb);
-                scratch.eval_batch(be, nb);
                 be.submit();
             }
         });
         let failed = be.end_tuning().await;
         dry_run?;
         Ok(failed)
+    }
+
+    /// As `prepare_kernels`, for the evaluation's batch shapes, before the first evaluation
+    /// (as the native tuner measures them at their first use): a dry run on the model itself,
+    /// which evaluation leaves unchanged (its count of correct answers starts from zero).
+    async fn prepare_eval_kernels(&mut self, be: &mut B) -> Vec<String> {
+        if !be.begin_tuning() {
+            return Vec::new();
+        }
+        for nb in batches(self.n_test, self.model.eval_capacity) {
+            self.model.gather_batch(be, &self.test_ds, &self.test_order, 0, nb);
+            self.model.eval_batch(be, nb);
+            be.submit();
+        }
+        be.end_tuning().await
     }
 
     /// Evaluates the epoch's model and moves on to the next epoch.
@@ -429,6 +443,16 @@ impl<B: Backend + 'static> Trainer<B> {
         self.epoch += 1;
         self.step = 0;
         report
+    }
+}
+
+/// The batch sizes that cover `n` items in batches of `batch`: the full one and the last,
+/// shorter one (where there is one).
+fn batches(n: usize, batch: usize) -> Vec<usize> {
+    match n % batch {
+        _ if n <= batch => vec![n],
+        0 => vec![batch],
+        last => vec![batch, last],
     }
 }
 
