@@ -334,7 +334,7 @@ impl<B: Backend + 'static> Trainer<B> {
     /// then awaited), which keeps the host within about 2·log_every steps of the device.
     pub async fn advance(&mut self, be: &mut B, max_steps: usize) -> Result<Vec<Event>> {
         let mut events = Vec::new();
-        if self.recorded == 0 && !self.prepared {
+        if !self.prepared {
             self.prepared = true;
             events.extend(self.prepare_kernels(be).await?.into_iter().map(Event::Kernel));
         }

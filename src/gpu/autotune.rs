@@ -107,7 +107,7 @@ pub struct Tuner {
     reported: RefCell<usize>,
     /// (op, shape fingerprint) → index of the chosen candidate: the per-call lookup, which
     /// formats and allocates nothing.
-    pub(super) memo: RefCell<super::context::FastMap<(&'static str, Fingerprint), usize>>,
+    memo: RefCell<super::context::FastMap<(&'static str, Fingerprint), usize>>,
     /// Measures only inside a tuning window, without waiting (see gpu::deferred_tuning).
     pub(super) deferred: bool,
     /// The open tuning window, if any, and the measurements it has queued.
@@ -272,7 +272,7 @@ impl Tuner {
         Some(kernel)
     }
 
-    pub(super) fn record(&self, choice: Choice) {
+    fn record(&self, choice: Choice) {
         let key = choice.key.clone();
         self.cache.borrow_mut().insert(key.clone(), choice);
         let mut used = self.used.borrow_mut();
@@ -283,6 +283,16 @@ impl Tuner {
         if let Err(e) = self.save() {
             eprintln!("warning: could not save the autotune cache: {e:#}");
         }
+    }
+
+    /// Makes the choice for `key` from its candidates' measured µs per call (in candidate
+    /// order): the fastest, the first of equally fast ones (the static rule on a tie). Records
+    /// it (cache, file) and remembers it for `(op, fingerprint)`; returns its index.
+    pub(super) fn choose(&self, op: &'static str, fingerprint: Fingerprint, key: String, times_us: Vec<(String, f64)>) -> usize {
+        let fastest = (0..times_us.len()).fold(0, |b, i| if times_us[i].1 < times_us[b].1 { i } else { b });
+        self.record(Choice { key, kernel: times_us[fastest].0.clone(), times_us, measured: true });
+        self.memo.borrow_mut().insert((op, fingerprint), fastest);
+        fastest
     }
 
     /// Writes every choice to a temporary file and renames it over the cache file.
@@ -311,7 +321,6 @@ fn parse(what: &str, bytes: &[u8], identity: &Value) -> Result<BTreeMap<String, 
     if doc["format"] != json!(FORMAT) || doc["identity"] != *identity {
         return Ok(BTreeMap::new());
     }
-    let file = what;
     let bad = |msg: &str| anyhow!("{what}: {msg}");
     let choices = doc["choices"].as_object().ok_or_else(|| bad("no \"choices\" object"))?;
     let mut out = BTreeMap::new();
@@ -322,7 +331,7 @@ fn parse(what: &str, bytes: &[u8], identity: &Value) -> Result<BTreeMap<String, 
         for t in times {
             match (t[0].as_str(), t[1].as_f64()) {
                 (Some(name), Some(us)) if us.is_finite() && us >= 0.0 => times_us.push((name.to_string(), us)),
-                _ => bail!("{file}: choice {key:?} has a bad time {t}"),
+                _ => bail!("{what}: choice {key:?} has a bad time {t}"),
             }
         }
         out.insert(key.clone(), Choice { key: key.clone(), kernel: kernel.to_string(), times_us, measured: false });
@@ -381,7 +390,7 @@ impl GpuContext {
             return candidates[0].1;
         }
         let times = self.set_aside(|| {
-            let temps: Vec<Rc<RawBuffer>> = temp_lens.iter().map(|&n| self.buffer(n)).collect();
+            let temps = self.temporaries(temp_lens);
             let mut times = Vec::new();
             let mut best = f64::INFINITY;
             for &(name, k) in candidates {
@@ -399,14 +408,7 @@ impl GpuContext {
             }
             times
         });
-        // The temporaries are gone with their bind groups: not part of the caller's memory.
-        let temp_bytes: u64 = temp_lens.iter().map(|&n| n.max(1) as u64 * 4).sum();
-        self.allocated_bytes.set(self.allocated_bytes.get().saturating_sub(temp_bytes));
-        // The first of equally fast candidates wins (the static rule on a tie).
-        let fastest = (0..times.len()).fold(0, |b, i| if times[i].1 < times[b].1 { i } else { b });
-        tuner.record(Choice { key, kernel: times[fastest].0.clone(), times_us: times, measured: true });
-        tuner.memo.borrow_mut().insert((op, fingerprint), fastest);
-        candidates[fastest].1
+        candidates[tuner.choose(op, fingerprint, key, times)].1
     }
 
     /// µs that the work `record` records takes on the device: summed dispatch timestamps

@@ -362,23 +362,41 @@ impl GpuContext {
     }
 
     /// Runs `f` (the tuner's measurements) after the work recorded so far has finished, with
-    /// the dispatch and submit counters, the op label and any open profile set aside and
-    /// restored after, and the bind groups of buffers created meanwhile forgotten (so that
-    /// temporary buffers are freed).
+    /// the caller's state set aside (`unobserved`), and the bind groups of buffers created
+    /// meanwhile forgotten (so that temporary buffers are freed).
     pub(crate) fn set_aside<T>(&self, f: impl FnOnce() -> T) -> T {
         self.finish();
+        let first_new_id = self.next_id.get();
+        let out = self.unobserved(|| {
+            let out = f();
+            self.finish();
+            out
+        });
+        self.forget_bind_groups_since(first_new_id);
+        out
+    }
+
+    /// Runs `f` with the dispatch and submit counters, the op label and any open profile set
+    /// aside and restored after, so that the caller's counts and profile do not see its work.
+    pub(crate) fn unobserved<T>(&self, f: impl FnOnce() -> T) -> T {
         let (dispatches, submits) = (self.dispatches.get(), self.submits.get());
         let label = self.op_label.take();
         let profile = self.profiler.borrow_mut().take();
-        let first_new_id = self.next_id.get();
         let out = f();
-        self.finish();
-        self.forget_bind_groups_since(first_new_id);
         self.dispatches.set(dispatches);
         self.submits.set(submits);
         self.op_label.set(label);
         *self.profiler.borrow_mut() = profile;
         out
+    }
+
+    /// Zero-filled buffers of `lens` elements for the tuner's measurements, not counted in
+    /// `allocated_bytes`: they go with their bind groups, not part of the caller's memory.
+    pub(crate) fn temporaries(&self, lens: &[usize]) -> Vec<Rc<RawBuffer>> {
+        let temps: Vec<Rc<RawBuffer>> = lens.iter().map(|&n| self.buffer(n)).collect();
+        let bytes: u64 = lens.iter().map(|&n| n.max(1) as u64 * 4).sum();
+        self.allocated_bytes.set(self.allocated_bytes.get().saturating_sub(bytes));
+        temps
     }
 
     /// The id the next buffer (or view) created will have: buffers created from now on have

@@ -16,7 +16,7 @@
 
 use std::rc::Rc;
 
-use super::autotune::{Choice, Fingerprint, Mode, Tuner, REPEATS, TRIALS};
+use super::autotune::{Fingerprint, Mode, Tuner, REPEATS, TRIALS};
 use super::context::{GpuContext, Profiler, RawBuffer};
 
 /// Dispatches one shape's measurement may time (a query set holds 4,096 timestamps).
@@ -81,10 +81,7 @@ impl GpuContext {
                     let times_us: Vec<(String, f64)> = (q.names.iter().enumerate())
                         .map(|(i, n)| (n.to_string(), sums[i * TRIALS..(i + 1) * TRIALS].iter().fold(f64::INFINITY, |a, &b| a.min(b)) / REPEATS as f64 / 1e3))
                         .collect();
-                    // The first of equally fast candidates wins (the static rule on a tie).
-                    let fastest = (0..times_us.len()).fold(0, |b, i| if times_us[i].1 < times_us[b].1 { i } else { b });
-                    tuner.record(Choice { key: q.key, kernel: q.names[fastest].to_string(), times_us, measured: true });
-                    tuner.memo.borrow_mut().insert((q.op, q.fingerprint), fastest);
+                    tuner.choose(q.op, q.fingerprint, q.key, times_us);
                 }
                 Err(e) => failed.push(format!("{}: not timed ({e:#}); the fixed rule", q.key)),
             }
@@ -95,7 +92,7 @@ impl GpuContext {
 
     /// Records one shape's measurement for `end_tuning` (see the module's comment): the work
     /// recorded so far is submitted first, and the dispatch and submit counters, the op label
-    /// and any open profile are set aside meanwhile, as the native tuner does.
+    /// and any open profile are set aside meanwhile (`unobserved`), as the native tuner does.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn measure_later(
         &self,
@@ -108,28 +105,21 @@ impl GpuContext {
         run: &dyn Fn(&[Rc<RawBuffer>], usize),
     ) {
         self.submit();
-        let (dispatches, submits) = (self.dispatches.get(), self.submits.get());
-        let label = self.op_label.take();
-        let open = self.profiler.borrow_mut().take();
-        self.start_profiler(MAX_DISPATCHES, !self.can_profile());
-        let temps: Vec<Rc<RawBuffer>> = temp_lens.iter().map(|&n| self.buffer(n)).collect();
-        for i in 0..names.len() {
-            run(&temps, i); // untimed: its dispatches carry no label
-            for trial in 0..TRIALS {
-                self.op_label.set(Some((i * TRIALS + trial) as u32));
-                (0..REPEATS).for_each(|_| run(&temps, i));
-                self.op_label.set(None);
+        let (profile, temps) = self.unobserved(|| {
+            self.start_profiler(MAX_DISPATCHES, !self.can_profile());
+            let temps = self.temporaries(temp_lens);
+            for i in 0..names.len() {
+                run(&temps, i); // untimed: its dispatches carry no label
+                for trial in 0..TRIALS {
+                    self.op_label.set(Some((i * TRIALS + trial) as u32));
+                    (0..REPEATS).for_each(|_| run(&temps, i));
+                    self.op_label.set(None);
+                }
             }
-        }
-        let profile = self.profiler.borrow_mut().take().expect("started above");
-        self.submit();
-        self.dispatches.set(dispatches);
-        self.submits.set(submits);
-        self.op_label.set(label);
-        *self.profiler.borrow_mut() = open;
-        // The temporaries go when their timestamps are read: not part of the caller's memory.
-        let temp_bytes: u64 = temp_lens.iter().map(|&n| n.max(1) as u64 * 4).sum();
-        self.allocated_bytes.set(self.allocated_bytes.get().saturating_sub(temp_bytes));
+            let profile = self.profiler.borrow_mut().take().expect("started above");
+            self.submit();
+            (profile, temps)
+        });
         let queued = Queued { key, op, fingerprint, names: names.to_vec(), profile, _temps: temps };
         tuner.window.borrow_mut().as_mut().expect("measuring inside a window").queued.push(queued);
     }
